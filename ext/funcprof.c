@@ -1,0 +1,8 @@
+/* funcprof.c - placeholder: the component registers nothing yet. */
+#include "module.h"
+
+int funcprof_module_exec(PyObject *module)
+{
+    (void)module;
+    return 0;
+}

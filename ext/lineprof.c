@@ -1,0 +1,8 @@
+/* lineprof.c - placeholder: the component registers nothing yet. */
+#include "module.h"
+
+int lineprof_module_exec(PyObject *module)
+{
+    (void)module;
+    return 0;
+}

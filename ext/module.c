@@ -1,0 +1,243 @@
+/* module.c - init of the `pyrometer` extension module and its front doors.
+ *
+ * Owns the MAGICS registry (name -> (kinds, callable)) and
+ * load_ipython_extension(), which hands the same magics to IPython. The kernel
+ * reads MAGICS directly; `import pyrometer` exposes the plain API.
+ */
+#include "module.h"
+
+/* ---- the IPython front door ------------------------------------------- */
+
+/* A callable that IPython calls as f(line) or f(line, cell); it forwards to
+ * a pyrometer magic with the shell's user namespace and a raw display. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *magic;   /* owned: the pyrometer magic callable */
+    PyObject *shell;   /* owned: the InteractiveShell */
+    PyObject *display; /* owned: callable(bundle) -> display(bundle, raw=True) */
+} IPythonMagic;
+
+static int ipm_traverse(IPythonMagic *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->magic);
+    Py_VISIT(self->shell);
+    Py_VISIT(self->display);
+    return 0;
+}
+
+static int ipm_clear(IPythonMagic *self)
+{
+    Py_CLEAR(self->magic);
+    Py_CLEAR(self->shell);
+    Py_CLEAR(self->display);
+    return 0;
+}
+
+static void ipm_dealloc(IPythonMagic *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ipm_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"line", "cell", NULL};
+    PyObject *line = NULL, *cell = Py_None, *ns = NULL, *result = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "U|O:magic", kwlist, &line, &cell))
+        return NULL;
+    ns = PyObject_GetAttrString(self->shell, "user_ns");
+    if (ns == NULL)
+        return NULL;
+    result = PyObject_CallFunctionObjArgs(self->magic, line, cell, ns, self->display, NULL);
+    Py_DECREF(ns);
+    return result;
+}
+
+static PyType_Slot ipm_slots[] = {
+    {Py_tp_dealloc, ipm_dealloc},
+    {Py_tp_traverse, ipm_traverse},
+    {Py_tp_clear, ipm_clear},
+    {Py_tp_call, ipm_call},
+    {Py_tp_doc, "A pyrometer magic bound to an IPython shell."},
+    {0, NULL},
+};
+
+static PyType_Spec ipm_spec = {
+    .name = "pyrometer._IPythonMagic",
+    .basicsize = sizeof(IPythonMagic),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ipm_slots,
+};
+
+/* display(bundle) for IPython: IPython.display.display(bundle, raw=True). */
+static PyObject *make_ipython_display(void)
+{
+    PyObject *mod = NULL, *display = NULL, *functools = NULL, *kw = NULL, *partial = NULL;
+
+    mod = PyImport_ImportModule("IPython.display");
+    if (mod == NULL)
+        goto error;
+    display = PyObject_GetAttrString(mod, "display");
+    if (display == NULL)
+        goto error;
+    functools = PyImport_ImportModule("functools");
+    if (functools == NULL)
+        goto error;
+    kw = Py_BuildValue("{s:O}", "raw", Py_True);
+    if (kw == NULL)
+        goto error;
+    PyObject *partial_type = PyObject_GetAttrString(functools, "partial");
+    if (partial_type == NULL)
+        goto error;
+    PyObject *args = PyTuple_Pack(1, display);
+    if (args == NULL) {
+        Py_DECREF(partial_type);
+        goto error;
+    }
+    partial = PyObject_Call(partial_type, args, kw);
+    Py_DECREF(args);
+    Py_DECREF(partial_type);
+error:
+    Py_XDECREF(mod);
+    Py_XDECREF(display);
+    Py_XDECREF(functools);
+    Py_XDECREF(kw);
+    return partial;
+}
+
+PyDoc_STRVAR(load_ipython_extension_doc,
+             "load_ipython_extension(ipython)\n--\n\n"
+             "Register pyrometer's magics (%prun, %lprun, %memit, ...) with an IPython shell.");
+
+static PyObject *load_ipython_extension(PyObject *module, PyObject *shell)
+{
+    PyObject *magics = NULL, *display = NULL, *ipm_type = NULL, *register_fn = NULL;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+
+    magics = PyObject_GetAttrString(module, "MAGICS");
+    if (magics == NULL || !PyDict_Check(magics)) {
+        if (magics != NULL)
+            PyErr_SetString(PyExc_TypeError, "pyrometer.MAGICS must be a dict");
+        goto error;
+    }
+    display = make_ipython_display();
+    if (display == NULL)
+        goto error;
+    ipm_type = PyObject_GetAttrString(module, "_IPythonMagic");
+    if (ipm_type == NULL)
+        goto error;
+    register_fn = PyObject_GetAttrString(shell, "register_magic_function");
+    if (register_fn == NULL)
+        goto error;
+    while (PyDict_Next(magics, &pos, &key, &value)) {
+        PyObject *kinds, *callable;
+        if (!PyArg_ParseTuple(value, "UO:MAGICS entry", &kinds, &callable))
+            goto error;
+        IPythonMagic *ipm = PyObject_GC_New(IPythonMagic, (PyTypeObject *)ipm_type);
+        if (ipm == NULL)
+            goto error;
+        ipm->magic = Py_NewRef(callable);
+        ipm->shell = Py_NewRef(shell);
+        ipm->display = Py_NewRef(display);
+        PyObject_GC_Track(ipm);
+        PyObject *res = PyObject_CallFunctionObjArgs(register_fn, (PyObject *)ipm, kinds, key, NULL);
+        Py_DECREF(ipm);
+        if (res == NULL)
+            goto error;
+        Py_DECREF(res);
+    }
+    Py_DECREF(magics);
+    Py_DECREF(display);
+    Py_DECREF(ipm_type);
+    Py_DECREF(register_fn);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(magics);
+    Py_XDECREF(display);
+    Py_XDECREF(ipm_type);
+    Py_XDECREF(register_fn);
+    return NULL;
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+int module_add_magic(PyObject *module, const char *name, const char *kinds, PyObject *callable)
+{
+    PyObject *magics = PyObject_GetAttrString(module, "MAGICS");
+    if (magics == NULL)
+        return -1;
+    PyObject *entry = Py_BuildValue("(sO)", kinds, callable);
+    if (entry == NULL) {
+        Py_DECREF(magics);
+        return -1;
+    }
+    int rc = PyDict_SetItemString(magics, name, entry);
+    Py_DECREF(entry);
+    Py_DECREF(magics);
+    return rc;
+}
+
+/* ---- module init --------------------------------------------------------- */
+
+static int pyrometer_exec(PyObject *module)
+{
+    PyObject *magics = PyDict_New();
+    if (magics == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "MAGICS", magics) < 0) {
+        Py_DECREF(magics);
+        return -1;
+    }
+    Py_DECREF(magics);
+    PyObject *ipm_type = PyType_FromModuleAndSpec(module, &ipm_spec, NULL);
+    if (ipm_type == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "_IPythonMagic", ipm_type) < 0) {
+        Py_DECREF(ipm_type);
+        return -1;
+    }
+    Py_DECREF(ipm_type);
+    if (PyModule_AddStringConstant(module, "__version__", PYROMETER_VERSION) < 0)
+        return -1;
+    if (funcprof_module_exec(module) < 0)
+        return -1;
+    if (lineprof_module_exec(module) < 0)
+        return -1;
+    if (memprof_module_exec(module) < 0)
+        return -1;
+    return 0;
+}
+
+static PyMethodDef pyrometer_methods[] = {
+    {"load_ipython_extension", load_ipython_extension, METH_O, load_ipython_extension_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot pyrometer_slots[] = {
+    {Py_mod_exec, pyrometer_exec},
+    {0, NULL},
+};
+
+PyDoc_STRVAR(pyrometer_doc, "pyrometer: native function, line and memory profilers for notebooks.\n\n"
+                            "In IPython or ipykernel: %load_ext pyrometer, then %prun, %lprun, "
+                            "%memit, %mprun.");
+
+static struct PyModuleDef pyrometer_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pyrometer",
+    .m_doc = pyrometer_doc,
+    .m_size = 0,
+    .m_methods = pyrometer_methods,
+    .m_slots = pyrometer_slots,
+};
+
+PyMODINIT_FUNC PyInit_pyrometer(void)
+{
+    return PyModuleDef_Init(&pyrometer_module);
+}

@@ -1,0 +1,46 @@
+/* report.h - shared building blocks for rendering profiler results.
+ *
+ * A growable byte buffer (report_buf) with printf-style, HTML-escaping and
+ * number-formatting appenders, plus the shared stylesheet. Each profiler lays
+ * out its own tables with these; no Python objects are involved until
+ * report_buf_to_str().
+ */
+#ifndef PYROMETER_REPORT_H
+#define PYROMETER_REPORT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+typedef struct {
+    char *data;    /* owned, NUL-terminated when len > 0 */
+    size_t len;
+    size_t cap;
+    int failed;    /* set once an allocation failed; later appends are no-ops */
+} report_buf;
+
+#define REPORT_BUF_INIT {NULL, 0, 0, 0}
+
+void report_buf_free(report_buf *b);
+void report_buf_append(report_buf *b, const char *s, size_t n);
+void report_buf_puts(report_buf *b, const char *s);
+void report_buf_printf(report_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s with &, <, >, " and ' escaped for HTML text and attributes. */
+void report_buf_html(report_buf *b, const char *s, size_t n);
+/* Appends n spaces (for text-table padding). */
+void report_buf_pad(report_buf *b, size_t n);
+
+/* Returns a new str with the buffer's contents (decoded as UTF-8 with
+ * "replace"), or NULL with MemoryError set if an append had failed. The
+ * buffer is left untouched. */
+PyObject *report_buf_to_str(const report_buf *b);
+
+/* Returns a new dict {"text/plain": text, "text/html": html}, or NULL with an
+ * exception set. Neither buffer is freed. */
+PyObject *report_bundle_new(const report_buf *text, const report_buf *html);
+
+/* The <style> block every HTML report starts with. It uses JupyterLab's CSS
+ * variables with fallbacks, so it reads in light and dark themes. */
+extern const char report_css[];
+
+#endif

@@ -1,0 +1,1 @@
+/* magics.c - placeholder */
