@@ -1,0 +1,2 @@
+/* lprun.c - placeholder. */
+#include "module.h"

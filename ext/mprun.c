@@ -1,0 +1,2 @@
+/* mprun.c - placeholder. */
+#include "module.h"

@@ -1,0 +1,2 @@
+/* prun.c - placeholder. */
+#include "module.h"
