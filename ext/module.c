@@ -43,6 +43,47 @@ static void ipm_dealloc(IPythonMagic *self)
     Py_DECREF(tp);
 }
 
+/* If the pending exception is a pyrometer.UsageError, replace it with
+ * IPython's UsageError, which IPython prints as a short message. */
+static void to_ipython_usage_error(void)
+{
+    PyObject *exc, *val, *tb;
+    PyObject *mod = PyImport_ImportModule("pyrometer");
+    if (mod == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *ours = PyObject_GetAttrString(mod, "UsageError");
+    Py_DECREF(mod);
+    if (ours == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (!PyErr_ExceptionMatches(ours)) {
+        Py_DECREF(ours);
+        return;
+    }
+    Py_DECREF(ours);
+    PyErr_Fetch(&exc, &val, &tb);
+    PyErr_NormalizeException(&exc, &val, &tb);
+    PyObject *errmod = PyImport_ImportModule("IPython.core.error");
+    PyObject *theirs = errmod ? PyObject_GetAttrString(errmod, "UsageError") : NULL;
+    Py_XDECREF(errmod);
+    PyObject *msg = theirs && val ? PyObject_Str(val) : NULL;
+    if (msg == NULL) {
+        Py_XDECREF(theirs);
+        PyErr_Clear();
+        PyErr_Restore(exc, val, tb);
+        return;
+    }
+    PyErr_SetObject(theirs, msg);
+    Py_DECREF(theirs);
+    Py_DECREF(msg);
+    Py_XDECREF(exc);
+    Py_XDECREF(val);
+    Py_XDECREF(tb);
+}
+
 static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"line", "cell", NULL};
@@ -55,6 +96,8 @@ static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
         return NULL;
     result = PyObject_CallFunctionObjArgs(self->magic, line, cell, ns, self->display, NULL);
     Py_DECREF(ns);
+    if (result == NULL)
+        to_ipython_usage_error();
     return result;
 }
 
@@ -203,6 +246,17 @@ static int pyrometer_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(ipm_type);
+    PyObject *usage = PyErr_NewExceptionWithDoc(
+        "pyrometer.UsageError",
+        "A magic was called with bad options or a target it cannot profile.", PyExc_ValueError,
+        NULL);
+    if (usage == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "UsageError", usage) < 0) {
+        Py_DECREF(usage);
+        return -1;
+    }
+    Py_DECREF(usage);
     if (PyModule_AddStringConstant(module, "__version__", PYROMETER_VERSION) < 0)
         return -1;
     if (funcprof_module_exec(module) < 0)
