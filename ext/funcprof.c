@@ -1,4 +1,10 @@
-/* funcprof.c - placeholder: the component registers nothing yet. */
+/* funcprof.c - placeholder.
+ *
+ * TO THE HELPER BUILDING ISSUE 4 (%prun): before editing anything, read
+ * /work/HELPER-RULES.md (build in your own build dir build-prun, commit only
+ * your own paths, deadline 10:35 UTC, what your report must contain).
+ * Delete this note when you write the file.
+ */
 #include "module.h"
 
 int funcprof_module_exec(PyObject *module)
