@@ -1,1 +1,90 @@
-/* dispatch.c - placeholder */
+/* dispatch.c - routes each verified message to its handler by msg_type
+ * through a small table per channel, publishing status busy and idle
+ * (parented to the request) around it. Unknown types are logged and dropped. */
+#include "dispatch.h"
+
+#include <string.h>
+
+#include "interp.h"
+#include "log.h"
+
+typedef struct {
+    const char *msg_type;
+    dispatch_handler fn;
+    int status; /* publish busy/idle around it */
+} dispatch_entry;
+
+static const dispatch_entry shell_table[] = {
+    {"execute_request", handle_execute, 1},
+    {"kernel_info_request", handle_kernel_info, 1},
+    {"is_complete_request", handle_is_complete, 1},
+    {"complete_request", handle_complete, 1},
+    {"inspect_request", handle_inspect, 1},
+    {"history_request", handle_history, 1},
+    {"comm_info_request", handle_comm_info, 1},
+    {"comm_open", handle_comm_open, 1},
+    {"comm_msg", handle_comm_ignore, 1},
+    {"comm_close", handle_comm_ignore, 1},
+    {"shutdown_request", handle_shutdown, 1},
+    {NULL, NULL, 0},
+};
+
+static const dispatch_entry control_table[] = {
+    {"kernel_info_request", handle_kernel_info, 1},
+    {"shutdown_request", handle_shutdown, 1},
+    {"interrupt_request", handle_interrupt, 1},
+    {NULL, NULL, 0},
+};
+
+static void publish_status(publisher *pub, const wire_msg *msg, const char *state)
+{
+    pub->iopub(pub->self, "status", json_pack("{s:s}", "execution_state", state), msg->header);
+}
+
+static void run(server *s, publisher *pub, const dispatch_entry *table, const char *channel,
+                wire_msg *msg)
+{
+    const dispatch_entry *e = table;
+    while (e->msg_type && strcmp(e->msg_type, msg->msg_type) != 0)
+        e++;
+    if (e->msg_type == NULL) {
+        log_msg("%s: ignored unknown message type \"%.64s\"", channel, msg->msg_type);
+        return;
+    }
+    if (e->status)
+        publish_status(pub, msg, "busy");
+    e->fn(s, pub, msg);
+    if (e->status)
+        publish_status(pub, msg, "idle");
+}
+
+void dispatch_shell(server *s, wire_msg *msg, void *arg)
+{
+    server_set_stream_parent(s, msg->header);
+    run(s, server_shell_publisher(s), shell_table, "shell", msg);
+}
+
+void dispatch_control(server *s, wire_msg *msg, void *arg)
+{
+    run(s, server_control_publisher(s), control_table, "control", msg);
+}
+
+static void abort_one(server *s, wire_msg *msg, void *arg)
+{
+    if (strcmp(msg->msg_type, "execute_request") != 0) {
+        dispatch_shell(s, msg, arg);
+        return;
+    }
+    publisher *pub = server_shell_publisher(s);
+    publish_status(pub, msg, "busy");
+    pub->reply(pub->self, msg, "execute_reply",
+               json_pack("{s:s, s:I}", "status", "aborted", "execution_count",
+                         (json_int_t)interp_execution_count()),
+               json_pack("{s:s}", "status", "aborted"));
+    publish_status(pub, msg, "idle");
+}
+
+void dispatch_abort_queued(server *s)
+{
+    server_drain_shell(s, abort_one, NULL);
+}

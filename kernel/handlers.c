@@ -1,1 +1,99 @@
-/* handlers.c - placeholder */
+/* handlers.c - one function per request type. Each reads the request's
+ * content, asks interp/introspect/history for the answer, and replies
+ * through its publisher; none touches a socket. */
+#include <string.h>
+
+#include "dispatch.h"
+#include "history.h"
+#include "interp.h"
+#include "introspect.h"
+#include "log.h"
+
+static const char *str_field(const wire_msg *msg, const char *name)
+{
+    const char *v = json_string_value(json_object_get(msg->content, name));
+    return v ? v : "";
+}
+
+static long int_field(const wire_msg *msg, const char *name, long dflt)
+{
+    json_t *v = json_object_get(msg->content, name);
+    return json_is_integer(v) ? (long)json_integer_value(v) : dflt;
+}
+
+void handle_kernel_info(server *s, publisher *pub, const wire_msg *msg)
+{
+    json_t *info = server_kernel_info(s);
+    pub->reply(pub->self, msg, "kernel_info_reply", info ? json_deep_copy(info) : json_object(),
+               NULL);
+}
+
+void handle_execute(server *s, publisher *pub, const wire_msg *msg)
+{
+    int failed = 0;
+    json_t *reply = interp_execute(pub, msg, &failed);
+    json_t *md = json_pack("{s:s}", "status", failed ? "error" : "ok");
+    pub->reply(pub->self, msg, "execute_reply", reply, md);
+    json_t *soe = json_object_get(msg->content, "stop_on_error");
+    if (failed && (soe == NULL || json_is_true(soe)))
+        dispatch_abort_queued(s);
+}
+
+void handle_is_complete(server *s, publisher *pub, const wire_msg *msg)
+{
+    pub->reply(pub->self, msg, "is_complete_reply", interp_is_complete(str_field(msg, "code")),
+               NULL);
+}
+
+void handle_complete(server *s, publisher *pub, const wire_msg *msg)
+{
+    const char *code = str_field(msg, "code");
+    long pos = int_field(msg, "cursor_pos", (long)strlen(code));
+    pub->reply(pub->self, msg, "complete_reply", introspect_complete(code, pos), NULL);
+}
+
+void handle_inspect(server *s, publisher *pub, const wire_msg *msg)
+{
+    const char *code = str_field(msg, "code");
+    long pos = int_field(msg, "cursor_pos", (long)strlen(code));
+    int level = (int)int_field(msg, "detail_level", 0);
+    pub->reply(pub->self, msg, "inspect_reply", introspect_inspect(code, pos, level), NULL);
+}
+
+void handle_history(server *s, publisher *pub, const wire_msg *msg)
+{
+    pub->reply(pub->self, msg, "history_reply", history_reply(msg->content), NULL);
+}
+
+void handle_comm_info(server *s, publisher *pub, const wire_msg *msg)
+{
+    pub->reply(pub->self, msg, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"),
+               NULL);
+}
+
+/* No comm targets are registered: answer every comm_open with comm_close. */
+void handle_comm_open(server *s, publisher *pub, const wire_msg *msg)
+{
+    const char *id = str_field(msg, "comm_id");
+    log_msg("comm_open for unknown target \"%.64s\": closing it", str_field(msg, "target_name"));
+    pub->iopub(pub->self, "comm_close", json_pack("{s:s, s:{}}", "comm_id", id, "data"),
+               msg->header);
+}
+
+void handle_comm_ignore(server *s, publisher *pub, const wire_msg *msg)
+{
+}
+
+void handle_shutdown(server *s, publisher *pub, const wire_msg *msg)
+{
+    int restart = json_is_true(json_object_get(msg->content, "restart"));
+    pub->reply(pub->self, msg, "shutdown_reply",
+               json_pack("{s:s, s:b}", "status", "ok", "restart", restart), NULL);
+    server_request_shutdown(s, restart);
+}
+
+void handle_interrupt(server *s, publisher *pub, const wire_msg *msg)
+{
+    server_interrupt_main(s);
+    pub->reply(pub->self, msg, "interrupt_reply", json_pack("{s:s}", "status", "ok"), NULL);
+}

@@ -1,1 +1,1031 @@
-/* interp.c - placeholder */
+/* interp.c - the embedded CPython: interpreter start-up, the kernel's
+ * internal module `_pyrometer_kernel`, running a cell (transform, compile,
+ * exec, display of the last expression), the IPython-style output history
+ * (_, __, ___, _N, In, Out), rich display, input(), and error reports.
+ */
+#include "interp.h"
+
+#include <string.h>
+
+#include "magics.h"
+#include "module.h"
+#include "streams.h"
+#include "transform.h"
+
+/* Interpreter-wide state. Protected by the GIL. */
+static struct {
+    publisher *pub;          /* borrowed; outlives the interpreter */
+    const wire_msg *req;     /* the execute_request being run, or NULL */
+    int silent, store_history, allow_stdin;
+    long execution_count;
+    long serial;             /* every compiled cell, counted or not */
+    PyObject *kmod;          /* owned: the _pyrometer_kernel module */
+    PyObject *main_dict;     /* borrowed from __main__ */
+    PyObject *in_list;       /* owned: In */
+    PyObject *out_dict;      /* owned: Out */
+    PyObject *linecache;     /* owned: linecache.cache dict */
+    PyObject *stdin_error;   /* owned: StdinNotImplementedError */
+} st;
+
+const wire_msg *interp_current_request(void)
+{
+    return st.req;
+}
+
+publisher *interp_publisher(void)
+{
+    return st.pub;
+}
+
+PyObject *interp_user_ns(void)
+{
+    return st.main_dict;
+}
+
+long interp_execution_count(void)
+{
+    return st.execution_count;
+}
+
+/* ---- Python -> JSON ----------------------------------------------------- */
+
+json_t *interp_to_json(PyObject *obj)
+{
+    if (obj == Py_None)
+        return json_null();
+    if (PyBool_Check(obj))
+        return json_boolean(obj == Py_True);
+    if (PyLong_Check(obj)) {
+        long long v = PyLong_AsLongLong(obj);
+        if (v == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return json_real(PyLong_AsDouble(obj));
+        }
+        return json_integer(v);
+    }
+    if (PyFloat_Check(obj))
+        return json_real(PyFloat_AS_DOUBLE(obj));
+    if (PyUnicode_Check(obj)) {
+        Py_ssize_t n;
+        PyObject *b = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
+        if (b == NULL)
+            return NULL;
+        n = PyBytes_GET_SIZE(b);
+        json_t *s = json_stringn(PyBytes_AS_STRING(b), (size_t)n);
+        Py_DECREF(b);
+        if (s == NULL)
+            PyErr_SetString(PyExc_ValueError, "string is not valid UTF-8");
+        return s;
+    }
+    if (PyBytes_Check(obj) || PyByteArray_Check(obj)) {
+        PyObject *b64 = PyImport_ImportModule("base64");
+        PyObject *enc = b64 ? PyObject_CallMethod(b64, "b64encode", "O", obj) : NULL;
+        Py_XDECREF(b64);
+        if (enc == NULL)
+            return NULL;
+        json_t *s = json_stringn(PyBytes_AS_STRING(enc), (size_t)PyBytes_GET_SIZE(enc));
+        Py_DECREF(enc);
+        return s;
+    }
+    if (PyDict_Check(obj)) {
+        json_t *o = json_object();
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (o && PyDict_Next(obj, &pos, &k, &v)) {
+            PyObject *ks = PyObject_Str(k);
+            if (ks == NULL)
+                goto dict_error;
+            const char *kc = PyUnicode_AsUTF8(ks);
+            json_t *jv = kc ? interp_to_json(v) : NULL;
+            if (jv == NULL || json_object_set_new(o, kc, jv) < 0) {
+                Py_DECREF(ks);
+                goto dict_error;
+            }
+            Py_DECREF(ks);
+        }
+        return o;
+    dict_error:
+        json_decref(o);
+        return NULL;
+    }
+    if (PyList_Check(obj) || PyTuple_Check(obj)) {
+        PyObject *seq = PySequence_Fast(obj, "");
+        if (seq == NULL)
+            return NULL;
+        json_t *a = json_array();
+        for (Py_ssize_t i = 0; a && i < PySequence_Fast_GET_SIZE(seq); i++) {
+            json_t *jv = interp_to_json(PySequence_Fast_GET_ITEM(seq, i));
+            if (jv == NULL) {
+                json_decref(a);
+                a = NULL;
+                break;
+            }
+            json_array_append_new(a, jv);
+        }
+        Py_DECREF(seq);
+        return a;
+    }
+    PyObject *s = PyObject_Str(obj);
+    if (s == NULL)
+        return NULL;
+    json_t *j = interp_to_json(s);
+    Py_DECREF(s);
+    return j;
+}
+
+/* Takes the raised exception: returns it normalised, with its traceback
+ * attached, and clears the error indicator. NULL if none was set. */
+static PyObject *take_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* ---- rich display --------------------------------------------------------- */
+
+static const struct {
+    const char *method;
+    const char *mime;
+} repr_methods[] = {
+    {"_repr_html_", "text/html"},         {"_repr_markdown_", "text/markdown"},
+    {"_repr_latex_", "text/latex"},       {"_repr_svg_", "image/svg+xml"},
+    {"_repr_png_", "image/png"},          {"_repr_jpeg_", "image/jpeg"},
+    {"_repr_json_", "application/json"},  {"_repr_javascript_", "application/javascript"},
+    {"_repr_pdf_", "application/pdf"},
+};
+
+/* Calls obj.method() if obj's type has it. Returns a new reference, Py_None
+ * when absent, or NULL with an exception set. */
+static PyObject *call_repr(PyObject *obj, const char *method)
+{
+    if (PyType_Check(obj))
+        Py_RETURN_NONE; /* classes' unbound _repr_*_ are not for them */
+    PyObject *fn = PyObject_GetAttrString(obj, method);
+    if (fn == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *r = PyCallable_Check(fn) ? PyObject_CallNoArgs(fn) : Py_NewRef(Py_None);
+    Py_DECREF(fn);
+    return r;
+}
+
+/* A formatter that raises shows a warning on stderr, as IPython does, and the
+ * MIME type is skipped. */
+static void formatter_failed(const char *method)
+{
+    PyObject *exc = take_exception();
+    PyObject *s = exc ? PyObject_Repr(exc) : NULL;
+    const char *c = s ? PyUnicode_AsUTF8(s) : NULL;
+    char line[512];
+    snprintf(line, sizeof line, "%s raised %s\n", method, c ? c : "an exception");
+    PyErr_Clear();
+    if (st.pub)
+        st.pub->stream(st.pub->self, "stderr", line, strlen(line));
+    Py_XDECREF(s);
+    Py_XDECREF(exc);
+}
+
+PyObject *interp_format(PyObject *obj, PyObject **metadata)
+{
+    PyObject *data = PyDict_New(), *md = PyDict_New(), *r = NULL;
+    if (data == NULL || md == NULL)
+        goto error;
+    r = call_repr(obj, "_repr_mimebundle_");
+    if (r == NULL) {
+        formatter_failed("_repr_mimebundle_");
+    } else if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2 && PyDict_Check(PyTuple_GET_ITEM(r, 0))) {
+        if (PyDict_Update(data, PyTuple_GET_ITEM(r, 0)) < 0)
+            goto error;
+        if (PyDict_Check(PyTuple_GET_ITEM(r, 1)) && PyDict_Update(md, PyTuple_GET_ITEM(r, 1)) < 0)
+            goto error;
+    } else if (PyDict_Check(r)) {
+        if (PyDict_Update(data, r) < 0)
+            goto error;
+    }
+    Py_CLEAR(r);
+    for (size_t i = 0; i < sizeof repr_methods / sizeof repr_methods[0]; i++) {
+        if (PyDict_GetItemString(data, repr_methods[i].mime))
+            continue;
+        r = call_repr(obj, repr_methods[i].method);
+        if (r == NULL) {
+            formatter_failed(repr_methods[i].method);
+            continue;
+        }
+        if (r != Py_None) {
+            PyObject *val = r, *m = NULL;
+            if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) { /* (data, metadata) */
+                val = PyTuple_GET_ITEM(r, 0);
+                m = PyTuple_GET_ITEM(r, 1);
+            }
+            if (PyDict_SetItemString(data, repr_methods[i].mime, val) < 0)
+                goto error;
+            if (m && PyDict_Check(m) && PyDict_SetItemString(md, repr_methods[i].mime, m) < 0)
+                goto error;
+        }
+        Py_CLEAR(r);
+    }
+    if (!PyDict_GetItemString(data, "text/plain")) {
+        PyObject *rep = PyObject_Repr(obj);
+        if (rep == NULL)
+            goto error;
+        int rc = PyDict_SetItemString(data, "text/plain", rep);
+        Py_DECREF(rep);
+        if (rc < 0)
+            goto error;
+    }
+    *metadata = md;
+    return data;
+error:
+    Py_XDECREF(r);
+    Py_XDECREF(data);
+    Py_XDECREF(md);
+    return NULL;
+}
+
+int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id, int update)
+{
+    PyObject *data = NULL, *md = NULL;
+    json_t *jdata = NULL, *jmd = NULL, *content = NULL;
+
+    if (raw) {
+        if (!PyDict_Check(obj)) {
+            PyErr_SetString(PyExc_TypeError, "display(raw=True) expects a dict of MIME types");
+            return -1;
+        }
+        data = Py_NewRef(obj);
+        md = PyDict_New();
+    } else {
+        data = interp_format(obj, &md);
+    }
+    if (data == NULL || md == NULL)
+        goto error;
+    if (metadata && metadata != Py_None && PyDict_Check(metadata) && PyDict_Update(md, metadata) < 0)
+        goto error;
+    jdata = interp_to_json(data);
+    jmd = jdata ? interp_to_json(md) : NULL;
+    if (jmd == NULL)
+        goto error;
+    json_t *transient = json_object();
+    if (display_id && display_id != Py_None) {
+        json_t *id = interp_to_json(display_id);
+        if (id == NULL) {
+            json_decref(transient);
+            goto error;
+        }
+        json_object_set_new(transient, "display_id", id);
+    }
+    content = json_pack("{s:o, s:o, s:o}", "data", jdata, "metadata", jmd, "transient", transient);
+    jdata = jmd = NULL;
+    if (content == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    st.pub->sync(st.pub->self);
+    st.pub->iopub(st.pub->self, update ? "update_display_data" : "display_data", content,
+                  st.req ? st.req->header : NULL);
+    Py_DECREF(data);
+    Py_DECREF(md);
+    return 0;
+error:
+    json_decref(jdata);
+    json_decref(jmd);
+    Py_XDECREF(data);
+    Py_XDECREF(md);
+    return -1;
+}
+
+void interp_clear_output(int wait)
+{
+    st.pub->sync(st.pub->self);
+    st.pub->iopub(st.pub->self, "clear_output", json_pack("{s:b}", "wait", wait),
+                  st.req ? st.req->header : NULL);
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+static int is_usage_error(PyObject *exc)
+{
+    PyObject *mod = PyImport_ImportModule("pyrometer");
+    PyObject *ue = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
+    int r = ue ? PyObject_IsInstance(exc, ue) : 0;
+    Py_XDECREF(mod);
+    Py_XDECREF(ue);
+    PyErr_Clear();
+    return r > 0;
+}
+
+/* Turns the raised exception into {ename, evalue, traceback} and clears it.
+ * The traceback holds the user's frames only: the cell is the outermost
+ * frame that the kernel evaluates, so nothing of the kernel appears. */
+static json_t *error_content(void)
+{
+    PyObject *exc = take_exception();
+    json_t *tb_lines = json_array();
+    PyObject *lines = NULL, *tbmod = NULL;
+    const char *ename = "Exception", *evalue = "";
+    PyObject *evalue_s = NULL;
+
+    if (exc == NULL)
+        exc = Py_NewRef(PyExc_SystemError);
+    ename = Py_TYPE(exc)->tp_name;
+    const char *dot = strrchr(ename, '.');
+    if (dot)
+        ename = dot + 1;
+    evalue_s = PyObject_Str(exc);
+    if (evalue_s && PyUnicode_AsUTF8(evalue_s))
+        evalue = PyUnicode_AsUTF8(evalue_s);
+    PyErr_Clear();
+    if (is_usage_error(exc)) { /* a magic's usage message needs no traceback */
+        char line[2048];
+        snprintf(line, sizeof line, "UsageError: %s", evalue);
+        json_array_append_new(tb_lines, json_string(line));
+        goto done;
+    }
+    tbmod = PyImport_ImportModule("traceback");
+    lines = tbmod ? PyObject_CallMethod(tbmod, "format_exception", "O", exc) : NULL;
+    if (lines && PyList_Check(lines)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
+            const char *l = PyUnicode_AsUTF8(PyList_GET_ITEM(lines, i));
+            if (l) {
+                size_t n = strlen(l);
+                json_array_append_new(tb_lines, json_stringn(l, n && l[n - 1] == '\n' ? n - 1 : n));
+            }
+        }
+    }
+done:
+    PyErr_Clear();
+    json_t *content = json_pack("{s:s, s:s, s:o}", "ename", ename, "evalue", evalue, "traceback",
+                                tb_lines);
+    Py_XDECREF(lines);
+    Py_XDECREF(tbmod);
+    Py_XDECREF(evalue_s);
+    Py_XDECREF(exc);
+    return content;
+}
+
+/* ---- the display hook and output history ----------------------------------- */
+
+static int set_main(const char *name, PyObject *v)
+{
+    return PyDict_SetItemString(st.main_dict, name, v);
+}
+
+/* _ __ ___ and _N, Out[N], as IPython keeps them. */
+static int store_output(PyObject *obj)
+{
+    PyObject *prev1 = PyDict_GetItemString(st.main_dict, "_");
+    PyObject *prev2 = PyDict_GetItemString(st.main_dict, "__");
+    Py_XINCREF(prev1);
+    Py_XINCREF(prev2);
+    int rc = 0;
+    if (prev2)
+        rc |= set_main("___", prev2);
+    if (prev1)
+        rc |= set_main("__", prev1);
+    rc |= set_main("_", obj);
+    Py_XDECREF(prev1);
+    Py_XDECREF(prev2);
+    char name[32];
+    snprintf(name, sizeof name, "_%ld", st.execution_count);
+    rc |= set_main(name, obj);
+    PyObject *key = PyLong_FromLong(st.execution_count);
+    if (key == NULL)
+        return -1;
+    rc |= PyDict_SetItem(st.out_dict, key, obj);
+    Py_DECREF(key);
+    return rc ? -1 : 0;
+}
+
+static PyObject *displayhook(PyObject *self, PyObject *obj)
+{
+    if (obj == Py_None || st.silent)
+        Py_RETURN_NONE;
+    if (st.store_history && store_output(obj) < 0)
+        return NULL;
+    PyObject *md = NULL;
+    PyObject *data = interp_format(obj, &md);
+    if (data == NULL)
+        return NULL;
+    json_t *jdata = interp_to_json(data);
+    json_t *jmd = jdata ? interp_to_json(md) : NULL;
+    Py_DECREF(data);
+    Py_DECREF(md);
+    if (jmd == NULL) {
+        json_decref(jdata);
+        return NULL;
+    }
+    st.pub->sync(st.pub->self);
+    st.pub->iopub(st.pub->self, "execute_result",
+                  json_pack("{s:I, s:o, s:o}", "execution_count", (json_int_t)st.execution_count,
+                            "data", jdata, "metadata", jmd),
+                  st.req ? st.req->header : NULL);
+    Py_RETURN_NONE;
+}
+
+/* ---- builtins the kernel provides --------------------------------------- */
+
+static PyObject *k_display(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *metadata = Py_None, *display_id = Py_None, *transient = Py_None;
+    int raw = 0, update = 0;
+    PyObject *empty = NULL;
+    static char *kwlist[] = {"raw", "metadata", "display_id", "update", "transient", "include",
+                             "exclude", NULL};
+    PyObject *include = NULL, *exclude = NULL;
+
+    empty = PyTuple_New(0);
+    if (empty == NULL)
+        return NULL;
+    int ok = PyArg_ParseTupleAndKeywords(empty, kw, "|pOOpOOO:display", kwlist, &raw, &metadata,
+                                         &display_id, &update, &transient, &include, &exclude);
+    Py_DECREF(empty);
+    if (!ok)
+        return NULL;
+    if (display_id == Py_True) { /* display(obj, display_id=True): make one up */
+        char id[37];
+        wire_uuid(id);
+        display_id = PyUnicode_FromString(id);
+        if (display_id == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(display_id);
+    }
+    if (update && display_id == Py_None) {
+        Py_DECREF(display_id);
+        PyErr_SetString(PyExc_TypeError, "display(update=True) needs a display_id");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+        if (interp_display(PyTuple_GET_ITEM(args, i), raw, metadata, display_id, update) < 0) {
+            Py_DECREF(display_id);
+            return NULL;
+        }
+    }
+    if (display_id != Py_None && PyTuple_GET_SIZE(args) > 0) {
+        /* Like IPython: return a handle-ish object only when asked for an id. */
+        return display_id;
+    }
+    Py_DECREF(display_id);
+    Py_RETURN_NONE;
+}
+
+static PyObject *k_clear_output(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"wait", NULL};
+    int wait = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:clear_output", kwlist, &wait))
+        return NULL;
+    interp_clear_output(wait);
+    Py_RETURN_NONE;
+}
+
+static PyObject *read_input(PyObject *prompt, int password)
+{
+    char *line = NULL, err[256];
+    const char *p = "";
+    PyObject *ps = NULL;
+
+    if (prompt && prompt != Py_None) {
+        ps = PyObject_Str(prompt);
+        if (ps == NULL)
+            return NULL;
+        p = PyUnicode_AsUTF8(ps);
+        if (p == NULL) {
+            Py_DECREF(ps);
+            return NULL;
+        }
+    }
+    if (!st.allow_stdin || st.req == NULL) {
+        Py_XDECREF(ps);
+        PyErr_SetString(st.stdin_error,
+                        "input() was called, but this frontend does not support input requests.");
+        return NULL;
+    }
+    st.pub->sync(st.pub->self);
+    const wire_msg *req = st.req;
+    publisher *pub = st.pub;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pub->input(pub->self, req, p, password, &line, err, sizeof err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(ps);
+    if (rc == 1) {
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        return NULL;
+    }
+    if (rc < 0) {
+        PyErr_Format(PyExc_EOFError, "%s", err);
+        return NULL;
+    }
+    PyObject *res = PyUnicode_DecodeUTF8(line, (Py_ssize_t)strlen(line), "replace");
+    free(line);
+    return res;
+}
+
+static PyObject *k_input(PyObject *self, PyObject *args)
+{
+    PyObject *prompt = NULL;
+    if (!PyArg_UnpackTuple(args, "input", 0, 1, &prompt))
+        return NULL;
+    return read_input(prompt, 0);
+}
+
+static PyObject *k_getpass(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"prompt", "stream", NULL};
+    PyObject *prompt = NULL, *stream = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:getpass", kwlist, &prompt, &stream))
+        return NULL;
+    if (prompt == NULL) {
+        PyObject *dflt = PyUnicode_FromString("Password: ");
+        if (dflt == NULL)
+            return NULL;
+        PyObject *r = read_input(dflt, 1);
+        Py_DECREF(dflt);
+        return r;
+    }
+    return read_input(prompt, 1);
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"displayhook", displayhook, METH_O, "The kernel's sys.displayhook."},
+    {"display", (PyCFunction)(void (*)(void))k_display, METH_VARARGS | METH_KEYWORDS,
+     "display(*objs, raw=False, metadata=None, display_id=None, update=False)\n--\n\n"
+     "Publish objects as rich output (display_data)."},
+    {"clear_output", (PyCFunction)(void (*)(void))k_clear_output, METH_VARARGS | METH_KEYWORDS,
+     "clear_output(wait=False)\n--\n\nClear the output of the current cell."},
+    {"input", k_input, METH_VARARGS,
+     "input(prompt='')\n--\n\nRead a line from the frontend (input_request on stdin)."},
+    {"getpass", (PyCFunction)(void (*)(void))k_getpass, METH_VARARGS | METH_KEYWORDS,
+     "getpass(prompt='Password: ', stream=None)\n--\n\nRead a password from the frontend."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef kernel_module = {
+    PyModuleDef_HEAD_INIT, "_pyrometer_kernel",
+    "The pyrometer kernel's own functions: display, input, magics and streams.", -1,
+    kernel_methods,
+};
+
+/* ---- start-up -------------------------------------------------------------- */
+
+static int set_builtin(PyObject *builtins, const char *name, const char *attr)
+{
+    PyObject *v = PyObject_GetAttrString(st.kmod, attr);
+    if (v == NULL)
+        return -1;
+    int rc = PyObject_SetAttrString(builtins, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int install(void)
+{
+    PyObject *builtins = NULL, *sys = NULL, *main_mod, *getpass = NULL, *lc = NULL;
+    int rc = -1;
+
+    st.kmod = PyModule_Create(&kernel_module);
+    if (st.kmod == NULL)
+        goto error;
+    PyObject *modules = PyImport_GetModuleDict();
+    if (PyDict_SetItemString(modules, "_pyrometer_kernel", st.kmod) < 0)
+        goto error;
+    st.stdin_error = PyErr_NewExceptionWithDoc(
+        "_pyrometer_kernel.StdinNotImplementedError",
+        "input() was called but the frontend does not accept input requests.",
+        PyExc_NotImplementedError, NULL);
+    if (st.stdin_error == NULL ||
+        PyModule_AddObjectRef(st.kmod, "StdinNotImplementedError", st.stdin_error) < 0)
+        goto error;
+    main_mod = PyImport_AddModule("__main__");
+    if (main_mod == NULL)
+        goto error;
+    st.main_dict = PyModule_GetDict(main_mod);
+    builtins = PyImport_ImportModule("builtins");
+    sys = PyImport_ImportModule("sys");
+    if (builtins == NULL || sys == NULL)
+        goto error;
+    if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0)
+        goto error;
+    if (set_builtin(builtins, "display", "display") < 0 ||
+        set_builtin(builtins, "input", "input") < 0 ||
+        set_builtin(builtins, "clear_output", "clear_output") < 0 ||
+        PyObject_SetAttrString(builtins, "__pyrometer__", st.kmod) < 0)
+        goto error;
+    PyObject *hook = PyObject_GetAttrString(st.kmod, "displayhook");
+    if (hook == NULL)
+        goto error;
+    rc = PySys_SetObject("displayhook", hook);
+    Py_DECREF(hook);
+    if (rc < 0)
+        goto error;
+    rc = -1;
+    getpass = PyImport_ImportModule("getpass");
+    if (getpass == NULL)
+        goto error;
+    PyObject *gp = PyObject_GetAttrString(st.kmod, "getpass");
+    if (gp == NULL || PyObject_SetAttrString(getpass, "getpass", gp) < 0) {
+        Py_XDECREF(gp);
+        goto error;
+    }
+    Py_DECREF(gp);
+    lc = PyImport_ImportModule("linecache");
+    if (lc == NULL)
+        goto error;
+    st.linecache = PyObject_GetAttrString(lc, "cache");
+    if (st.linecache == NULL)
+        goto error;
+    st.in_list = Py_BuildValue("[s]", "");
+    st.out_dict = PyDict_New();
+    if (st.in_list == NULL || st.out_dict == NULL)
+        goto error;
+    if (PyDict_SetItemString(st.main_dict, "In", st.in_list) < 0 ||
+        PyDict_SetItemString(st.main_dict, "Out", st.out_dict) < 0 ||
+        PyDict_SetItemString(st.main_dict, "_oh", st.out_dict) < 0 ||
+        PyDict_SetItemString(st.main_dict, "_ih", st.in_list) < 0)
+        goto error;
+    PyObject *empty = PyUnicode_FromString("");
+    if (empty == NULL)
+        goto error;
+    int bad = set_main("_", empty) | set_main("__", empty) | set_main("___", empty) |
+              set_main("_i", empty) | set_main("_ii", empty) | set_main("_iii", empty);
+    Py_DECREF(empty);
+    if (bad)
+        goto error;
+    rc = 0;
+error:
+    Py_XDECREF(builtins);
+    Py_XDECREF(sys);
+    Py_XDECREF(getpass);
+    Py_XDECREF(lc);
+    return rc;
+}
+
+int interp_start(publisher *pub, char *err, size_t errlen)
+{
+    PyStatus status;
+    PyConfig config;
+
+    st.pub = pub;
+    if (PyImport_AppendInittab("pyrometer", PyInit_pyrometer) < 0) {
+        snprintf(err, errlen, "cannot register the pyrometer module");
+        return -1;
+    }
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    config.install_signal_handlers = 1;
+    config.buffered_stdio = 0;
+    /* sys.executable must be a real python3 (multiprocessing, subprocesses). */
+    status = PyConfig_SetString(&config, &config.program_name, L"/usr/bin/python3");
+    if (!PyStatus_Exception(status)) {
+        wchar_t *argv[] = {L""};
+        status = PyConfig_SetArgv(&config, 1, argv);
+    }
+    if (!PyStatus_Exception(status))
+        status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) {
+        snprintf(err, errlen, "cannot start Python: %s", status.err_msg ? status.err_msg : "?");
+        return -1;
+    }
+    if (install() < 0) {
+        PyObject *exc = take_exception();
+        PyObject *s = exc ? PyObject_Str(exc) : NULL;
+        snprintf(err, errlen, "cannot set up the interpreter: %s",
+                 s && PyUnicode_AsUTF8(s) ? PyUnicode_AsUTF8(s) : "unknown error");
+        Py_XDECREF(s);
+        Py_XDECREF(exc);
+        return -1;
+    }
+    PyEval_SaveThread();
+    return 0;
+}
+
+void interp_stop(void)
+{
+    PyGILState_Ensure();
+    Py_CLEAR(st.kmod);
+    Py_CLEAR(st.in_list);
+    Py_CLEAR(st.out_dict);
+    Py_CLEAR(st.linecache);
+    Py_CLEAR(st.stdin_error);
+    if (Py_FinalizeEx() < 0) {
+        /* buffered data could not be flushed; nothing more to do */
+    }
+}
+
+json_t *interp_kernel_info(void)
+{
+    char version[32];
+    snprintf(version, sizeof version, "%d.%d.%d", PY_MAJOR_VERSION, PY_MINOR_VERSION,
+             PY_MICRO_VERSION);
+    char banner[512];
+    snprintf(banner, sizeof banner,
+             "Python %s\npyrometer %s - a Jupyter kernel in C with native profilers "
+             "(%%prun, %%lprun, %%memit, %%mprun)\n",
+             Py_GetVersion(), PYROMETER_VERSION);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:i}, s:s}, s:s, s:[{s:s, s:s}, "
+        "{s:s, s:s}], s:b}",
+        "status", "ok", "protocol_version", WIRE_PROTOCOL_VERSION, "implementation", "pyrometer",
+        "implementation_version", PYROMETER_VERSION, "language_info", "name", "python", "version",
+        version, "mimetype", "text/x-python", "file_extension", ".py", "pygments_lexer",
+        "ipython3", "codemirror_mode", "name", "ipython", "version", 3, "nbconvert_exporter",
+        "python", "banner", banner, "help_links", "text", "Python Reference", "url",
+        "https://docs.python.org/3.11", "text", "pyrometer", "url",
+        "https://github.com/pyrometer/pyrometer", "debugger", 0);
+}
+
+/* ---- running a cell --------------------------------------------------------- */
+
+/* Registers src under filename in linecache so tracebacks and
+ * inspect.getsource() see the cell. Returns 0 or -1. */
+static int register_source(const char *filename, const char *src)
+{
+    PyObject *text = PyUnicode_FromString(src);
+    if (text == NULL)
+        return -1;
+    PyObject *lines = PyObject_CallMethod(text, "splitlines", "O", Py_True);
+    Py_DECREF(text);
+    if (lines == NULL)
+        return -1;
+    PyObject *entry = Py_BuildValue("(nOOs)", (Py_ssize_t)strlen(src), Py_None, lines, filename);
+    Py_DECREF(lines);
+    if (entry == NULL)
+        return -1;
+    int rc = PyDict_SetItemString(st.linecache, filename, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
+/* Compiles src (already transformed) as a module and runs it in the user
+ * namespace; when display_last is set and the last statement is an
+ * expression, it runs in 'single' mode so its value reaches the display
+ * hook. Returns 0, or -1 with an exception set. */
+static int run_source(const char *src, const char *filename, int display_last)
+{
+    PyObject *ast_mod = NULL, *body = NULL, *astm = NULL, *compile = NULL, *code = NULL;
+    PyObject *last = NULL, *interactive = NULL, *res = NULL, *fname = NULL;
+    int rc = -1;
+    PyCompilerFlags flags = {PyCF_ONLY_AST, PY_MINOR_VERSION};
+
+    fname = PyUnicode_FromString(filename);
+    if (fname == NULL)
+        goto error;
+    ast_mod = Py_CompileStringObject(src, fname, Py_file_input, &flags, -1);
+    if (ast_mod == NULL)
+        goto error;
+    body = PyObject_GetAttrString(ast_mod, "body");
+    astm = PyImport_ImportModule("ast");
+    compile = PyDict_GetItemString(PyEval_GetBuiltins(), "compile");
+    Py_XINCREF(compile);
+    if (body == NULL || astm == NULL || compile == NULL || !PyList_Check(body))
+        goto error;
+    Py_ssize_t n = PyList_GET_SIZE(body);
+    if (display_last && n > 0) {
+        PyObject *expr_t = PyObject_GetAttrString(astm, "Expr");
+        if (expr_t == NULL)
+            goto error;
+        int is_expr = PyObject_IsInstance(PyList_GET_ITEM(body, n - 1), expr_t);
+        Py_DECREF(expr_t);
+        if (is_expr < 0)
+            goto error;
+        if (is_expr) {
+            last = Py_NewRef(PyList_GET_ITEM(body, n - 1));
+            if (PyList_SetSlice(body, n - 1, n, NULL) < 0)
+                goto error;
+        }
+    }
+    code = PyObject_CallFunction(compile, "OOs", ast_mod, fname, "exec");
+    if (code == NULL)
+        goto error;
+    res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
+    if (res == NULL)
+        goto error;
+    Py_CLEAR(res);
+    Py_CLEAR(code);
+    if (last) {
+        interactive = PyObject_CallMethod(astm, "Interactive", "([O])", last);
+        if (interactive == NULL)
+            goto error;
+        code = PyObject_CallFunction(compile, "OOs", interactive, fname, "single");
+        if (code == NULL)
+            goto error;
+        res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
+        if (res == NULL)
+            goto error;
+    }
+    rc = 0;
+error:
+    Py_XDECREF(fname);
+    Py_XDECREF(ast_mod);
+    Py_XDECREF(body);
+    Py_XDECREF(astm);
+    Py_XDECREF(compile);
+    Py_XDECREF(code);
+    Py_XDECREF(last);
+    Py_XDECREF(interactive);
+    Py_XDECREF(res);
+    return rc;
+}
+
+/* Evaluates user_expressions: {name: {status, data, metadata} | error}. */
+static json_t *user_expressions(json_t *exprs)
+{
+    json_t *out = json_object();
+    const char *name;
+    json_t *val;
+    json_object_foreach(exprs, name, val)
+    {
+        json_t *r = NULL;
+        if (!json_is_string(val)) {
+            r = json_pack("{s:s, s:s, s:s, s:[]}", "status", "error", "ename", "TypeError",
+                          "evalue", "user expression must be a string", "traceback");
+        } else {
+            PyObject *v = PyRun_String(json_string_value(val), Py_eval_input, st.main_dict,
+                                       st.main_dict);
+            PyObject *md = NULL, *data = v ? interp_format(v, &md) : NULL;
+            json_t *jd = data ? interp_to_json(data) : NULL;
+            json_t *jm = jd ? interp_to_json(md) : NULL;
+            Py_XDECREF(v);
+            Py_XDECREF(data);
+            Py_XDECREF(md);
+            if (jm) {
+                r = json_pack("{s:s, s:o, s:o}", "status", "ok", "data", jd, "metadata", jm);
+            } else {
+                json_decref(jd);
+                r = error_content();
+                json_object_set_new(r, "status", json_string("error"));
+            }
+        }
+        json_object_set_new(out, name, r);
+    }
+    return out;
+}
+
+static void remember_input(const char *code)
+{
+    PyObject *s = PyUnicode_FromString(code);
+    if (s == NULL || PyList_Append(st.in_list, s) < 0) {
+        Py_XDECREF(s);
+        PyErr_Clear();
+        return;
+    }
+    PyObject *i1 = PyDict_GetItemString(st.main_dict, "_i");
+    PyObject *i2 = PyDict_GetItemString(st.main_dict, "_ii");
+    Py_XINCREF(i1);
+    Py_XINCREF(i2);
+    if (i2)
+        set_main("_iii", i2);
+    if (i1)
+        set_main("_ii", i1);
+    set_main("_i", s);
+    char name[32];
+    snprintf(name, sizeof name, "_i%ld", st.execution_count);
+    set_main(name, s);
+    Py_XDECREF(i1);
+    Py_XDECREF(i2);
+    Py_DECREF(s);
+    PyErr_Clear();
+}
+
+json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
+{
+    json_t *c = req->content;
+    const char *code = json_string_value(json_object_get(c, "code"));
+    int silent = json_is_true(json_object_get(c, "silent"));
+    json_t *sh = json_object_get(c, "store_history");
+    int store_history = silent ? 0 : (sh == NULL || json_is_true(sh));
+    json_t *as = json_object_get(c, "allow_stdin");
+    int allow_stdin = as == NULL || json_is_true(as);
+    json_t *exprs = json_object_get(c, "user_expressions");
+    json_t *reply = NULL;
+    char filename[64];
+
+    *failed = 0;
+    if (code == NULL)
+        code = "";
+    PyGILState_STATE g = PyGILState_Ensure();
+    /* An interrupt that arrived while idle must not hit this cell. */
+    if (PyErr_CheckSignals() < 0)
+        PyErr_Clear();
+    st.pub = pub;
+    st.req = req;
+    st.silent = silent;
+    st.store_history = store_history;
+    st.allow_stdin = allow_stdin;
+    if (store_history)
+        st.execution_count++;
+    st.serial++;
+    if (store_history)
+        snprintf(filename, sizeof filename, "<cell-%ld>", st.execution_count);
+    else
+        snprintf(filename, sizeof filename, "<cell-%ld.%ld>", st.execution_count, st.serial);
+    if (!silent)
+        pub->iopub(pub->self, "execute_input",
+                   json_pack("{s:s, s:I}", "code", code, "execution_count",
+                             (json_int_t)st.execution_count),
+                   req->header);
+    if (store_history)
+        remember_input(code);
+
+    char *src = NULL, terr[256];
+    int rc = -1;
+    if (register_source(filename, code) < 0)
+        PyErr_Clear();
+    src = transform_cell(code, terr, sizeof terr);
+    if (src == NULL) {
+        PyErr_SetString(PyExc_SyntaxError, terr);
+    } else {
+        rc = run_source(src, filename, !silent);
+        free(src);
+    }
+    json_t *err = NULL;
+    if (rc < 0)
+        err = error_content();
+    magics_after_cell();
+    pub->sync(pub->self);
+    if (err) {
+        *failed = 1;
+        if (!silent)
+            pub->iopub(pub->self, "error", json_deep_copy(err), req->header);
+        reply = err;
+        json_object_set_new(reply, "status", json_string("error"));
+        json_object_set_new(reply, "execution_count", json_integer(st.execution_count));
+        json_object_set_new(reply, "user_expressions", json_object());
+    } else {
+        reply = json_pack("{s:s, s:I, s:[], s:o}", "status", "ok", "execution_count",
+                          (json_int_t)st.execution_count, "payload", "user_expressions",
+                          json_is_object(exprs) ? user_expressions(exprs) : json_object());
+        json_t *payload = magics_take_payload();
+        if (payload)
+            json_object_set_new(reply, "payload", payload);
+    }
+    pub->sync(pub->self);
+    st.req = NULL;
+    PyGILState_Release(g);
+    return reply;
+}
+
+/* ---- is_complete ---------------------------------------------------------- */
+
+json_t *interp_is_complete(const char *code)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    json_t *reply = NULL;
+    char terr[256];
+    char *src = transform_cell(code, terr, sizeof terr);
+    if (src == NULL) {
+        reply = json_pack("{s:s}", "status", "invalid");
+        goto done;
+    }
+    PyObject *codeop = PyImport_ImportModule("codeop");
+    PyObject *r = codeop ? PyObject_CallMethod(codeop, "compile_command", "ss", src, "<input>")
+                         : NULL;
+    Py_XDECREF(codeop);
+    if (r == NULL) {
+        PyErr_Clear();
+        reply = json_pack("{s:s}", "status", "invalid");
+    } else if (r == Py_None) {
+        /* Incomplete: indent like the last non-blank line, deeper after ':'. */
+        const char *end = code + strlen(code), *ls = end;
+        while (ls > code && (ls[-1] == '\n' || ls[-1] == ' ' || ls[-1] == '\t'))
+            ls--;
+        const char *last_end = ls;
+        while (ls > code && ls[-1] != '\n')
+            ls--;
+        size_t ind = 0;
+        while (ls + ind < last_end && ls[ind] == ' ')
+            ind++;
+        if (last_end > code && last_end[-1] == ':')
+            ind += 4;
+        char indent[128];
+        if (ind >= sizeof indent)
+            ind = sizeof indent - 1;
+        memset(indent, ' ', ind);
+        indent[ind] = '\0';
+        reply = json_pack("{s:s, s:s}", "status", "incomplete", "indent", indent);
+    } else {
+        /* codeop accepts "def f():\n  pass" as complete only after a blank
+         * line; a trailing block without one is still open. */
+        reply = json_pack("{s:s}", "status", "complete");
+    }
+    Py_XDECREF(r);
+    free(src);
+done:
+    PyGILState_Release(g);
+    return reply;
+}

@@ -1,1 +1,874 @@
-/* server.c - placeholder */
+/* server.c - sockets and threads. The main thread owns shell and stdin, the
+ * control thread owns control, the relay thread owns iopub (XPUB), the
+ * heartbeat thread echoes on its own socket, and a capture thread turns bytes
+ * written to fd 1/2 into stream messages. Every thread publishes by appending
+ * to one ordered queue that only the relay thread drains.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "log.h"
+
+#define STREAM_HOLD_MS 20    /* a lone stream item waits this long for more text */
+#define STREAM_MAX (1 << 16) /* ... unless it already holds this many bytes */
+#define MAX_FRAMES 64
+
+typedef struct relay_item {
+    struct relay_item *next;
+    wire_frame *frames; /* owned: a serialised message; NULL for a stream item */
+    size_t n_frames;
+    /* stream items only */
+    char name[8];
+    char *text; /* owned */
+    size_t len, cap;
+    json_t *parent; /* owned */
+    double t0;      /* when the first byte arrived */
+} relay_item;
+
+typedef struct {
+    server *srv;
+    void *sock; /* the ROUTER this publisher replies on */
+} channel_pub;
+
+struct server {
+    wire_signer *signer; /* borrowed; immutable apart from its own locked guard */
+    void *ctx;
+    void *shell, *stdin_sock; /* Owned by the main thread. */
+    void *control;            /* Owned by the control thread. */
+    void *iopub;              /* Owned by the relay thread. */
+    void *hb;                 /* Owned by the heartbeat thread. */
+    pthread_t main_thread, hb_thread, relay_thread, control_thread, capture_thread;
+    int have_capture;
+    server_handler on_control;
+    void *on_control_arg;
+
+    /* The iopub queue and the current stream parent. Protected by q_lock. */
+    pthread_mutex_t q_lock;
+    relay_item *q_head, *q_tail;
+    json_t *stream_parent;
+    int q_efd;             /* eventfd: wakes the relay thread */
+    atomic_int relay_stop; /* set by server_stop: drain the queue and exit */
+
+    int wake_fd; /* eventfd: wakes the main loop */
+    atomic_int shutdown, main_busy;
+    json_t *kernel_info; /* immutable once set */
+
+    /* fd capture: read ends of the pipes behind fd 1 and 2. Reads are
+     * serialised by cap_lock so that a sync sees every earlier write. */
+    pthread_mutex_t cap_lock;
+    int cap_fd[2];
+    int cap_stop_fd;
+
+    char topic[64];
+    channel_pub shell_ch, control_ch;
+    publisher shell_pub, control_pub;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- frames on zmq sockets ---------------------------------------------- */
+
+static int send_frames(void *sock, const wire_frame *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int flags = i + 1 < n ? ZMQ_SNDMORE : 0;
+        while (zmq_send(sock, f[i].data, f[i].len, flags) < 0) {
+            if (errno != EINTR)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Receives one multipart message into msgs (initialised here). Returns the
+ * number of parts, or -1 (errno set; ETERM at shutdown). Extra parts beyond
+ * MAX_FRAMES are read and dropped, and reported as MAX_FRAMES + 1. */
+static int recv_parts(void *sock, zmq_msg_t msgs[MAX_FRAMES], int flags)
+{
+    int n = 0, more = 1, overflow = 0;
+    while (more) {
+        zmq_msg_t tmp, *m = n < MAX_FRAMES ? &msgs[n] : &tmp;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, sock, n == 0 ? flags : 0) < 0) {
+            int e = errno;
+            zmq_msg_close(m);
+            if (e == EINTR && n > 0)
+                continue;
+            for (int i = 0; i < n && i < MAX_FRAMES; i++)
+                zmq_msg_close(&msgs[i]);
+            errno = e;
+            return -1;
+        }
+        more = zmq_msg_more(m);
+        if (m == &tmp) {
+            zmq_msg_close(&tmp);
+            overflow = 1;
+        } else {
+            n++;
+        }
+    }
+    return overflow ? MAX_FRAMES + 1 : n;
+}
+
+/* Reads one message from sock and parses it. Returns 1 with *msg filled, 0 if
+ * it was dropped (logged), -1 on socket error (errno set). */
+static int recv_msg(server *s, void *sock, const char *channel, wire_msg *msg, int flags)
+{
+    zmq_msg_t parts[MAX_FRAMES];
+    wire_frame frames[MAX_FRAMES];
+    char err[256];
+
+    int n = recv_parts(sock, parts, flags);
+    if (n < 0)
+        return -1;
+    if (n > MAX_FRAMES) {
+        log_msg("%s: dropped a message of more than %d frames", channel, MAX_FRAMES);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        frames[i].data = zmq_msg_data(&parts[i]);
+        frames[i].len = zmq_msg_size(&parts[i]);
+    }
+    int rc = wire_parse(s->signer, frames, (size_t)n, msg, err, sizeof err);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    if (rc < 0) {
+        log_msg("%s: dropped a message: %s", channel, err);
+        return 0;
+    }
+    return 1;
+}
+
+static int send_msg(server *s, void *sock, const wire_frame *ids, size_t n_ids,
+                    const char *msg_type, json_t *parent, json_t *metadata, json_t *content)
+{
+    size_t n;
+    json_t *header = wire_header_new(s->signer, msg_type);
+    if (header == NULL)
+        return -1;
+    wire_frame *f = wire_serialize(s->signer, ids, n_ids, header, parent, metadata, content, &n);
+    json_decref(header);
+    if (f == NULL)
+        return -1;
+    int rc = send_frames(sock, f, n);
+    wire_frames_free(f, n);
+    return rc;
+}
+
+/* ---- the iopub queue ------------------------------------------------------ */
+
+static void wake(int efd)
+{
+    uint64_t one = 1;
+    ssize_t w = write(efd, &one, sizeof one);
+    (void)w;
+}
+
+static void item_free(relay_item *it)
+{
+    wire_frames_free(it->frames, it->n_frames);
+    free(it->text);
+    json_decref(it->parent);
+    free(it);
+}
+
+/* Appends it to the queue. Call with q_lock held. */
+static void enqueue_locked(server *s, relay_item *it)
+{
+    if (s->q_tail)
+        s->q_tail->next = it;
+    else
+        s->q_head = it;
+    s->q_tail = it;
+}
+
+static void iopub_topic(server *s, const char *msg_type, wire_frame *topic, char *buf,
+                        size_t len)
+{
+    snprintf(buf, len, "%s%s", s->topic, msg_type);
+    topic->data = buf;
+    topic->len = strlen(buf);
+}
+
+static void pub_iopub(void *self, const char *msg_type, json_t *content, json_t *parent)
+{
+    server *s = ((channel_pub *)self)->srv;
+    char tbuf[128];
+    wire_frame topic;
+    size_t n;
+
+    iopub_topic(s, msg_type, &topic, tbuf, sizeof tbuf);
+    json_t *header = wire_header_new(s->signer, msg_type);
+    relay_item *it = calloc(1, sizeof *it);
+    if (header == NULL || it == NULL)
+        goto error;
+    /* Serialise outside the lock; the header's date is the publish time. */
+    it->frames = wire_serialize(s->signer, &topic, 1, header, parent, NULL, content, &n);
+    if (it->frames == NULL)
+        goto error;
+    it->n_frames = n;
+    json_decref(header);
+    json_decref(content);
+    pthread_mutex_lock(&s->q_lock);
+    enqueue_locked(s, it);
+    pthread_mutex_unlock(&s->q_lock);
+    wake(s->q_efd);
+    return;
+error:
+    log_msg("iopub: out of memory, dropped %s", msg_type);
+    json_decref(header);
+    json_decref(content);
+    free(it);
+}
+
+void server_stream(server *s, const char *name, const char *data, size_t len)
+{
+    if (len == 0)
+        return;
+    pthread_mutex_lock(&s->q_lock);
+    relay_item *it = s->q_tail;
+    if (it == NULL || it->frames != NULL || strcmp(it->name, name) != 0 ||
+        it->parent != s->stream_parent) {
+        it = calloc(1, sizeof *it);
+        if (it == NULL)
+            goto oom;
+        snprintf(it->name, sizeof it->name, "%s", name);
+        it->parent = json_incref(s->stream_parent);
+        it->t0 = now_s();
+        enqueue_locked(s, it);
+    }
+    if (it->len + len + 1 > it->cap) {
+        size_t cap = it->cap ? it->cap : 256;
+        while (cap < it->len + len + 1)
+            cap *= 2;
+        char *p = realloc(it->text, cap);
+        if (p == NULL)
+            goto oom;
+        it->text = p;
+        it->cap = cap;
+    }
+    memcpy(it->text + it->len, data, len);
+    it->len += len;
+    it->text[it->len] = '\0';
+    pthread_mutex_unlock(&s->q_lock);
+    wake(s->q_efd);
+    return;
+oom:
+    pthread_mutex_unlock(&s->q_lock);
+    log_msg("iopub: out of memory, dropped %zu bytes of %s", len, name);
+}
+
+void server_set_stream_parent(server *s, json_t *parent)
+{
+    json_t *copy = parent ? json_deep_copy(parent) : NULL;
+    pthread_mutex_lock(&s->q_lock);
+    json_decref(s->stream_parent);
+    s->stream_parent = copy;
+    pthread_mutex_unlock(&s->q_lock);
+}
+
+/* Returns a malloc'ed NUL-terminated copy of s[0:len] in which every byte
+ * that does not start a well-formed UTF-8 sequence is replaced by U+FFFD. */
+static char *utf8_sanitize(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *out = malloc(len * 3 + 1);
+    size_t o = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        unsigned c = u[i];
+        size_t k = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c & 0xf0) == 0xe0 ? 3
+                   : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+        int ok = k > 0 && i + k <= len;
+        for (size_t j = 1; ok && j < k; j++)
+            ok = (u[i + j] & 0xc0) == 0x80;
+        if (ok && k == 3) {
+            unsigned cp = ((c & 0x0fu) << 12) | ((u[i + 1] & 0x3fu) << 6) | (u[i + 2] & 0x3fu);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+        }
+        if (ok && k == 4) {
+            unsigned cp = ((c & 0x07u) << 18) | ((u[i + 1] & 0x3fu) << 12);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (ok) {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Sends a stream item; runs on the relay thread without q_lock. */
+static void send_stream(server *s, relay_item *it)
+{
+    char tbuf[128];
+    wire_frame topic;
+    /* Invalid UTF-8 from fd capture becomes U+FFFD, one per bad byte. */
+    json_t *text = json_stringn(it->text, it->len);
+    if (text == NULL) {
+        char *fixed = utf8_sanitize(it->text, it->len);
+        text = fixed ? json_string(fixed) : NULL;
+        free(fixed);
+        if (text == NULL)
+            return;
+    }
+    json_t *content = json_pack("{s:s, s:o}", "name", it->name, "text", text);
+    if (content == NULL)
+        return;
+    iopub_topic(s, "stream", &topic, tbuf, sizeof tbuf);
+    if (send_msg(s, s->iopub, &topic, 1, "stream", it->parent, NULL, content) < 0)
+        log_msg("iopub: send failed: %s", zmq_strerror(errno));
+    json_decref(content);
+}
+
+/* Pops and sends every item that is due. Returns the poll timeout in ms until
+ * a held stream item is due, or -1. */
+static long relay_flush(server *s)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->q_lock);
+        relay_item *it = s->q_head;
+        if (it == NULL) {
+            pthread_mutex_unlock(&s->q_lock);
+            return -1;
+        }
+        if (it->frames == NULL && it->next == NULL && it->len < STREAM_MAX &&
+            !atomic_load(&s->relay_stop)) {
+            double age = now_s() - it->t0;
+            if (age * 1000.0 < STREAM_HOLD_MS) {
+                pthread_mutex_unlock(&s->q_lock);
+                return (long)(STREAM_HOLD_MS - age * 1000.0) + 1;
+            }
+        }
+        s->q_head = it->next;
+        if (s->q_head == NULL)
+            s->q_tail = NULL;
+        pthread_mutex_unlock(&s->q_lock);
+        if (it->frames) {
+            if (send_frames(s->iopub, it->frames, it->n_frames) < 0)
+                log_msg("iopub: send failed: %s", zmq_strerror(errno));
+        } else {
+            send_stream(s, it);
+        }
+        item_free(it);
+    }
+}
+
+static void relay_subscription(server *s)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, s->iopub, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return;
+    }
+    const unsigned char *d = zmq_msg_data(&m);
+    size_t len = zmq_msg_size(&m);
+    if (len >= 1 && d[0] == 1) {
+        json_t *content = json_pack("{s:s%}", "subscription", (const char *)d + 1, len - 1);
+        if (content != NULL) {
+            wire_frame topic;
+            char tbuf[128];
+            iopub_topic(s, "iopub_welcome", &topic, tbuf, sizeof tbuf);
+            if (send_msg(s, s->iopub, &topic, 1, "iopub_welcome", NULL, NULL, content) < 0)
+                log_msg("iopub: welcome failed: %s", zmq_strerror(errno));
+            json_decref(content);
+        }
+    }
+    zmq_msg_close(&m);
+}
+
+static void *relay_main(void *arg)
+{
+    server *s = arg;
+    long timeout = -1;
+    for (;;) {
+        zmq_pollitem_t items[2] = {{s->iopub, 0, ZMQ_POLLIN, 0}, {NULL, s->q_efd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, 2, timeout);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
+            relay_subscription(s);
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(s->q_efd, &v, sizeof v);
+            (void)r;
+        }
+        timeout = relay_flush(s);
+        if (atomic_load(&s->relay_stop) && timeout < 0)
+            break;
+    }
+    relay_flush(s);
+    int linger = 2000;
+    zmq_setsockopt(s->iopub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(s->iopub);
+    return NULL;
+}
+
+/* ---- heartbeat ------------------------------------------------------------ */
+
+static void *hb_main(void *arg)
+{
+    server *s = arg;
+    zmq_proxy(s->hb, s->hb, NULL); /* returns with ETERM at shutdown */
+    int linger = 0;
+    zmq_setsockopt(s->hb, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(s->hb);
+    return NULL;
+}
+
+/* ---- channel publishers (reply + input) ---------------------------------- */
+
+static void pub_reply(void *self, const wire_msg *req, const char *msg_type, json_t *content,
+                      json_t *metadata)
+{
+    channel_pub *ch = self;
+    if (send_msg(ch->srv, ch->sock, req->ids, req->n_ids, msg_type, req->header, metadata,
+                 content) < 0)
+        log_msg("reply %s: send failed: %s", msg_type, zmq_strerror(errno));
+    json_decref(content);
+    json_decref(metadata);
+}
+
+static int pub_input(void *self, const wire_msg *req, const char *prompt, int password,
+                     char **out, char *err, size_t errlen)
+{
+    server *s = ((channel_pub *)self)->srv;
+    wire_msg reply;
+
+    *out = NULL;
+    /* Forget replies to an earlier, abandoned request. */
+    while (recv_msg(s, s->stdin_sock, "stdin", &reply, ZMQ_DONTWAIT) >= 0)
+        wire_msg_clear(&reply);
+    json_t *content = json_pack("{s:s, s:b}", "prompt", prompt, "password", password);
+    if (content == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = send_msg(s, s->stdin_sock, req->ids, req->n_ids, "input_request", req->header, NULL,
+                      content);
+    json_decref(content);
+    if (rc < 0) {
+        snprintf(err, errlen, "stdin: send failed: %s", zmq_strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        zmq_pollitem_t items[2] = {{s->stdin_sock, 0, ZMQ_POLLIN, 0},
+                                   {NULL, s->wake_fd, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, 100);
+        if (n < 0 && errno == EINTR)
+            return 1;
+        if (n < 0) {
+            snprintf(err, errlen, "stdin: %s", zmq_strerror(errno));
+            return -1;
+        }
+        if (atomic_load(&s->shutdown)) {
+            snprintf(err, errlen, "the kernel is shutting down");
+            return -1;
+        }
+        if (n == 0 || !(items[0].revents & ZMQ_POLLIN))
+            continue;
+        rc = recv_msg(s, s->stdin_sock, "stdin", &reply, 0);
+        if (rc < 0 && errno == EINTR)
+            return 1;
+        if (rc <= 0)
+            continue;
+        if (strcmp(reply.msg_type, "input_reply") != 0) {
+            log_msg("stdin: ignored unexpected %s", reply.msg_type);
+            wire_msg_clear(&reply);
+            continue;
+        }
+        json_t *value = json_object_get(reply.content, "value");
+        if (!json_is_string(value)) {
+            log_msg("stdin: input_reply without a string value");
+            wire_msg_clear(&reply);
+            continue;
+        }
+        *out = strdup(json_string_value(value));
+        wire_msg_clear(&reply);
+        if (*out == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+}
+
+static int pub_no_input(void *self, const wire_msg *req, const char *prompt, int password,
+                        char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    snprintf(err, errlen, "input is not available on this channel");
+    return -1;
+}
+
+static void pub_stream(void *self, const char *name, const char *data, size_t len)
+{
+    server_stream(((channel_pub *)self)->srv, name, data, len);
+}
+
+static void pub_sync(void *self)
+{
+    server_sync_fds(((channel_pub *)self)->srv);
+}
+
+/* ---- control thread ------------------------------------------------------- */
+
+static void *control_main(void *arg)
+{
+    server *s = arg;
+    for (;;) {
+        wire_msg msg;
+        int rc = recv_msg(s, s->control, "control", &msg, 0);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            break;
+        if (rc == 0)
+            continue;
+        s->on_control(s, &msg, s->on_control_arg);
+        wire_msg_clear(&msg);
+        if (atomic_load(&s->shutdown)) {
+            /* A cell may be running: it was interrupted; give it a moment,
+             * then end the process so that no zombie remains. */
+            for (int i = 0; i < 200 && atomic_load(&s->main_busy); i++)
+                usleep(10000);
+            if (atomic_load(&s->main_busy)) {
+                log_msg("shutdown: the running cell did not stop; exiting now");
+                relay_flush(s);
+                _exit(0);
+            }
+            break;
+        }
+    }
+    int linger = 1000;
+    zmq_setsockopt(s->control, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(s->control);
+    return NULL;
+}
+
+/* ---- fd capture ----------------------------------------------------------- */
+
+/* Reads what is available on the capture pipes. Call with cap_lock held. */
+static void capture_read_locked(server *s)
+{
+    static const char *const names[2] = {"stdout", "stderr"};
+    char buf[65536];
+    for (int i = 0; i < 2; i++) {
+        for (;;) {
+            ssize_t n = read(s->cap_fd[i], buf, sizeof buf);
+            if (n > 0) {
+                server_stream(s, names[i], buf, (size_t)n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+    }
+}
+
+static void *capture_main(void *arg)
+{
+    server *s = arg;
+    for (;;) {
+        struct pollfd p[3] = {{s->cap_fd[0], POLLIN, 0}, {s->cap_fd[1], POLLIN, 0},
+                              {s->cap_stop_fd, POLLIN, 0}};
+        int rc = poll(p, 3, -1);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0 || (p[2].revents & POLLIN))
+            break;
+        pthread_mutex_lock(&s->cap_lock);
+        capture_read_locked(s);
+        pthread_mutex_unlock(&s->cap_lock);
+    }
+    return NULL;
+}
+
+int server_capture_fds(server *s)
+{
+    int out[2], errp[2];
+    int orig = dup(2);
+    if (orig < 0)
+        return -1;
+    if (pipe2(out, O_CLOEXEC) < 0)
+        goto fail;
+    if (pipe2(errp, O_CLOEXEC) < 0) {
+        close(out[0]);
+        close(out[1]);
+        goto fail;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    if (dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0) {
+        close(out[0]);
+        close(out[1]);
+        close(errp[0]);
+        close(errp[1]);
+        goto fail;
+    }
+    close(out[1]);
+    close(errp[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(errp[0], F_SETFL, O_NONBLOCK);
+    s->cap_fd[0] = out[0];
+    s->cap_fd[1] = errp[0];
+    s->cap_stop_fd = eventfd(0, EFD_CLOEXEC);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (s->cap_stop_fd < 0 || pthread_create(&s->capture_thread, NULL, capture_main, s) != 0)
+        return orig; /* fd output is still drained by server_sync_fds */
+    s->have_capture = 1;
+    fcntl(orig, F_SETFD, FD_CLOEXEC);
+    return orig;
+fail:
+    close(orig);
+    return -1;
+}
+
+void server_sync_fds(server *s)
+{
+    if (s->cap_fd[0] <= 0)
+        return;
+    fflush(stdout);
+    fflush(stderr);
+    pthread_mutex_lock(&s->cap_lock);
+    capture_read_locked(s);
+    pthread_mutex_unlock(&s->cap_lock);
+}
+
+/* ---- start, run, stop ----------------------------------------------------- */
+
+static void *make_socket(server *s, int type, const connection *c, int port, char *err,
+                         size_t errlen)
+{
+    char ep[512];
+    void *sock = zmq_socket(s->ctx, type);
+    if (sock == NULL) {
+        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    int linger = 1000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (type == ZMQ_ROUTER) {
+        int handover = 1;
+        zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
+    }
+    if (type == ZMQ_XPUB) {
+        int verbose = 1;
+        zmq_setsockopt(sock, ZMQ_XPUB_VERBOSE, &verbose, sizeof verbose);
+    }
+    if (connection_endpoint(c, port, ep, sizeof ep) < 0 || zmq_bind(sock, ep) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", ep, zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+server *server_start(const connection *conn, wire_signer *signer, server_handler on_control,
+                     void *arg, char *err, size_t errlen)
+{
+    server *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->signer = signer;
+    s->on_control = on_control;
+    s->on_control_arg = arg;
+    s->main_thread = pthread_self();
+    pthread_mutex_init(&s->q_lock, NULL);
+    pthread_mutex_init(&s->cap_lock, NULL);
+    s->cap_fd[0] = s->cap_fd[1] = -1;
+    snprintf(s->topic, sizeof s->topic, "kernel.%.8s.", signer->session);
+    s->q_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->ctx = zmq_ctx_new();
+    if (s->q_efd < 0 || s->wake_fd < 0 || s->ctx == NULL) {
+        snprintf(err, errlen, "cannot create zmq context or eventfd");
+        goto error;
+    }
+    s->shell = make_socket(s, ZMQ_ROUTER, conn, conn->shell_port, err, errlen);
+    if (!s->shell)
+        goto error;
+    s->control = make_socket(s, ZMQ_ROUTER, conn, conn->control_port, err, errlen);
+    if (!s->control)
+        goto error;
+    s->stdin_sock = make_socket(s, ZMQ_ROUTER, conn, conn->stdin_port, err, errlen);
+    if (!s->stdin_sock)
+        goto error;
+    s->iopub = make_socket(s, ZMQ_XPUB, conn, conn->iopub_port, err, errlen);
+    if (!s->iopub)
+        goto error;
+    s->hb = make_socket(s, ZMQ_ROUTER, conn, conn->hb_port, err, errlen);
+    if (!s->hb)
+        goto error;
+
+    s->shell_ch = (channel_pub){s, s->shell};
+    s->control_ch = (channel_pub){s, s->control};
+    s->shell_pub = (publisher){&s->shell_ch, pub_iopub, pub_reply, pub_input, pub_stream, pub_sync};
+    s->control_pub =
+        (publisher){&s->control_ch, pub_iopub, pub_reply, pub_no_input, pub_stream, pub_sync};
+
+    /* Only the main thread takes SIGINT: every other thread blocks it. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = pthread_create(&s->hb_thread, NULL, hb_main, s);
+    rc = rc ? rc : pthread_create(&s->relay_thread, NULL, relay_main, s);
+    rc = rc ? rc : pthread_create(&s->control_thread, NULL, control_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start threads: %s", strerror(rc));
+        _exit(1); /* threads own sockets now; there is no clean partial undo */
+    }
+    return s;
+error:
+    if (s->shell)
+        zmq_close(s->shell);
+    if (s->control)
+        zmq_close(s->control);
+    if (s->stdin_sock)
+        zmq_close(s->stdin_sock);
+    if (s->iopub)
+        zmq_close(s->iopub);
+    if (s->hb)
+        zmq_close(s->hb);
+    if (s->ctx)
+        zmq_ctx_term(s->ctx);
+    free(s);
+    return NULL;
+}
+
+publisher *server_shell_publisher(server *s)
+{
+    return &s->shell_pub;
+}
+
+publisher *server_control_publisher(server *s)
+{
+    return &s->control_pub;
+}
+
+void server_set_kernel_info(server *s, json_t *content)
+{
+    s->kernel_info = content;
+}
+
+json_t *server_kernel_info(server *s)
+{
+    return s->kernel_info;
+}
+
+int server_shutting_down(server *s)
+{
+    return atomic_load(&s->shutdown);
+}
+
+void server_interrupt_main(server *s)
+{
+    pthread_kill(s->main_thread, SIGINT);
+}
+
+void server_request_shutdown(server *s, int restart)
+{
+    (void)restart; /* the kernel manager restarts us; we just exit */
+    atomic_store(&s->shutdown, 1);
+    wake(s->wake_fd);
+    if (atomic_load(&s->main_busy))
+        server_interrupt_main(s);
+}
+
+int server_run(server *s, server_handler handle, void *arg)
+{
+    while (!atomic_load(&s->shutdown)) {
+        zmq_pollitem_t items[2] = {{s->shell, 0, ZMQ_POLLIN, 0}, {NULL, s->wake_fd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, 2, -1);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            break;
+        if (!(items[0].revents & ZMQ_POLLIN))
+            continue;
+        wire_msg msg;
+        rc = recv_msg(s, s->shell, "shell", &msg, ZMQ_DONTWAIT);
+        if (rc <= 0)
+            continue;
+        atomic_store(&s->main_busy, 1);
+        handle(s, &msg, arg);
+        atomic_store(&s->main_busy, 0);
+        wire_msg_clear(&msg);
+    }
+    return 0;
+}
+
+void server_drain_shell(server *s, server_handler fn, void *arg)
+{
+    for (;;) {
+        wire_msg msg;
+        int rc = recv_msg(s, s->shell, "shell", &msg, ZMQ_DONTWAIT);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return;
+        if (rc == 0)
+            continue;
+        fn(s, &msg, arg);
+        wire_msg_clear(&msg);
+    }
+}
+
+void server_stop(server *s)
+{
+    /* Send what is queued, then let every blocking call return ETERM. */
+    if (s->have_capture) {
+        wake(s->cap_stop_fd);
+        pthread_join(s->capture_thread, NULL);
+    }
+    atomic_store(&s->relay_stop, 1);
+    wake(s->q_efd);
+    pthread_join(s->relay_thread, NULL);
+    zmq_close(s->shell);
+    zmq_close(s->stdin_sock);
+    zmq_ctx_shutdown(s->ctx);
+    pthread_join(s->hb_thread, NULL);
+    pthread_join(s->control_thread, NULL);
+    zmq_ctx_term(s->ctx);
+    close(s->q_efd);
+    close(s->wake_fd);
+    if (s->cap_stop_fd > 0)
+        close(s->cap_stop_fd);
+    json_decref(s->stream_parent);
+    json_decref(s->kernel_info);
+    pthread_mutex_destroy(&s->q_lock);
+    pthread_mutex_destroy(&s->cap_lock);
+    free(s);
+}

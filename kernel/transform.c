@@ -1,1 +1,308 @@
-/* transform.c - placeholder */
+/* transform.c - rewrites IPython-style cell syntax into plain Python calls
+ * on `__pyrometer__`, line by line, tracking strings, brackets and
+ * backslash continuations so that only whole logical lines are rewritten. */
+#include "transform.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} sbuf;
+
+static void put(sbuf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (p == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void puts_(sbuf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* Appends s[0:n] as a single-quoted Python string literal. */
+static void put_literal(sbuf *b, const char *s, size_t n)
+{
+    put(b, "'", 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        char esc[8];
+        switch (c) {
+        case '\\': puts_(b, "\\\\"); break;
+        case '\'': puts_(b, "\\'"); break;
+        case '\n': puts_(b, "\\n"); break;
+        case '\r': puts_(b, "\\r"); break;
+        case '\t': puts_(b, "\\t"); break;
+        default:
+            if ((unsigned char)c < 0x20 || c == 0x7f) {
+                snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)c);
+                puts_(b, esc);
+            } else {
+                put(b, &c, 1);
+            }
+        }
+    }
+    put(b, "'", 1);
+}
+
+/* Lexer state carried from one line to the next. */
+typedef struct {
+    char quote;     /* open triple-quote char, or 0 */
+    int depth;      /* open brackets */
+    int continued;  /* previous line ended with a backslash */
+} lexstate;
+
+/* Advances st over one line (without its newline). */
+static void scan_line(lexstate *st, const char *s, size_t n)
+{
+    size_t i = 0;
+    st->continued = 0;
+    while (i < n) {
+        char c = s[i];
+        if (st->quote) {
+            if (c == '\\') {
+                i += 2;
+                continue;
+            }
+            if (c == st->quote && i + 2 < n + 0 && s[i + 1] == c && s[i + 2] == c) {
+                st->quote = 0;
+                i += 3;
+                continue;
+            }
+            i++;
+            continue;
+        }
+        if (c == '#')
+            return;
+        if (c == '\\' && i + 1 == n) {
+            st->continued = 1;
+            return;
+        }
+        if (c == '\'' || c == '"') {
+            if (i + 2 < n && s[i + 1] == c && s[i + 2] == c) {
+                st->quote = c;
+                i += 3;
+                continue;
+            }
+            /* single-line string: skip to its end */
+            i++;
+            while (i < n && s[i] != c) {
+                if (s[i] == '\\')
+                    i++;
+                i++;
+            }
+            i++;
+            continue;
+        }
+        if (c == '(' || c == '[' || c == '{')
+            st->depth++;
+        else if ((c == ')' || c == ']' || c == '}') && st->depth > 0)
+            st->depth--;
+        i++;
+    }
+}
+
+static size_t span_ident(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '_'))
+        i++;
+    return i;
+}
+
+/* If s is "target = %..." or "target = !...", returns the offset of the
+ * '%' or '!' and sets *lhs_end; else 0. */
+static size_t assignment_magic(const char *s, size_t n, size_t *lhs_end)
+{
+    size_t i = 0;
+    while (i < n && (isalnum((unsigned char)s[i]) || strchr("_.,[]() *'\"", s[i]) != NULL))
+        i++;
+    if (i == 0 || i >= n || s[i] != '=' || (i + 1 < n && s[i + 1] == '='))
+        return 0;
+    size_t eq = i;
+    i++;
+    while (i < n && s[i] == ' ')
+        i++;
+    if (i < n && (s[i] == '%' || (s[i] == '!' && !(i + 1 < n && s[i + 1] == '=')))) {
+        size_t e = eq;
+        while (e > 0 && s[e - 1] == ' ')
+            e--;
+        *lhs_end = e;
+        return i;
+    }
+    return 0;
+}
+
+/* Emits the call for "%name args" or "!cmd" at s[0:n] (s[0] is % or !). */
+static void emit_call(sbuf *b, const char *s, size_t n, int assigned)
+{
+    if (s[0] == '!') {
+        const char *cmd = s + 1;
+        size_t cn = n - 1;
+        while (cn > 0 && *cmd == ' ') {
+            cmd++;
+            cn--;
+        }
+        puts_(b, assigned ? "__pyrometer__.getoutput(" : "__pyrometer__.system(");
+        put_literal(b, cmd, cn);
+        puts_(b, ")");
+        return;
+    }
+    size_t nl = span_ident(s + 1, n - 1);
+    const char *args = s + 1 + nl;
+    size_t an = n - 1 - nl;
+    while (an > 0 && *args == ' ') {
+        args++;
+        an--;
+    }
+    puts_(b, "__pyrometer__.line_magic(");
+    put_literal(b, s + 1, nl);
+    puts_(b, ", ");
+    put_literal(b, args, an);
+    puts_(b, ")");
+}
+
+/* obj? / obj?? / ?obj / ??obj with obj a dotted name. Returns 1 and fills
+ * name and level when s[0:n] is one. */
+static int help_query(const char *s, size_t n, const char **name, size_t *nlen, int *level)
+{
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\r'))
+        n--;
+    size_t q = 0;
+    if (n > 1 && s[0] == '?') {
+        while (q < n && s[q] == '?')
+            q++;
+        *name = s + q;
+        *nlen = n - q;
+    } else {
+        while (q < n && s[n - 1 - q] == '?')
+            q++;
+        *name = s;
+        *nlen = n - q;
+    }
+    if (q < 1 || q > 2 || *nlen == 0)
+        return 0;
+    for (size_t i = 0; i < *nlen; i++)
+        if (!(isalnum((unsigned char)(*name)[i]) || (*name)[i] == '_' || (*name)[i] == '.' ||
+              (unsigned char)(*name)[i] >= 0x80))
+            return 0;
+    if (isdigit((unsigned char)(*name)[0]))
+        return 0;
+    *level = (int)q - 1;
+    return 1;
+}
+
+char *transform_cell(const char *cell, char *err, size_t errlen)
+{
+    sbuf b = {0};
+    lexstate st = {0};
+    const char *p = cell;
+    size_t total = strlen(cell);
+
+    /* %%name args: the whole cell goes to a cell magic. */
+    if (cell[0] == '%' && cell[1] == '%') {
+        const char *eol = strchr(cell, '\n');
+        size_t first = eol ? (size_t)(eol - cell) : total;
+        size_t nl = span_ident(cell + 2, first - 2);
+        if (nl == 0) {
+            snprintf(err, errlen, "%%%% must be followed by a cell magic name");
+            return NULL;
+        }
+        const char *args = cell + 2 + nl;
+        size_t an = first - 2 - nl;
+        while (an > 0 && *args == ' ') {
+            args++;
+            an--;
+        }
+        while (an > 0 && (args[an - 1] == ' ' || args[an - 1] == '\r'))
+            an--;
+        const char *body = eol ? eol + 1 : cell + total;
+        puts_(&b, "__pyrometer__.cell_magic(");
+        put_literal(&b, cell + 2, nl);
+        puts_(&b, ", ");
+        put_literal(&b, args, an);
+        puts_(&b, ", ");
+        put_literal(&b, body, (size_t)(cell + total - body));
+        puts_(&b, ")\n");
+        if (b.failed) {
+            free(b.data);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        return b.data;
+    }
+
+    while (*p || b.len == 0) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        int at_statement = !st.quote && st.depth == 0 && !st.continued;
+        size_t ind = 0;
+        while (ind < n && (p[ind] == ' ' || p[ind] == '\t'))
+            ind++;
+        const char *s = p + ind;
+        size_t sn = n - ind;
+        size_t lhs_end = 0, at;
+        const char *hname;
+        size_t hlen;
+        int level;
+
+        if (at_statement && sn > 0 && (s[0] == '%' || s[0] == '!')) {
+            if (sn > 1 && s[0] == '%' && s[1] == '%') {
+                free(b.data);
+                snprintf(err, errlen,
+                         "cell magic %.*s must be on the first line of the cell", (int)(sn > 40 ? 40 : sn), s);
+                return NULL;
+            }
+            put(&b, p, ind);
+            emit_call(&b, s, sn, 0);
+        } else if (at_statement && sn > 0 && (at = assignment_magic(s, sn, &lhs_end)) != 0) {
+            put(&b, p, ind + lhs_end);
+            puts_(&b, " = ");
+            emit_call(&b, s + at, sn - at, 1);
+        } else if (at_statement && sn > 0 && help_query(s, sn, &hname, &hlen, &level)) {
+            put(&b, p, ind);
+            puts_(&b, "__pyrometer__.inspect(");
+            put_literal(&b, hname, hlen);
+            puts_(&b, level ? ", 1)" : ", 0)");
+        } else {
+            put(&b, p, n);
+            scan_line(&st, p, n);
+        }
+        if (!eol) {
+            if (b.len == 0)
+                put(&b, "", 0);
+            break;
+        }
+        put(&b, "\n", 1);
+        p = eol + 1;
+    }
+    if (b.failed || b.data == NULL) {
+        free(b.data);
+        if (b.failed) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        return strdup("");
+    }
+    return b.data;
+}

@@ -1,1 +1,330 @@
-/* wire.c - placeholder */
+/* wire.c - the Jupyter wire format: splitting and joining frames, HMAC-SHA256
+ * signing and constant-time verification (OpenSSL), replay refusal, headers
+ * with uuid message ids and ISO 8601 dates. */
+#include "wire.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEEN_MAX (1u << 16) /* remembered signatures before the guard is reset */
+
+int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
+{
+    memset(s, 0, sizeof *s);
+    if (key_len > sizeof s->key)
+        return -1;
+    memcpy(s->key, key, key_len);
+    s->key_len = key_len;
+    wire_uuid(s->session);
+    pthread_mutex_init(&s->lock, NULL);
+    s->seen_cap = SEEN_MAX * 2;
+    s->seen = calloc(s->seen_cap, sizeof *s->seen);
+    return s->seen ? 0 : -1;
+}
+
+void wire_signer_free(wire_signer *s)
+{
+    OPENSSL_cleanse(s->key, sizeof s->key);
+    free(s->seen);
+    s->seen = NULL;
+    pthread_mutex_destroy(&s->lock);
+}
+
+static void raw_hmac(const wire_signer *s, const char *const parts[], const size_t lens[],
+                     size_t n, unsigned char out[32])
+{
+    unsigned int outlen = 32;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += lens[i];
+    unsigned char stackbuf[4096];
+    unsigned char *buf = total <= sizeof stackbuf ? stackbuf : malloc(total);
+    if (buf == NULL) {
+        memset(out, 0, 32); /* verification then fails; signing sends garbage */
+        return;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf + off, parts[i], lens[i]);
+        off += lens[i];
+    }
+    if (HMAC(EVP_sha256(), s->key, (int)s->key_len, buf, total, out, &outlen) == NULL)
+        memset(out, 0, 32);
+    if (buf != stackbuf)
+        free(buf);
+}
+
+void wire_sign(const wire_signer *s, const char *const parts[], const size_t lens[], size_t n,
+               char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[32];
+    if (s->key_len == 0) {
+        out[0] = '\0';
+        return;
+    }
+    raw_hmac(s, parts, lens, n, mac);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+static int unhex(const char *in, size_t len, unsigned char out[32])
+{
+    if (len != 64)
+        return -1;
+    for (size_t i = 0; i < 32; i++) {
+        int v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = in[2 * i + (size_t)j];
+            int d = (c >= '0' && c <= '9')   ? c - '0'
+                    : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                    : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                             : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* Records digest; returns 1 if it had been seen before. Takes s->lock. */
+static int seen_before(wire_signer *s, const unsigned char d[32])
+{
+    size_t h;
+    memcpy(&h, d, sizeof h); /* the digest is already uniformly random */
+    pthread_mutex_lock(&s->lock);
+    if (s->seen_count >= SEEN_MAX) {
+        memset(s->seen, 0, s->seen_cap * sizeof *s->seen);
+        s->seen_count = 0;
+    }
+    for (size_t i = h & (s->seen_cap - 1);; i = (i + 1) & (s->seen_cap - 1)) {
+        static const unsigned char zero[32];
+        if (memcmp(s->seen[i], zero, 32) == 0) {
+            memcpy(s->seen[i], d, 32);
+            s->seen_count++;
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+        if (memcmp(s->seen[i], d, 32) == 0) {
+            pthread_mutex_unlock(&s->lock);
+            return 1;
+        }
+    }
+}
+
+static json_t *load_dict(const wire_frame *f, const char *what, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(f->data, f->len, 0, &jerr);
+    if (v == NULL) {
+        snprintf(err, errlen, "malformed JSON in %s: %s", what, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "%s is not a JSON object", what);
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+static int copy_frames(const wire_frame *src, size_t n, wire_frame **dst)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    *dst = calloc(n, sizeof **dst);
+    if (*dst == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        (*dst)[i].data = malloc(src[i].len ? src[i].len : 1);
+        if ((*dst)[i].data == NULL)
+            return -1;
+        memcpy((*dst)[i].data, src[i].data, src[i].len);
+        (*dst)[i].len = src[i].len;
+    }
+    return 0;
+}
+
+int wire_parse(wire_signer *s, const wire_frame *frames, size_t n, wire_msg *out, char *err,
+               size_t errlen)
+{
+    size_t d;
+    static const char *const names[] = {"header", "parent_header", "metadata", "content"};
+    json_t **slots[] = {&out->header, &out->parent_header, &out->metadata, &out->content};
+
+    memset(out, 0, sizeof *out);
+    for (d = 0; d < n; d++)
+        if (frames[d].len == sizeof WIRE_DELIM - 1 &&
+            memcmp(frames[d].data, WIRE_DELIM, frames[d].len) == 0)
+            break;
+    if (d == n) {
+        snprintf(err, errlen, "missing <IDS|MSG> delimiter");
+        return -1;
+    }
+    if (n - d - 1 < 5) {
+        snprintf(err, errlen, "missing frame: %zu of 5 after the delimiter", n - d - 1);
+        return -1;
+    }
+    const wire_frame *sig = &frames[d + 1];
+    const wire_frame *parts = &frames[d + 2];
+    if (s->key_len > 0) {
+        unsigned char got[32], want[32];
+        const char *pp[4];
+        size_t pl[4];
+        if (unhex(sig->data, sig->len, got) < 0) {
+            snprintf(err, errlen, "bad signature: not 64 hex digits");
+            return -1;
+        }
+        for (int i = 0; i < 4; i++) {
+            pp[i] = parts[i].data;
+            pl[i] = parts[i].len;
+        }
+        raw_hmac(s, pp, pl, 4, want);
+        if (CRYPTO_memcmp(got, want, 32) != 0) {
+            snprintf(err, errlen, "bad signature: HMAC mismatch");
+            return -1;
+        }
+        if (seen_before(s, got)) {
+            snprintf(err, errlen, "replayed signature");
+            return -1;
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        *slots[i] = load_dict(&parts[i], names[i], err, errlen);
+        if (*slots[i] == NULL)
+            goto error;
+    }
+    json_t *mt = json_object_get(out->header, "msg_type");
+    if (!json_is_string(mt) || json_string_length(mt) == 0) {
+        snprintf(err, errlen, "header has no msg_type string");
+        goto error;
+    }
+    out->msg_type = json_string_value(mt);
+    if (copy_frames(frames, d, &out->ids) < 0) {
+        out->n_ids = d;
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    out->n_ids = d;
+    if (copy_frames(parts + 4, n - d - 6, &out->buffers) < 0) {
+        out->n_buffers = n - d - 6;
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    out->n_buffers = n - d - 6;
+    return 0;
+error:
+    wire_msg_clear(out);
+    return -1;
+}
+
+void wire_frames_free(wire_frame *frames, size_t n)
+{
+    if (frames == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(frames[i].data);
+    free(frames);
+}
+
+void wire_msg_clear(wire_msg *m)
+{
+    wire_frames_free(m->ids, m->n_ids);
+    wire_frames_free(m->buffers, m->n_buffers);
+    json_decref(m->header);
+    json_decref(m->parent_header);
+    json_decref(m->metadata);
+    json_decref(m->content);
+    memset(m, 0, sizeof *m);
+}
+
+wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n_ids,
+                           json_t *header, json_t *parent, json_t *metadata, json_t *content,
+                           size_t *n)
+{
+    json_t *dicts[4] = {header, parent, metadata, content};
+    size_t total = n_ids + 6;
+    wire_frame *f = calloc(total, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    for (size_t i = 0; i < n_ids; i++) {
+        f[i].data = malloc(ids[i].len ? ids[i].len : 1);
+        if (f[i].data == NULL)
+            goto error;
+        memcpy(f[i].data, ids[i].data, ids[i].len);
+        f[i].len = ids[i].len;
+    }
+    f[n_ids].data = strdup(WIRE_DELIM);
+    f[n_ids].len = sizeof WIRE_DELIM - 1;
+    const char *pp[4];
+    size_t pl[4];
+    for (int i = 0; i < 4; i++) {
+        char *txt = dicts[i] ? json_dumps(dicts[i], JSON_COMPACT | JSON_ENSURE_ASCII)
+                             : strdup("{}");
+        if (txt == NULL)
+            goto error;
+        f[n_ids + 2 + (size_t)i].data = txt;
+        f[n_ids + 2 + (size_t)i].len = strlen(txt);
+        pp[i] = txt;
+        pl[i] = strlen(txt);
+    }
+    char sig[65];
+    wire_sign(s, pp, pl, 4, sig);
+    f[n_ids + 1].data = strdup(sig);
+    f[n_ids + 1].len = strlen(sig);
+    if (f[n_ids].data == NULL || f[n_ids + 1].data == NULL)
+        goto error;
+    *n = total;
+    return f;
+error:
+    wire_frames_free(f, total);
+    return NULL;
+}
+
+json_t *wire_header_new(const wire_signer *s, const char *msg_type)
+{
+    char id[37], date[32];
+    wire_uuid(id);
+    wire_now_iso(date);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", id, "session", s->session,
+                     "username", "pyrometer", "date", date, "msg_type", msg_type, "version",
+                     WIRE_PROTOCOL_VERSION);
+}
+
+void wire_uuid(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (int i = 0; i < 16; i++)
+            b[i] = (unsigned char)(((unsigned long)ts.tv_nsec >> (i % 8)) ^ (unsigned long)rand());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+}
+
+void wire_now_iso(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%06ldZ", ts.tv_nsec / 1000);
+}

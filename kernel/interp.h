@@ -1,0 +1,73 @@
+/* interp.h - the embedded CPython: start-up, running a cell, the display
+ * hook, rich display, input() and tracebacks.
+ *
+ * Every interp_* function is called WITHOUT the GIL held and takes it
+ * itself, except where a comment says "GIL held" (those are for the
+ * kernel's own Python-callable functions in magics.c and streams.c).
+ */
+#ifndef PYROMETER_INTERP_H
+#define PYROMETER_INTERP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <jansson.h>
+
+#include "publisher.h"
+#include "wire.h"
+
+/* Starts the interpreter with the `pyrometer` extension built in, installs
+ * the kernel's stdout/stderr, display hook, input() and magics, and releases
+ * the GIL. pub (borrowed, must outlive the interpreter) carries every
+ * stream and display. Returns 0, or -1 with a reason in err. */
+int interp_start(publisher *pub, char *err, size_t errlen);
+
+/* Returns a new kernel_info_reply content object (protocol 5.3), or NULL.
+ * Needs no interpreter: may be called before interp_start. */
+json_t *interp_kernel_info(void);
+
+/* Runs an execute_request (req borrowed; its content holds code, silent,
+ * store_history, user_expressions, allow_stdin) and publishes
+ * execute_input, streams, results and errors through pub. Returns a new
+ * execute_reply content; *failed is set when the cell raised. */
+json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed);
+
+/* Returns the current execution count. */
+long interp_execution_count(void);
+
+/* Returns a new is_complete_reply content for code. */
+json_t *interp_is_complete(const char *code);
+
+/* Ends the interpreter (Py_FinalizeEx). */
+void interp_stop(void);
+
+/* ---- for the kernel's own Python-callable functions (GIL held) ---------- */
+
+/* Publishes obj as display_data (or update_display_data when update is set
+ * and display_id is not NULL). raw: obj is already a MIME bundle dict.
+ * Returns 0, or -1 with an exception set. */
+int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id,
+                   int update);
+
+/* Publishes clear_output. */
+void interp_clear_output(int wait);
+
+/* Returns a new MIME bundle dict for obj: text/plain always, plus whatever
+ * _repr_mimebundle_ and the _repr_*_ methods give. NULL with an exception
+ * set on failure. *metadata receives a new dict. */
+PyObject *interp_format(PyObject *obj, PyObject **metadata);
+
+/* The user namespace (__main__.__dict__); borrowed. */
+PyObject *interp_user_ns(void);
+
+/* Returns a new JSON value for a Python object (dicts, lists, str, numbers,
+ * bool, None; bytes become base64 text; anything else its str()). NULL with
+ * an exception set. */
+json_t *interp_to_json(PyObject *obj);
+
+/* The request being executed, or NULL. */
+const wire_msg *interp_current_request(void);
+
+/* The publisher given to interp_start. */
+publisher *interp_publisher(void);
+
+#endif

@@ -1,0 +1,17 @@
+/* introspect.h - completion and inspection: complete_request,
+ * inspect_request, and the text of obj? / obj??. */
+#ifndef PYROMETER_INTROSPECT_H
+#define PYROMETER_INTROSPECT_H
+
+#include <jansson.h>
+
+/* New complete_reply / inspect_reply contents. Called without the GIL. */
+json_t *introspect_complete(const char *code, long cursor_pos);
+json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level);
+
+/* The help text for a dotted name (detail 0: signature and docstring; 1: the
+ * source too), malloc'ed; NULL if the name does not resolve (no exception
+ * set) or on error (exception set). GIL held. */
+char *introspect_text(const char *name, int detail_level);
+
+#endif

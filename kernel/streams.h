@@ -1,0 +1,13 @@
+/* streams.h - the kernel's sys.stdout and sys.stderr: file objects whose
+ * writes become `stream` messages on iopub. */
+#ifndef PYROMETER_STREAMS_H
+#define PYROMETER_STREAMS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Adds the OutStream type to kmod and installs sys.stdout / sys.stderr
+ * (sys.__stdout__ / __stderr__ too). GIL held. Returns 0 or -1. */
+int streams_install(PyObject *kmod, PyObject *sys);
+
+#endif

@@ -1,0 +1,38 @@
+"""Helpers for driving a kernel: run a cell and collect what it published."""
+import queue
+import time
+
+
+def drain_iopub(kc, timeout=0.2):
+    while True:
+        try:
+            kc.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return
+
+
+def execute(kc, code, timeout=20, **kw):
+    """Runs code; returns (reply, [iopub messages parented to it, status excluded
+    except busy/idle which are kept in order])."""
+    msg_id = kc.execute(code, **kw)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    msgs = []
+    deadline = time.time() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        msgs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return reply, msgs
+
+
+def stdout_of(msgs, name="stdout"):
+    return "".join(m["content"]["text"] for m in msgs
+                   if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+def of_type(msgs, t):
+    return [m for m in msgs if m["msg_type"] == t]
