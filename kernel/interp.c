@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "history.h"
 #include "magics.h"
 #include "module.h"
 #include "streams.h"
@@ -425,6 +426,11 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
         json_decref(jdata);
         return NULL;
     }
+    if (st.store_history) {
+        const char *tp = json_string_value(json_object_get(jdata, "text/plain"));
+        if (tp)
+            history_store_output(st.execution_count, tp);
+    }
     st.pub->sync(st.pub->self);
     st.pub->iopub(st.pub->self, "execute_result",
                   json_pack("{s:I, s:o, s:o}", "execution_count", (json_int_t)st.execution_count,
@@ -710,12 +716,14 @@ int interp_start(publisher *pub, char *err, size_t errlen)
         Py_XDECREF(exc);
         return -1;
     }
+    history_open();
     PyEval_SaveThread();
     return 0;
 }
 
 void interp_stop(void)
 {
+    history_close();
     PyGILState_Ensure();
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
@@ -939,8 +947,10 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
                    json_pack("{s:s, s:I}", "code", code, "execution_count",
                              (json_int_t)st.execution_count),
                    req->header);
-    if (store_history)
+    if (store_history) {
         remember_input(code);
+        history_store_input(st.execution_count, code);
+    }
 
     char *src = NULL, terr[256];
     int rc = -1;
