@@ -43,6 +43,11 @@ PyObject *interp_user_ns(void)
     return st.main_dict;
 }
 
+int interp_silent(void)
+{
+    return st.req != NULL && st.silent;
+}
+
 long interp_execution_count(void)
 {
     return st.execution_count;
@@ -192,7 +197,7 @@ static void formatter_failed(const char *method)
     snprintf(line, sizeof line, "%s raised %s\n", method, c ? c : "an exception");
     PyErr_Clear();
     if (st.pub)
-        st.pub->stream(st.pub->self, "stderr", line, strlen(line));
+        st.pub->stream(st.pub->self, "stderr", line, strlen(line), NULL);
     Py_XDECREF(s);
     Py_XDECREF(exc);
 }
@@ -259,6 +264,8 @@ int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display
     PyObject *data = NULL, *md = NULL;
     json_t *jdata = NULL, *jmd = NULL, *content = NULL;
 
+    if (st.silent && st.req != NULL)
+        return 0; /* a silent request publishes nothing */
     if (raw) {
         if (!PyDict_Check(obj)) {
             PyErr_SetString(PyExc_TypeError, "display(raw=True) expects a dict of MIME types");

@@ -64,6 +64,9 @@ PyObject *interp_user_ns(void);
  * an exception set. */
 json_t *interp_to_json(PyObject *obj);
 
+/* 1 while a silent execute_request runs: its output is not published. */
+int interp_silent(void);
+
 /* The request being executed, or NULL. */
 const wire_msg *interp_current_request(void);
 

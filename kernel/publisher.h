@@ -28,9 +28,10 @@ struct publisher {
      * reason in err. Blocks; the caller must not hold the GIL. */
     int (*input)(void *self, const wire_msg *req, const char *prompt, int password, char **out,
                  char *err, size_t errlen);
-    /* Appends text to stream name ("stdout"/"stderr"), parented to the
-     * request being handled. Any thread. */
-    void (*stream)(void *self, const char *name, const char *data, size_t len);
+    /* Appends text to stream name ("stdout"/"stderr"), parented to parent
+     * (borrowed), or to the request being handled when parent is NULL. Any
+     * thread. */
+    void (*stream)(void *self, const char *name, const char *data, size_t len, json_t *parent);
     /* Delivers what C code and subprocesses wrote to fd 1/2 so far, so that
      * it is published before anything published after this call. */
     void (*sync)(void *self);

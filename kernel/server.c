@@ -240,19 +240,21 @@ error:
     free(it);
 }
 
-void server_stream(server *s, const char *name, const char *data, size_t len)
+void server_stream(server *s, const char *name, const char *data, size_t len, json_t *parent)
 {
     if (len == 0)
         return;
     pthread_mutex_lock(&s->q_lock);
+    if (parent == NULL)
+        parent = s->stream_parent;
     relay_item *it = s->q_tail;
     if (it == NULL || it->frames != NULL || strcmp(it->name, name) != 0 ||
-        it->parent != s->stream_parent) {
+        it->parent != parent) {
         it = calloc(1, sizeof *it);
         if (it == NULL)
             goto oom;
         snprintf(it->name, sizeof it->name, "%s", name);
-        it->parent = json_incref(s->stream_parent);
+        it->parent = json_incref(parent);
         it->t0 = now_s();
         enqueue_locked(s, it);
     }
@@ -528,9 +530,10 @@ static int pub_no_input(void *self, const wire_msg *req, const char *prompt, int
     return -1;
 }
 
-static void pub_stream(void *self, const char *name, const char *data, size_t len)
+static void pub_stream(void *self, const char *name, const char *data, size_t len,
+                       json_t *parent)
 {
-    server_stream(((channel_pub *)self)->srv, name, data, len);
+    server_stream(((channel_pub *)self)->srv, name, data, len, parent);
 }
 
 static void pub_sync(void *self)
@@ -584,7 +587,7 @@ static void capture_read_locked(server *s)
         for (;;) {
             ssize_t n = read(s->cap_fd[i], buf, sizeof buf);
             if (n > 0) {
-                server_stream(s, names[i], buf, (size_t)n);
+                server_stream(s, names[i], buf, (size_t)n, NULL);
                 continue;
             }
             if (n < 0 && errno == EINTR)

@@ -27,9 +27,10 @@ publisher *server_control_publisher(server *s);
 /* The publisher for request handlers on the main (shell) thread. */
 publisher *server_shell_publisher(server *s);
 
-/* Appends text to stream name ("stdout"/"stderr") for the current parent.
- * Any thread; batched and ordered with every other iopub message. */
-void server_stream(server *s, const char *name, const char *data, size_t len);
+/* Appends text to stream name ("stdout"/"stderr") for parent (borrowed), or
+ * for the current stream parent when NULL. Any thread; batched and ordered
+ * with every other iopub message. */
+void server_stream(server *s, const char *name, const char *data, size_t len, json_t *parent);
 
 /* Sets the parent header (borrowed, copied) that streams attach to. */
 void server_set_stream_parent(server *s, json_t *parent);

@@ -1,12 +1,24 @@
 /* streams.c - OutStream, the text file behind sys.stdout and sys.stderr.
  * write() hands UTF-8 bytes to the publisher's stream(), which batches them
  * into `stream` messages ordered with all other iopub traffic. Bytes written
- * to fd 1/2 directly are captured by server.c. */
+ * to fd 1/2 directly are captured by server.c.
+ *
+ * Threads started by a cell keep printing into that cell: threading's
+ * _start_new_thread is wrapped so that each new thread remembers the header
+ * of the request that was running when it was started.
+ */
 #include "streams.h"
 
 #include <string.h>
 
 #include "interp.h"
+
+/* The request header a Python thread was started under (owned), or NULL for
+ * the main thread and threads started outside any cell. Thread-local. */
+static __thread json_t *thread_parent;
+
+/* The original _thread.start_new_thread. Protected by the GIL. */
+static PyObject *orig_start_new_thread;
 
 typedef struct {
     PyObject_HEAD
@@ -21,11 +33,15 @@ static PyObject *os_write(OutStream *self, PyObject *arg)
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
+    if (thread_parent == NULL && interp_silent())
+        return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
     PyObject *b = PyUnicode_AsEncodedString(arg, "utf-8", "replace");
     if (b == NULL)
         return NULL;
     publisher *pub = interp_publisher();
-    pub->stream(pub->self, self->name, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+    pub->sync(pub->self); /* what C code wrote to fd 1/2 so far goes first */
+    pub->stream(pub->self, self->name, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
+                thread_parent);
     Py_DECREF(b);
     return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
 }
@@ -127,6 +143,103 @@ static PyType_Spec os_spec = {
     .slots = os_slots,
 };
 
+/* ---- threads keep the parent of the cell that started them ---------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func, *args, *kwargs; /* owned */
+    json_t *parent;                 /* owned, or NULL */
+} ThreadBoot;
+
+static void tb_dealloc(ThreadBoot *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(self->func);
+    Py_XDECREF(self->args);
+    Py_XDECREF(self->kwargs);
+    json_decref(self->parent);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Runs in the new thread: adopt the parent, then run the real target. */
+static PyObject *tb_call(ThreadBoot *self, PyObject *args, PyObject *kw)
+{
+    json_decref(thread_parent);
+    thread_parent = json_incref(self->parent);
+    PyObject *r = PyObject_Call(self->func, self->args, self->kwargs);
+    json_decref(thread_parent);
+    thread_parent = NULL;
+    return r;
+}
+
+static PyType_Slot tb_slots[] = {
+    {Py_tp_dealloc, tb_dealloc},
+    {Py_tp_call, tb_call},
+    {0, NULL},
+};
+
+static PyType_Spec tb_spec = {
+    .name = "_pyrometer_kernel._ThreadBoot",
+    .basicsize = sizeof(ThreadBoot),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = tb_slots,
+};
+
+/* Type object for ThreadBoot. Protected by the GIL. */
+static PyObject *tb_type;
+
+static PyObject *start_new_thread(PyObject *mod, PyObject *args)
+{
+    PyObject *func, *fargs, *fkw = NULL;
+    if (!PyArg_ParseTuple(args, "OO|O:start_new_thread", &func, &fargs, &fkw))
+        return NULL;
+    const wire_msg *req = interp_current_request();
+    json_t *parent = thread_parent ? thread_parent : (req ? req->header : NULL);
+    if (parent == NULL)
+        return PyObject_CallObject(orig_start_new_thread, args);
+    ThreadBoot *boot = PyObject_New(ThreadBoot, (PyTypeObject *)tb_type);
+    if (boot == NULL)
+        return NULL;
+    boot->func = Py_NewRef(func);
+    boot->args = Py_NewRef(fargs);
+    boot->kwargs = Py_XNewRef(fkw);
+    boot->parent = json_incref(parent);
+    PyObject *r = PyObject_CallFunction(orig_start_new_thread, "O()", (PyObject *)boot);
+    Py_DECREF(boot);
+    return r;
+}
+
+static PyMethodDef start_def = {"_start_new_thread", start_new_thread, METH_VARARGS,
+                                "start_new_thread(function, args[, kwargs]) that keeps the "
+                                "starting cell as the thread's output parent."};
+
+static int wrap_threads(PyObject *kmod)
+{
+    PyObject *thread = NULL, *threading = NULL, *fn = NULL;
+    int rc = -1;
+
+    tb_type = PyType_FromSpec(&tb_spec);
+    if (tb_type == NULL)
+        goto error;
+    thread = PyImport_ImportModule("_thread");
+    threading = PyImport_ImportModule("threading");
+    if (thread == NULL || threading == NULL)
+        goto error;
+    orig_start_new_thread = PyObject_GetAttrString(thread, "start_new_thread");
+    if (orig_start_new_thread == NULL)
+        goto error;
+    fn = PyCFunction_New(&start_def, kmod);
+    if (fn == NULL || PyObject_SetAttrString(threading, "_start_new_thread", fn) < 0)
+        goto error;
+    rc = 0;
+error:
+    Py_XDECREF(thread);
+    Py_XDECREF(threading);
+    Py_XDECREF(fn);
+    return rc;
+}
+
 static int install_one(PyObject *type, const char *name, int fd)
 {
     OutStream *s = PyObject_New(OutStream, (PyTypeObject *)type);
@@ -154,5 +267,7 @@ int streams_install(PyObject *kmod, PyObject *sys)
     if (rc == 0)
         rc = install_one(type, "stderr", 2);
     Py_DECREF(type);
+    if (rc == 0)
+        rc = wrap_threads(kmod);
     return rc;
 }

@@ -1,0 +1,165 @@
+"""execute_request through jupyter_client: streams, results, errors,
+execution counts, output history, linecache, stop_on_error, user_expressions."""
+import time
+
+import pytest
+
+from kernel_util import execute, of_type, stdout_of
+
+
+def test_print_and_result(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "print('hello'); print('oops', file=__import__('sys').stderr); 6*7")
+    assert reply["content"]["status"] == "ok"
+    assert stdout_of(msgs) == "hello\n"
+    assert stdout_of(msgs, "stderr") == "oops\n"
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"] == {"text/plain": "42"}
+    assert res["content"]["execution_count"] == reply["content"]["execution_count"]
+    [inp] = of_type(msgs, "execute_input")
+    assert inp["content"]["execution_count"] == reply["content"]["execution_count"]
+    types = [m["msg_type"] for m in msgs]
+    assert types[0] == "status" and msgs[0]["content"]["execution_state"] == "busy"
+    assert types[-1] == "status" and msgs[-1]["content"]["execution_state"] == "idle"
+    assert types.index("execute_result") > types.index("stream")
+
+
+def test_stream_order_many_writes(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "for i in range(2000): print(i)")
+    assert stdout_of(msgs) == "".join(f"{i}\n" for i in range(2000))
+    # batched: far fewer messages than writes
+    assert len(of_type(msgs, "stream")) < 200
+
+
+def test_fd_level_output(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "import os\nos.system('echo from-shell; echo to-err >&2')\n"
+                              "os.write(1, b'raw fd\\n'); print('after')")
+    assert stdout_of(msgs) == "from-shell\nraw fd\nafter\n"
+    assert stdout_of(msgs, "stderr") == "to-err\n"
+
+
+def test_c_level_printf(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "import ctypes\nctypes.CDLL(None).printf(b'from C %d\\n', 7)\n"
+                              "print('py')")
+    assert stdout_of(msgs) == "from C 7\npy\n"
+
+
+def test_error_reply_and_traceback(kernel):
+    km, kc = kernel
+    execute(kc, "keep = 'me'")
+    reply, msgs = execute(kc, "x = 1\nraise ValueError('bad thing')")
+    c = reply["content"]
+    assert c["status"] == "error"
+    assert c["ename"] == "ValueError" and c["evalue"] == "bad thing"
+    [err] = of_type(msgs, "error")
+    assert err["content"]["ename"] == "ValueError"
+    tb = "\n".join(err["content"]["traceback"])
+    n = c["execution_count"]
+    assert f'File "<cell-{n}>", line 2' in tb
+    assert "raise ValueError('bad thing')" in tb
+    for internal in ("interp", "pyrometer-kernel", "_pyrometer_kernel", "codeop"):
+        assert internal not in tb
+    reply, msgs = execute(kc, "keep, x")
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "('me', 1)"
+
+
+def test_syntax_error(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "a = 1\nb = (")
+    assert reply["content"]["ename"] == "SyntaxError"
+    assert f'<cell-{reply["content"]["execution_count"]}>' in "\n".join(reply["content"]["traceback"])
+
+
+def test_execution_count_rules(kernel):
+    km, kc = kernel
+    r1, _ = execute(kc, "1")
+    n = r1["content"]["execution_count"]
+    r2, msgs = execute(kc, "print('quiet'); 5", silent=True)
+    assert msgs and [m["msg_type"] for m in msgs] == ["status", "status"]  # busy, idle only
+    r3, msgs = execute(kc, "2", store_history=False)
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "2"
+    r4, _ = execute(kc, "3")
+    assert r4["content"]["execution_count"] == n + 1
+    r5, msgs = execute(kc, "_")
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "3"
+
+
+def test_output_history_names(kernel):
+    km, kc = kernel
+    r1, _ = execute(kc, "'a'")
+    r2, _ = execute(kc, "'b'")
+    r3, _ = execute(kc, "'c'")
+    n = r3["content"]["execution_count"]
+    reply, msgs = execute(kc, f"(_, __, ___, _{n - 1}, Out[{n}], In[{n}], _i{n})")
+    text = of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"]
+    assert text == "('c', 'b', 'a', 'b', 'c', \"'c'\", \"'c'\")"
+
+
+def test_getsource_of_cell_function(kernel):
+    km, kc = kernel
+    execute(kc, "def cell_fn(a):\n    return a + 1\n")
+    reply, msgs = execute(kc, "import inspect; print(inspect.getsource(cell_fn), end='')")
+    assert stdout_of(msgs) == "def cell_fn(a):\n    return a + 1\n"
+    reply, msgs = execute(kc, "cell_fn.__code__.co_filename")
+    text = of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"]
+    assert text.startswith("'<cell-") and text.endswith(">'")
+
+
+def test_main_module(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "import __main__; zz = 3; print(__name__, __main__.zz)")
+    assert stdout_of(msgs) == "__main__ 3\n"
+
+
+def test_user_expressions(kernel):
+    km, kc = kernel
+    reply, _ = execute(kc, "ue = 10", user_expressions={"a": "ue * 2", "b": "1/0"})
+    ue = reply["content"]["user_expressions"]
+    assert ue["a"]["status"] == "ok" and ue["a"]["data"]["text/plain"] == "20"
+    assert ue["b"]["status"] == "error" and ue["b"]["ename"] == "ZeroDivisionError"
+
+
+def test_stop_on_error_aborts_queue(kernel):
+    km, kc = kernel
+    ids = [kc.execute("import time; time.sleep(0.3); raise RuntimeError('first')"),
+           kc.execute("print('must not run')"),
+           kc.execute("print('nor this')")]
+    replies = {}
+    while len(replies) < 3:
+        m = kc.get_shell_msg(timeout=10)
+        replies[m["parent_header"]["msg_id"]] = m["content"]["status"]
+    assert [replies[i] for i in ids] == ["error", "aborted", "aborted"]
+    # and without stop_on_error the next one runs
+    i1 = kc.execute("raise RuntimeError('again')", stop_on_error=False)
+    i2 = kc.execute("'ran'")
+    got = {}
+    while len(got) < 2:
+        m = kc.get_shell_msg(timeout=10)
+        got[m["parent_header"]["msg_id"]] = m["content"]["status"]
+    assert got[i1] == "error" and got[i2] == "ok"
+    time.sleep(0.2)
+
+
+def test_threads_print_into_their_cell(kernel):
+    km, kc = kernel
+    r1, msgs1 = execute(kc, "import threading, time\n"
+                            "ev = threading.Event()\n"
+                            "def worker():\n"
+                            "    ev.wait(); print('from thread')\n"
+                            "t = threading.Thread(target=worker); t.start()")
+    id2 = kc.execute("ev.set(); t.join(); print('second cell')")
+    first, second = [], []
+    while True:
+        m = kc.get_iopub_msg(timeout=10)
+        parent = m["parent_header"].get("msg_id")
+        if m["msg_type"] == "stream":
+            (first if parent == r1["parent_header"]["msg_id"] else second).append(
+                (parent, m["content"]["text"]))
+        if parent == id2 and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    kc.get_shell_msg(timeout=10)
+    assert "".join(t for _, t in first) == "from thread\n"
+    assert second == [(id2, "second cell\n")]
