@@ -687,7 +687,7 @@ error:
     return rc;
 }
 
-int interp_start(publisher *pub, char *err, size_t errlen)
+int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen)
 {
     PyStatus status;
     PyConfig config;
@@ -722,6 +722,16 @@ int interp_start(publisher *pub, char *err, size_t errlen)
         Py_XDECREF(s);
         Py_XDECREF(exc);
         return -1;
+    }
+    if (signal_fd >= 0) {
+        PyObject *sigmod = PyImport_ImportModule("signal");
+        PyObject *r = sigmod ? PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd) : NULL;
+        Py_XDECREF(sigmod);
+        if (r == NULL) {
+            snprintf(err, errlen, "cannot set the signal wakeup fd");
+            return -1;
+        }
+        Py_DECREF(r);
     }
     history_open();
     PyEval_SaveThread();

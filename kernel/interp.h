@@ -17,9 +17,9 @@
 
 /* Starts the interpreter with the `pyrometer` extension built in, installs
  * the kernel's stdout/stderr, display hook, input() and magics, and releases
- * the GIL. pub (borrowed, must outlive the interpreter) carries every
+ * the GIL. signal_fd (or -1) becomes Python's signal wakeup fd. pub (borrowed, must outlive the interpreter) carries every
  * stream and display. Returns 0, or -1 with a reason in err. */
-int interp_start(publisher *pub, char *err, size_t errlen);
+int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen);
 
 /* Returns a new kernel_info_reply content object (protocol 5.3), or NULL.
  * Needs no interpreter: may be called before interp_start. */

@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     server_set_kernel_info(srv, info);
     publisher *pub = server_shell_publisher(srv);
     pub->iopub(pub->self, "status", json_pack("{s:s}", "execution_state", "starting"), NULL);
-    if (interp_start(pub, err, sizeof err) < 0) {
+    if (interp_start(pub, server_signal_fd(srv), err, sizeof err) < 0) {
         fprintf(stderr, "pyrometer-kernel: %s\n", err);
         _exit(1);
     }

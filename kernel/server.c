@@ -64,6 +64,7 @@ struct server {
     atomic_int relay_stop; /* set by server_stop: drain the queue and exit */
 
     int wake_fd; /* eventfd: wakes the main loop */
+    int sig_fd[2]; /* pipe: Python's signal wakeup fd writes [1]; we poll [0] */
     atomic_int shutdown, main_busy;
     json_t *kernel_info; /* immutable once set */
 
@@ -458,6 +459,16 @@ static void pub_reply(void *self, const wire_msg *req, const char *msg_type, jso
     json_decref(metadata);
 }
 
+/* Empties the signal wakeup pipe; returns 1 if a signal had arrived. */
+static int drain_signals(server *s)
+{
+    char buf[64];
+    int got = 0;
+    while (read(s->sig_fd[0], buf, sizeof buf) > 0)
+        got = 1;
+    return got;
+}
+
 static int pub_input(void *self, const wire_msg *req, const char *prompt, int password,
                      char **out, char *err, size_t errlen)
 {
@@ -465,6 +476,7 @@ static int pub_input(void *self, const wire_msg *req, const char *prompt, int pa
     wire_msg reply;
 
     *out = NULL;
+    drain_signals(s); /* from here on, any signal ends the wait */
     /* Forget replies to an earlier, abandoned request. */
     while (recv_msg(s, s->stdin_sock, "stdin", &reply, ZMQ_DONTWAIT) >= 0)
         wire_msg_clear(&reply);
@@ -481,11 +493,14 @@ static int pub_input(void *self, const wire_msg *req, const char *prompt, int pa
         return -1;
     }
     for (;;) {
-        zmq_pollitem_t items[2] = {{s->stdin_sock, 0, ZMQ_POLLIN, 0},
-                                   {NULL, s->wake_fd, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 100);
-        if (n < 0 && errno == EINTR)
+        zmq_pollitem_t items[3] = {{s->stdin_sock, 0, ZMQ_POLLIN, 0},
+                                   {NULL, s->wake_fd, ZMQ_POLLIN, 0},
+                                   {NULL, s->sig_fd[0], ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 3, 100);
+        if ((n < 0 && errno == EINTR) || (n > 0 && (items[2].revents & ZMQ_POLLIN))) {
+            drain_signals(s);
             return 1;
+        }
         if (n < 0) {
             snprintf(err, errlen, "stdin: %s", zmq_strerror(errno));
             return -1;
@@ -645,7 +660,13 @@ int server_capture_fds(server *s)
     s->cap_fd[1] = errp[0];
     s->cap_stop_fd = eventfd(0, EFD_CLOEXEC);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (s->cap_stop_fd < 0 || pthread_create(&s->capture_thread, NULL, capture_main, s) != 0)
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = s->cap_stop_fd < 0 ? -1 : pthread_create(&s->capture_thread, NULL, capture_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
         return orig; /* fd output is still drained by server_sync_fds */
     s->have_capture = 1;
     fcntl(orig, F_SETFD, FD_CLOEXEC);
@@ -703,6 +724,12 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    /* Only the main thread takes SIGINT: every thread started from here on,
+     * libzmq's I/O threads included, blocks it. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     s->signer = signer;
     s->on_control = on_control;
     s->on_control_arg = arg;
@@ -714,7 +741,8 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->q_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->ctx = zmq_ctx_new();
-    if (s->q_efd < 0 || s->wake_fd < 0 || s->ctx == NULL) {
+    if (s->q_efd < 0 || s->wake_fd < 0 || s->ctx == NULL ||
+        pipe2(s->sig_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, errlen, "cannot create zmq context or eventfd");
         goto error;
     }
@@ -740,11 +768,6 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->control_pub =
         (publisher){&s->control_ch, pub_iopub, pub_reply, pub_no_input, pub_stream, pub_sync};
 
-    /* Only the main thread takes SIGINT: every other thread blocks it. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     int rc = pthread_create(&s->hb_thread, NULL, hb_main, s);
     rc = rc ? rc : pthread_create(&s->relay_thread, NULL, relay_main, s);
     rc = rc ? rc : pthread_create(&s->control_thread, NULL, control_main, s);
@@ -755,6 +778,7 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     }
     return s;
 error:
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (s->shell)
         zmq_close(s->shell);
     if (s->control)
@@ -801,6 +825,11 @@ void server_interrupt_main(server *s)
     pthread_kill(s->main_thread, SIGINT);
 }
 
+int server_signal_fd(server *s)
+{
+    return s->sig_fd[1];
+}
+
 void server_request_shutdown(server *s, int restart)
 {
     (void)restart; /* the kernel manager restarts us; we just exit */
@@ -813,8 +842,12 @@ void server_request_shutdown(server *s, int restart)
 int server_run(server *s, server_handler handle, void *arg)
 {
     while (!atomic_load(&s->shutdown)) {
-        zmq_pollitem_t items[2] = {{s->shell, 0, ZMQ_POLLIN, 0}, {NULL, s->wake_fd, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, 2, -1);
+        zmq_pollitem_t items[3] = {{s->shell, 0, ZMQ_POLLIN, 0},
+                                   {NULL, s->wake_fd, ZMQ_POLLIN, 0},
+                                   {NULL, s->sig_fd[0], ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, 3, -1);
+        if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
+            drain_signals(s); /* an interrupt while idle: nothing to stop */
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc < 0)
@@ -867,6 +900,8 @@ void server_stop(server *s)
     zmq_ctx_term(s->ctx);
     close(s->q_efd);
     close(s->wake_fd);
+    close(s->sig_fd[0]);
+    close(s->sig_fd[1]);
     if (s->cap_stop_fd > 0)
         close(s->cap_stop_fd);
     json_decref(s->stream_parent);

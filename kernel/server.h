@@ -60,6 +60,10 @@ int server_capture_fds(server *s);
 /* Delivers everything written to fd 1/2 so far into the stream queue. */
 void server_sync_fds(server *s);
 
+/* The write end of a non-blocking pipe for PySignal_SetWakeupFd: a signal
+ * that arrives while input() waits is then never missed. */
+int server_signal_fd(server *s);
+
 /* Set by the control thread; server_run returns soon after. */
 void server_request_shutdown(server *s, int restart);
 

@@ -36,3 +36,22 @@ def stdout_of(msgs, name="stdout"):
 
 def of_type(msgs, t):
     return [m for m in msgs if m["msg_type"] == t]
+
+
+def wait_for_iopub(kc, tries=20):
+    """After a (re)start, waits until iopub delivers: sends kernel_info
+    requests until one's status message arrives (a SUB socket drops what is
+    published before its subscription reaches the kernel)."""
+    for _ in range(tries):
+        msg_id = kc.kernel_info()
+        kc.get_shell_msg(timeout=5)
+        deadline = time.time() + 0.5
+        while time.time() < deadline:
+            try:
+                m = kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            if m["parent_header"].get("msg_id") == msg_id:
+                drain_iopub(kc, 0.05)
+                return
+    raise AssertionError("iopub never delivered")

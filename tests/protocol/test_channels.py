@@ -1,0 +1,267 @@
+"""kernel_info, is_complete, comms, the control channel, interrupts, input(),
+shutdown and transports, through jupyter_client against the built kernel."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import zmq
+from jupyter_client import BlockingKernelClient, KernelManager
+
+from conftest import KERNEL, start_kernel
+from kernel_util import execute, of_type, stdout_of, wait_for_iopub
+
+
+def test_kernel_info(kernel):
+    km, kc = kernel
+    msg_id = kc.kernel_info()
+    reply = kc.get_shell_msg(timeout=5)
+    c = reply["content"]
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert c["status"] == "ok"
+    assert tuple(int(x) for x in c["protocol_version"].split(".")) >= (5, 3)
+    assert c["implementation"] == "pyrometer" and c["implementation_version"]
+    li = c["language_info"]
+    assert li["name"] == "python" and li["version"] == "%d.%d.%d" % sys.version_info[:3]
+    assert li["mimetype"] == "text/x-python" and li["file_extension"] == ".py"
+    assert li["pygments_lexer"] == "ipython3" and li["nbconvert_exporter"] == "python"
+    assert li["codemirror_mode"] == {"name": "ipython", "version": 3}
+    assert "pyrometer" in c["banner"] and c["help_links"]
+    hdr = reply["header"]
+    assert hdr["version"] == "5.3" and hdr["date"]
+    assert reply["metadata"] == {}
+
+
+@pytest.mark.parametrize("code,status,indent", [
+    ("x = 1", "complete", None),
+    ("for i in range(3):", "incomplete", "    "),
+    ("if x:\n    y = (1,", "incomplete", "    "),
+    ("def f(:", "invalid", None),
+    ("%time 1", "complete", None),
+    ("a = '''abc", "incomplete", ""),
+])
+def test_is_complete(kernel, code, status, indent):
+    km, kc = kernel
+    kc.is_complete(code)
+    c = kc.get_shell_msg(timeout=5)["content"]
+    assert c["status"] == status
+    if indent is not None:
+        assert c["indent"] == indent
+
+
+def test_comm_info_and_unknown_comm_open(kernel):
+    km, kc = kernel
+    kc.comm_info()
+    assert kc.get_shell_msg(timeout=5)["content"] == {"status": "ok", "comms": {}}
+    msg = kc.session.msg("comm_open", {"comm_id": "c0ffee", "target_name": "nope", "data": {}})
+    kc.shell_channel.send(msg)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        m = kc.get_iopub_msg(timeout=5)
+        if m["msg_type"] == "comm_close":
+            assert m["content"]["comm_id"] == "c0ffee"
+            break
+    else:
+        pytest.fail("no comm_close")
+
+
+def test_status_around_control_requests(kernel):
+    km, kc = kernel
+    msg = kc.session.msg("kernel_info_request")
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=5)
+    assert reply["msg_type"] == "kernel_info_reply"
+    states = []
+    while len(states) < 2:
+        m = kc.get_iopub_msg(timeout=5)
+        if m["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            states.append(m["content"]["execution_state"])
+    assert states == ["busy", "idle"]
+
+
+def test_control_answers_while_busy(fresh_kernel):
+    km, kc = fresh_kernel
+    kc.execute("while True: pass")
+    time.sleep(0.3)
+    msg = kc.session.msg("kernel_info_request")
+    t0 = time.time()
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=5)
+    assert reply["msg_type"] == "kernel_info_reply"
+    assert time.time() - t0 < 1.0
+    # heartbeat stays alive while the GIL is held
+    assert km.is_alive()
+    assert kc.hb_channel.is_beating()
+    # shutdown on control while the loop runs
+    km.request_shutdown()
+    deadline = time.time() + 10
+    while km.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not km.is_alive()
+    assert km.provisioner.process.returncode is not None
+
+
+def _interrupt_case(km, kc, code, wait_for=None):
+    kc.execute("marker = 'still here'")
+    kc.get_shell_msg(timeout=5)
+    msg_id = kc.execute(code, allow_stdin=True)
+    if wait_for:
+        kc.get_stdin_msg(timeout=5)
+    else:
+        time.sleep(0.5)
+    t0 = time.time()
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=5)
+    elapsed = time.time() - t0
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert elapsed < 0.2, elapsed
+    r, msgs = execute(kc, "marker")
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "'still here'"
+
+
+@pytest.mark.parametrize("mode", ["pyrometer", "pyrometer-msg"])
+@pytest.mark.parametrize("code,stdin", [("while True: pass", False),
+                                        ("import time; time.sleep(100)", False),
+                                        ("input('say: ')", True)])
+def test_interrupt(mode, code, stdin):
+    km, kc = start_kernel(mode)
+    try:
+        assert km.kernel_spec.interrupt_mode == ("signal" if mode == "pyrometer" else "message")
+        _interrupt_case(km, kc, code, wait_for=stdin)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_interrupt_while_idle_does_not_break_next_cell(kernel):
+    km, kc = kernel
+    km.interrupt_kernel()
+    time.sleep(0.2)
+    reply, msgs = execute(kc, "sum(range(10))")
+    assert reply["content"]["status"] == "ok"
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "45"
+
+
+def test_input_roundtrip(kernel):
+    km, kc = kernel
+    msg_id = kc.execute("name = input('Who? '); print('hi', name)", allow_stdin=True)
+    req = kc.get_stdin_msg(timeout=5)
+    assert req["msg_type"] == "input_request"
+    assert req["content"] == {"prompt": "Who? ", "password": False}
+    assert req["parent_header"]["msg_id"] == msg_id
+    kc.input("Ada")
+    reply = kc.get_shell_msg(timeout=5)
+    assert reply["content"]["status"] == "ok"
+    r, msgs = execute(kc, "name")
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "'Ada'"
+
+
+def test_getpass_is_hidden(kernel):
+    km, kc = kernel
+    kc.execute("import getpass; pw = getpass.getpass()", allow_stdin=True)
+    req = kc.get_stdin_msg(timeout=5)
+    assert req["content"] == {"prompt": "Password: ", "password": True}
+    kc.input("s3cret")
+    assert kc.get_shell_msg(timeout=5)["content"]["status"] == "ok"
+    r, msgs = execute(kc, "len(pw)")
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "6"
+
+
+def test_input_without_stdin(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "input('x')", allow_stdin=False)
+    assert reply["content"]["ename"] == "StdinNotImplementedError"
+    assert "does not support input requests" in reply["content"]["evalue"]
+
+
+def test_shutdown_and_restart(fresh_kernel):
+    km, kc = fresh_kernel
+    execute(kc, "state = 1")
+    pid = km.provisioner.process.pid
+    km.restart_kernel(now=False)
+    assert km.provisioner.process.pid != pid
+    kc.wait_for_ready(timeout=10)
+    wait_for_iopub(kc)
+    reply, msgs = execute(kc, "'state' in globals()")
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "False"
+    proc = km.provisioner.process
+    kc.shutdown()
+    reply = kc.get_control_msg(timeout=5)
+    assert reply["msg_type"] == "shutdown_reply"
+    assert reply["content"] == {"status": "ok", "restart": False}
+    proc.wait(timeout=5)
+    assert proc.returncode == 0
+
+
+def _connection_file(tmp, transport, ip):
+    ports = [0] * 5
+    if transport == "tcp":
+        import socket
+        socks = [socket.socket() for _ in range(5)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in socks]
+        for s in socks:
+            s.close()
+    else:
+        ports = [1, 2, 3, 4, 5]
+    info = dict(zip(["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"], ports),
+                transport=transport, ip=ip, key="a-key", signature_scheme="hmac-sha256",
+                kernel_name="pyrometer")
+    path = os.path.join(tmp, "conn.json")
+    with open(path, "w") as f:
+        json.dump(info, f)
+    return path, info
+
+
+@pytest.mark.parametrize("transport,ip", [("ipc", None), ("tcp", "0.0.0.0")])
+def test_transports(transport, ip):
+    with tempfile.TemporaryDirectory() as tmp:
+        ip = ip or os.path.join(tmp, "kern")
+        path, info = _connection_file(tmp, transport, ip)
+        proc = subprocess.Popen([KERNEL, "-f", path], stderr=subprocess.PIPE)
+        try:
+            kc = BlockingKernelClient()
+            kc.load_connection_file(path)
+            if transport == "tcp":
+                kc.ip = "127.0.0.1"
+            kc.start_channels()
+            kc.wait_for_ready(timeout=10)
+            r, msgs = execute(kc, "print('over', %r)" % transport)
+            assert stdout_of(msgs) == f"over {transport}\n"
+            if transport == "ipc":
+                assert os.path.exists(f"{ip}-{info['shell_port']}")
+            else:
+                out = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+                assert f"0.0.0.0:{info['shell_port']}" in out
+            kc.shutdown()
+            proc.wait(timeout=10)
+            kc.stop_channels()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_iopub_welcome_on_subscribe(kernel):
+    km, kc = kernel
+    info = km.get_connection_info()
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    try:
+        assert sub.poll(5000)
+        frames = sub.recv_multipart()
+        i = frames.index(b"<IDS|MSG>")
+        header = json.loads(frames[i + 2])
+        assert header["msg_type"] == "iopub_welcome"
+        assert json.loads(frames[i + 5]) == {"subscription": ""}
+    finally:
+        sub.close(0)
