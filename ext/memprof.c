@@ -1,8 +1,1654 @@
-/* memprof.c - placeholder: the component registers nothing yet. */
-#include "module.h"
+/* memprof.c - the memory profiler's engine: hooks on PyMem's three domains
+ * and on NumPy's data handler feeding a pointer->size table, the line
+ * attribution trace function of %mprun, the span recorder of %%mprof, and
+ * RSS probes (/proc/self/statm, VmHWM, a sampling thread).
+ *
+ * Locking: the pointer table and the counters are protected by `tab_lock`, a
+ * spinlock, because PyMem_RawMalloc() runs without the GIL. Line statistics
+ * are owned by the thread that runs the traced statement (tl_traced).
+ */
+#include "memprof.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <frameobject.h>
+
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* Set while this thread runs inside an allocator hook: the previous
+ * allocator may call another domain (pymalloc -> PyMem_RawMalloc), and that
+ * inner block must not be counted twice. */
+static TLS int tl_busy;
+/* Set on the thread whose lines %mprun attributes. */
+static TLS int tl_traced;
+
+/* ---- the pointer table ---------------------------------------------------- */
+
+typedef struct {
+    uintptr_t key; /* block address; 0 = empty slot */
+    size_t size;
+} slot;
+
+/* Everything in this block is protected by tab_lock. */
+static atomic_flag tab_lock = ATOMIC_FLAG_INIT;
+static slot *tab;          /* mmap'ed, tab_mask + 1 slots */
+static size_t tab_mask;
+static size_t tab_count;
+static size_t tab_bytes;
+static memprof_counters ctr;
+static int tab_lost;       /* a block went untracked: the table could not grow */
+
+/* 1 between memprof_start and memprof_stop; read by hooks without the lock
+ * first (cheap), then again under it. */
+static atomic_int tracking;
+
+#define TAB_INITIAL_SLOTS ((size_t)1 << 12)
+
+static inline void lock(void)
+{
+    int spins = 0;
+    while (atomic_flag_test_and_set_explicit(&tab_lock, memory_order_acquire)) {
+        if (++spins > 64) {
+            sched_yield();
+            spins = 0;
+        }
+    }
+}
+
+static inline void unlock(void)
+{
+    atomic_flag_clear_explicit(&tab_lock, memory_order_release);
+}
+
+/* Home slot of an address (blocks are at least 16-byte aligned): a
+ * multiply-xorshift mix, so that pymalloc's evenly spaced blocks scatter. */
+static inline size_t home(uintptr_t key, size_t mask)
+{
+    uint64_t x = (uint64_t)(key >> 4) * 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 32;
+    return (size_t)x & mask;
+}
+
+static slot *tab_alloc(size_t nslots, size_t *bytes)
+{
+    size_t n = nslots * sizeof(slot);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (n >= ((size_t)4 << 20))
+        madvise(p, n, MADV_HUGEPAGE); /* fewer TLB misses on big tables */
+#endif
+    *bytes = n;
+    return p;
+}
+
+/* Doubles the table. Returns 0, or -1 (table unchanged). Lock held. */
+static int tab_grow(void)
+{
+    size_t bytes, nslots = (tab_mask + 1) * 2, mask = nslots - 1;
+    slot *nt = tab_alloc(nslots, &bytes);
+    if (nt == NULL)
+        return -1;
+    for (size_t i = 0; i <= tab_mask; i++) {
+        if (tab[i].key == 0)
+            continue;
+        size_t j = home(tab[i].key, mask);
+        while (nt[j].key != 0)
+            j = (j + 1) & mask;
+        nt[j] = tab[i];
+    }
+    munmap(tab, tab_bytes);
+    tab = nt;
+    tab_mask = mask;
+    tab_bytes = bytes;
+    return 0;
+}
+
+/* Records key -> size. Returns the size of a stale entry it replaced (a
+ * block freed behind our back), else 0. Sets tab_lost if it cannot. Lock
+ * held. */
+static size_t big_put(uintptr_t key, size_t size)
+{
+    if ((tab_count + 1) * 8 > (tab_mask + 1) * 5 && tab_grow() < 0) {
+        tab_lost = 1;
+        return 0;
+    }
+    size_t i = home(key, tab_mask);
+    while (tab[i].key != 0) {
+        if (tab[i].key == key) {
+            size_t old = tab[i].size;
+            tab[i].size = size;
+            return old;
+        }
+        i = (i + 1) & tab_mask;
+    }
+    tab[i].key = key;
+    tab[i].size = size;
+    tab_count++;
+    return 0;
+}
+
+/* Removes key. Returns 1 and its size in *size, or 0 if untracked. Lock
+ * held. Deletion shifts the following cluster back (no tombstones). */
+static int big_take(uintptr_t key, size_t *size)
+{
+    size_t i = home(key, tab_mask);
+    for (;;) {
+        if (tab[i].key == 0)
+            return 0;
+        if (tab[i].key == key)
+            break;
+        i = (i + 1) & tab_mask;
+    }
+    *size = tab[i].size;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & tab_mask;
+        if (tab[j].key == 0)
+            break;
+        size_t k = home(tab[j].key, tab_mask);
+        /* Move j to the hole at i unless its home lies in (i, j]. */
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            tab[i] = tab[j];
+            i = j;
+        }
+    }
+    tab[i].key = 0;
+    tab_count--;
+    return 1;
+}
+
+/* The page map: most blocks are small and 16-byte aligned, and blocks
+ * allocated together sit together (pymalloc pools, malloc's heap). Each 4 KiB
+ * page holding the start of a tracked block gets a record with one uint16_t
+ * per 16-byte granule: the block's size + 1 (0 = untracked, BIG = look in
+ * the big table). Records are found through a small hash keyed by page number
+ * with a one-entry cache, so consecutive allocations touch the same few cache
+ * lines instead of a random slot in a large table. Protected by tab_lock. */
+
+#define PAGE_SHIFT 12
+#define GRAN_SHIFT 4
+#define GRANS (1 << (PAGE_SHIFT - GRAN_SHIFT))
+#define BIG 0xFFFFu
+#define CHUNK_RECS 2048 /* records per mmap'ed chunk (1 MiB) */
+
+typedef struct {
+    uint16_t size1[GRANS];
+} page_rec;
+
+typedef struct {
+    uintptr_t page; /* 0 = empty */
+    page_rec *rec;
+} page_slot;
+
+typedef struct rec_chunk {
+    struct rec_chunk *next;
+    size_t used;
+    page_rec recs[CHUNK_RECS];
+} rec_chunk;
+
+static page_slot *pmap;  /* mmap'ed, pmap_mask + 1 slots */
+static size_t pmap_mask, pmap_count, pmap_bytes;
+static rec_chunk *chunks;
+static size_t nrecs;
+static uintptr_t last_page;
+static page_rec *last_rec;
+
+#define PMAP_INITIAL_SLOTS ((size_t)1 << 12)
+
+static inline size_t page_home(uintptr_t page, size_t mask)
+{
+    uint64_t x = (uint64_t)page * 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 32;
+    return (size_t)x & mask;
+}
+
+static int pmap_grow(void)
+{
+    size_t bytes, nslots = (pmap_mask + 1) * 2, mask = nslots - 1;
+    page_slot *nt = (page_slot *)tab_alloc(nslots * sizeof(page_slot) / sizeof(slot), &bytes);
+    if (nt == NULL)
+        return -1;
+    for (size_t i = 0; i <= pmap_mask; i++) {
+        if (pmap[i].page == 0)
+            continue;
+        size_t j = page_home(pmap[i].page, mask);
+        while (nt[j].page != 0)
+            j = (j + 1) & mask;
+        nt[j] = pmap[i];
+    }
+    munmap(pmap, pmap_bytes);
+    pmap = nt;
+    pmap_mask = mask;
+    pmap_bytes = bytes;
+    return 0;
+}
+
+/* The record of a page, created if `create`; NULL if absent or out of
+ * memory. Lock held. */
+static page_rec *page_get(uintptr_t page, int create)
+{
+    if (page == last_page && last_rec != NULL)
+        return last_rec;
+    size_t i = page_home(page, pmap_mask);
+    while (pmap[i].page != 0) {
+        if (pmap[i].page == page) {
+            last_page = page;
+            last_rec = pmap[i].rec;
+            return last_rec;
+        }
+        i = (i + 1) & pmap_mask;
+    }
+    if (!create)
+        return NULL;
+    if ((pmap_count + 1) * 2 > pmap_mask + 1) {
+        if (pmap_grow() < 0)
+            return NULL;
+        i = page_home(page, pmap_mask);
+        while (pmap[i].page != 0)
+            i = (i + 1) & pmap_mask;
+    }
+    if (chunks == NULL || chunks->used == CHUNK_RECS) {
+        void *m = mmap(NULL, sizeof(rec_chunk), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        rec_chunk *c = m;
+        c->next = chunks;
+        c->used = 0;
+        chunks = c;
+    }
+    page_rec *r = &chunks->recs[chunks->used++];
+    nrecs++;
+    pmap[i].page = page;
+    pmap[i].rec = r;
+    pmap_count++;
+    last_page = page;
+    last_rec = r;
+    return r;
+}
+
+/* Records key -> size. Returns the size of a stale entry it replaced (a
+ * block freed behind our back), else 0. Sets tab_lost if it cannot. Lock
+ * held. */
+static size_t tab_put(uintptr_t key, size_t size)
+{
+    size_t stale = 0;
+    if ((key & ((1u << GRAN_SHIFT) - 1)) != 0)
+        return big_put(key, size); /* unaligned: custom allocator */
+    page_rec *r = page_get(key >> PAGE_SHIFT, 1);
+    if (r == NULL) {
+        tab_lost = 1;
+        return 0;
+    }
+    uint16_t *g = &r->size1[(key >> GRAN_SHIFT) & (GRANS - 1)];
+    if (*g == BIG)
+        big_take(key, &stale);
+    else if (*g != 0)
+        stale = *g - 1u;
+    if (size < BIG - 1) {
+        *g = (uint16_t)(size + 1);
+    } else {
+        *g = BIG;
+        big_put(key, size);
+    }
+    return stale;
+}
+
+/* Removes key. Returns 1 and its size in *size, or 0 if untracked. Lock
+ * held. */
+static int tab_take(uintptr_t key, size_t *size)
+{
+    if ((key & ((1u << GRAN_SHIFT) - 1)) != 0)
+        return big_take(key, size);
+    page_rec *r = page_get(key >> PAGE_SHIFT, 0);
+    if (r == NULL)
+        return 0;
+    uint16_t *g = &r->size1[(key >> GRAN_SHIFT) & (GRANS - 1)];
+    if (*g == 0)
+        return 0;
+    if (*g == BIG) {
+        *g = 0;
+        return big_take(key, size);
+    }
+    *size = *g - 1u;
+    *g = 0;
+    return 1;
+}
+
+/* Allocates empty tables. Returns 0, or -1. Lock held. */
+static int tab_init(void)
+{
+    size_t bytes, pbytes;
+    slot *t = tab_alloc(TAB_INITIAL_SLOTS, &bytes);
+    if (t == NULL)
+        return -1;
+    page_slot *p = (page_slot *)tab_alloc(PMAP_INITIAL_SLOTS * sizeof(page_slot) / sizeof(slot), &pbytes);
+    if (p == NULL) {
+        munmap(t, bytes);
+        return -1;
+    }
+    tab = t;
+    tab_mask = TAB_INITIAL_SLOTS - 1;
+    tab_bytes = bytes;
+    tab_count = 0;
+    pmap = p;
+    pmap_mask = PMAP_INITIAL_SLOTS - 1;
+    pmap_bytes = pbytes;
+    pmap_count = 0;
+    chunks = NULL;
+    nrecs = 0;
+    last_page = 0;
+    last_rec = NULL;
+    tab_lost = 0;
+    return 0;
+}
+
+/* Frees the tables. Lock held. */
+static void tab_fini(void)
+{
+    if (tab != NULL)
+        munmap(tab, tab_bytes);
+    if (pmap != NULL)
+        munmap(pmap, pmap_bytes);
+    while (chunks != NULL) {
+        rec_chunk *next = chunks->next;
+        munmap(chunks, sizeof(rec_chunk));
+        chunks = next;
+    }
+    tab = NULL;
+    pmap = NULL;
+    tab_bytes = pmap_bytes = 0;
+    tab_mask = pmap_mask = 0;
+    tab_count = pmap_count = nrecs = 0;
+    last_page = 0;
+    last_rec = NULL;
+}
+
+/* ---- line attribution state (owned by the traced thread) ------------------ */
+
+static memprof_line *cur_line;  /* line charged for allocations, or NULL */
+static int64_t cur_start_live;  /* ctr.live when cur_line started running */
+
+static inline void charge_alloc(size_t size, int64_t live)
+{
+    memprof_line *l = cur_line;
+    if (l == NULL)
+        return;
+    l->allocated += size;
+    int64_t rise = live - cur_start_live;
+    if (rise > l->peak)
+        l->peak = rise;
+}
+
+static inline void charge_free(size_t size)
+{
+    if (cur_line != NULL)
+        cur_line->freed += size;
+}
+
+/* ---- accounting ------------------------------------------------------------ */
+
+static void on_alloc(void *p, size_t size)
+{
+    int64_t live;
+    lock();
+    if (!atomic_load_explicit(&tracking, memory_order_relaxed)) {
+        unlock();
+        return;
+    }
+    size_t stale = tab_put((uintptr_t)p, size);
+    ctr.live += (int64_t)size - (int64_t)stale;
+    ctr.allocated += size;
+    ctr.freed += stale;
+    ctr.nallocs++;
+    if (ctr.live > ctr.peak)
+        ctr.peak = ctr.live;
+    live = ctr.live;
+    unlock();
+    if (tl_traced)
+        charge_alloc(size, live);
+}
+
+/* Forgets p before it is freed (so another thread may reuse the address).
+ * Returns 1 and the size if p was tracked. */
+static int on_free(void *p, size_t *size)
+{
+    int found;
+    lock();
+    if (!atomic_load_explicit(&tracking, memory_order_relaxed)) {
+        unlock();
+        return 0;
+    }
+    found = tab_take((uintptr_t)p, size);
+    if (found) {
+        ctr.live -= (int64_t)*size;
+        ctr.freed += *size;
+    }
+    unlock();
+    if (found && tl_traced)
+        charge_free(*size);
+    return found;
+}
+
+/* After a realloc moved or resized a block: `old` bytes (0 if untracked)
+ * became `size` bytes at q. Growth counts as allocated, shrinkage as freed. */
+static void on_realloc(void *q, size_t old, size_t size)
+{
+    int64_t live;
+    lock();
+    if (!atomic_load_explicit(&tracking, memory_order_relaxed)) {
+        unlock();
+        return;
+    }
+    size_t stale = tab_put((uintptr_t)q, size);
+    ctr.live += (int64_t)size - (int64_t)old - (int64_t)stale;
+    if (size >= old)
+        ctr.allocated += size - old;
+    else
+        ctr.freed += old - size;
+    ctr.freed += stale;
+    ctr.nallocs++;
+    if (ctr.live > ctr.peak)
+        ctr.peak = ctr.live;
+    live = ctr.live;
+    unlock();
+    if (tl_traced) {
+        if (size >= old)
+            charge_alloc(size - old, live);
+        else
+            charge_free(old - size);
+    }
+}
+
+/* Removes p from the table for a realloc, leaving the counters alone
+ * (on_realloc accounts the change). Returns 1 and its size if tracked. */
+static int take_for_realloc(void *p, size_t *size)
+{
+    int found = 0;
+    lock();
+    if (atomic_load_explicit(&tracking, memory_order_relaxed))
+        found = tab_take((uintptr_t)p, size);
+    unlock();
+    return found;
+}
+
+/* Puts back a block whose realloc failed. */
+static void put_back(void *p, size_t size)
+{
+    lock();
+    if (atomic_load_explicit(&tracking, memory_order_relaxed))
+        tab_put((uintptr_t)p, size);
+    unlock();
+}
+
+/* ---- PyMem hooks ------------------------------------------------------------ */
+
+typedef struct {
+    PyMemAllocatorEx prev; /* the allocator we chain to */
+    PyMemAllocatorDomain domain;
+    int active;            /* 0 once uninstalled or stranded: pass through */
+} hook_ctx;
+
+/* The contexts of the running session's hooks (NULL when not installed).
+ * A context stays allocated forever if someone else hooked the domain after
+ * us and we could not unhook (it is then "stranded", passing through). */
+static hook_ctx *hooks[3];
+
+/* A thread racing with PyMem_SetAllocator() (raw domain, no GIL) may call
+ * our function with the default allocator's NULL context: the default raw
+ * allocator is libc's, so each hook falls back to it. */
+static void *hook_malloc(void *ctx, size_t size)
+{
+    hook_ctx *c = ctx;
+    void *p;
+    if (c == NULL)
+        return malloc(size ? size : 1);
+    if (tl_busy || !c->active || !atomic_load_explicit(&tracking, memory_order_relaxed))
+        return c->prev.malloc(c->prev.ctx, size);
+    tl_busy = 1;
+    p = c->prev.malloc(c->prev.ctx, size);
+    tl_busy = 0;
+    if (p != NULL)
+        on_alloc(p, size);
+    return p;
+}
+
+static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    hook_ctx *c = ctx;
+    void *p;
+    if (c == NULL)
+        return calloc(nelem ? nelem : 1, elsize ? elsize : 1);
+    if (tl_busy || !c->active || !atomic_load_explicit(&tracking, memory_order_relaxed))
+        return c->prev.calloc(c->prev.ctx, nelem, elsize);
+    tl_busy = 1;
+    p = c->prev.calloc(c->prev.ctx, nelem, elsize);
+    tl_busy = 0;
+    if (p != NULL)
+        on_alloc(p, nelem * elsize);
+    return p;
+}
+
+static void *hook_realloc(void *ctx, void *ptr, size_t size)
+{
+    hook_ctx *c = ctx;
+    size_t old = 0;
+    int had = 0;
+    void *q;
+    if (c == NULL)
+        return realloc(ptr, size ? size : 1);
+    if (tl_busy || !c->active || !atomic_load_explicit(&tracking, memory_order_relaxed))
+        return c->prev.realloc(c->prev.ctx, ptr, size);
+    if (ptr != NULL)
+        had = take_for_realloc(ptr, &old);
+    tl_busy = 1;
+    q = c->prev.realloc(c->prev.ctx, ptr, size);
+    tl_busy = 0;
+    if (q == NULL) {
+        if (had)
+            put_back(ptr, old);
+        return NULL;
+    }
+    on_realloc(q, old, size);
+    return q;
+}
+
+static void hook_free(void *ctx, void *ptr)
+{
+    hook_ctx *c = ctx;
+    size_t size;
+    if (c == NULL) {
+        free(ptr);
+        return;
+    }
+    if (ptr != NULL && !tl_busy && c->active &&
+        atomic_load_explicit(&tracking, memory_order_relaxed))
+        on_free(ptr, &size);
+    c->prev.free(c->prev.ctx, ptr);
+}
+
+static const PyMemAllocatorDomain domain_ids[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM,
+                                                   PYMEM_DOMAIN_OBJ};
+
+/* Hooks every domain. Returns 0, or -1 with MemoryError set (nothing
+ * installed). GIL held. */
+static int hooks_install(void)
+{
+    hook_ctx *made[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        made[i] = calloc(1, sizeof(hook_ctx));
+        if (made[i] == NULL) {
+            for (int j = 0; j < i; j++)
+                free(made[j]);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        PyMemAllocatorEx ours = {made[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
+        made[i]->domain = domain_ids[i];
+        made[i]->active = 1;
+        PyMem_GetAllocator(domain_ids[i], &made[i]->prev);
+        PyMem_SetAllocator(domain_ids[i], &ours);
+        hooks[i] = made[i];
+    }
+    return 0;
+}
+
+/* Unhooks every domain. A domain that someone hooked after us keeps our
+ * (now pass-through) hook in its chain, and its context is never freed. */
+static void hooks_remove(void)
+{
+    for (int i = 2; i >= 0; i--) {
+        hook_ctx *c = hooks[i];
+        PyMemAllocatorEx cur;
+        if (c == NULL)
+            continue;
+        hooks[i] = NULL;
+        c->active = 0;
+        PyMem_GetAllocator(domain_ids[i], &cur);
+        if (cur.ctx == c && cur.malloc == hook_malloc) {
+            PyMem_SetAllocator(domain_ids[i], &c->prev);
+            /* A raw call racing with the swap may still hold c: keep it. */
+            if (i != 0)
+                free(c);
+        }
+    }
+}
+
+/* ---- NumPy's data handler ----------------------------------------------------
+ *
+ * NumPy (>= 1.22) allocates array data through a "mem_handler" capsule held
+ * in a context variable (PyDataMem_SetHandler, NEP 49); each array keeps a
+ * reference to the handler that allocated it and frees through it. We wrap
+ * the current handler, found through NumPy's C-API capsule, so no NumPy
+ * headers are needed at build time. The layouts below are NumPy's
+ * PyDataMemAllocator and PyDataMem_Handler (version 1).
+ */
+
+typedef struct {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t new_size);
+    void (*free)(void *ctx, void *ptr, size_t size);
+} np_allocator;
+
+typedef struct {
+    char name[127];
+    uint8_t version;
+    np_allocator allocator;
+} np_handler;
+
+typedef struct {
+    np_handler handler; /* ours: allocator.ctx points at `prev` */
+    np_allocator prev;  /* a copy of the wrapped handler's allocator */
+} np_wrap;
+
+#define NP_CAPSULE "mem_handler"
+#define NP_API_FEATURE_VERSION 211 /* PyArray_GetNDArrayCFeatureVersion */
+#define NP_API_SET_HANDLER 304     /* PyDataMem_SetHandler */
+#define NP_API_GET_HANDLER 305     /* PyDataMem_GetHandler */
+#define NP_FEATURE_1_22 0x0f
+
+static PyObject *np_restore;              /* owned: handler to put back; GIL */
+static PyObject *(*np_set_handler)(PyObject *);
+
+static void *np_malloc(void *ctx, size_t size)
+{
+    np_allocator *prev = ctx;
+    void *p;
+    if (tl_busy || !atomic_load_explicit(&tracking, memory_order_relaxed))
+        return prev->malloc(prev->ctx, size);
+    tl_busy = 1;
+    p = prev->malloc(prev->ctx, size);
+    tl_busy = 0;
+    if (p != NULL)
+        on_alloc(p, size);
+    return p;
+}
+
+static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    np_allocator *prev = ctx;
+    void *p;
+    if (tl_busy || !atomic_load_explicit(&tracking, memory_order_relaxed))
+        return prev->calloc(prev->ctx, nelem, elsize);
+    tl_busy = 1;
+    p = prev->calloc(prev->ctx, nelem, elsize);
+    tl_busy = 0;
+    if (p != NULL)
+        on_alloc(p, nelem * elsize);
+    return p;
+}
+
+static void *np_realloc(void *ctx, void *ptr, size_t size)
+{
+    np_allocator *prev = ctx;
+    size_t old = 0;
+    int had = 0;
+    void *q;
+    if (tl_busy || !atomic_load_explicit(&tracking, memory_order_relaxed))
+        return prev->realloc(prev->ctx, ptr, size);
+    if (ptr != NULL)
+        had = take_for_realloc(ptr, &old);
+    tl_busy = 1;
+    q = prev->realloc(prev->ctx, ptr, size);
+    tl_busy = 0;
+    if (q == NULL) {
+        if (had)
+            put_back(ptr, old);
+        return NULL;
+    }
+    on_realloc(q, old, size);
+    return q;
+}
+
+static void np_free(void *ctx, void *ptr, size_t size)
+{
+    np_allocator *prev = ctx;
+    size_t tracked;
+    if (ptr != NULL && !tl_busy && atomic_load_explicit(&tracking, memory_order_relaxed))
+        on_free(ptr, &tracked);
+    prev->free(prev->ctx, ptr, size);
+}
+
+static void np_capsule_free(PyObject *capsule)
+{
+    np_wrap *w = PyCapsule_GetPointer(capsule, NP_CAPSULE);
+    PyObject *prev = PyCapsule_GetContext(capsule);
+    if (w == NULL || (prev == NULL && PyErr_Occurred()))
+        PyErr_Clear();
+    Py_XDECREF(prev);
+    free(w);
+}
+
+/* NumPy's C-API table if NumPy (>= 1.22) is already imported, else NULL.
+ * Never raises. */
+static void **numpy_api(void)
+{
+    static const char *names[] = {"numpy.core._multiarray_umath", "numpy._core._multiarray_umath"};
+    PyObject *modules = PyImport_GetModuleDict();
+    PyObject *mod = NULL;
+    void **api = NULL;
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && mod == NULL; i++)
+        mod = PyDict_GetItemString(modules, names[i]);
+    if (mod == NULL)
+        return NULL;
+    PyObject *cap = PyObject_GetAttrString(mod, "_ARRAY_API");
+    if (cap == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyCapsule_CheckExact(cap))
+        api = PyCapsule_GetPointer(cap, PyCapsule_GetName(cap));
+    Py_DECREF(cap);
+    if (api == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    unsigned int (*feature)(void) = (unsigned int (*)(void))api[NP_API_FEATURE_VERSION];
+    if (feature() < NP_FEATURE_1_22)
+        return NULL;
+    return api;
+}
+
+/* Wraps NumPy's current data handler. Returns 1 if installed, 0 if NumPy is
+ * absent or too old. Never raises. GIL held. */
+static int numpy_install(void)
+{
+    void **api = numpy_api();
+    PyObject *prev = NULL, *ours = NULL;
+    np_wrap *w = NULL;
+
+    if (api == NULL)
+        return 0;
+    PyObject *(*get_handler)(void) = (PyObject * (*)(void)) api[NP_API_GET_HANDLER];
+    np_set_handler = (PyObject * (*)(PyObject *)) api[NP_API_SET_HANDLER];
+    prev = get_handler();
+    if (prev == NULL)
+        goto error;
+    np_handler *ph = PyCapsule_GetPointer(prev, NP_CAPSULE);
+    if (ph == NULL || ph->version != 1)
+        goto error;
+    w = calloc(1, sizeof *w);
+    if (w == NULL)
+        goto error;
+    w->prev = ph->allocator;
+    snprintf(w->handler.name, sizeof w->handler.name, "pyrometer(%.100s)", ph->name);
+    w->handler.version = 1;
+    w->handler.allocator = (np_allocator){&w->prev, np_malloc, np_calloc, np_realloc, np_free};
+    ours = PyCapsule_New(w, NP_CAPSULE, np_capsule_free);
+    if (ours == NULL) {
+        free(w);
+        goto error;
+    }
+    /* The capsule keeps the wrapped handler (and its ctx) alive as long as
+     * any array allocated through us does. */
+    if (PyCapsule_SetContext(ours, Py_NewRef(prev)) < 0) {
+        Py_DECREF(prev);
+        goto error;
+    }
+    np_restore = np_set_handler(ours);
+    if (np_restore == NULL)
+        goto error;
+    Py_DECREF(ours);
+    Py_DECREF(prev);
+    return 1;
+error:
+    PyErr_Clear();
+    Py_XDECREF(ours);
+    Py_XDECREF(prev);
+    return 0;
+}
+
+static void numpy_remove(void)
+{
+    if (np_restore == NULL)
+        return;
+    PyObject *ours = np_set_handler(np_restore);
+    if (ours == NULL)
+        PyErr_Clear();
+    Py_XDECREF(ours);
+    Py_CLEAR(np_restore);
+}
+
+/* ---- session ------------------------------------------------------------------- */
+
+static int session_numpy;
+
+int memprof_start(void)
+{
+    if (atomic_load(&tracking)) {
+        PyErr_SetString(PyExc_RuntimeError, "the memory profiler is already running");
+        return -1;
+    }
+    lock();
+    int rc = tab_init();
+    if (rc == 0)
+        memset(&ctr, 0, sizeof ctr);
+    unlock();
+    if (rc < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (hooks_install() < 0) {
+        lock();
+        tab_fini();
+        unlock();
+        return -1;
+    }
+    atomic_store(&tracking, 1);
+    session_numpy = numpy_install();
+    return 0;
+}
+
+void memprof_stop(void)
+{
+    if (!atomic_load(&tracking))
+        return;
+    numpy_remove();
+    session_numpy = 0;
+    lock();
+    atomic_store(&tracking, 0);
+    tab_fini();
+    unlock();
+    hooks_remove();
+}
+
+int memprof_busy(void)
+{
+    return atomic_load(&tracking);
+}
+
+int memprof_numpy_tracked(void)
+{
+    return session_numpy;
+}
+
+int memprof_lost(void)
+{
+    return tab_lost;
+}
+
+void memprof_get(memprof_counters *out)
+{
+    lock();
+    *out = ctr;
+    unlock();
+}
+
+void memprof_reset_peak(void)
+{
+    lock();
+    ctr.peak = ctr.live;
+    unlock();
+}
+
+static inline int64_t live_now(void)
+{
+    return __atomic_load_n(&ctr.live, __ATOMIC_RELAXED);
+}
+
+/* ---- process memory --------------------------------------------------------------- */
+
+static int statm_fd = -1; /* opened once, shared by threads (pread) */
+static long page_size;
+
+static int64_t statm_rss_of(int fd)
+{
+    char buf[128];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    long long size, resident;
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    if (sscanf(buf, "%lld %lld", &size, &resident) != 2)
+        return -1;
+    return (int64_t)resident * page_size;
+}
+
+/* Resident bytes of our own tables (not the user's memory): the page
+ * records and page hash are written as they are created; the big table is
+ * sparse, so ask mincore(). */
+static int64_t table_resident(void)
+{
+    void *addr;
+    size_t bytes;
+    int64_t total, pages = 0;
+    lock();
+    addr = tab;
+    bytes = tab_bytes;
+    total = (int64_t)(nrecs * sizeof(page_rec) + pmap_bytes);
+    unlock();
+    if (addr == NULL)
+        return 0;
+    size_t n = (bytes + (size_t)page_size - 1) / (size_t)page_size;
+    unsigned char *vec = malloc(n);
+    if (vec == NULL)
+        return total + (int64_t)bytes;
+    if (mincore(addr, bytes, vec) == 0) {
+        for (size_t i = 0; i < n; i++)
+            pages += vec[i] & 1;
+    }
+    free(vec);
+    return total + pages * page_size;
+}
+
+static pthread_once_t rss_once = PTHREAD_ONCE_INIT;
+
+static void rss_init(void)
+{
+    page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0)
+        page_size = 4096;
+    statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+}
+
+int64_t memprof_overhead(void)
+{
+    return table_resident();
+}
+
+int64_t memprof_rss(void)
+{
+    pthread_once(&rss_once, rss_init);
+    if (statm_fd < 0)
+        return -1;
+    int64_t rss = statm_rss_of(statm_fd);
+    if (rss < 0)
+        return -1;
+    return rss - table_resident();
+}
+
+static int64_t pid_rss(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/statm", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int64_t rss = statm_rss_of(fd);
+    close(fd);
+    return rss < 0 ? 0 : rss;
+}
+
+/* Appends the children of every thread of pid to pids. */
+static void add_children(long pid, long *pids, size_t *n, size_t cap)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%.20s/children", pid, e->d_name);
+        FILE *f = fopen(path, "re");
+        if (f == NULL)
+            continue;
+        long child;
+        while (*n < cap && fscanf(f, "%ld", &child) == 1)
+            pids[(*n)++] = child;
+        fclose(f);
+    }
+    closedir(d);
+}
+
+int64_t memprof_children_rss(void)
+{
+    enum { CAP = 1024 };
+    long pids[CAP];
+    size_t n = 0;
+    int64_t total = 0;
+    pthread_once(&rss_once, rss_init);
+    add_children((long)getpid(), pids, &n, CAP);
+    for (size_t i = 0; i < n; i++) {
+        total += pid_rss(pids[i]);
+        add_children(pids[i], pids, &n, CAP);
+    }
+    return total;
+}
+
+int memprof_hwm_reset(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, "5", 1);
+    close(fd);
+    return n == 1 ? 0 : -1;
+}
+
+int64_t memprof_hwm(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strstr(buf, "VmHWM:");
+    long long kb;
+    if (p == NULL || sscanf(p + 6, "%lld", &kb) != 1)
+        return -1;
+    return (int64_t)kb * 1024;
+}
+
+double memprof_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double memprof_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- sampling thread ---------------------------------------------------------------- */
+
+struct memprof_sampler {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    /* Protected by mu. */
+    int stop;
+    /* Set before start, read-only after. */
+    double interval, end_mono;
+    int children, keep;
+    /* Owned by the thread until joined. */
+    int expired;
+    int64_t max_rss, heap_peak;
+    memprof_sample *samples;
+    size_t n, cap;
+};
+
+static void take_sample(memprof_sampler *s)
+{
+    memprof_sample smp;
+    smp.t = memprof_wall();
+    smp.rss = memprof_rss();
+    if (s->children)
+        smp.rss += memprof_children_rss();
+    smp.heap = live_now();
+    if (smp.rss > s->max_rss)
+        s->max_rss = smp.rss;
+    if (!s->keep)
+        return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        memprof_sample *p = realloc(s->samples, cap * sizeof *p);
+        if (p == NULL)
+            return;
+        s->samples = p;
+        s->cap = cap;
+    }
+    s->samples[s->n++] = smp;
+}
+
+static void *sampler_main(void *arg)
+{
+    memprof_sampler *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        take_sample(s);
+        double now = memprof_mono();
+        pthread_mutex_lock(&s->mu);
+        if (s->end_mono > 0 && now >= s->end_mono) {
+            memprof_counters c;
+            memprof_get(&c);
+            s->heap_peak = c.peak;
+            s->expired = 1;
+            break;
+        }
+        double wake = now + s->interval;
+        if (s->end_mono > 0 && wake > s->end_mono)
+            wake = s->end_mono;
+        struct timespec ts = {(time_t)wake, (long)((wake - (double)(time_t)wake) * 1e9)};
+        while (!s->stop) {
+            int rc = pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            if (rc == ETIMEDOUT)
+                break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+memprof_sampler *memprof_sampler_start(double interval, int children, int keep, double duration)
+{
+    pthread_condattr_t attr;
+    memprof_sampler *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    s->interval = interval > 1e-4 ? interval : 1e-4;
+    s->children = children;
+    s->keep = keep;
+    s->end_mono = duration > 0 ? memprof_mono() + duration : 0;
+    s->max_rss = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    if (rc != 0) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    return s;
+}
+
+void memprof_sampler_stop(memprof_sampler *s, int64_t *max_rss, int64_t *heap_peak_at_end,
+                          memprof_sample **samples, size_t *nsamples)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(s->thread, NULL);
+    Py_END_ALLOW_THREADS
+    if (!s->expired) {
+        memprof_counters c;
+        take_sample(s);
+        memprof_get(&c);
+        s->heap_peak = c.peak;
+    }
+    if (max_rss != NULL)
+        *max_rss = s->max_rss;
+    if (heap_peak_at_end != NULL)
+        *heap_peak_at_end = s->heap_peak;
+    if (samples != NULL) {
+        *samples = s->samples;
+        *nsamples = s->n;
+    } else {
+        free(s->samples);
+    }
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ---- targets ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject *code; /* owned */
+    int target;     /* index into items */
+    int nested;     /* 1 for code nested in a target (comprehensions, ...) */
+} code_entry;
+
+struct memprof_targets {
+    memprof_target *items;
+    size_t n, cap;
+    code_entry *codes;
+    size_t ncodes, capcodes;
+    int32_t *slots; /* open addressing: index + 1 into codes, 0 = empty */
+    size_t slot_mask;
+};
+
+memprof_targets *memprof_targets_new(void)
+{
+    memprof_targets *ts = calloc(1, sizeof *ts);
+    if (ts == NULL)
+        PyErr_NoMemory();
+    return ts;
+}
+
+void memprof_targets_free(memprof_targets *ts)
+{
+    if (ts == NULL)
+        return;
+    for (size_t i = 0; i < ts->n; i++) {
+        Py_XDECREF(ts->items[i].code);
+        free(ts->items[i].lines);
+        free(ts->items[i].spans);
+    }
+    for (size_t i = 0; i < ts->ncodes; i++)
+        Py_XDECREF(ts->codes[i].code);
+    free(ts->items);
+    free(ts->codes);
+    free(ts->slots);
+    free(ts);
+}
+
+size_t memprof_targets_count(const memprof_targets *ts)
+{
+    return ts->n;
+}
+
+memprof_target *memprof_targets_get(memprof_targets *ts, size_t i)
+{
+    return i < ts->n ? &ts->items[i] : NULL;
+}
+
+static inline size_t code_slot(const void *code, size_t mask)
+{
+    return (size_t)(((uint64_t)(uintptr_t)code >> 4) * 0x9E3779B97F4A7C15ULL >> 40) & mask;
+}
+
+static int rebuild_slots(memprof_targets *ts)
+{
+    size_t n = 16;
+    while (n < ts->ncodes * 4)
+        n *= 2;
+    int32_t *slots = calloc(n, sizeof *slots);
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < ts->ncodes; i++) {
+        size_t j = code_slot(ts->codes[i].code, n - 1);
+        while (slots[j] != 0)
+            j = (j + 1) & (n - 1);
+        slots[j] = (int32_t)i + 1;
+    }
+    free(ts->slots);
+    ts->slots = slots;
+    ts->slot_mask = n - 1;
+    return 0;
+}
+
+static inline code_entry *lookup_code(const memprof_targets *ts, const void *code)
+{
+    if (ts->slots == NULL)
+        return NULL;
+    size_t j = code_slot(code, ts->slot_mask);
+    for (;;) {
+        int32_t k = ts->slots[j];
+        if (k == 0)
+            return NULL;
+        if (ts->codes[k - 1].code == code)
+            return &ts->codes[k - 1];
+        j = (j + 1) & ts->slot_mask;
+    }
+}
+
+/* Registers code and, recursively, the code objects in its co_consts. */
+static int add_code(memprof_targets *ts, PyObject *code, int target, int nested, int depth)
+{
+    if (lookup_code(ts, code) != NULL || depth > 50)
+        return 0;
+    for (size_t i = 0; i < ts->ncodes; i++)
+        if (ts->codes[i].code == code)
+            return 0;
+    if (ts->ncodes == ts->capcodes) {
+        size_t cap = ts->capcodes ? ts->capcodes * 2 : 8;
+        code_entry *p = realloc(ts->codes, cap * sizeof *p);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        ts->codes = p;
+        ts->capcodes = cap;
+    }
+    ts->codes[ts->ncodes++] = (code_entry){Py_NewRef(code), target, nested};
+    PyObject *consts = PyObject_GetAttrString(code, "co_consts");
+    if (consts == NULL)
+        return -1;
+    if (PyTuple_Check(consts)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+            PyObject *c = PyTuple_GET_ITEM(consts, i);
+            if (PyCode_Check(c) && add_code(ts, c, target, 1, depth + 1) < 0) {
+                Py_DECREF(consts);
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(consts);
+    return 0;
+}
+
+int memprof_targets_add(memprof_targets *ts, PyObject *code, int first, int last)
+{
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "memprof_targets_add: not a code object");
+        return -1;
+    }
+    for (size_t i = 0; i < ts->n; i++)
+        if (ts->items[i].code == code)
+            return (int)i;
+    if (lookup_code(ts, code) != NULL) {
+        PyErr_SetString(PyExc_ValueError, "this function is nested in another target");
+        return -1;
+    }
+    if (last < first)
+        last = first;
+    if (ts->n == ts->cap) {
+        size_t cap = ts->cap ? ts->cap * 2 : 4;
+        memprof_target *p = realloc(ts->items, cap * sizeof *p);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        ts->items = p;
+        ts->cap = cap;
+    }
+    memprof_target *t = &ts->items[ts->n];
+    memset(t, 0, sizeof *t);
+    t->lines = calloc((size_t)(last - first + 1), sizeof *t->lines);
+    if (t->lines == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->code = Py_NewRef(code);
+    t->first = first;
+    t->nlines = last - first + 1;
+    int index = (int)ts->n++;
+    if (add_code(ts, code, index, 0, 0) < 0 || rebuild_slots(ts) < 0)
+        return -1;
+    return index;
+}
+
+/* ---- line attribution (%mprun) -------------------------------------------------------
+ *
+ * A C trace function on the profiled thread. It keeps a stack of the
+ * running target frames; the top one's current line is cur_line, charged by
+ * the allocator hooks. Like memory_profiler, each line "finishes" at the
+ * next line or return event of its frame, recording RSS then: Mem usage is
+ * the highest RSS seen when it finished, Increment the summed RSS change
+ * from the previous recorded point. RSS is re-read when the coarse clock
+ * ticks (a few ms) or the heap moved by RSS_HEAP_STEP; otherwise reused.
+ */
+
+#define MAX_DEPTH 1024
+#define RSS_HEAP_STEP ((int64_t)256 * 1024)
+
+typedef struct {
+    PyFrameObject *frame; /* borrowed: alive while on the stack */
+    memprof_target *t;
+    memprof_line *cur;
+    int64_t start_live;
+} tframe;
+
+/* All of this is owned by the traced thread (and the GIL). */
+static memprof_targets *lines_ts;
+static tframe lines_stack[MAX_DEPTH];
+static int lines_depth, lines_overflow;
+static int lines_children;
+static int64_t rss_value, rss_live, rss_last_point;
+static long long rss_stamp;
+static int trace_dropped;
+static Py_tracefunc saved_trace;
+static PyObject *saved_traceobj; /* owned while installed */
+
+static int64_t rss_cached(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    long long stamp = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    int64_t live = live_now();
+    if (stamp != rss_stamp || live - rss_live >= RSS_HEAP_STEP || rss_live - live >= RSS_HEAP_STEP) {
+        int64_t rss = memprof_rss();
+        if (rss >= 0) {
+            if (lines_children)
+                rss += memprof_children_rss();
+            rss_value = rss;
+        }
+        rss_stamp = stamp;
+        rss_live = live;
+    }
+    return rss_value;
+}
+
+static inline memprof_line *line_of(memprof_target *t, int line)
+{
+    int i = line - t->first;
+    return i >= 0 && i < t->nlines ? &t->lines[i] : NULL;
+}
+
+static void finish_line(memprof_line *l)
+{
+    int64_t rss = rss_cached();
+    if (l != NULL) {
+        if (l->occurrences == 0 || rss > l->mem)
+            l->mem = rss;
+        l->occurrences++;
+        l->inc += rss - rss_last_point;
+    }
+    rss_last_point = rss;
+}
+
+static inline void set_current(void)
+{
+    if (lines_depth > 0) {
+        cur_line = lines_stack[lines_depth - 1].cur;
+        cur_start_live = lines_stack[lines_depth - 1].start_live;
+    } else {
+        cur_line = NULL;
+    }
+}
+
+static int lines_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    tframe *top;
+    memprof_line *l;
+    (void)obj;
+    (void)arg;
+    switch (what) {
+    case PyTrace_CALL: {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        code_entry *e = lookup_code(lines_ts, code);
+        Py_DECREF(code);
+        if (e == NULL)
+            return 0;
+        if (lines_depth == MAX_DEPTH) {
+            lines_overflow++;
+            trace_dropped = 1;
+            return 0;
+        }
+        top = &lines_stack[lines_depth++];
+        top->frame = frame;
+        top->t = &lines_ts->items[e->target];
+        top->cur = line_of(top->t, PyFrame_GetLineNumber(frame));
+        /* A comprehension's frame continues its caller's line. */
+        if (lines_depth > 1 && top[-1].cur == top->cur)
+            top->start_live = top[-1].start_live;
+        else
+            top->start_live = live_now();
+        set_current();
+        return 0;
+    }
+    case PyTrace_LINE:
+        if (lines_depth == 0 || lines_stack[lines_depth - 1].frame != frame)
+            return 0;
+        top = &lines_stack[lines_depth - 1];
+        finish_line(top->cur);
+        l = line_of(top->t, PyFrame_GetLineNumber(frame));
+        /* A line that runs again at once (a one-line loop, a comprehension's
+         * iterations) keeps its start: its peak spans the whole run. */
+        if (l != top->cur) {
+            top->cur = l;
+            top->start_live = live_now();
+        }
+        set_current();
+        return 0;
+    case PyTrace_RETURN:
+        if (lines_depth == 0 || lines_stack[lines_depth - 1].frame != frame) {
+            if (lines_overflow > 0) {
+                PyCodeObject *code = PyFrame_GetCode(frame);
+                if (lookup_code(lines_ts, code) != NULL)
+                    lines_overflow--;
+                Py_DECREF(code);
+            }
+            return 0;
+        }
+        finish_line(lines_stack[lines_depth - 1].cur);
+        lines_depth--;
+        set_current();
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+int memprof_lines_start(memprof_targets *ts, int children)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+    if (!memprof_busy()) {
+        PyErr_SetString(PyExc_RuntimeError, "memprof_lines_start: the allocator hooks are off");
+        return -1;
+    }
+    lines_ts = ts;
+    lines_depth = lines_overflow = 0;
+    lines_children = children;
+    trace_dropped = 0;
+    rss_stamp = 0;
+    rss_live = live_now();
+    rss_value = memprof_rss();
+    if (children)
+        rss_value += memprof_children_rss();
+    rss_last_point = rss_value;
+    saved_trace = tstate->c_tracefunc;
+    saved_traceobj = Py_XNewRef(tstate->c_traceobj);
+    cur_line = NULL;
+    tl_traced = 1;
+    PyEval_SetTrace(lines_trace, NULL);
+    return 0;
+}
+
+void memprof_lines_stop(void)
+{
+    PyEval_SetTrace(saved_trace, saved_traceobj);
+    Py_CLEAR(saved_traceobj);
+    saved_trace = NULL;
+    tl_traced = 0;
+    cur_line = NULL;
+    lines_depth = 0;
+    lines_ts = NULL;
+}
+
+int memprof_trace_lost(void)
+{
+    return trace_dropped;
+}
+
+/* ---- spans (%%mprof) ------------------------------------------------------------------ */
+
+typedef struct {
+    PyFrameObject *frame; /* borrowed */
+    memprof_target *t;
+    size_t span;          /* index into t->spans */
+} sframe;
+
+/* Owned by the profiled thread (and the GIL). */
+static memprof_targets *spans_ts;
+static sframe spans_stack[MAX_DEPTH];
+static int spans_depth;
+static Py_tracefunc saved_profile;
+static PyObject *saved_profileobj; /* owned while installed */
+
+static int spans_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)arg;
+    if (what == PyTrace_CALL) {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        code_entry *e = lookup_code(spans_ts, code);
+        Py_DECREF(code);
+        if (e == NULL || e->nested)
+            return 0;
+        memprof_target *t = &spans_ts->items[e->target];
+        if (spans_depth == MAX_DEPTH) {
+            trace_dropped = 1;
+            return 0;
+        }
+        if (t->nspans == t->capspans) {
+            size_t cap = t->capspans ? t->capspans * 2 : 16;
+            memprof_span *p = realloc(t->spans, cap * sizeof *p);
+            if (p == NULL) {
+                trace_dropped = 1;
+                return 0;
+            }
+            t->spans = p;
+            t->capspans = cap;
+        }
+        memprof_span *s = &t->spans[t->nspans];
+        s->start_t = memprof_wall();
+        s->start_mem = memprof_rss();
+        s->end_t = s->start_t;
+        s->end_mem = s->start_mem;
+        s->level = spans_depth;
+        t->open_spans++;
+        spans_stack[spans_depth++] = (sframe){frame, t, t->nspans++};
+    } else if (what == PyTrace_RETURN) {
+        if (spans_depth == 0 || spans_stack[spans_depth - 1].frame != frame)
+            return 0;
+        sframe *f = &spans_stack[--spans_depth];
+        memprof_span *s = &f->t->spans[f->span];
+        s->end_t = memprof_wall();
+        s->end_mem = memprof_rss();
+        f->t->open_spans--;
+    }
+    return 0;
+}
+
+int memprof_spans_start(memprof_targets *ts)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+    spans_ts = ts;
+    spans_depth = 0;
+    trace_dropped = 0;
+    saved_profile = tstate->c_profilefunc;
+    saved_profileobj = Py_XNewRef(tstate->c_profileobj);
+    PyEval_SetProfile(spans_profile, NULL);
+    return 0;
+}
+
+void memprof_spans_stop(void)
+{
+    double now = memprof_wall();
+    int64_t rss = memprof_rss();
+    PyEval_SetProfile(saved_profile, saved_profileobj);
+    Py_CLEAR(saved_profileobj);
+    saved_profile = NULL;
+    /* Spans left open (an exception escaped through a frame we missed, or
+     * the statement was interrupted) end now. */
+    while (spans_depth > 0) {
+        sframe *f = &spans_stack[--spans_depth];
+        f->t->spans[f->span].end_t = now;
+        f->t->spans[f->span].end_mem = rss;
+        f->t->open_spans--;
+    }
+    spans_ts = NULL;
+}
+
+/* ---- module hook ------------------------------------------------------------------------ */
 
 int memprof_module_exec(PyObject *module)
 {
-    (void)module;
-    return 0;
+    return mprun_module_exec(module);
 }

@@ -1,2 +1,1528 @@
-/* mprun.c - placeholder. */
-#include "module.h"
+/* mprun.c - the memory magics: %memit / %%memit, %mprun and %%mprof.
+ *
+ * Parses their options, evaluates -f targets in the user namespace, runs
+ * the statement under memprof.c's hooks and renders memory_profiler's text
+ * layouts plus HTML (tables, an inline SVG chart). Owns no global state:
+ * memprof.c's session is the single "a memory magic is running" flag.
+ */
+#include "memprof.h"
+#include "report.h"
+
+#include <structmember.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIB (1024.0 * 1024.0)
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Raises pyrometer.UsageError(message + "\n" + usage). Returns NULL. */
+static PyObject *usage_error(PyObject *module, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static PyObject *usage_error(PyObject *module, const char *usage, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    PyObject *cls = PyObject_GetAttrString(module, "UsageError");
+    if (cls == NULL)
+        return NULL;
+    PyErr_Format(cls, "%s\nUsage: %s", msg, usage);
+    Py_DECREF(cls);
+    return NULL;
+}
+
+/* ---- option parsing --------------------------------------------------------
+ *
+ * getopt-like: "-r3", "-r 3", "-qc", "--dat FILE", "--dat=FILE"; options
+ * stop at the first word that does not start with "-<letter>" or at "--".
+ * Values may be quoted. The rest of the line is the statement.
+ */
+
+typedef struct {
+    char name;       /* short option letter, or 0 */
+    const char *lng; /* long name (without "--"), or NULL */
+    int arg;         /* 1 if it takes a value */
+} optspec;
+
+#define MAX_OPTS 8
+#define MAX_VALS 32
+
+typedef struct {
+    int count;
+    const char *vals[MAX_VALS]; /* point into buf */
+} optval;
+
+typedef struct {
+    char *buf;        /* owned: NUL-separated copies of the values */
+    const char *rest; /* the statement: a suffix of the parsed line */
+    optval v[MAX_OPTS];
+} options;
+
+static void options_free(options *o)
+{
+    PyMem_Free(o->buf);
+    o->buf = NULL;
+}
+
+/* Copies one word (quotes stripped) into *out; returns the position after. */
+static const char *take_word(const char *p, char **out)
+{
+    char *w = *out;
+    while (*p && !Py_ISSPACE(*p)) {
+        if (*p == '"' || *p == '\'') {
+            char q = *p++;
+            while (*p && *p != q)
+                *w++ = *p++;
+            if (*p == q)
+                p++;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w++ = '\0';
+    *out = w;
+    return p;
+}
+
+static int add_val(PyObject *module, const char *magic, const char *usage, options *o, int i,
+                   const char *val)
+{
+    if (o->v[i].count == MAX_VALS) {
+        usage_error(module, usage, "%s: too many options", magic);
+        return -1;
+    }
+    o->v[i].vals[o->v[i].count++] = val;
+    return 0;
+}
+
+/* Fills *o from line. Returns 0, or -1 with UsageError set. */
+static int parse_options(PyObject *module, const char *magic, const char *usage,
+                         const optspec *specs, int nspecs, const char *line, options *o)
+{
+    size_t n = strlen(line);
+    const char *p = line;
+    char *w;
+
+    memset(o, 0, sizeof *o);
+    o->buf = PyMem_Malloc(2 * n + 2);
+    if (o->buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    w = o->buf;
+    for (;;) {
+        while (Py_ISSPACE(*p))
+            p++;
+        if (p[0] != '-')
+            break;
+        if (p[1] == '-' && (p[2] == '\0' || Py_ISSPACE(p[2]))) {
+            p += 2;
+            break;
+        }
+        if (p[1] == '-' && Py_ISALPHA(p[2])) {
+            /* --long[=value] */
+            const char *name = p + 2;
+            size_t len = 0;
+            while (name[len] && name[len] != '=' && !Py_ISSPACE(name[len]))
+                len++;
+            int i;
+            for (i = 0; i < nspecs; i++)
+                if (specs[i].lng && strlen(specs[i].lng) == len && !strncmp(specs[i].lng, name, len))
+                    break;
+            if (i == nspecs) {
+                usage_error(module, usage, "%s: unknown option --%.*s", magic, (int)len, name);
+                goto error;
+            }
+            p = name + len;
+            if (!specs[i].arg) {
+                if (add_val(module, magic, usage, o, i, "") < 0)
+                    goto error;
+                continue;
+            }
+            if (*p == '=')
+                p++;
+            else
+                while (Py_ISSPACE(*p))
+                    p++;
+            if (*p == '\0') {
+                usage_error(module, usage, "%s: option --%s needs a value", magic, specs[i].lng);
+                goto error;
+            }
+            char *val = w;
+            p = take_word(p, &w);
+            if (add_val(module, magic, usage, o, i, val) < 0)
+                goto error;
+            continue;
+        }
+        if (!Py_ISALPHA(p[1]))
+            break; /* "-1", "-x" is taken as an option, "-(..." as code */
+        p++;
+        while (*p && !Py_ISSPACE(*p)) {
+            int i;
+            for (i = 0; i < nspecs; i++)
+                if (specs[i].name == *p)
+                    break;
+            if (i == nspecs) {
+                usage_error(module, usage, "%s: unknown option -%c", magic, *p);
+                goto error;
+            }
+            p++;
+            if (!specs[i].arg) {
+                if (add_val(module, magic, usage, o, i, "") < 0)
+                    goto error;
+                continue;
+            }
+            while (*p == '\0' || Py_ISSPACE(*p)) {
+                if (*p == '\0') {
+                    usage_error(module, usage, "%s: option -%c needs a value", magic, specs[i].name);
+                    goto error;
+                }
+                p++;
+            }
+            char *val = w;
+            p = take_word(p, &w);
+            if (add_val(module, magic, usage, o, i, val) < 0)
+                goto error;
+            break;
+        }
+    }
+    o->rest = p;
+    return 0;
+error:
+    options_free(o);
+    return -1;
+}
+
+static int opt_int(PyObject *module, const char *magic, const char *usage, const optval *v,
+                   long dflt, long min, long *out)
+{
+    char *end;
+    if (v->count == 0) {
+        *out = dflt;
+        return 0;
+    }
+    long x = strtol(v->vals[v->count - 1], &end, 10);
+    if (*end != '\0' || end == v->vals[v->count - 1] || x < min) {
+        usage_error(module, usage, "%s: expected an integer >= %ld, got '%s'", magic, min,
+                    v->vals[v->count - 1]);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int opt_float(PyObject *module, const char *magic, const char *usage, const optval *v,
+                     double dflt, double *out)
+{
+    char *end;
+    if (v->count == 0) {
+        *out = dflt;
+        return 0;
+    }
+    double x = strtod(v->vals[v->count - 1], &end);
+    if (*end != '\0' || end == v->vals[v->count - 1] || !(x >= 0) || !isfinite(x)) {
+        usage_error(module, usage, "%s: expected a number of seconds, got '%s'", magic,
+                    v->vals[v->count - 1]);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* ---- running code ------------------------------------------------------------ */
+
+static PyObject *compile_src(const char *src, const char *filename)
+{
+    return Py_CompileString(src, filename, Py_file_input);
+}
+
+/* Calls display(bundle) with any pending exception saved and restored. */
+static int show(PyObject *display, PyObject *bundle)
+{
+    PyObject *exc, *val, *tb;
+    PyErr_Fetch(&exc, &val, &tb);
+    PyObject *r = PyObject_CallOneArg(display, bundle);
+    int rc = r == NULL ? -1 : 0;
+    Py_XDECREF(r);
+    if (exc != NULL) {
+        /* The statement's own error wins over a display failure. */
+        if (rc < 0)
+            PyErr_Clear();
+        PyErr_Restore(exc, val, tb);
+    }
+    return rc;
+}
+
+/* ---- formatting ---------------------------------------------------------------- */
+
+/* "640 B", "27.3 KiB", "50.00 MiB", "1.20 GiB"; with a sign if `sign`. */
+static void fmt_bytes(char *out, size_t n, int64_t b, int sign)
+{
+    const char *s = b < 0 ? "-" : (sign && b > 0 ? "+" : "");
+    double a = b < 0 ? -(double)b : (double)b;
+    if (a < 1024)
+        snprintf(out, n, "%s%.0f B", s, a);
+    else if (a < MIB)
+        snprintf(out, n, "%s%.1f KiB", s, a / 1024);
+    else if (a < 1024 * MIB)
+        snprintf(out, n, "%s%.2f MiB", s, a / MIB);
+    else
+        snprintf(out, n, "%s%.2f GiB", s, a / (1024 * MIB));
+}
+
+/* "In [N]" for a notebook cell's filename (<cell-N>, <ipython-input-N-...>),
+ * else the filename itself. */
+static void cell_label(char *out, size_t n, const char *filename)
+{
+    long num;
+    if (sscanf(filename, "<cell-%ld>", &num) == 1 || sscanf(filename, "<ipython-input-%ld-", &num) == 1)
+        snprintf(out, n, "In [%ld]", num);
+    else
+        snprintf(out, n, "%s", filename);
+}
+
+static const char mp_css[] =
+    "<style>\n"
+    ".pyro tr.mp-hold td{background:rgba(232,116,59,.16)}\n"
+    ".pyro tr.mp-give td{background:rgba(76,143,214,.13)}\n"
+    ".pyro td.mp-dim{color:var(--jp-content-font-color3,#999)}\n"
+    ".pyro .mp-note{color:var(--jp-content-font-color2,#555);margin:2px 0}\n"
+    "</style>\n";
+
+/* ---- the MemitResult type ---------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *mem_usage;        /* list of float: peak RSS of each run, MiB */
+    PyObject *baseline;         /* float MiB */
+    PyObject *peak;             /* float MiB: max(mem_usage) */
+    PyObject *increment;        /* float MiB: peak - baseline */
+    PyObject *heap_peak;        /* int bytes: allocator peak above baseline */
+    PyObject *heap_net;         /* int bytes: allocator bytes retained */
+    PyObject *repeat;           /* int */
+    PyObject *timeout;          /* float or None */
+    PyObject *interval;         /* float */
+    PyObject *include_children; /* bool */
+} MemitResult;
+
+static PyMemberDef memit_members[] = {
+    {"mem_usage", T_OBJECT_EX, offsetof(MemitResult, mem_usage), READONLY,
+     "peak RSS of each run, MiB"},
+    {"baseline", T_OBJECT_EX, offsetof(MemitResult, baseline), READONLY, "RSS before, MiB"},
+    {"peak", T_OBJECT_EX, offsetof(MemitResult, peak), READONLY, "peak RSS, MiB"},
+    {"increment", T_OBJECT_EX, offsetof(MemitResult, increment), READONLY,
+     "peak RSS minus baseline, MiB"},
+    {"heap_peak", T_OBJECT_EX, offsetof(MemitResult, heap_peak), READONLY,
+     "peak of Python-allocator and NumPy bytes above the baseline, bytes"},
+    {"heap_net", T_OBJECT_EX, offsetof(MemitResult, heap_net), READONLY,
+     "bytes allocated by the statement and still held afterwards"},
+    {"repeat", T_OBJECT_EX, offsetof(MemitResult, repeat), READONLY, "number of runs"},
+    {"timeout", T_OBJECT_EX, offsetof(MemitResult, timeout), READONLY, "seconds, or None"},
+    {"interval", T_OBJECT_EX, offsetof(MemitResult, interval), READONLY,
+     "sampling interval, seconds"},
+    {"include_children", T_OBJECT_EX, offsetof(MemitResult, include_children), READONLY,
+     "children's RSS included"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+#define MEMIT_NFIELDS 10
+
+static PyObject **memit_field(MemitResult *self, int i)
+{
+    return (PyObject **)((char *)self + memit_members[i].offset);
+}
+
+static int memit_traverse(MemitResult *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    for (int i = 0; i < MEMIT_NFIELDS; i++)
+        Py_VISIT(*memit_field(self, i));
+    return 0;
+}
+
+static int memit_clear(MemitResult *self)
+{
+    for (int i = 0; i < MEMIT_NFIELDS; i++)
+        Py_CLEAR(*memit_field(self, i));
+    return 0;
+}
+
+static void memit_dealloc(MemitResult *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    memit_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* The two lines %memit prints. */
+static void memit_lines(report_buf *b, double peak, double inc, long long heap_peak,
+                        long long heap_net)
+{
+    report_buf_printf(b, "peak memory: %.02f MiB, increment: %.02f MiB\n", peak, inc);
+    report_buf_printf(b, "heap peak: %.02f MiB above baseline, net retained: %+.02f MiB\n",
+                      heap_peak / MIB, heap_net / MIB);
+}
+
+static PyObject *memit_text(MemitResult *self)
+{
+    report_buf b = REPORT_BUF_INIT;
+    double peak = PyFloat_AsDouble(self->peak), inc = PyFloat_AsDouble(self->increment);
+    long long hp = PyLong_AsLongLong(self->heap_peak), hn = PyLong_AsLongLong(self->heap_net);
+    if (PyErr_Occurred())
+        return NULL;
+    memit_lines(&b, peak, inc, hp, hn);
+    if (b.len > 0)
+        b.data[--b.len] = '\0';
+    PyObject *s = report_buf_to_str(&b);
+    report_buf_free(&b);
+    return s;
+}
+
+static PyObject *memit_repr(MemitResult *self)
+{
+    PyObject *s = memit_text(self);
+    if (s == NULL)
+        return NULL;
+    PyObject *r = PyUnicode_FromFormat("<MemitResult : %U>", s);
+    Py_DECREF(s);
+    return r;
+}
+
+static PyObject *memit_repr_pretty(MemitResult *self, PyObject *args)
+{
+    PyObject *p, *cycle;
+    if (!PyArg_ParseTuple(args, "OO:_repr_pretty_", &p, &cycle))
+        return NULL;
+    PyObject *r = memit_repr(self);
+    if (r == NULL)
+        return NULL;
+    PyObject *res = PyObject_CallMethod(p, "text", "O", r);
+    Py_DECREF(r);
+    return res;
+}
+
+static PyMethodDef memit_methods[] = {
+    {"_repr_pretty_", (PyCFunction)memit_repr_pretty, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot memit_slots[] = {
+    {Py_tp_dealloc, memit_dealloc},
+    {Py_tp_traverse, memit_traverse},
+    {Py_tp_clear, memit_clear},
+    {Py_tp_str, memit_text},
+    {Py_tp_repr, memit_repr},
+    {Py_tp_members, memit_members},
+    {Py_tp_methods, memit_methods},
+    {Py_tp_doc, "Result of %memit -o: RSS figures in MiB like memory_profiler's MemitResult, "
+                "plus the allocator's heap_peak and heap_net in bytes."},
+    {0, NULL},
+};
+
+static PyType_Spec memit_spec = {
+    .name = "pyrometer.MemitResult",
+    .basicsize = sizeof(MemitResult),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = memit_slots,
+};
+
+/* ---- %memit ------------------------------------------------------------------------- */
+
+static const char memit_usage[] =
+    "%memit [-r N] [-t TIMEOUT] [-i INTERVAL] [-c] [-o] [-q] statement\n"
+    "       %%memit [options] [setup statement]  (the cell body is measured)";
+
+enum { MO_R, MO_T, MO_I, MO_C, MO_O, MO_Q };
+static const optspec memit_opts[] = {
+    {'r', NULL, 1}, {'t', NULL, 1}, {'i', NULL, 1}, {'c', NULL, 0}, {'o', NULL, 0}, {'q', NULL, 0},
+};
+
+static const char nested_msg[] =
+    "%s: another memory magic is already running (%%memit, %%mprun and %%%%mprof cannot be "
+    "nested); run them one after the other";
+
+/* Measures one run. Fills *peak_rss (bytes) and *heap_peak (bytes above the
+ * heap at the start of the run). Returns the statement's result or NULL. */
+static PyObject *memit_run(PyObject *code, PyObject *ns, int children, double timeout,
+                           double interval, int64_t *peak_rss, int64_t *heap_peak)
+{
+    memprof_counters c0, c1;
+    memprof_sampler *sampler = NULL;
+    PyObject *res;
+
+    memprof_get(&c0);
+    memprof_reset_peak();
+    /* Exact peak from the kernel's high-water mark when we may reset it; a
+     * sampling thread for children, timeouts, or locked-down kernels. */
+    int use_hwm = !children && timeout <= 0 && memprof_hwm_reset() == 0;
+    if (!use_hwm) {
+        sampler = memprof_sampler_start(interval, children, 0, timeout);
+        if (sampler == NULL)
+            return NULL;
+    }
+    res = PyEval_EvalCode(code, ns, ns);
+    if (sampler != NULL) {
+        int64_t hp;
+        memprof_sampler_stop(sampler, peak_rss, &hp, NULL, NULL);
+        *heap_peak = hp - c0.live;
+    } else {
+        int64_t hwm = memprof_hwm(), now = memprof_rss();
+        if (hwm >= 0)
+            hwm -= memprof_overhead();
+        *peak_rss = hwm > now ? hwm : now;
+        memprof_get(&c1);
+        *heap_peak = c1.peak - c0.live;
+    }
+    return res;
+}
+
+static PyObject *memit_magic(PyObject *module, PyObject *args)
+{
+    PyObject *line, *cell, *ns, *display;
+    PyObject *setup_code = NULL, *code = NULL, *res = NULL, *result = NULL, *usage_list = NULL;
+    PyObject *bundle = NULL, *ret = NULL;
+    options o = {0};
+    long repeat;
+    double timeout, interval;
+    int64_t baseline, peak = -1, heap_peak = 0;
+    memprof_counters cend;
+    int started = 0, runs = 0, failed = 0, np_tracked = 0;
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
+
+    if (!PyArg_ParseTuple(args, "UOOO:memit", &line, &cell, &ns, &display))
+        return NULL;
+    if (!PyDict_Check(ns)) {
+        PyErr_SetString(PyExc_TypeError, "memit: the namespace must be a dict");
+        return NULL;
+    }
+    if (memprof_busy())
+        return usage_error(module, memit_usage, nested_msg, "%memit");
+    const char *cline = PyUnicode_AsUTF8(line);
+    if (cline == NULL)
+        return NULL;
+    if (parse_options(module, "%memit", memit_usage, memit_opts, 6, cline, &o) < 0)
+        return NULL;
+    if (opt_int(module, "%memit", memit_usage, &o.v[MO_R], 1, 1, &repeat) < 0 ||
+        opt_float(module, "%memit", memit_usage, &o.v[MO_T], 0, &timeout) < 0 ||
+        opt_float(module, "%memit", memit_usage, &o.v[MO_I], 0.01, &interval) < 0)
+        goto done;
+    int children = o.v[MO_C].count > 0, want = o.v[MO_O].count > 0, quiet = o.v[MO_Q].count > 0;
+
+    const char *stmt = o.rest, *setup = NULL;
+    if (cell != Py_None) {
+        setup = o.rest;
+        stmt = PyUnicode_AsUTF8(cell);
+        if (stmt == NULL)
+            goto done;
+    }
+    const char *q = stmt;
+    while (Py_ISSPACE(*q))
+        q++;
+    if (*q == '\0') {
+        usage_error(module, memit_usage, "%%memit: give a statement to measure, e.g. %%memit "
+                                         "x = list(range(10**6))");
+        goto done;
+    }
+    if (setup != NULL) {
+        setup_code = compile_src(setup, "<memit-setup>");
+        if (setup_code == NULL)
+            goto done;
+    }
+    code = compile_src(stmt, "<memit>");
+    if (code == NULL)
+        goto done;
+    if (setup_code != NULL) {
+        res = PyEval_EvalCode(setup_code, ns, ns);
+        if (res == NULL)
+            goto done;
+        Py_CLEAR(res);
+    }
+
+    baseline = memprof_rss();
+    if (children)
+        baseline += memprof_children_rss();
+    if (memprof_start() < 0)
+        goto done;
+    started = 1;
+    usage_list = PyList_New(0);
+    if (usage_list == NULL)
+        goto done;
+    for (long r = 0; r < repeat; r++) {
+        int64_t run_peak = -1, run_heap = 0;
+        res = memit_run(code, ns, children, timeout, interval, &run_peak, &run_heap);
+        runs++;
+        if (run_peak > peak)
+            peak = run_peak;
+        if (run_heap > heap_peak)
+            heap_peak = run_heap;
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        PyObject *f = PyFloat_FromDouble(run_peak / MIB);
+        int rc = f == NULL ? -1 : PyList_Append(usage_list, f);
+        Py_XDECREF(f);
+        if (rc < 0) {
+            Py_XDECREF(exc);
+            Py_XDECREF(val);
+            Py_XDECREF(tb);
+            Py_CLEAR(res);
+            goto done;
+        }
+        PyErr_Restore(exc, val, tb);
+        if (res == NULL) {
+            failed = 1;
+            break;
+        }
+        Py_CLEAR(res);
+    }
+    memprof_get(&cend);
+    np_tracked = memprof_numpy_tracked();
+    memprof_stop();
+    started = 0;
+
+    {
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        PyObject *type = PyObject_GetAttrString(module, "MemitResult");
+        MemitResult *m = type ? PyObject_GC_New(MemitResult, (PyTypeObject *)type) : NULL;
+        Py_XDECREF(type);
+        if (m != NULL) {
+            for (int i = 0; i < MEMIT_NFIELDS; i++)
+                *memit_field(m, i) = NULL;
+            m->mem_usage = Py_NewRef(usage_list);
+            m->baseline = PyFloat_FromDouble(baseline / MIB);
+            m->peak = PyFloat_FromDouble(peak / MIB);
+            m->increment = PyFloat_FromDouble((peak - baseline) / MIB);
+            m->heap_peak = PyLong_FromLongLong(heap_peak);
+            m->heap_net = PyLong_FromLongLong(cend.live);
+            m->repeat = PyLong_FromLong(repeat);
+            m->timeout = timeout > 0 ? PyFloat_FromDouble(timeout) : Py_NewRef(Py_None);
+            m->interval = PyFloat_FromDouble(interval);
+            m->include_children = PyBool_FromLong(children);
+            PyObject_GC_Track(m);
+            result = (PyObject *)m;
+            for (int i = 0; i < MEMIT_NFIELDS; i++)
+                if (*memit_field(m, i) == NULL)
+                    Py_CLEAR(result);
+        }
+        if (result == NULL) {
+            Py_XDECREF(exc);
+            Py_XDECREF(val);
+            Py_XDECREF(tb);
+            goto done;
+        }
+        PyErr_Restore(exc, val, tb);
+    }
+
+    if (!quiet) {
+        memit_lines(&text, peak / MIB, (peak - baseline) / MIB, (long long)heap_peak,
+                    (long long)cend.live);
+        if (failed)
+            report_buf_printf(&text, "(the statement raised in run %d of %ld)\n", runs, repeat);
+        if (text.len > 0)
+            text.data[--text.len] = '\0';
+        report_buf_puts(&html, report_css);
+        report_buf_puts(&html, "<div class=\"pyro\"><table>"
+                               "<tr><th class=\"name\"></th><th>peak</th><th>increment</th></tr>");
+        report_buf_printf(&html,
+                          "<tr><td class=\"name\">RSS</td><td>%.2f MiB</td><td>%+.2f MiB</td></tr>",
+                          peak / MIB, (peak - baseline) / MIB);
+        report_buf_printf(&html,
+                          "<tr><td class=\"name\">heap (Python allocators%s)</td><td>%+.2f MiB</td>"
+                          "<td>net retained %+.2f MiB</td></tr></table>",
+                          np_tracked ? " + NumPy" : "", heap_peak / MIB,
+                          cend.live / MIB);
+        if (repeat > 1)
+            report_buf_printf(&html, "<div class=\"mp-note\">%d of %ld runs; the highest peak "
+                                     "is shown</div>",
+                              runs, repeat);
+        report_buf_puts(&html, "</div>");
+        bundle = report_bundle_new(&text, &html);
+        if (bundle == NULL || show(display, bundle) < 0) {
+            if (!failed)
+                goto done;
+        }
+    }
+    if (failed)
+        goto done; /* the statement's exception is pending */
+    ret = want ? Py_NewRef(result) : Py_NewRef(Py_None);
+done:
+    if (started)
+        memprof_stop();
+    options_free(&o);
+    report_buf_free(&text);
+    report_buf_free(&html);
+    Py_XDECREF(bundle);
+    Py_XDECREF(result);
+    Py_XDECREF(usage_list);
+    Py_XDECREF(setup_code);
+    Py_XDECREF(code);
+    Py_XDECREF(res);
+    return ret;
+}
+
+/* ---- -f targets ----------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *code;     /* owned */
+    PyObject *filename; /* owned str */
+    PyObject *qualname; /* owned str */
+    PyObject *fullname; /* owned str: "module.name", as mprof writes it */
+    PyObject *lines;    /* owned list of str: the file's lines (linecache) */
+    int first, last;    /* the function's source lines */
+} target_info;
+
+static void target_info_clear(target_info *t)
+{
+    Py_CLEAR(t->code);
+    Py_CLEAR(t->filename);
+    Py_CLEAR(t->qualname);
+    Py_CLEAR(t->fullname);
+    Py_CLEAR(t->lines);
+}
+
+/* Highest line number in code and its nested code objects, or -1. */
+static int max_line(PyObject *code, int depth)
+{
+    int best = -1;
+    PyObject *it = PyObject_CallMethod(code, "co_lines", NULL);
+    PyObject *item;
+    if (it == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *iter = PyObject_GetIter(it);
+    Py_DECREF(it);
+    if (iter == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    while ((item = PyIter_Next(iter)) != NULL) {
+        PyObject *ln = PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 ? PyTuple_GET_ITEM(item, 2)
+                                                                           : NULL;
+        if (ln != NULL && PyLong_Check(ln)) {
+            long v = PyLong_AsLong(ln);
+            if (v > best)
+                best = (int)v;
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(iter);
+    PyErr_Clear();
+    PyObject *consts = PyObject_GetAttrString(code, "co_consts");
+    if (consts != NULL && PyTuple_Check(consts) && depth < 20) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+            PyObject *c = PyTuple_GET_ITEM(consts, i);
+            if (PyCode_Check(c)) {
+                int m = max_line(c, depth + 1);
+                if (m > best)
+                    best = m;
+            }
+        }
+    }
+    Py_XDECREF(consts);
+    PyErr_Clear();
+    return best;
+}
+
+/* The Python function behind obj (function, bound method, staticmethod,
+ * classmethod, functools.wraps wrapper chains are not followed), or NULL
+ * without an exception. Borrowed from obj or a new ref in *hold. */
+static PyObject *as_function(PyObject *obj, PyObject **hold)
+{
+    *hold = NULL;
+    if (PyFunction_Check(obj))
+        return obj;
+    if (PyMethod_Check(obj)) {
+        PyObject *f = PyMethod_GET_FUNCTION(obj);
+        return PyFunction_Check(f) ? f : NULL;
+    }
+    if (PyType_Check(obj) || PyModule_Check(obj))
+        return NULL;
+    PyObject *f = PyObject_GetAttrString(obj, "__func__");
+    if (f == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!PyFunction_Check(f)) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    *hold = f;
+    return f;
+}
+
+/* Evaluates expr in ns and fills *t. Returns 0, or -1 with UsageError (or
+ * another exception) set. */
+static int resolve_target(PyObject *module, const char *magic, const char *usage, PyObject *ns,
+                          const char *expr, target_info *t)
+{
+    PyObject *obj = NULL, *hold = NULL, *inspect = NULL, *src = NULL, *linecache = NULL;
+    int rc = -1;
+
+    memset(t, 0, sizeof *t);
+    obj = PyRun_String(expr, Py_eval_input, ns, ns);
+    if (obj == NULL) {
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        PyErr_NormalizeException(&exc, &val, &tb);
+        PyObject *msg = val ? PyObject_Str(val) : NULL;
+        usage_error(module, usage, "%s: could not find function %s (%s: %s)", magic, expr,
+                    exc ? ((PyTypeObject *)exc)->tp_name : "error",
+                    msg ? PyUnicode_AsUTF8(msg) : "?");
+        Py_XDECREF(msg);
+        Py_XDECREF(exc);
+        Py_XDECREF(val);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    PyObject *func = as_function(obj, &hold);
+    if (func == NULL) {
+        usage_error(module, usage,
+                    "%s: -f %s is a %s, not a Python function; pass a function or method "
+                    "defined in Python (classes and builtins have no lines to profile)",
+                    magic, expr, Py_TYPE(obj)->tp_name);
+        goto done;
+    }
+    t->code = Py_NewRef(PyFunction_GET_CODE(func));
+    t->filename = PyObject_GetAttrString(t->code, "co_filename");
+    t->qualname = PyObject_GetAttrString(t->code, "co_qualname");
+    if (t->filename == NULL || t->qualname == NULL)
+        goto done;
+    PyObject *modname = PyFunction_GET_MODULE(func);
+    PyObject *fname = PyObject_GetAttrString(func, "__name__");
+    if (fname == NULL)
+        goto done;
+    t->fullname = PyUnicode_FromFormat("%S.%S", modname && PyUnicode_Check(modname) ? modname
+                                                                                   : Py_None,
+                                       fname);
+    Py_DECREF(fname);
+    if (t->fullname == NULL)
+        goto done;
+
+    inspect = PyImport_ImportModule("inspect");
+    if (inspect == NULL)
+        goto done;
+    src = PyObject_CallMethod(inspect, "getsourcelines", "O", t->code);
+    long first = -1;
+    Py_ssize_t nlines = 0;
+    if (src != NULL && PyTuple_Check(src) && PyTuple_GET_SIZE(src) == 2 &&
+        PyList_Check(PyTuple_GET_ITEM(src, 0))) {
+        first = PyLong_AsLong(PyTuple_GET_ITEM(src, 1));
+        nlines = PyList_GET_SIZE(PyTuple_GET_ITEM(src, 0));
+    }
+    PyErr_Clear();
+    if (first <= 0 || nlines <= 0) {
+        PyObject *fl = PyObject_GetAttrString(t->code, "co_firstlineno");
+        first = fl ? PyLong_AsLong(fl) : 1;
+        Py_XDECREF(fl);
+        PyErr_Clear();
+        int m = max_line(t->code, 0);
+        nlines = m >= first ? m - first + 1 : 1;
+    }
+    t->first = (int)first;
+    t->last = (int)(first + nlines - 1);
+
+    linecache = PyImport_ImportModule("linecache");
+    if (linecache == NULL)
+        goto done;
+    t->lines = PyObject_CallMethod(linecache, "getlines", "O", t->filename);
+    if (t->lines == NULL || !PyList_Check(t->lines)) {
+        PyErr_Clear();
+        Py_XSETREF(t->lines, PyList_New(0));
+        if (t->lines == NULL)
+            goto done;
+    }
+    rc = 0;
+done:
+    if (rc < 0)
+        target_info_clear(t);
+    Py_XDECREF(obj);
+    Py_XDECREF(hold);
+    Py_XDECREF(inspect);
+    Py_XDECREF(src);
+    Py_XDECREF(linecache);
+    return rc;
+}
+
+/* Line `lineno` of t's file without its newline ("" if absent), as UTF-8
+ * borrowed from the list item. */
+static const char *source_line(const target_info *t, int lineno, Py_ssize_t *len)
+{
+    *len = 0;
+    if (lineno < 1 || lineno > PyList_GET_SIZE(t->lines))
+        return "";
+    PyObject *s = PyList_GET_ITEM(t->lines, lineno - 1);
+    const char *u = PyUnicode_Check(s) ? PyUnicode_AsUTF8AndSize(s, len) : NULL;
+    if (u == NULL) {
+        PyErr_Clear();
+        *len = 0;
+        return "";
+    }
+    while (*len > 0 && (u[*len - 1] == '\n' || u[*len - 1] == '\r'))
+        (*len)--;
+    return u;
+}
+
+/* ---- %mprun -------------------------------------------------------------------------- */
+
+static const char mprun_usage[] = "%mprun -f func [-f func2 ...] [-T file] [-r] [-c] statement";
+
+enum { PO_F, PO_T, PO_R, PO_C };
+static const optspec mprun_opts[] = {
+    {'f', NULL, 1}, {'T', NULL, 1}, {'r', NULL, 0}, {'c', NULL, 0},
+};
+
+#define HOLD_BYTES ((int64_t)64 * 1024)
+
+static void mprun_text(report_buf *b, target_info *infos, memprof_targets *ts, size_t n)
+{
+    char c[8][48];
+    for (size_t i = 0; i < n; i++) {
+        memprof_target *t = memprof_targets_get(ts, i);
+        const char *fn = PyUnicode_AsUTF8(infos[i].filename);
+        report_buf_printf(b, "Filename: %s\n\n", fn ? fn : "?");
+        size_t start = b->len;
+        report_buf_printf(b, "%6s %12s %12s  %10s  %11s %11s %12s %11s   %s", "Line #", "Mem usage",
+                          "Increment", "Occurrences", "Allocated", "Freed", "Net", "Peak",
+                          "Line Contents");
+        size_t width = b->len - start;
+        report_buf_puts(b, "\n");
+        for (size_t k = 0; k < width; k++)
+            report_buf_puts(b, "=");
+        report_buf_puts(b, "\n");
+        for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
+            memprof_line *l = ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
+            Py_ssize_t len;
+            const char *srcl = source_line(&infos[i], ln, &len);
+            for (int k = 0; k < 8; k++)
+                c[k][0] = '\0';
+            if (l != NULL && l->occurrences > 0) {
+                snprintf(c[0], sizeof c[0], "%5.1f MiB", l->mem / MIB);
+                snprintf(c[1], sizeof c[1], "%5.1f MiB", l->inc / MIB);
+                snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
+                fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
+                fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
+                fmt_bytes(c[5], sizeof c[5], (int64_t)(l->allocated - l->freed), 1);
+                fmt_bytes(c[6], sizeof c[6], l->peak, 0);
+            }
+            report_buf_printf(b, "%6d %12s %12s  %10s  %11s %11s %12s %11s   ", ln, c[0], c[1], c[2],
+                              c[3], c[4], c[5], c[6]);
+            report_buf_append(b, srcl, (size_t)len);
+            report_buf_puts(b, "\n");
+        }
+        report_buf_puts(b, "\n\n");
+    }
+    while (b->len > 0 && (b->data[b->len - 1] == '\n' || b->data[b->len - 1] == ' '))
+        b->data[--b->len] = '\0';
+}
+
+static void mprun_html(report_buf *b, target_info *infos, memprof_targets *ts, size_t n,
+                       int np_tracked)
+{
+    char c[8][48], label[256];
+    report_buf_puts(b, report_css);
+    report_buf_puts(b, mp_css);
+    report_buf_puts(b, "<div class=\"pyro\">");
+    for (size_t i = 0; i < n; i++) {
+        memprof_target *t = memprof_targets_get(ts, i);
+        const char *fn = PyUnicode_AsUTF8(infos[i].filename);
+        const char *qn = PyUnicode_AsUTF8(infos[i].qualname);
+        int64_t maxnet = 1;
+        for (int k = 0; k < t->nlines; k++) {
+            int64_t net = (int64_t)(t->lines[k].allocated - t->lines[k].freed);
+            if (net < 0)
+                net = -net;
+            if (net > maxnet)
+                maxnet = net;
+        }
+        cell_label(label, sizeof label, fn ? fn : "?");
+        report_buf_puts(b, "<div class=\"hdr\">Filename: <b>");
+        report_buf_html(b, label, strlen(label));
+        report_buf_puts(b, "</b> &mdash; function <code>");
+        report_buf_html(b, qn ? qn : "?", qn ? strlen(qn) : 1);
+        report_buf_printf(b, "</code> at line %d</div>\n", infos[i].first);
+        report_buf_puts(b, "<table><tr><th>Line #</th><th>Mem usage</th><th>Increment</th>"
+                           "<th>Occurrences</th><th>Allocated</th><th>Freed</th><th>Net</th>"
+                           "<th>Peak</th><th class=\"src\">Line Contents</th></tr>\n");
+        for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
+            memprof_line *l = ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
+            Py_ssize_t len;
+            const char *srcl = source_line(&infos[i], ln, &len);
+            int64_t net = 0;
+            for (int k = 0; k < 8; k++)
+                c[k][0] = '\0';
+            int ran = l != NULL && l->occurrences > 0;
+            if (ran) {
+                net = (int64_t)(l->allocated - l->freed);
+                snprintf(c[0], sizeof c[0], "%.1f MiB", l->mem / MIB);
+                snprintf(c[1], sizeof c[1], "%.1f MiB", l->inc / MIB);
+                snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
+                fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
+                fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
+                fmt_bytes(c[5], sizeof c[5], net, 1);
+                fmt_bytes(c[6], sizeof c[6], l->peak, 0);
+            }
+            const char *cls = net >= HOLD_BYTES ? " class=\"mp-hold\"" : net <= -HOLD_BYTES ? " class=\"mp-give\"" : "";
+            report_buf_printf(b, "<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                                 "<td>%s</td><td>",
+                              cls, ln, c[0], c[1], c[2], c[3], c[4]);
+            if (ran && net != 0) {
+                double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
+                report_buf_printf(b, "<span class=\"%s\" style=\"width:%.0fpx\"></span> ",
+                                  net > 0 ? "bar" : "bar2", w < 1 ? 1 : w);
+            }
+            report_buf_printf(b, "%s</td><td>%s</td><td class=\"src\">", c[5], c[6]);
+            report_buf_html(b, srcl, (size_t)len);
+            report_buf_puts(b, "</td></tr>\n");
+        }
+        report_buf_puts(b, "</table>\n");
+    }
+    report_buf_printf(b, "<div class=\"mp-note\">Mem usage and Increment: RSS, as memory_profiler "
+                         "reports it. Allocated, Freed, Net and Peak: Python's allocators%s, "
+                         "charged to the running line, callees included; Peak is the highest "
+                         "heap rise within one run of the line. Shaded: lines that hold (orange) "
+                         "or release (blue) at least 64 KiB.</div></div>",
+                      np_tracked ? " and NumPy's data buffers" : "");
+}
+
+/* The -r result: SimpleNamespace(functions=[...], text=..., html=...). */
+static PyObject *mprun_result(target_info *infos, memprof_targets *ts, size_t n, PyObject *bundle)
+{
+    PyObject *funcs = PyList_New(0), *types = NULL, *ns_type = NULL, *kw = NULL, *res = NULL;
+    if (funcs == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        memprof_target *t = memprof_targets_get(ts, i);
+        PyObject *lines = PyDict_New();
+        if (lines == NULL)
+            goto done;
+        for (int k = 0; k < t->nlines; k++) {
+            memprof_line *l = &t->lines[k];
+            if (l->occurrences == 0)
+                continue;
+            PyObject *d = Py_BuildValue(
+                "{s:d,s:d,s:K,s:K,s:K,s:L,s:L}", "mem_usage", l->mem / MIB, "increment", l->inc / MIB,
+                "occurrences", (unsigned long long)l->occurrences, "allocated",
+                (unsigned long long)l->allocated, "freed", (unsigned long long)l->freed, "net",
+                (long long)(l->allocated - l->freed), "peak", (long long)l->peak);
+            PyObject *key = PyLong_FromLong(t->first + k);
+            int rc = d && key ? PyDict_SetItem(lines, key, d) : -1;
+            Py_XDECREF(d);
+            Py_XDECREF(key);
+            if (rc < 0) {
+                Py_DECREF(lines);
+                goto done;
+            }
+        }
+        PyObject *f = Py_BuildValue("{s:O,s:O,s:i,s:i,s:N}", "filename", infos[i].filename, "name",
+                                    infos[i].qualname, "first_line", infos[i].first, "last_line",
+                                    infos[i].last, "lines", lines);
+        if (f == NULL || PyList_Append(funcs, f) < 0) {
+            Py_XDECREF(f);
+            goto done;
+        }
+        Py_DECREF(f);
+    }
+    types = PyImport_ImportModule("types");
+    if (types == NULL)
+        goto done;
+    ns_type = PyObject_GetAttrString(types, "SimpleNamespace");
+    if (ns_type == NULL)
+        goto done;
+    kw = Py_BuildValue("{s:O,s:O,s:O}", "functions", funcs, "text",
+                       PyDict_GetItemString(bundle, "text/plain"), "html",
+                       PyDict_GetItemString(bundle, "text/html"));
+    if (kw == NULL)
+        goto done;
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL)
+        goto done;
+    res = PyObject_Call(ns_type, empty, kw);
+    Py_DECREF(empty);
+done:
+    Py_XDECREF(funcs);
+    Py_XDECREF(types);
+    Py_XDECREF(ns_type);
+    Py_XDECREF(kw);
+    return res;
+}
+
+/* Writes text to path. Returns 0, or -1 with OSError set. */
+static int write_file(const char *path, const report_buf *b)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    size_t n = b->len ? fwrite(b->data, 1, b->len, f) : 0;
+    int bad = n != b->len;
+    if (fclose(f) != 0 || bad) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *mprun_magic(PyObject *module, PyObject *args)
+{
+    PyObject *line, *cell, *ns, *display;
+    PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL, *src = NULL;
+    options o = {0};
+    target_info infos[MAX_VALS];
+    size_t ninfos = 0;
+    memprof_targets *ts = NULL;
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
+    int failed = 0, np_tracked = 0;
+
+    if (!PyArg_ParseTuple(args, "UOOO:mprun", &line, &cell, &ns, &display))
+        return NULL;
+    if (!PyDict_Check(ns)) {
+        PyErr_SetString(PyExc_TypeError, "mprun: the namespace must be a dict");
+        return NULL;
+    }
+    if (memprof_busy())
+        return usage_error(module, mprun_usage, nested_msg, "%mprun");
+    const char *cline = PyUnicode_AsUTF8(line);
+    if (cline == NULL)
+        return NULL;
+    if (parse_options(module, "%mprun", mprun_usage, mprun_opts, 4, cline, &o) < 0)
+        return NULL;
+    if (o.v[PO_F].count == 0) {
+        usage_error(module, mprun_usage,
+                    "%%mprun: say which functions to profile with -f, e.g. %%mprun -f func "
+                    "func(arg)");
+        goto done;
+    }
+    if (cell != Py_None)
+        src = PyUnicode_FromFormat("%s\n%U", o.rest, cell);
+    else
+        src = PyUnicode_FromString(o.rest);
+    if (src == NULL)
+        goto done;
+    const char *stmt = PyUnicode_AsUTF8(src);
+    if (stmt == NULL)
+        goto done;
+    const char *q = stmt;
+    while (Py_ISSPACE(*q))
+        q++;
+    if (*q == '\0') {
+        usage_error(module, mprun_usage, "%%mprun: give a statement to run, e.g. %%mprun -f %s %s()",
+                    o.v[PO_F].vals[0], o.v[PO_F].vals[0]);
+        goto done;
+    }
+    ts = memprof_targets_new();
+    if (ts == NULL)
+        goto done;
+    for (int i = 0; i < o.v[PO_F].count; i++) {
+        target_info ti;
+        if (resolve_target(module, "%mprun", mprun_usage, ns, o.v[PO_F].vals[i], &ti) < 0)
+            goto done;
+        int idx = memprof_targets_add(ts, ti.code, ti.first, ti.last);
+        if (idx < 0) {
+            target_info_clear(&ti);
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                continue; /* nested in an earlier target: already covered */
+            }
+            goto done;
+        }
+        if ((size_t)idx < ninfos) {
+            target_info_clear(&ti); /* the same function twice */
+            continue;
+        }
+        infos[ninfos++] = ti;
+    }
+    code = compile_src(stmt, "<mprun>");
+    if (code == NULL)
+        goto done;
+
+    if (memprof_start() < 0)
+        goto done;
+    if (memprof_lines_start(ts, o.v[PO_C].count > 0) < 0) {
+        memprof_stop();
+        goto done;
+    }
+    res = PyEval_EvalCode(code, ns, ns);
+    memprof_lines_stop();
+    np_tracked = memprof_numpy_tracked();
+    memprof_stop();
+    failed = res == NULL;
+
+    {
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        mprun_text(&text, infos, ts, ninfos);
+        if (o.v[PO_T].count > 0) {
+            const char *path = o.v[PO_T].vals[o.v[PO_T].count - 1];
+            if (write_file(path, &text) < 0) {
+                if (exc != NULL) {
+                    PyErr_Clear();
+                } else {
+                    goto done;
+                }
+            } else {
+                report_buf_printf(&text, "\n\n*** Profile printout saved to text file %s.", path);
+            }
+        }
+        if (memprof_lost() || memprof_trace_lost())
+            report_buf_puts(&text, "\n(out of memory or recursion too deep: some allocations "
+                                   "were not attributed)");
+        mprun_html(&html, infos, ts, ninfos, np_tracked);
+        bundle = report_bundle_new(&text, &html);
+        if (bundle == NULL || show(display, bundle) < 0) {
+            if (exc == NULL)
+                goto done;
+            PyErr_Clear();
+        }
+        PyErr_Restore(exc, val, tb);
+    }
+    if (failed)
+        goto done;
+    if (o.v[PO_R].count > 0)
+        ret = mprun_result(infos, ts, ninfos, bundle);
+    else
+        ret = Py_NewRef(Py_None);
+done:
+    for (size_t i = 0; i < ninfos; i++)
+        target_info_clear(&infos[i]);
+    memprof_targets_free(ts);
+    options_free(&o);
+    report_buf_free(&text);
+    report_buf_free(&html);
+    Py_XDECREF(bundle);
+    Py_XDECREF(code);
+    Py_XDECREF(res);
+    Py_XDECREF(src);
+    return ret;
+}
+
+/* ---- %%mprof ------------------------------------------------------------------------- */
+
+static const char mprof_usage[] = "%%mprof [-f func ...] [-i INTERVAL] [--dat FILE]  "
+                                  "(a cell magic: the cell body runs under the recorder)";
+
+enum { FO_F, FO_I, FO_DAT };
+static const optspec mprof_opts[] = {
+    {'f', NULL, 1},
+    {'i', NULL, 1},
+    {0, "dat", 1},
+};
+
+/* A "nice" axis step for a range: 1, 2 or 5 times a power of ten. */
+static double nice_step(double range, int ticks)
+{
+    double raw = range / ticks, p = pow(10, floor(log10(raw > 0 ? raw : 1)));
+    double m = raw / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+}
+
+/* The inline chart: RSS and heap over time, target spans bracketed. */
+static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double t0,
+                      target_info *infos, memprof_targets *ts, size_t ninfos)
+{
+    const double W = 720, H = 280, L = 60, R = 16, T = 22, B = 34;
+    double tmax = 1e-3, ymax = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (smp[i].t - t0 > tmax)
+            tmax = smp[i].t - t0;
+        if (smp[i].rss / MIB > ymax)
+            ymax = smp[i].rss / MIB;
+        if (smp[i].heap / MIB > ymax)
+            ymax = smp[i].heap / MIB;
+    }
+    double ystep = nice_step(ymax, 5), xstep = nice_step(tmax, 6);
+    ymax = ceil(ymax * 1.05 / ystep) * ystep;
+#define X(t) (L + ((t)-t0) / tmax * (W - L - R))
+#define Y(m) (H - B - (m) / ymax * (H - T - B))
+    report_buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                         "viewBox=\"0 0 %.0f %.0f\" style=\"background:var(--jp-layout-color0,#fff)\">",
+                      W, H, W, H);
+    /* Spans first, behind the lines. */
+    static const char *colors[] = {"#6a51a3", "#2ca02c", "#d62728", "#8c564b", "#e377c2"};
+    for (size_t i = 0; i < ninfos; i++) {
+        memprof_target *t = memprof_targets_get(ts, i);
+        const char *col = colors[i % 5];
+        const char *name = PyUnicode_AsUTF8(infos[i].fullname);
+        size_t shown = t->nspans < 200 ? t->nspans : 200;
+        for (size_t k = 0; k < shown; k++) {
+            memprof_span *s = &t->spans[k];
+            double x0 = X(s->start_t), x1 = X(s->end_t);
+            double y0 = Y(s->start_mem / MIB), y1 = Y(s->end_mem / MIB);
+            report_buf_printf(b, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" "
+                                 "fill=\"%s\" fill-opacity=\"0.08\"/>",
+                              x0, T, x1 - x0 > 0.5 ? x1 - x0 : 0.5, H - T - B, col);
+            report_buf_printf(b, "<path d=\"M%.1f %.1f h4 M%.1f %.1f v-8 v16 M%.1f %.1f h-4 "
+                                 "M%.1f %.1f v-8 v16\" stroke=\"%s\" fill=\"none\"/>",
+                              x0, y0, x0, y0 - 0.0, x1, y1, x1, y1 - 0.0, col);
+            if (k == 0 && name != NULL) {
+                report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" style=\"fill:%s\">", x0 + 2,
+                                  T + 10 + 11 * (double)(i % 4), col);
+                report_buf_html(b, name, strlen(name));
+                report_buf_puts(b, "</text>");
+            }
+        }
+    }
+    /* Axes and grid. */
+    report_buf_printf(b, "<g stroke=\"#8888\" stroke-width=\"0.5\">");
+    for (double y = 0; y <= ymax + 1e-9; y += ystep)
+        report_buf_printf(b, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\"/>", L, W - R, Y(y),
+                          Y(y));
+    report_buf_puts(b, "</g>");
+    for (double y = 0; y <= ymax + 1e-9; y += ystep)
+        report_buf_printf(b, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>", L - 4,
+                          Y(y) + 3, y);
+    for (double x = 0; x <= tmax + 1e-9; x += xstep)
+        report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g</text>",
+                          X(t0 + x), H - B + 13, x);
+    report_buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">time (s)</text>",
+                      (L + W - R) / 2, H - 4);
+    report_buf_printf(b, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" "
+                         "text-anchor=\"middle\">memory (MiB)</text>",
+                      (T + H - B) / 2, (T + H - B) / 2);
+    /* The two series, thinned to at most ~1500 points each. */
+    size_t stride = n > 1500 ? n / 1500 + 1 : 1;
+    for (int series = 0; series < 2; series++) {
+        report_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+                          series == 0 ? "#e8743b" : "#4c8fd6");
+        for (size_t i = 0; i < n; i += stride) {
+            int64_t v = series == 0 ? smp[i].rss : smp[i].heap;
+            for (size_t j = i; j < i + stride && j < n; j++) {
+                int64_t w = series == 0 ? smp[j].rss : smp[j].heap;
+                if (w > v)
+                    v = w;
+            }
+            report_buf_printf(b, "%.1f,%.1f ", X(smp[i].t), Y(v / MIB));
+        }
+        report_buf_puts(b, "\"/>");
+    }
+    report_buf_printf(b, "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#e8743b\"/>"
+                         "<text x=\"%.0f\" y=\"10\">RSS</text>"
+                         "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#4c8fd6\"/>"
+                         "<text x=\"%.0f\" y=\"10\">Python heap (allocated since start)</text>",
+                      L, L + 14, L + 50, L + 64);
+    report_buf_puts(b, "</svg>");
+#undef X
+#undef Y
+}
+
+static PyObject *mprof_magic(PyObject *module, PyObject *args)
+{
+    PyObject *line, *cell, *ns, *display;
+    PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL;
+    options o = {0};
+    target_info infos[MAX_VALS];
+    size_t ninfos = 0, nsmp = 0;
+    memprof_targets *ts = NULL;
+    memprof_sampler *sampler = NULL;
+    memprof_sample *smp = NULL;
+    memprof_counters cend;
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT, dat = REPORT_BUF_INIT;
+    double interval;
+    int started = 0, spans = 0;
+
+    if (!PyArg_ParseTuple(args, "UOOO:mprof", &line, &cell, &ns, &display))
+        return NULL;
+    if (!PyDict_Check(ns)) {
+        PyErr_SetString(PyExc_TypeError, "mprof: the namespace must be a dict");
+        return NULL;
+    }
+    if (memprof_busy())
+        return usage_error(module, mprof_usage, nested_msg, "%%mprof");
+    if (cell == Py_None)
+        return usage_error(module, mprof_usage,
+                           "%%%%mprof is a cell magic: put %%%%mprof on the first line of a cell "
+                           "and the code to record below it");
+    const char *cline = PyUnicode_AsUTF8(line);
+    const char *body = PyUnicode_AsUTF8(cell);
+    if (cline == NULL || body == NULL)
+        return NULL;
+    if (parse_options(module, "%%mprof", mprof_usage, mprof_opts, 3, cline, &o) < 0)
+        return NULL;
+    if (opt_float(module, "%%mprof", mprof_usage, &o.v[FO_I], 0.01, &interval) < 0)
+        goto done;
+    {
+        const char *q = o.rest;
+        while (Py_ISSPACE(*q))
+            q++;
+        if (*q != '\0') {
+            usage_error(module, mprof_usage, "%%%%mprof: unexpected '%s' on the first line; the "
+                                             "code goes in the cell body",
+                        q);
+            goto done;
+        }
+    }
+    ts = memprof_targets_new();
+    if (ts == NULL)
+        goto done;
+    for (int i = 0; i < o.v[FO_F].count; i++) {
+        target_info ti;
+        if (resolve_target(module, "%%mprof", mprof_usage, ns, o.v[FO_F].vals[i], &ti) < 0)
+            goto done;
+        int idx = memprof_targets_add(ts, ti.code, ti.first, ti.first);
+        if (idx < 0 || (size_t)idx < ninfos) {
+            target_info_clear(&ti);
+            if (idx < 0 && !PyErr_ExceptionMatches(PyExc_ValueError))
+                goto done;
+            PyErr_Clear();
+            continue;
+        }
+        infos[ninfos++] = ti;
+    }
+    code = compile_src(body, "<mprof>");
+    if (code == NULL)
+        goto done;
+
+    if (memprof_start() < 0)
+        goto done;
+    started = 1;
+    sampler = memprof_sampler_start(interval, 0, 1, 0);
+    if (sampler == NULL)
+        goto done;
+    if (ninfos > 0) {
+        memprof_spans_start(ts);
+        spans = 1;
+    }
+    double t0 = memprof_wall();
+    res = PyEval_EvalCode(code, ns, ns);
+    if (spans)
+        memprof_spans_stop();
+    spans = 0;
+    int64_t max_rss, heap_peak;
+    memprof_sampler_stop(sampler, &max_rss, &heap_peak, &smp, &nsmp);
+    sampler = NULL;
+    memprof_get(&cend);
+    int np_tracked = memprof_numpy_tracked();
+    memprof_stop();
+    started = 0;
+
+    {
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        double dur = nsmp ? smp[nsmp - 1].t - t0 : 0;
+        int64_t rss0 = nsmp ? smp[0].rss : 0, rss1 = nsmp ? smp[nsmp - 1].rss : 0;
+        report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp, interval);
+        report_buf_printf(&text, "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
+                          rss0 / MIB, max_rss / MIB, (max_rss - rss0) / MIB, rss1 / MIB);
+        report_buf_printf(&text, "Python heap%s: peak %+.2f MiB above start, net retained %+.2f MiB\n",
+                          np_tracked ? " (+ NumPy)" : "", heap_peak / MIB, cend.live / MIB);
+        for (size_t i = 0; i < ninfos; i++) {
+            memprof_target *t = memprof_targets_get(ts, i);
+            const char *name = PyUnicode_AsUTF8(infos[i].fullname);
+            report_buf_printf(&text, "%s: %zu call%s", name ? name : "?", t->nspans,
+                              t->nspans == 1 ? "" : "s");
+            for (size_t k = 0; k < t->nspans && k < 5; k++) {
+                memprof_span *s = &t->spans[k];
+                report_buf_printf(&text, "%s [%.3f s - %.3f s] %.1f -> %.1f MiB", k ? "," : ";",
+                                  s->start_t - t0, s->end_t - t0, s->start_mem / MIB,
+                                  s->end_mem / MIB);
+            }
+            report_buf_puts(&text, t->nspans > 5 ? ", ...\n" : "\n");
+        }
+        if (o.v[FO_DAT].count > 0) {
+            const char *path = o.v[FO_DAT].vals[o.v[FO_DAT].count - 1];
+            report_buf_printf(&dat, "CMDLINE %%%%mprof %s\n", cline);
+            for (size_t i = 0; i < nsmp; i++)
+                report_buf_printf(&dat, "MEM %.6f %.4f\n", smp[i].rss / MIB, smp[i].t);
+            for (size_t i = 0; i < ninfos; i++) {
+                memprof_target *t = memprof_targets_get(ts, i);
+                const char *name = PyUnicode_AsUTF8(infos[i].fullname);
+                for (size_t k = 0; k < t->nspans; k++) {
+                    memprof_span *s = &t->spans[k];
+                    report_buf_printf(&dat, "FUNC %s %.4f %.4f %.4f %.4f %d\n", name ? name : "?",
+                                      s->start_mem / MIB, s->start_t, s->end_mem / MIB, s->end_t,
+                                      s->level);
+                }
+            }
+            if (write_file(path, &dat) < 0) {
+                if (exc == NULL)
+                    goto done;
+                PyErr_Clear();
+            } else {
+                report_buf_printf(&text, "mprofile data written to %s (plot it with: mprof plot %s)\n",
+                                  path, path);
+            }
+        }
+        if (text.len > 0)
+            text.data[--text.len] = '\0';
+        report_buf_puts(&html, report_css);
+        report_buf_puts(&html, mp_css);
+        report_buf_puts(&html, "<div class=\"pyro\">");
+        mprof_svg(&html, smp, nsmp, t0, infos, ts, ninfos);
+        report_buf_puts(&html, "<pre class=\"mp-note\">");
+        report_buf_html(&html, text.data ? text.data : "", text.len);
+        report_buf_puts(&html, "</pre></div>");
+        bundle = report_bundle_new(&text, &html);
+        if (bundle == NULL || show(display, bundle) < 0) {
+            if (exc == NULL)
+                goto done;
+            PyErr_Clear();
+        }
+        PyErr_Restore(exc, val, tb);
+    }
+    if (res != NULL)
+        ret = Py_NewRef(Py_None);
+done:
+    if (spans)
+        memprof_spans_stop();
+    if (sampler != NULL)
+        memprof_sampler_stop(sampler, NULL, NULL, NULL, NULL);
+    if (started)
+        memprof_stop();
+    for (size_t i = 0; i < ninfos; i++)
+        target_info_clear(&infos[i]);
+    memprof_targets_free(ts);
+    free(smp);
+    options_free(&o);
+    report_buf_free(&text);
+    report_buf_free(&html);
+    report_buf_free(&dat);
+    Py_XDECREF(bundle);
+    Py_XDECREF(code);
+    Py_XDECREF(res);
+    return ret;
+}
+
+/* ---- registration ------------------------------------------------------------------------ */
+
+static PyMethodDef magic_defs[] = {
+    {"memit", memit_magic, METH_VARARGS,
+     "memit(line, cell, ns, display): %memit / %%memit - peak RSS and Python heap of a statement."},
+    {"mprun", mprun_magic, METH_VARARGS,
+     "mprun(line, cell, ns, display): %mprun - line-by-line memory of the -f functions."},
+    {"mprof", mprof_magic, METH_VARARGS,
+     "mprof(line, cell, ns, display): %%mprof - RSS and heap over time, with an SVG chart."},
+};
+
+int mprun_module_exec(PyObject *module)
+{
+    static const char *kinds[] = {"line_cell", "line_cell", "cell"};
+    PyObject *type = PyType_FromModuleAndSpec(module, &memit_spec, NULL);
+    if (type == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "MemitResult", type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    Py_DECREF(type);
+    for (size_t i = 0; i < sizeof magic_defs / sizeof magic_defs[0]; i++) {
+        PyObject *fn = PyCFunction_NewEx(&magic_defs[i], module, NULL);
+        if (fn == NULL)
+            return -1;
+        int rc = module_add_magic(module, magic_defs[i].ml_name, kinds[i], fn);
+        Py_DECREF(fn);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
