@@ -1,2 +1,1352 @@
-/* lprun.c - placeholder. */
-#include "module.h"
+/* lprun.c - the %lprun magic and pyrometer.LineStats.
+ *
+ * Owns option parsing, turning -f/-m targets into code objects, running the
+ * statement under the line profiler (lineprof.c), and rendering the results:
+ * text laid out like line_profiler's, HTML with one table per function, a
+ * line_profiler-compatible pickle (-D) and the -r stats object.
+ */
+#include "lineprof.h"
+#include "report.h"
+
+#include "structmember.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define USAGE                                                                                      \
+    "usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] statement"
+
+static PyObject *UsageError;        /* owned: pyrometer.UsageError */
+static PyTypeObject *LineStats_Type; /* owned */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Sets pyrometer.UsageError with "%lprun: <message>\n<usage>". Returns -1. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    PyErr_Format(UsageError ? UsageError : PyExc_ValueError, "%%lprun: %s\n%s", msg, USAGE);
+    return -1;
+}
+
+/* ---- targets ------------------------------------------------------------------ */
+
+/* Adds code and, recursively, the named functions defined inside it (not
+ * lambdas or comprehensions). Returns the number added, or -1. */
+static int add_code_tree(PyObject *prof, PyObject *code, PyObject *globals, int depth)
+{
+    int n = lineprof_add_code(prof, code, globals);
+    if (n < 0)
+        return -1;
+    if (n == 0 || depth > 20)
+        return n;
+    PyObject *consts = ((PyCodeObject *)code)->co_consts;
+    for (Py_ssize_t i = 0; consts && i < PyTuple_GET_SIZE(consts); i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        if (!PyCode_Check(c))
+            continue;
+        const char *name = PyUnicode_AsUTF8(((PyCodeObject *)c)->co_name);
+        if (name == NULL)
+            return -1;
+        if (name[0] == '<')
+            continue;
+        int m = add_code_tree(prof, c, globals, depth + 1);
+        if (m < 0)
+            return -1;
+        n += m;
+    }
+    return n;
+}
+
+static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth);
+
+/* Follows __wrapped__ (functools.wraps) to the function really run. Returns a
+ * new reference. */
+static PyObject *unwrap(PyObject *f)
+{
+    PyObject *cur = Py_NewRef(f);
+    for (int i = 0; i < 100; i++) {
+        PyObject *w = PyObject_GetAttrString(cur, "__wrapped__");
+        if (w == NULL) {
+            PyErr_Clear();
+            break;
+        }
+        if (!PyCallable_Check(w) && !PyCode_Check(w)) {
+            Py_DECREF(w);
+            break;
+        }
+        Py_SETREF(cur, w);
+    }
+    return cur;
+}
+
+/* Adds every function, method and property accessor defined in a class body.
+ * Returns the number of code objects added, or -1. */
+static int add_class(PyObject *prof, PyObject *cls, const char *what, int depth)
+{
+    PyObject *dict = PyObject_GetAttrString(cls, "__dict__");
+    if (dict == NULL)
+        return -1;
+    PyObject *values = PyMapping_Values(dict);
+    Py_DECREF(dict);
+    if (values == NULL)
+        return -1;
+    int total = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (PyFunction_Check(v) || PyObject_TypeCheck(v, &PyClassMethod_Type) ||
+            PyObject_TypeCheck(v, &PyStaticMethod_Type) || PyObject_TypeCheck(v, &PyProperty_Type)) {
+            int n = add_target(prof, v, what, depth + 1);
+            if (n < 0) {
+                /* A member we cannot profile (e.g. a wrapped builtin) is skipped. */
+                if (!PyErr_ExceptionMatches(UsageError)) {
+                    Py_DECREF(values);
+                    return -1;
+                }
+                PyErr_Clear();
+                continue;
+            }
+            total += n;
+        }
+    }
+    Py_DECREF(values);
+    return total;
+}
+
+/* Adds the functions and classes defined in a module (not those it imports). */
+static int add_module(PyObject *prof, PyObject *mod, const char *what, int depth)
+{
+    PyObject *dict = PyModule_GetDict(mod); /* borrowed */
+    PyObject *modname = PyModule_GetNameObject(mod);
+    if (dict == NULL || modname == NULL)
+        return -1;
+    PyObject *items = PyDict_Values(dict);
+    if (items == NULL) {
+        Py_DECREF(modname);
+        return -1;
+    }
+    int total = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        if (!PyFunction_Check(v) && !PyType_Check(v))
+            continue;
+        PyObject *vm = PyObject_GetAttrString(v, "__module__");
+        if (vm == NULL)
+            PyErr_Clear();
+        int same = vm != NULL && PyUnicode_Check(vm) && PyUnicode_Compare(vm, modname) == 0;
+        Py_XDECREF(vm);
+        if (!same)
+            continue;
+        int n = PyType_Check(v) ? add_class(prof, v, what, depth + 1) : add_target(prof, v, what, depth + 1);
+        if (n < 0) {
+            if (!PyErr_ExceptionMatches(UsageError)) {
+                total = -1;
+                break;
+            }
+            PyErr_Clear();
+            continue;
+        }
+        total += n;
+    }
+    Py_DECREF(items);
+    Py_DECREF(modname);
+    return total;
+}
+
+/* Returns the number of code objects added for obj (>= 0), or -1. */
+static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth)
+{
+    if (depth > 50)
+        return usage_error("-f %s: too deeply nested", what);
+    if (PyCode_Check(obj))
+        return add_code_tree(prof, obj, NULL, 0);
+    if (PyFunction_Check(obj)) {
+        PyObject *real = unwrap(obj);
+        int n;
+        if (real != obj && !PyFunction_Check(real))
+            n = add_target(prof, real, what, depth + 1);
+        else
+            n = add_code_tree(prof, PyFunction_GET_CODE(real), PyFunction_GET_GLOBALS(real), 0);
+        Py_DECREF(real);
+        return n;
+    }
+    if (PyMethod_Check(obj))
+        return add_target(prof, PyMethod_GET_FUNCTION(obj), what, depth + 1);
+    if (PyObject_TypeCheck(obj, &PyClassMethod_Type) || PyObject_TypeCheck(obj, &PyStaticMethod_Type)) {
+        PyObject *f = PyObject_GetAttrString(obj, "__func__");
+        if (f == NULL)
+            return -1;
+        int n = add_target(prof, f, what, depth + 1);
+        Py_DECREF(f);
+        return n;
+    }
+    if (PyObject_TypeCheck(obj, &PyProperty_Type)) {
+        static const char *const parts[] = {"fget", "fset", "fdel"};
+        int total = 0;
+        for (int i = 0; i < 3; i++) {
+            PyObject *f = PyObject_GetAttrString(obj, parts[i]);
+            if (f == NULL)
+                return -1;
+            int n = f == Py_None ? 0 : add_target(prof, f, what, depth + 1);
+            Py_DECREF(f);
+            if (n < 0)
+                return -1;
+            total += n;
+        }
+        if (total == 0)
+            return usage_error("-f %s: this property has no Python getter, setter or deleter", what);
+        return total;
+    }
+    if (PyType_Check(obj)) {
+        int n = add_class(prof, obj, what, depth);
+        if (n == 0)
+            return usage_error("-f %s: class %s defines no Python functions to profile; "
+                               "give one of its methods instead, e.g. -f %s.method",
+                               what, ((PyTypeObject *)obj)->tp_name, what);
+        return n;
+    }
+    if (PyModule_Check(obj)) {
+        int n = add_module(prof, obj, what, depth);
+        if (n == 0)
+            return usage_error("%s: the module defines no Python functions to profile", what);
+        return n;
+    }
+    /* functools.partial and friends: a .func that is callable. */
+    PyObject *inner = NULL;
+    const char *tname = Py_TYPE(obj)->tp_name;
+    if (strcmp(tname, "functools.partial") == 0 || strcmp(tname, "functools.partialmethod") == 0) {
+        inner = PyObject_GetAttrString(obj, "func");
+        if (inner == NULL)
+            return -1;
+        int n = add_target(prof, inner, what, depth + 1);
+        Py_DECREF(inner);
+        return n;
+    }
+    if (PyCFunction_Check(obj) || strcmp(tname, "method_descriptor") == 0 ||
+        strcmp(tname, "wrapper_descriptor") == 0 || strcmp(tname, "method-wrapper") == 0 ||
+        strcmp(tname, "builtin_function_or_method") == 0 || strcmp(tname, "classmethod_descriptor") == 0)
+        return usage_error("-f %s: that is a built-in (%s), with no Python lines to profile; "
+                           "give the Python function that calls it instead, e.g. %%lprun -f caller caller()",
+                           what, tname);
+    /* An instance with a Python __call__. */
+    if (PyCallable_Check(obj) && !PyType_Check(obj)) {
+        PyObject *call = PyObject_GetAttrString((PyObject *)Py_TYPE(obj), "__call__");
+        if (call == NULL)
+            PyErr_Clear();
+        else if (PyFunction_Check(call)) {
+            int n = add_target(prof, call, what, depth + 1);
+            Py_DECREF(call);
+            return n;
+        }
+        Py_XDECREF(call);
+    }
+    return usage_error("-f %s: that is a %s, not a function; -f takes a function, method, property, "
+                       "class or module, e.g. %%lprun -f f f(10)",
+                       what, tname);
+}
+
+int lprun_add_target(PyObject *prof, PyObject *target, const char *what)
+{
+    int n = add_target(prof, target, what, 0);
+    if (n == 0)
+        return usage_error("-f %s: nothing to profile there", what);
+    return n;
+}
+
+/* ---- option parsing ----------------------------------------------------------- */
+
+typedef struct {
+    PyObject *funcs;     /* owned list of str: the -f expressions */
+    PyObject *mods;      /* owned list of str: the -m module names */
+    double unit;         /* -u, or 0 for the timer's unit */
+    int strip;           /* -z / -s */
+    int ret;             /* -r */
+    PyObject *text_file; /* owned str or NULL: -T */
+    PyObject *dump_file; /* owned str or NULL: -D */
+    PyObject *stmt;      /* owned str: what to run */
+} lp_opts;
+
+static void opts_clear(lp_opts *o)
+{
+    Py_CLEAR(o->funcs);
+    Py_CLEAR(o->mods);
+    Py_CLEAR(o->text_file);
+    Py_CLEAR(o->dump_file);
+    Py_CLEAR(o->stmt);
+}
+
+/* Length of the token at s: up to whitespace outside brackets and quotes. */
+static size_t token_len(const char *s, size_t n)
+{
+    int depth = 0;
+    char quote = 0;
+    size_t i = 0;
+    for (; i < n; i++) {
+        char ch = s[i];
+        if (quote) {
+            if (ch == '\\' && i + 1 < n)
+                i++;
+            else if (ch == quote)
+                quote = 0;
+            continue;
+        }
+        if (ch == '\'' || ch == '"')
+            quote = ch;
+        else if (ch == '(' || ch == '[' || ch == '{')
+            depth++;
+        else if ((ch == ')' || ch == ']' || ch == '}') && depth > 0)
+            depth--;
+        else if (isspace((unsigned char)ch) && depth == 0)
+            break;
+    }
+    return i;
+}
+
+/* A token's text without surrounding quotes (for file names). */
+static PyObject *token_str(const char *s, size_t n, int unquote)
+{
+    if (unquote && n >= 2 && (s[0] == '\'' || s[0] == '"') && s[n - 1] == s[0])
+        return PyUnicode_FromStringAndSize(s + 1, (Py_ssize_t)n - 2);
+    return PyUnicode_FromStringAndSize(s, (Py_ssize_t)n);
+}
+
+/* Parses the magic's line (and cell, for %%lprun). Returns 0, or -1 with an
+ * exception set; o is filled on success and must be cleared by the caller. */
+static int parse_opts(PyObject *line, PyObject *cell, lp_opts *o)
+{
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(line, &len);
+    size_t n = (size_t)len, pos = 0;
+
+    if (s == NULL)
+        return -1;
+    memset(o, 0, sizeof *o);
+    o->funcs = PyList_New(0);
+    o->mods = PyList_New(0);
+    if (o->funcs == NULL || o->mods == NULL)
+        return -1;
+    while (pos < n && isspace((unsigned char)s[pos]))
+        pos++;
+    while (pos < n && s[pos] == '-') {
+        if (pos + 1 < n && s[pos + 1] == '-' && (pos + 2 == n || isspace((unsigned char)s[pos + 2]))) {
+            pos += 2;
+            break;
+        }
+        size_t i = pos + 1;
+        if (i >= n || isspace((unsigned char)s[i]))
+            return usage_error("a lone '-' is not an option");
+        while (i < n && !isspace((unsigned char)s[i])) {
+            char opt = s[i++];
+            if (opt == 'r') {
+                o->ret = 1;
+                continue;
+            }
+            if (opt == 'z' || opt == 's') {
+                o->strip = 1;
+                continue;
+            }
+            if (strchr("fmuTD", opt) == NULL)
+                return usage_error("unknown option -%c", opt);
+            /* The value: the rest of this word, or the next word. */
+            if (i >= n || isspace((unsigned char)s[i])) {
+                while (i < n && isspace((unsigned char)s[i]))
+                    i++;
+            }
+            if (i >= n) {
+                if (opt == 'f')
+                    return usage_error("-f needs a function: %%lprun -f f f(10)");
+                return usage_error("-%c needs a value", opt);
+            }
+            size_t tl = token_len(s + i, n - i);
+            PyObject *val = token_str(s + i, tl, opt == 'T' || opt == 'D' || opt == 'm');
+            if (val == NULL)
+                return -1;
+            i += tl;
+            int rc = 0;
+            switch (opt) {
+            case 'f':
+                rc = PyList_Append(o->funcs, val);
+                break;
+            case 'm':
+                rc = PyList_Append(o->mods, val);
+                break;
+            case 'T':
+                Py_XSETREF(o->text_file, Py_NewRef(val));
+                break;
+            case 'D':
+                Py_XSETREF(o->dump_file, Py_NewRef(val));
+                break;
+            case 'u': {
+                const char *u = PyUnicode_AsUTF8(val);
+                char *end = NULL;
+                double d = u ? strtod(u, &end) : 0.0;
+                if (u == NULL || end == u || *end != '\0' || !(d > 0) || !isfinite(d)) {
+                    Py_DECREF(val);
+                    return usage_error("-u takes a time unit in seconds, such as -u 1e-3 for "
+                                       "milliseconds; got %s",
+                                       u ? u : "?");
+                }
+                o->unit = d;
+                break;
+            }
+            }
+            Py_DECREF(val);
+            if (rc < 0)
+                return -1;
+            break; /* an option with a value ends the word */
+        }
+        pos = i;
+        while (pos < n && isspace((unsigned char)s[pos]))
+            pos++;
+    }
+    /* The statement: the rest of the line, or the cell body. */
+    size_t end = n;
+    while (end > pos && isspace((unsigned char)s[end - 1]))
+        end--;
+    if (cell != NULL && cell != Py_None) {
+        if (end > pos)
+            return usage_error("%%%%lprun takes the statement from the cell body; "
+                               "the line has only options: %%%%lprun -f f");
+        o->stmt = Py_NewRef(cell);
+    }
+    else {
+        o->stmt = PyUnicode_FromStringAndSize(s + pos, (Py_ssize_t)(end - pos));
+        if (o->stmt == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* If expr (a -f value) is a call such as f(10), fails with a message that
+ * shows the form to use. Returns 0 if it is not a call, or -1. */
+static int reject_call(PyObject *expr, PyObject *stmt)
+{
+    PyObject *ast = NULL, *tree = NULL, *body = NULL, *func = NULL, *src = NULL;
+    int rc = 0;
+    const char *e = PyUnicode_AsUTF8(expr);
+
+    if (e == NULL)
+        return -1;
+    tree = Py_CompileStringExFlags(e, "<lprun -f>", Py_eval_input, &(PyCompilerFlags){PyCF_ONLY_AST, 0}, -1);
+    if (tree == NULL) {
+        PyErr_Clear(); /* a syntax error shows up when it is evaluated */
+        return 0;
+    }
+    body = PyObject_GetAttrString(tree, "body");
+    if (body == NULL)
+        goto error;
+    if (strcmp(Py_TYPE(body)->tp_name, "Call") != 0)
+        goto done;
+    func = PyObject_GetAttrString(body, "func");
+    ast = PyImport_ImportModule("ast");
+    if (func == NULL || ast == NULL)
+        goto error;
+    src = PyObject_CallMethod(ast, "unparse", "O", func);
+    if (src == NULL)
+        goto error;
+    const char *fs = PyUnicode_AsUTF8(src);
+    const char *st = PyUnicode_AsUTF8(stmt);
+    if (fs == NULL || st == NULL)
+        goto error;
+    rc = usage_error("-f %s: that is a call; -f takes the function itself, and the statement to run "
+                     "comes after the options. Write: %%lprun -f %s %s",
+                     e, fs, st[0] ? st : e);
+    goto done;
+error:
+    rc = -1;
+done:
+    Py_XDECREF(ast);
+    Py_XDECREF(tree);
+    Py_XDECREF(body);
+    Py_XDECREF(func);
+    Py_XDECREF(src);
+    return rc;
+}
+
+/* Evaluates a -f expression in ns without touching ns. New reference, or NULL
+ * with UsageError set. */
+static PyObject *eval_target(PyObject *expr, PyObject *ns)
+{
+    const char *e = PyUnicode_AsUTF8(expr);
+    if (e == NULL)
+        return NULL;
+    PyObject *code = Py_CompileString(e, "<lprun -f>", Py_eval_input);
+    PyObject *v = code ? PyEval_EvalCode(code, ns, ns) : NULL;
+    Py_XDECREF(code);
+    if (v != NULL)
+        return v;
+    PyObject *exc, *val, *tb;
+    PyErr_Fetch(&exc, &val, &tb);
+    PyErr_NormalizeException(&exc, &val, &tb);
+    PyObject *msg = val ? PyObject_Str(val) : NULL;
+    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    PyErr_Clear();
+    usage_error("-f %s: could not evaluate it in the user namespace (%s: %s); -f takes a function "
+                "defined there, e.g. %%lprun -f f f(10)",
+                e, exc ? ((PyTypeObject *)exc)->tp_name : "error", m ? m : "");
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
+    Py_XDECREF(val);
+    Py_XDECREF(tb);
+    return NULL;
+}
+
+/* ---- gathering results ----------------------------------------------------------- */
+
+typedef struct {
+    lineprof_result r;
+    PyObject *filename; /* owned */
+    PyObject *name;     /* owned: co_name */
+    PyObject *qualname; /* owned: co_qualname */
+    PyObject *lines;    /* owned list of str: source lines from first_line on, or NULL */
+    int nshow;          /* lines to show: first_line .. first_line + nshow - 1 */
+    int64_t total;      /* sum of the line times, ns */
+    uint64_t calls;     /* hits on the busiest line, for the header */
+} fn_view;
+
+typedef struct {
+    fn_view *fns; /* owned */
+    Py_ssize_t n;
+    double unit;       /* output unit, seconds */
+    int strip;
+    int64_t wall;      /* the statement's wall time under the profiler, ns, or -1 */
+    const char *problem;
+} lp_report;
+
+static void report_clear(lp_report *rep)
+{
+    for (Py_ssize_t i = 0; i < rep->n; i++) {
+        Py_XDECREF(rep->fns[i].filename);
+        Py_XDECREF(rep->fns[i].name);
+        Py_XDECREF(rep->fns[i].qualname);
+        Py_XDECREF(rep->fns[i].lines);
+    }
+    PyMem_Free(rep->fns);
+    rep->fns = NULL;
+    rep->n = 0;
+}
+
+/* The source lines of the block starting at first_line, via linecache and
+ * inspect.getblock (what line_profiler shows). New list, or NULL with no
+ * exception set if the source cannot be found. */
+static PyObject *source_block(PyObject *filename, PyObject *globals, int first_line)
+{
+    PyObject *linecache = NULL, *inspect = NULL, *all = NULL, *tail = NULL, *block = NULL, *r = NULL;
+
+    linecache = PyImport_ImportModule("linecache");
+    if (linecache == NULL)
+        goto done;
+    r = PyObject_CallMethod(linecache, "checkcache", "O", filename);
+    Py_XDECREF(r);
+    if (r == NULL)
+        PyErr_Clear();
+    all = globals ? PyObject_CallMethod(linecache, "getlines", "OO", filename, globals)
+                  : PyObject_CallMethod(linecache, "getlines", "O", filename);
+    if (all == NULL || !PyList_Check(all) || PyList_GET_SIZE(all) < first_line)
+        goto done;
+    tail = PyList_GetSlice(all, first_line - 1, PyList_GET_SIZE(all));
+    inspect = PyImport_ImportModule("inspect");
+    if (tail == NULL || inspect == NULL)
+        goto done;
+    block = PyObject_CallMethod(inspect, "getblock", "O", tail);
+    if (block != NULL && !PyList_Check(block)) {
+        PyObject *l = PySequence_List(block);
+        Py_SETREF(block, l);
+    }
+    if (block == NULL) {
+        /* getblock fails on odd sources; fall back to the tail. */
+        PyErr_Clear();
+        block = Py_NewRef(tail);
+    }
+done:
+    PyErr_Clear();
+    Py_XDECREF(linecache);
+    Py_XDECREF(inspect);
+    Py_XDECREF(all);
+    Py_XDECREF(tail);
+    return block;
+}
+
+/* Fills rep from prof. Returns 0, or -1 with an exception set. */
+static int gather(PyObject *prof, lp_report *rep)
+{
+    Py_ssize_t n = lineprof_count(prof);
+    rep->fns = PyMem_Calloc((size_t)(n ? n : 1), sizeof(fn_view));
+    if (rep->fns == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    rep->problem = lineprof_problem(prof);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        fn_view *f = &rep->fns[rep->n];
+        if (lineprof_get(prof, i, &f->r) < 0)
+            continue;
+        rep->n++;
+        PyCodeObject *co = (PyCodeObject *)f->r.code;
+        f->filename = Py_NewRef(co->co_filename);
+        f->name = Py_NewRef(co->co_name);
+        f->qualname = Py_NewRef(co->co_qualname);
+        int maxhit = -1;
+        for (int k = 0; k < f->r.nlines; k++) {
+            if (f->r.hits[k] > 0) {
+                f->total += f->r.ns[k];
+                maxhit = k;
+                if (f->r.hits[k] > f->calls)
+                    f->calls = f->r.hits[k];
+            }
+        }
+        f->lines = source_block(f->filename, f->r.globals, f->r.first_line);
+        f->nshow = f->lines ? (int)PyList_GET_SIZE(f->lines) : 0;
+        if (f->nshow < maxhit + 1)
+            f->nshow = maxhit + 1;
+        if (f->nshow < 1)
+            f->nshow = 1;
+    }
+    return 0;
+}
+
+/* The i-th source line (0-based from first_line) without its newline. */
+static const char *src_line(fn_view *f, int i, Py_ssize_t *len)
+{
+    *len = 0;
+    if (f->lines == NULL || i >= PyList_GET_SIZE(f->lines))
+        return "";
+    PyObject *l = PyList_GET_ITEM(f->lines, i);
+    if (!PyUnicode_Check(l))
+        return "";
+    const char *s = PyUnicode_AsUTF8AndSize(l, len);
+    if (s == NULL) {
+        PyErr_Clear();
+        *len = 0;
+        return "";
+    }
+    while (*len > 0 && (s[*len - 1] == '\n' || s[*len - 1] == '\r'))
+        (*len)--;
+    return s;
+}
+
+/* Order of functions: line_profiler's, by (filename, first line, name). */
+static int fn_cmp(const void *a, const void *b)
+{
+    const fn_view *x = a, *y = b;
+    int c = PyUnicode_Compare(x->filename, y->filename);
+    if (c == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (c != 0)
+        return c;
+    if (x->r.first_line != y->r.first_line)
+        return x->r.first_line < y->r.first_line ? -1 : 1;
+    c = PyUnicode_Compare(x->name, y->name);
+    if (c == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    return c;
+}
+
+/* "In [N]" for a notebook cell's filename (<cell-N>, <ipython-input-N-...>),
+ * else NULL. Writes into buf. */
+static const char *cell_label(PyObject *filename, char *buf, size_t size)
+{
+    const char *fn = PyUnicode_AsUTF8(filename);
+    long num;
+    if (fn == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (sscanf(fn, "<cell-%ld>", &num) == 1 || sscanf(fn, "<ipython-input-%ld-", &num) == 1) {
+        snprintf(buf, size, "In [%ld]", num);
+        return buf;
+    }
+    return NULL;
+}
+
+/* ---- text ---------------------------------------------------------------------------- */
+
+static void text_row(report_buf *b, const char *c1, const char *c2, const char *c3, const char *c4,
+                     const char *c5, const char *src, Py_ssize_t srclen)
+{
+    report_buf_printf(b, "%6s %9s %12s %8s %8s  ", c1, c2, c3, c4, c5);
+    report_buf_append(b, src, (size_t)srclen);
+    report_buf_puts(b, "\n");
+}
+
+static void render_text(lp_report *rep, report_buf *b)
+{
+    double scalar = 1e-9 / rep->unit;
+    report_buf_printf(b, "Timer unit: %g s\n\n", rep->unit);
+    for (Py_ssize_t i = 0; i < rep->n; i++) {
+        fn_view *f = &rep->fns[i];
+        if (rep->strip && f->total == 0)
+            continue;
+        const char *fname = PyUnicode_AsUTF8(f->filename);
+        const char *name = PyUnicode_AsUTF8(f->name);
+        if (fname == NULL || name == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        report_buf_printf(b, "Total time: %g s\n", (double)f->total * 1e-9);
+        report_buf_printf(b, "File: %s\n", fname);
+        report_buf_printf(b, "Function: %s at line %d\n", name, f->r.first_line);
+        if (f->lines == NULL)
+            report_buf_puts(b, "(source not found through linecache; lines are shown blank)\n");
+        report_buf_puts(b, "\n");
+        text_row(b, "Line #", "Hits", "Time", "Per Hit", "% Time", "Line Contents", 13);
+        report_buf_puts(b, "==============================================================\n");
+        for (int k = 0; k < f->nshow; k++) {
+            char c1[24], c2[24] = "", c3[40] = "", c4[40] = "", c5[24] = "";
+            snprintf(c1, sizeof c1, "%d", f->r.first_line + k);
+            if (k < f->r.nlines && f->r.hits[k] > 0) {
+                double t = (double)f->r.ns[k];
+                snprintf(c2, sizeof c2, "%llu", (unsigned long long)f->r.hits[k]);
+                snprintf(c3, sizeof c3, "%5.1f", t * scalar);
+                snprintf(c4, sizeof c4, "%5.1f", t * scalar / (double)f->r.hits[k]);
+                if (f->total > 0)
+                    snprintf(c5, sizeof c5, "%5.1f", 100.0 * t / (double)f->total);
+            }
+            Py_ssize_t sl;
+            const char *src = src_line(f, k, &sl);
+            text_row(b, c1, c2, c3, c4, c5, src, sl);
+        }
+        report_buf_puts(b, "\n");
+    }
+    if (rep->problem)
+        report_buf_printf(b, "Warning: %s\n", rep->problem);
+}
+
+/* ---- HTML ------------------------------------------------------------------------------ */
+
+static const char lp_css[] =
+    "<style>\n"
+    ".pyro-lp td.heat{text-align:left;min-width:104px}\n"
+    ".pyro-lp tr.zero td{color:var(--jp-content-font-color3,#999)}\n"
+    ".pyro-lp tr.hot td.src{background:rgba(232,116,59,0.16)}\n"
+    ".pyro-lp .k,.pyro-lp .kn,.pyro-lp .kd,.pyro-lp .kr,.pyro-lp .kc,.pyro-lp .ow"
+    "{color:var(--jp-mirror-editor-keyword-color,#008000);font-weight:bold}\n"
+    ".pyro-lp .s,.pyro-lp .s1,.pyro-lp .s2,.pyro-lp .sa,.pyro-lp .sd,.pyro-lp .si,.pyro-lp .se"
+    "{color:var(--jp-mirror-editor-string-color,#ba2121)}\n"
+    ".pyro-lp .c,.pyro-lp .c1,.pyro-lp .cm{color:var(--jp-mirror-editor-comment-color,#408080);"
+    "font-style:italic}\n"
+    ".pyro-lp .mi,.pyro-lp .mf,.pyro-lp .mh{color:var(--jp-mirror-editor-number-color,#080)}\n"
+    ".pyro-lp .o{color:var(--jp-mirror-editor-operator-color,#aa22ff)}\n"
+    ".pyro-lp .nf,.pyro-lp .nc{color:var(--jp-mirror-editor-def-color,#00f)}\n"
+    ".pyro-lp .nb,.pyro-lp .bp{color:var(--jp-mirror-editor-builtin-color,#008000)}\n"
+    ".pyro-lp .nd{color:var(--jp-mirror-editor-meta-color,#aa22ff)}\n"
+    "</style>\n";
+
+/* Human time: 3 significant digits in s/ms/us/ns. */
+static void fmt_time(char *buf, size_t size, double ns)
+{
+    if (ns >= 1e9)
+        snprintf(buf, size, "%.3g s", ns / 1e9);
+    else if (ns >= 1e6)
+        snprintf(buf, size, "%.3g ms", ns / 1e6);
+    else if (ns >= 1e3)
+        snprintf(buf, size, "%.3g \xc2\xb5s", ns / 1e3);
+    else
+        snprintf(buf, size, "%.0f ns", ns);
+}
+
+/* Highlighted HTML lines of f's source (pygments, CSS classes), or NULL with
+ * no exception set when pygments is missing or the lines do not match up. */
+static PyObject *highlight(fn_view *f)
+{
+    PyObject *pyg = NULL, *lexers = NULL, *formatters = NULL, *lexer = NULL, *fmt = NULL;
+    PyObject *src = NULL, *out = NULL, *lines = NULL, *empty = NULL, *kw = NULL;
+
+    if (f->lines == NULL)
+        return NULL;
+    pyg = PyImport_ImportModule("pygments");
+    if (pyg == NULL)
+        goto done;
+    lexers = PyImport_ImportModule("pygments.lexers");
+    formatters = PyImport_ImportModule("pygments.formatters");
+    if (lexers == NULL || formatters == NULL)
+        goto done;
+    lexer = PyObject_CallMethod(lexers, "PythonLexer", NULL);
+    kw = Py_BuildValue("{s:O}", "nowrap", Py_True);
+    if (lexer == NULL || kw == NULL)
+        goto done;
+    PyObject *fcls = PyObject_GetAttrString(formatters, "HtmlFormatter");
+    if (fcls == NULL)
+        goto done;
+    PyObject *noargs = PyTuple_New(0);
+    fmt = noargs ? PyObject_Call(fcls, noargs, kw) : NULL;
+    Py_XDECREF(noargs);
+    Py_DECREF(fcls);
+    empty = PyUnicode_FromString("");
+    if (fmt == NULL || empty == NULL)
+        goto done;
+    src = PyUnicode_Join(empty, f->lines);
+    if (src == NULL)
+        goto done;
+    out = PyObject_CallMethod(pyg, "highlight", "OOO", src, lexer, fmt);
+    if (out == NULL || !PyUnicode_Check(out))
+        goto done;
+    lines = PyObject_CallMethod(out, "split", "s", "\n");
+    if (lines != NULL && (!PyList_Check(lines) || PyList_GET_SIZE(lines) < PyList_GET_SIZE(f->lines)))
+        Py_CLEAR(lines);
+done:
+    PyErr_Clear();
+    Py_XDECREF(pyg);
+    Py_XDECREF(lexers);
+    Py_XDECREF(formatters);
+    Py_XDECREF(lexer);
+    Py_XDECREF(fmt);
+    Py_XDECREF(src);
+    Py_XDECREF(out);
+    Py_XDECREF(empty);
+    Py_XDECREF(kw);
+    return lines;
+}
+
+static void render_html(lp_report *rep, report_buf *b)
+{
+    char t1[48], t2[48], t3[48], where[160], label[48];
+
+    report_buf_puts(b, report_css);
+    report_buf_puts(b, lp_css);
+    report_buf_puts(b, "<div class=\"pyro pyro-lp\">\n");
+    if (rep->wall >= 0) {
+        fmt_time(t1, sizeof t1, (double)rep->wall);
+        report_buf_printf(b, "<div class=\"hdr\">Line profile: the statement ran for %s under the "
+                             "profiler.</div>\n",
+                          t1);
+    }
+    int shown = 0;
+    for (Py_ssize_t i = 0; i < rep->n; i++) {
+        fn_view *f = &rep->fns[i];
+        if (rep->strip && f->total == 0)
+            continue;
+        shown++;
+        const char *fname = PyUnicode_AsUTF8(f->filename);
+        const char *qual = PyUnicode_AsUTF8(f->qualname);
+        if (fname == NULL || qual == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        const char *cell = cell_label(f->filename, label, sizeof label);
+        snprintf(where, sizeof where, "%s", cell ? cell : fname);
+        fmt_time(t1, sizeof t1, (double)f->total);
+        report_buf_puts(b, "<div class=\"hdr\"><b>");
+        report_buf_html(b, qual, strlen(qual));
+        report_buf_puts(b, "</b> in <span title=\"");
+        report_buf_html(b, fname, strlen(fname));
+        report_buf_puts(b, "\">");
+        report_buf_html(b, where, strlen(where));
+        report_buf_printf(b, "</span>, line %d &mdash; total %s", f->r.first_line, t1);
+        if (rep->wall > 0)
+            report_buf_printf(b, " (%.1f%% of the statement)", 100.0 * (double)f->total / (double)rep->wall);
+        if (f->total == 0)
+            report_buf_puts(b, " &mdash; never ran");
+        report_buf_puts(b, "</div>\n");
+        if (f->lines == NULL)
+            report_buf_puts(b, "<div class=\"hdr\">Source not found through linecache.</div>\n");
+
+        /* The hottest lines: the top three by time that take at least 5%. */
+        int hot[3] = {-1, -1, -1};
+        for (int k = 0; k < f->r.nlines && k < f->nshow; k++) {
+            if (f->r.hits[k] == 0 || f->total == 0 || (double)f->r.ns[k] < 0.05 * (double)f->total)
+                continue;
+            for (int h = 0; h < 3; h++) {
+                if (hot[h] < 0 || f->r.ns[k] > f->r.ns[hot[h]]) {
+                    for (int m = 2; m > h; m--)
+                        hot[m] = hot[m - 1];
+                    hot[h] = k;
+                    break;
+                }
+            }
+        }
+        PyObject *hl = highlight(f);
+        report_buf_puts(b, "<table>\n<thead><tr><th>Line</th><th>Hits</th><th>Time</th>"
+                           "<th>Per hit</th><th>% Time</th><th class=\"src\"></th>"
+                           "<th class=\"src\">Line contents</th></tr></thead>\n<tbody>\n");
+        for (int k = 0; k < f->nshow; k++) {
+            int ran = k < f->r.nlines && f->r.hits[k] > 0;
+            int is_hot = k == hot[0] || k == hot[1] || k == hot[2];
+            report_buf_printf(b, "<tr%s><td>%d</td>", is_hot ? " class=\"hot\"" : ran ? "" : " class=\"zero\"",
+                              f->r.first_line + k);
+            if (ran) {
+                double t = (double)f->r.ns[k];
+                double pct = f->total > 0 ? 100.0 * t / (double)f->total : 0.0;
+                fmt_time(t2, sizeof t2, t);
+                fmt_time(t3, sizeof t3, t / (double)f->r.hits[k]);
+                report_buf_printf(b, "<td>%llu</td><td>%s</td><td>%s</td><td>%.1f</td>",
+                                  (unsigned long long)f->r.hits[k], t2, t3, pct);
+                report_buf_printf(b, "<td class=\"heat\"><span class=\"bar\" style=\"width:%dpx\"></span></td>",
+                                  (int)(pct + 0.5));
+            }
+            else {
+                report_buf_puts(b, "<td></td><td></td><td></td><td></td><td class=\"heat\"></td>");
+            }
+            report_buf_puts(b, "<td class=\"src\">");
+            if (hl != NULL && k < PyList_GET_SIZE(hl) && k < PyList_GET_SIZE(f->lines)) {
+                Py_ssize_t hlen;
+                const char *h = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(hl, k), &hlen);
+                if (h != NULL)
+                    report_buf_append(b, h, (size_t)hlen);
+                else
+                    PyErr_Clear();
+            }
+            else {
+                Py_ssize_t sl;
+                const char *src = src_line(f, k, &sl);
+                report_buf_html(b, src, (size_t)sl);
+            }
+            report_buf_puts(b, "</td></tr>\n");
+        }
+        report_buf_puts(b, "</tbody></table>\n");
+        Py_XDECREF(hl);
+    }
+    if (shown == 0)
+        report_buf_puts(b, "<div class=\"hdr\">No profiled function ran.</div>\n");
+    if (rep->problem) {
+        report_buf_puts(b, "<div class=\"hdr\">Warning: ");
+        report_buf_html(b, rep->problem, strlen(rep->problem));
+        report_buf_puts(b, "</div>\n");
+    }
+    report_buf_puts(b, "</div>\n");
+}
+
+/* ---- pyrometer.LineStats ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *timings; /* owned dict: (filename, first_lineno, name) -> [(lineno, nhits, time)] */
+    double unit;       /* seconds per time unit: 1e-9 */
+    PyObject *text;    /* owned str */
+    PyObject *html;    /* owned str */
+    PyObject *dict;    /* owned, may be NULL: instance __dict__ */
+} LineStats;
+
+/* Returns a new timings dict in line_profiler's layout, or NULL. */
+static PyObject *timings_new(lp_report *rep)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < rep->n; i++) {
+        fn_view *f = &rep->fns[i];
+        PyObject *list = PyList_New(0);
+        PyObject *key = Py_BuildValue("(OiO)", f->filename, f->r.first_line, f->name);
+        if (list == NULL || key == NULL || PyDict_SetItem(d, key, list) < 0) {
+            Py_XDECREF(list);
+            Py_XDECREF(key);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(list); /* d holds it */
+        for (int k = 0; k < f->r.nlines; k++) {
+            if (f->r.hits[k] == 0)
+                continue;
+            PyObject *e = Py_BuildValue("(iKL)", f->r.first_line + k, (unsigned long long)f->r.hits[k],
+                                        (long long)f->r.ns[k]);
+            if (e == NULL || PyList_Append(list, e) < 0) {
+                Py_XDECREF(e);
+                Py_DECREF(d);
+                return NULL;
+            }
+            Py_DECREF(e);
+        }
+    }
+    return d;
+}
+
+/* Returns a new LineStats from rep (rendered), or NULL. */
+static PyObject *stats_from_report(lp_report *rep, const report_buf *text, const report_buf *html)
+{
+    LineStats *st = PyObject_GC_New(LineStats, LineStats_Type);
+    if (st == NULL)
+        return NULL;
+    st->unit = 1e-9;
+    st->dict = NULL;
+    st->timings = timings_new(rep);
+    st->text = report_buf_to_str(text);
+    st->html = report_buf_to_str(html);
+    PyObject_GC_Track(st);
+    if (st->timings == NULL || st->text == NULL || st->html == NULL) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    return (PyObject *)st;
+}
+
+PyObject *lprun_stats_new(PyObject *prof)
+{
+    lp_report rep = {0};
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
+    PyObject *st = NULL;
+
+    rep.unit = 1e-9;
+    rep.wall = -1;
+    if (gather(prof, &rep) < 0)
+        goto done;
+    qsort(rep.fns, (size_t)rep.n, sizeof(fn_view), fn_cmp);
+    render_text(&rep, &text);
+    render_html(&rep, &html);
+    st = stats_from_report(&rep, &text, &html);
+done:
+    report_clear(&rep);
+    report_buf_free(&text);
+    report_buf_free(&html);
+    return st;
+}
+
+/* Writes timings/unit as a pickle that line_profiler's load_stats() reads as
+ * its own LineStats (line_profiler._line_profiler.LineStats), without
+ * importing line_profiler: a NEWOBJ of that class, then BUILD with the state
+ * dict pickled by the standard pickler. Returns 0, or -1 with an exception. */
+static int write_dump(PyObject *timings, double unit, PyObject *filename)
+{
+    static const char head[] = "\x80\x02" "cline_profiler._line_profiler\nLineStats\n" ")\x81";
+    PyObject *pickle = NULL, *state = NULL, *body = NULL, *path = NULL;
+    FILE *fp = NULL;
+    int rc = -1;
+
+    pickle = PyImport_ImportModule("pickle");
+    if (pickle == NULL)
+        goto done;
+    state = Py_BuildValue("{s:O,s:d}", "timings", timings, "unit", unit);
+    if (state == NULL)
+        goto done;
+    body = PyObject_CallMethod(pickle, "dumps", "Oi", state, 2);
+    if (body == NULL)
+        goto done;
+    char *bs;
+    Py_ssize_t blen;
+    if (PyBytes_AsStringAndSize(body, &bs, &blen) < 0)
+        goto done;
+    /* body is PROTO 2 (2 bytes) ... STOP (1 byte): keep what is between. */
+    if (blen < 3 || (unsigned char)bs[0] != 0x80 || bs[blen - 1] != '.') {
+        PyErr_SetString(PyExc_RuntimeError, "unexpected pickle layout");
+        goto done;
+    }
+    if (!PyUnicode_FSConverter(filename, &path))
+        goto done;
+    fp = fopen(PyBytes_AS_STRING(path), "wb");
+    if (fp == NULL) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
+        goto done;
+    }
+    if (fwrite(head, 1, sizeof head - 1, fp) != sizeof head - 1 ||
+        fwrite(bs + 2, 1, (size_t)blen - 3, fp) != (size_t)blen - 3 || fwrite("b.", 1, 2, fp) != 2) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
+        goto done;
+    }
+    if (fclose(fp) != 0) {
+        fp = NULL;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
+        goto done;
+    }
+    fp = NULL;
+    rc = 0;
+done:
+    if (fp != NULL)
+        fclose(fp);
+    Py_XDECREF(pickle);
+    Py_XDECREF(state);
+    Py_XDECREF(body);
+    Py_XDECREF(path);
+    return rc;
+}
+
+static int write_text_file(PyObject *text, PyObject *filename)
+{
+    PyObject *path = NULL;
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &len);
+    if (s == NULL || !PyUnicode_FSConverter(filename, &path))
+        return -1;
+    FILE *fp = fopen(PyBytes_AS_STRING(path), "w");
+    Py_DECREF(path);
+    if (fp == NULL || fwrite(s, 1, (size_t)len, fp) != (size_t)len) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
+        if (fp)
+            fclose(fp);
+        return -1;
+    }
+    if (fclose(fp) != 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
+        return -1;
+    }
+    return 0;
+}
+
+static int ls_traverse(LineStats *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->timings);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int ls_clear(LineStats *self)
+{
+    Py_CLEAR(self->timings);
+    Py_CLEAR(self->text);
+    Py_CLEAR(self->html);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void ls_dealloc(LineStats *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ls_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *ls_dump(LineStats *self, PyObject *filename)
+{
+    if (write_dump(self->timings, self->unit, filename) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ls_str(LineStats *self)
+{
+    return Py_NewRef(self->text);
+}
+
+static PyObject *ls_repr(LineStats *self)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(self->timings);
+    return PyUnicode_FromFormat("<pyrometer.LineStats: %zd function%s; print() it for the table>", n,
+                                n == 1 ? "" : "s");
+}
+
+static PyMethodDef ls_methods[] = {
+    {"dump", (PyCFunction)ls_dump, METH_O,
+     "dump(filename)\n--\n\nWrite the stats as a pickle that `python3 -m line_profiler FILE` reads."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ls_members[] = {
+    {"timings", T_OBJECT, offsetof(LineStats, timings), READONLY,
+     "{(filename, first_lineno, name): [(lineno, hits, time), ...]}, as in line_profiler."},
+    {"unit", T_DOUBLE, offsetof(LineStats, unit), READONLY, "Seconds per time unit in timings."},
+    {"text", T_OBJECT, offsetof(LineStats, text), READONLY, "The text report."},
+    {"html", T_OBJECT, offsetof(LineStats, html), READONLY, "The HTML report."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot ls_slots[] = {
+    {Py_tp_dealloc, ls_dealloc},
+    {Py_tp_traverse, ls_traverse},
+    {Py_tp_clear, ls_clear},
+    {Py_tp_methods, ls_methods},
+    {Py_tp_members, ls_members},
+    {Py_tp_str, ls_str},
+    {Py_tp_repr, ls_repr},
+    {Py_tp_doc, "Results of a line profile: .timings and .unit in line_profiler's layout, .text, "
+                ".html, and dump(filename)."},
+    {0, NULL},
+};
+
+static PyType_Spec ls_spec = {
+    .name = "pyrometer.LineStats",
+    .basicsize = sizeof(LineStats),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ls_slots,
+};
+
+/* ---- the magic ------------------------------------------------------------------------- */
+
+/* Collects every -f and -m target into prof. Returns 0, or -1. */
+static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
+{
+    if (PyList_GET_SIZE(o->funcs) == 0 && PyList_GET_SIZE(o->mods) == 0)
+        return usage_error("nothing to profile: name the functions with -f (or modules with -m), "
+                           "e.g. %%lprun -f f f(10)");
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o->funcs); i++) {
+        PyObject *expr = PyList_GET_ITEM(o->funcs, i);
+        if (reject_call(expr, o->stmt) < 0)
+            return -1;
+    }
+    const char *st = PyUnicode_AsUTF8(o->stmt);
+    if (st == NULL)
+        return -1;
+    if (st[0] == '\0') {
+        const char *f0 = PyList_GET_SIZE(o->funcs) ? PyUnicode_AsUTF8(PyList_GET_ITEM(o->funcs, 0)) : "f";
+        return usage_error("no statement to run: put it after the options, e.g. %%lprun -f %s %s(...)",
+                           f0 ? f0 : "f", f0 ? f0 : "f");
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o->funcs); i++) {
+        PyObject *expr = PyList_GET_ITEM(o->funcs, i);
+        const char *e = PyUnicode_AsUTF8(expr);
+        if (e == NULL)
+            return -1;
+        PyObject *obj = eval_target(expr, ns);
+        if (obj == NULL)
+            return -1;
+        int n = lprun_add_target(prof, obj, e);
+        Py_DECREF(obj);
+        if (n < 0)
+            return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o->mods); i++) {
+        PyObject *name = PyList_GET_ITEM(o->mods, i);
+        const char *m = PyUnicode_AsUTF8(name);
+        if (m == NULL)
+            return -1;
+        PyObject *mod = PyImport_Import(name);
+        if (mod == NULL) {
+            PyErr_Clear();
+            return usage_error("-m %s: could not import it; -m takes a module name, e.g. -m mypkg.mymod", m);
+        }
+        char what[300];
+        snprintf(what, sizeof what, "-m %s", m);
+        int n = add_target(prof, mod, what, 0);
+        Py_DECREF(mod);
+        if (n < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Shows the results (display + -T/-D) and builds the -r object. Returns a new
+ * reference (None or the LineStats), or NULL with an exception set. */
+static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *display, int interrupted)
+{
+    lp_report rep = {0};
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
+    PyObject *bundle = NULL, *st = NULL, *result = NULL;
+
+    rep.unit = o->unit > 0 ? o->unit : 1e-9;
+    rep.strip = o->strip;
+    rep.wall = wall;
+    if (gather(prof, &rep) < 0)
+        goto done;
+    qsort(rep.fns, (size_t)rep.n, sizeof(fn_view), fn_cmp);
+    render_text(&rep, &text);
+    if (interrupted)
+        report_buf_puts(&text, "*** The statement raised; these are the timings up to that point.\n");
+    render_html(&rep, &html);
+    st = stats_from_report(&rep, &text, &html);
+    if (st == NULL)
+        goto done;
+    if (o->text_file && write_text_file(((LineStats *)st)->text, o->text_file) < 0)
+        goto done;
+    if (o->dump_file && write_dump(((LineStats *)st)->timings, 1e-9, o->dump_file) < 0)
+        goto done;
+    if (o->text_file) {
+        const char *fn = PyUnicode_AsUTF8(o->text_file);
+        report_buf_printf(&text, "\n*** Profile printout saved to text file '%s'.\n", fn ? fn : "?");
+    }
+    if (o->dump_file) {
+        const char *fn = PyUnicode_AsUTF8(o->dump_file);
+        report_buf_printf(&text, "\n*** Profile stats pickled to file '%s'.\n", fn ? fn : "?");
+    }
+    bundle = report_bundle_new(&text, &html);
+    if (bundle == NULL)
+        goto done;
+    PyObject *r = PyObject_CallOneArg(display, bundle);
+    if (r == NULL)
+        goto done;
+    Py_DECREF(r);
+    result = o->ret ? Py_NewRef(st) : Py_NewRef(Py_None);
+done:
+    report_clear(&rep);
+    report_buf_free(&text);
+    report_buf_free(&html);
+    Py_XDECREF(bundle);
+    Py_XDECREF(st);
+    return result;
+}
+
+PyDoc_STRVAR(lprun_doc,
+             "lprun(line, cell, ns, display)\n--\n\n"
+             "%lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] statement\n\n"
+             "Run the statement under the native line profiler and show, for each target function, "
+             "hits and time per line. -f takes functions, methods, properties, classes, closures, "
+             "wraps-decorated functions; -m a module; -u the output unit in seconds; -z/-s hides "
+             "functions that never ran; -T writes the text; -D a dump that `python3 -m line_profiler` "
+             "reads; -r returns a pyrometer.LineStats.");
+
+static PyObject *lprun_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    lp_opts o = {0};
+    PyObject *prof = NULL, *code = NULL, *res = NULL, *result = NULL;
+
+    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "lprun(line: str, cell: str | None, ns: dict, display)");
+        return NULL;
+    }
+    PyObject *ns = args[2], *display = args[3];
+    if (parse_opts(args[0], args[1], &o) < 0)
+        goto done;
+    prof = lineprof_new();
+    if (prof == NULL)
+        goto done;
+    if (add_targets(prof, &o, ns) < 0)
+        goto done;
+    const char *st = PyUnicode_AsUTF8(o.stmt);
+    if (st == NULL)
+        goto done;
+    code = Py_CompileString(st, "<lprun statement>", Py_file_input);
+    if (code == NULL)
+        goto done;
+
+    if (lineprof_enable(prof) < 0)
+        goto done;
+    int64_t t0 = now_ns();
+    res = PyEval_EvalCode(code, ns, ns);
+    int64_t wall = now_ns() - t0;
+    lineprof_disable(prof);
+
+    if (res == NULL) {
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        PyObject *shown = report(prof, &o, wall, display, 1);
+        if (shown == NULL)
+            PyErr_Clear(); /* the statement's exception matters more */
+        Py_XDECREF(shown);
+        PyErr_Restore(exc, val, tb);
+        goto done;
+    }
+    result = report(prof, &o, wall, display, 0);
+done:
+    opts_clear(&o);
+    Py_XDECREF(prof);
+    Py_XDECREF(code);
+    Py_XDECREF(res);
+    return result;
+}
+
+static PyMethodDef lprun_def = {"lprun", (PyCFunction)(void (*)(void))lprun_magic, METH_FASTCALL, lprun_doc};
+
+int lprun_module_exec(PyObject *module)
+{
+    Py_XSETREF(UsageError, PyObject_GetAttrString(module, "UsageError"));
+    if (UsageError == NULL)
+        return -1;
+    if (LineStats_Type == NULL) {
+        LineStats_Type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ls_spec, NULL);
+        if (LineStats_Type == NULL)
+            return -1;
+    }
+    if (PyModule_AddObjectRef(module, "LineStats", (PyObject *)LineStats_Type) < 0)
+        return -1;
+    PyObject *fn = PyCMethod_New(&lprun_def, module, NULL, NULL);
+    if (fn == NULL)
+        return -1;
+    int rc = PyModule_AddObjectRef(module, "lprun", fn);
+    if (rc == 0)
+        rc = module_add_magic(module, "lprun", "line_cell", fn);
+    Py_DECREF(fn);
+    return rc;
+}
