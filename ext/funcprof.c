@@ -126,6 +126,8 @@ typedef struct {
     uint32_t xmask;
     fp_frame *stack;
     uint32_t depth, cap_stack;
+    void *last_key;          /* the last function entered, and its entry */
+    uint32_t last_entry;
 } fp_thread;
 
 typedef struct fp_profile {
@@ -219,12 +221,17 @@ static __attribute__((noinline)) uint32_t new_entry(fp_thread *t, void *key, PyO
 
 static inline uint32_t find_entry(fp_thread *t, void *key)
 {
+    if (key == t->last_key)
+        return t->last_entry;
     uint64_t k = (uint64_t)(uintptr_t)key;
     uint32_t j = hash64(k) & t->emask;
     for (;;) {
         fp_slot *s = &t->eslots[j];
-        if (s->key == k && s->idx != 0)
+        if (s->key == k && s->idx != 0) {
+            t->last_key = key;
+            t->last_entry = s->idx - 1;
             return s->idx - 1;
+        }
         if (s->idx == 0)
             return NO_IDX;
         j = (j + 1) & t->emask;
@@ -343,19 +350,63 @@ static inline void fp_pop(fp_thread *t, int64_t now)
     }
 }
 
+/* Reading a frame's code object. PyFrame_GetCode() is a call plus two
+ * refcount updates on every Python call; on 3.11 the hook reads the field
+ * through mirrors of CPython's layouts (Include/internal/pycore_frame.h),
+ * after module exec has checked them against PyFrame_GetCode(). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+typedef struct {
+    PyObject *f_func, *f_globals, *f_builtins, *f_locals;
+    PyCodeObject *f_code;
+} fp_iframe311;
+
+typedef struct {
+    PyObject_HEAD
+    PyFrameObject *f_back;
+    fp_iframe311 *f_frame;
+} fp_frameobj311;
+
+static int fp_direct_code; /* set once at module exec */
+
+static void check_direct_code(void)
+{
+    PyFrameObject *f = PyEval_GetFrame();
+    if (f == NULL)
+        return;
+    PyCodeObject *code = PyFrame_GetCode(f);
+    fp_direct_code = ((fp_frameobj311 *)f)->f_frame != NULL && ((fp_frameobj311 *)f)->f_frame->f_code == code;
+    Py_DECREF(code);
+}
+#else
+#define fp_direct_code 0
+static void check_direct_code(void)
+{
+}
+#endif
+
+/* Returns the frame's code object, borrowed (the frame holds it). */
+static inline PyCodeObject *frame_code(PyFrameObject *frame)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    if (fp_direct_code)
+        return ((fp_frameobj311 *)frame)->f_frame->f_code;
+#endif
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    Py_DECREF(code);
+    return code;
+}
+
 static inline void fp_enter_py(fp_thread *t, PyFrameObject *frame)
 {
-    PyCodeObject *code = PyFrame_GetCode(frame);
+    PyCodeObject *code = frame_code(frame);
     uint32_t ei = find_entry(t, code);
     if (ei == NO_IDX) {
         ei = new_entry(t, code, (PyObject *)code, NULL);
         if (ei == NO_IDX) {
-            Py_DECREF(code);
             thread_fail(t);
             return;
         }
     }
-    Py_DECREF(code);
     fp_push(t, ei);
 }
 
@@ -397,7 +448,7 @@ typedef struct {
 static int legacy_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     fp_thread *t = (fp_thread *)obj;
-    if (t->off)
+    if (__builtin_expect(t->off, 0))
         return 0;
     switch (what) {
     case PyTrace_CALL:
@@ -464,6 +515,7 @@ static void thread_release_tables(fp_thread *t)
     t->n_entries = t->cap_entries = t->emask = 0;
     t->n_edges = t->cap_edges = t->xmask = 0;
     t->depth = t->cap_stack = 0;
+    t->last_key = NULL;
 }
 
 static void thread_dealloc(fp_thread *t)
@@ -1285,6 +1337,7 @@ int funcprof_module_exec(PyObject *module)
      * process and shared if the module is executed again. */
     if (fp_profile_type == NULL) {
         fp_use_tsc = tsc_is_invariant();
+        check_direct_code();
         PyObject *tt = PyType_FromModuleAndSpec(module, &thread_spec, NULL);
         if (tt == NULL)
             return -1;
