@@ -925,31 +925,39 @@ static int64_t statm_rss_of(int fd)
     return (int64_t)resident * page_size;
 }
 
-/* Resident bytes of our own tables (not the user's memory): the page
- * records and page hash are written as they are created; the big table is
- * sparse, so ask mincore(). */
-static int64_t table_resident(void)
+/* Resident bytes of [addr, addr + bytes), per mincore(); 0 on error. */
+static int64_t resident(void *addr, size_t bytes)
 {
-    void *addr;
-    size_t bytes;
-    int64_t total, pages = 0;
-    lock();
-    addr = tab;
-    bytes = tab_bytes;
-    total = (int64_t)(nrecs * sizeof(page_rec) + pmap_bytes);
-    unlock();
-    if (addr == NULL)
-        return 0;
+    unsigned char small[256];
     size_t n = (bytes + (size_t)page_size - 1) / (size_t)page_size;
-    unsigned char *vec = malloc(n);
+    unsigned char *vec = n <= sizeof small ? small : malloc(n);
+    int64_t pages = 0;
     if (vec == NULL)
-        return total + (int64_t)bytes;
+        return (int64_t)bytes;
     if (mincore(addr, bytes, vec) == 0) {
         for (size_t i = 0; i < n; i++)
             pages += vec[i] & 1;
     }
-    free(vec);
-    return total + pages * page_size;
+    if (vec != small)
+        free(vec);
+    return pages * page_size;
+}
+
+/* Resident bytes of our own tables (not the user's memory). The tables
+ * only change under the lock; mincore() runs under it too, which is rare
+ * (RSS reads) and short. */
+static int64_t table_resident(void)
+{
+    int64_t total = 0;
+    lock();
+    if (tab != NULL)
+        total += resident(tab, tab_bytes);
+    if (pmap != NULL)
+        total += resident(pmap, pmap_bytes);
+    for (rec_chunk *c = chunks; c != NULL; c = c->next)
+        total += resident(c, sizeof(rec_chunk));
+    unlock();
+    return total;
 }
 
 static pthread_once_t rss_once = PTHREAD_ONCE_INIT;

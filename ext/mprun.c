@@ -244,6 +244,31 @@ static PyObject *compile_src(const char *src, const char *filename)
     return Py_CompileString(src, filename, Py_file_input);
 }
 
+/* Runs code with ns as globals and locals. Like exec(), it gives ns a
+ * __builtins__ if it has none (imports need one), but takes it out again
+ * afterwards, so that the namespace is left as it was. */
+static PyObject *run_code(PyObject *code, PyObject *ns)
+{
+    PyObject *builtins = NULL, *res;
+    int added = 0;
+    if (PyDict_GetItemString(ns, "__builtins__") == NULL) {
+        builtins = PyEval_GetBuiltins(); /* borrowed */
+        if (builtins == NULL || PyDict_SetItemString(ns, "__builtins__", builtins) < 0)
+            return NULL;
+        added = 1;
+    }
+    res = PyEval_EvalCode(code, ns, ns);
+    if (added) {
+        PyObject *exc, *val, *tb;
+        PyErr_Fetch(&exc, &val, &tb);
+        PyObject *cur = PyDict_GetItemString(ns, "__builtins__");
+        if (cur == builtins && PyDict_DelItemString(ns, "__builtins__") < 0)
+            PyErr_Clear();
+        PyErr_Restore(exc, val, tb);
+    }
+    return res;
+}
+
 /* Calls display(bundle) with any pending exception saved and restored. */
 static int show(PyObject *display, PyObject *bundle)
 {
@@ -470,7 +495,7 @@ static PyObject *memit_run(PyObject *code, PyObject *ns, int children, double ti
         if (sampler == NULL)
             return NULL;
     }
-    res = PyEval_EvalCode(code, ns, ns);
+    res = run_code(code, ns);
     if (sampler != NULL) {
         int64_t hp;
         memprof_sampler_stop(sampler, peak_rss, &hp, NULL, NULL);
@@ -542,7 +567,7 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
     if (code == NULL)
         goto done;
     if (setup_code != NULL) {
-        res = PyEval_EvalCode(setup_code, ns, ns);
+        res = run_code(setup_code, ns);
         if (res == NULL)
             goto done;
         Py_CLEAR(res);
@@ -802,9 +827,10 @@ static int resolve_target(PyObject *module, const char *magic, const char *usage
     PyObject *fname = PyObject_GetAttrString(func, "__name__");
     if (fname == NULL)
         goto done;
-    t->fullname = PyUnicode_FromFormat("%S.%S", modname && PyUnicode_Check(modname) ? modname
-                                                                                   : Py_None,
-                                       fname);
+    if (modname != NULL && PyUnicode_Check(modname))
+        t->fullname = PyUnicode_FromFormat("%U.%S", modname, fname);
+    else
+        t->fullname = PyUnicode_FromFormat("__main__.%S", fname);
     Py_DECREF(fname);
     if (t->fullname == NULL)
         goto done;
@@ -1153,7 +1179,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         memprof_stop();
         goto done;
     }
-    res = PyEval_EvalCode(code, ns, ns);
+    res = run_code(code, ns);
     memprof_lines_stop();
     np_tracked = memprof_numpy_tracked();
     memprof_stop();
@@ -1394,7 +1420,7 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         spans = 1;
     }
     double t0 = memprof_wall();
-    res = PyEval_EvalCode(code, ns, ns);
+    res = run_code(code, ns);
     if (spans)
         memprof_spans_stop();
     spans = 0;
@@ -1410,6 +1436,15 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         PyObject *exc, *val, *tb;
         PyErr_Fetch(&exc, &val, &tb);
         double dur = nsmp ? smp[nsmp - 1].t - t0 : 0;
+        for (size_t i = 0; i < ninfos; i++) {
+            memprof_target *t = memprof_targets_get(ts, i);
+            for (size_t k = 0; k < t->nspans; k++) {
+                if (t->spans[k].start_mem > max_rss)
+                    max_rss = t->spans[k].start_mem;
+                if (t->spans[k].end_mem > max_rss)
+                    max_rss = t->spans[k].end_mem;
+            }
+        }
         int64_t rss0 = nsmp ? smp[0].rss : 0, rss1 = nsmp ? smp[nsmp - 1].rss : 0;
         report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp, interval);
         report_buf_printf(&text, "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
