@@ -520,6 +520,9 @@ static void text_name(report_buf *b, PyObject *label, int with_loc)
     if (cell >= 0) {
         report_buf_printf(b, " (In [%ld]:%ld)", cell, line);
     }
+    else if (strcmp(file, "<string>") == 0) {
+        report_buf_puts(b, " (the profiled statement)");
+    }
     else {
         report_buf_puts(b, " (");
         report_buf_html(b, file, strlen(file));
@@ -535,7 +538,7 @@ static void fmt_time(report_buf *b, double s)
     else if (s >= 1e-3)
         report_buf_printf(b, "%.3f ms", s * 1e3);
     else if (s > 0)
-        report_buf_printf(b, "%.2f &micro;s", s * 1e6);
+        report_buf_printf(b, "%.2f \u00b5s", s * 1e6);
     else
         report_buf_puts(b, "0");
 }
@@ -616,7 +619,7 @@ static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
         report_buf_puts(b, "</td></tr>");
     }
     if (n > 40)
-        report_buf_printf(b, "<tr><td colspan=\"4\" class=\"dim\">&hellip; %zd more</td></tr>", n - 40);
+        report_buf_printf(b, "<tr><td colspan=\"4\" class=\"dim\">\u2026 %zd more</td></tr>", n - 40);
     report_buf_puts(b, "</table></div>");
     return 0;
 }
@@ -784,7 +787,7 @@ static int icicle_node(icicle *g, PyObject *label, double x, double w, double va
                     j++;
             }
             if (shown == chars - 1 && j < b2.len) {
-                report_buf_puts(g->b, "&hellip;");
+                report_buf_puts(g->b, "\u2026");
                 shown++;
                 break;
             }
@@ -959,10 +962,10 @@ static int html_report(report_buf *b, const html_args *a)
         report_buf_printf(b, " (%.0f primitive calls)", prim_calls);
     report_buf_puts(b, " in ");
     fmt_time(b, total_tt);
-    report_buf_puts(b, " &middot; ordered by ");
+    report_buf_puts(b, " \u00b7 ordered by ");
     report_buf_html(b, sort_txt, strlen(sort_txt));
     if (n != PyDict_GET_SIZE(stats))
-        report_buf_printf(b, " &middot; showing %zd of %zd functions", n, PyDict_GET_SIZE(stats));
+        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", n, PyDict_GET_SIZE(stats));
     report_buf_puts(b, "</div>\n");
     report_buf_puts(b, "<table>\n<tr><th>ncalls</th><th>tottime</th><th></th><th>percall</th>"
                        "<th>cumtime</th><th></th><th>percall</th><th class=\"name\">function</th></tr>\n");
