@@ -58,8 +58,20 @@ static void run(server *s, publisher *pub, const dispatch_entry *table, const ch
         publish_status(pub, msg, "idle");
 }
 
+/* Set once at start-up, before server_run. Main thread only. */
+static void (*interp_hook)(void *);
+static void *interp_hook_arg;
+
+void dispatch_set_interp_hook(void (*hook)(void *), void *arg)
+{
+    interp_hook = hook;
+    interp_hook_arg = arg;
+}
+
 void dispatch_shell(server *s, wire_msg *msg, void *arg)
 {
+    if (interp_hook && strcmp(msg->msg_type, "kernel_info_request") != 0)
+        interp_hook(interp_hook_arg);
     server_set_stream_parent(s, msg->header);
     run(s, server_shell_publisher(s), shell_table, "shell", msg);
 }

@@ -10,6 +10,10 @@
 
 typedef void (*dispatch_handler)(server *s, publisher *pub, const wire_msg *msg);
 
+/* Sets the function dispatch_shell calls before any request but
+ * kernel_info_request (it starts the interpreter if it is not running). */
+void dispatch_set_interp_hook(void (*hook)(void *), void *arg);
+
 /* server_handler for the shell channel (main thread). */
 void dispatch_shell(server *s, wire_msg *msg, void *arg);
 

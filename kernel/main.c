@@ -133,6 +133,22 @@ static int cmd_install(int argc, char **argv)
     return 0;
 }
 
+/* Set once the interpreter runs. Main thread only. */
+static int interp_started;
+
+static void start_interp(void *arg)
+{
+    server *srv = arg;
+    char err[512];
+    if (interp_started)
+        return;
+    interp_started = 1;
+    if (interp_start(server_shell_publisher(srv), server_signal_fd(srv), err, sizeof err) < 0) {
+        log_msg("%s", err);
+        _exit(1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *conn_path = NULL;
@@ -185,15 +201,17 @@ int main(int argc, char **argv)
     server_set_kernel_info(srv, info);
     publisher *pub = server_shell_publisher(srv);
     pub->iopub(pub->self, "status", json_pack("{s:s}", "execution_state", "starting"), NULL);
-    if (interp_start(pub, server_signal_fd(srv), err, sizeof err) < 0) {
-        fprintf(stderr, "pyrometer-kernel: %s\n", err);
-        _exit(1);
-    }
     int logfd = server_capture_fds(srv);
     if (logfd >= 0)
         log_set_fd(logfd);
+    /* The interpreter starts when the shell queue first runs dry (or before
+     * the first request that needs it), so kernel_info_request, which needs
+     * no Python, is answered while it boots. */
+    server_set_idle_hook(srv, start_interp, srv);
+    dispatch_set_interp_hook(start_interp, srv);
     int rc = server_run(srv, dispatch_shell, NULL);
-    interp_stop();
+    if (interp_started)
+        interp_stop();
     server_stop(srv);
     wire_signer_free(&signer);
     if (logfd >= 0)

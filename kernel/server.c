@@ -26,6 +26,7 @@
 #define STREAM_HOLD_MS 20    /* a lone stream item waits this long for more text */
 #define STREAM_MAX (1 << 16) /* ... unless it already holds this many bytes */
 #define MAX_FRAMES 64
+#define IDLE_HOOK_MS 10 /* quiet time on shell before the idle hook runs */
 
 typedef struct relay_item {
     struct relay_item *next;
@@ -73,6 +74,9 @@ struct server {
     pthread_mutex_t cap_lock;
     int cap_fd[2];
     int cap_stop_fd;
+
+    void (*idle_hook)(void *); /* Main thread only. */
+    void *idle_arg;
 
     char topic[64];
     channel_pub shell_ch, control_ch;
@@ -839,13 +843,25 @@ void server_request_shutdown(server *s, int restart)
         server_interrupt_main(s);
 }
 
+void server_set_idle_hook(server *s, void (*hook)(void *), void *arg)
+{
+    s->idle_hook = hook;
+    s->idle_arg = arg;
+}
+
 int server_run(server *s, server_handler handle, void *arg)
 {
     while (!atomic_load(&s->shutdown)) {
         zmq_pollitem_t items[3] = {{s->shell, 0, ZMQ_POLLIN, 0},
                                    {NULL, s->wake_fd, ZMQ_POLLIN, 0},
                                    {NULL, s->sig_fd[0], ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, 3, -1);
+        int rc = zmq_poll(items, 3, s->idle_hook ? IDLE_HOOK_MS : -1);
+        if (rc == 0 && s->idle_hook) {
+            void (*hook)(void *) = s->idle_hook;
+            s->idle_hook = NULL;
+            hook(s->idle_arg);
+            continue;
+        }
         if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
             drain_signals(s); /* an interrupt while idle: nothing to stop */
         if (rc < 0 && errno == EINTR)

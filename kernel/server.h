@@ -40,6 +40,10 @@ void server_set_stream_parent(server *s, json_t *parent);
  * message. Returns 0. */
 int server_run(server *s, server_handler handle, void *arg);
 
+/* Makes server_run call hook(arg) once, the first time the shell queue is
+ * empty. */
+void server_set_idle_hook(server *s, void (*hook)(void *), void *arg);
+
 /* Drains queued shell messages without blocking, passing each to fn (used to
  * abort requests queued behind an error). */
 void server_drain_shell(server *s, server_handler fn, void *arg);

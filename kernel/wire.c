@@ -6,10 +6,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #define SEEN_MAX (1u << 16) /* remembered signatures before the guard is reset */
@@ -306,7 +306,9 @@ json_t *wire_header_new(const wire_signer *s, const char *msg_type)
 void wire_uuid(char out[37])
 {
     unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1) {
+    /* getrandom(2) rather than RAND_bytes: OpenSSL's DRBG would map in
+     * megabytes of libcrypto for sixteen bytes per message. */
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         for (int i = 0; i < 16; i++)

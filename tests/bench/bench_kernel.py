@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""bench_kernel.py - pyrometer-kernel against ipykernel, side by side in one
+run: start to first kernel_info_reply, `pass` execute round trip (a lean
+raw-zmq client, and jupyter_client's blocking client), and idle RSS.
+
+usage: bench_kernel.py [--runs N]   (PYROMETER_BUILD selects the build)
+Prints a markdown table of medians and ratios (pyrometer / ipykernel).
+"""
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import zmq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
+KERNELS = {
+    "pyrometer": [os.path.join(BUILD, "kernel", "pyrometer-kernel"), "-f"],
+    "ipykernel": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f"],
+}
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class LeanClient:
+    """A minimal signed client on raw pyzmq: no threads, no queues."""
+
+    def __init__(self, info):
+        self.key = info["key"].encode()
+        self.session = str(uuid.uuid4())
+        self.ctx = zmq.Context()
+        # The kernel binds after we connect: retry every millisecond rather
+        # than zmq's default 100 ms, so the retry policy is not measured.
+        self.ctx.setsockopt(zmq.RECONNECT_IVL, 1)
+        ip = info["ip"]
+        self.shell = self.ctx.socket(zmq.DEALER)
+        self.shell.connect(f"tcp://{ip}:{info['shell_port']}")
+        self.iopub = self.ctx.socket(zmq.SUB)
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.iopub.connect(f"tcp://{ip}:{info['iopub_port']}")
+
+    def send(self, msg_type, content):
+        header = {"msg_id": str(uuid.uuid4()), "session": self.session, "username": "bench",
+                  "date": "2026-01-01T00:00:00.000000Z", "msg_type": msg_type, "version": "5.3"}
+        parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
+        sig = hmac.new(self.key, b"".join(parts), hashlib.sha256).hexdigest().encode()
+        self.shell.send_multipart([b"<IDS|MSG>", sig] + parts)
+        return header["msg_id"]
+
+    @staticmethod
+    def parse(frames):
+        i = frames.index(b"<IDS|MSG>")
+        return json.loads(frames[i + 2]), json.loads(frames[i + 3]), json.loads(frames[i + 5])
+
+    def wait_reply(self, msg_id, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.shell.poll(100):
+                h, parent, c = self.parse(self.shell.recv_multipart())
+                if parent.get("msg_id") == msg_id:
+                    return c
+        raise TimeoutError
+
+    def wait_idle(self, msg_id, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.iopub.poll(100):
+                h, parent, c = self.parse(self.iopub.recv_multipart())
+                if (parent.get("msg_id") == msg_id and h["msg_type"] == "status"
+                        and c["execution_state"] == "idle"):
+                    return
+        raise TimeoutError
+
+    def execute(self, code):
+        mid = self.send("execute_request", {"code": code, "silent": False, "store_history": True,
+                                            "user_expressions": {}, "allow_stdin": False,
+                                            "stop_on_error": True})
+        self.wait_reply(mid)
+        self.wait_idle(mid)
+
+    def close(self):
+        self.shell.close(0)
+        self.iopub.close(0)
+        self.ctx.term()
+
+
+def start(name, tmp):
+    ports = free_ports(5)
+    info = dict(zip(["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"], ports),
+                transport="tcp", ip="127.0.0.1", key=str(uuid.uuid4()),
+                signature_scheme="hmac-sha256", kernel_name=name)
+    path = os.path.join(tmp, f"{name}-{uuid.uuid4().hex[:6]}.json")
+    with open(path, "w") as f:
+        json.dump(info, f)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(KERNELS[name] + [path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    client = LeanClient(info)
+    mid = client.send("kernel_info_request", {})
+    client.wait_reply(mid)
+    startup = time.perf_counter() - t0
+    mid = client.send("execute_request", {"code": "pass", "silent": True, "store_history": False,
+                                          "user_expressions": {}, "allow_stdin": False})
+    client.wait_reply(mid)
+    first_exec = time.perf_counter() - t0
+    return proc, client, info, path, (startup, first_exec)
+
+
+def stop(proc, client):
+    client.close()
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+
+def measure(name, runs, rounds, tmp):
+    from jupyter_client import BlockingKernelClient
+    startups, first, lean, jc, rss = [], [], [], [], []
+    for _ in range(runs):
+        proc, client, info, path, startup = start(name, tmp)
+        startups.append(startup[0])
+        first.append(startup[1])
+        # let iopub subscribe, then warm up
+        for _ in range(50):
+            try:
+                client.execute("pass")
+                break
+            except TimeoutError:
+                continue
+        for _ in range(rounds):
+            t = time.perf_counter()
+            client.execute("pass")
+            lean.append(time.perf_counter() - t)
+        kc = BlockingKernelClient()
+        kc.load_connection_file(path)
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        for _ in range(rounds):
+            t = time.perf_counter()
+            kc.execute_interactive("pass", timeout=30)
+            jc.append(time.perf_counter() - t)
+        kc.stop_channels()
+        time.sleep(0.5)
+        rss.append(rss_mib(proc.pid))
+        stop(proc, client)
+    return {"startup": statistics.median(startups), "first": statistics.median(first), "lean": statistics.median(lean),
+            "jc": statistics.median(jc), "rss": statistics.median(rss)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=200)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {n: measure(n, args.runs, args.rounds, tmp) for n in ("pyrometer", "ipykernel")}
+    p, i = res["pyrometer"], res["ipykernel"]
+    print(f"kernel benchmark: median of {args.runs} starts, {args.rounds} round trips each\n")
+    print("| measure | ipykernel | pyrometer | pyrometer / ipykernel |")
+    print("| --- | --- | --- | --- |")
+    print(f"| start to first kernel_info_reply | {i['startup']*1e3:.0f} ms | {p['startup']*1e3:.1f} ms "
+          f"| {p['startup']/i['startup']:.3f} (1/{i['startup']/p['startup']:.0f}) |")
+    print(f"| start to first execute_reply | {i['first']*1e3:.0f} ms | {p['first']*1e3:.1f} ms "
+          f"| {p['first']/i['first']:.3f} (1/{i['first']/p['first']:.0f}) |")
+    print(f"| `pass` round trip, lean raw-zmq client | {i['lean']*1e3:.2f} ms | {p['lean']*1e3:.3f} ms "
+          f"| {p['lean']/i['lean']:.3f} (1/{i['lean']/p['lean']:.0f}) |")
+    print(f"| `pass` round trip, jupyter_client | {i['jc']*1e3:.2f} ms | {p['jc']*1e3:.2f} ms "
+          f"| {p['jc']/i['jc']:.2f} |")
+    print(f"| idle RSS | {i['rss']:.1f} MiB | {p['rss']:.1f} MiB | {p['rss']/i['rss']:.3f} "
+          f"(1/{i['rss']/p['rss']:.1f}) |")
+
+
+if __name__ == "__main__":
+    main()
