@@ -1331,8 +1331,38 @@ static PyType_Spec profile_spec = {
     .slots = profile_slots,
 };
 
+/* An empty C profile hook, for the benchmark: what CPython's tracing mode
+ * alone costs (frame objects, unspecialised dispatch), below which no
+ * PyEval_SetProfile profiler can go. */
+static int empty_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    return 0;
+}
+
+static PyObject *set_empty_hook(PyObject *module, PyObject *on)
+{
+    int enable = PyObject_IsTrue(on);
+    if (enable < 0)
+        return NULL;
+    if (enable && fp_active != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a pyrometer profile is running");
+        return NULL;
+    }
+    if (_PyEval_SetProfile(PyThreadState_Get(), enable ? empty_hook : NULL, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef funcprof_functions[] = {
+    {"_empty_profile_hook", set_empty_hook, METH_O,
+     "_empty_profile_hook(on): install (or remove) a C profile hook that does nothing; for benchmarks."},
+    {NULL, NULL, 0, NULL},
+};
+
 int funcprof_module_exec(PyObject *module)
 {
+    if (PyModule_AddFunctions(module, funcprof_functions) < 0)
+        return -1;
     /* The hook compares types by pointer, so the types are made once per
      * process and shared if the module is executed again. */
     if (fp_profile_type == NULL) {

@@ -1136,9 +1136,11 @@ static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject 
     pstats = PyImport_ImportModule("pstats");
     if (pstats == NULL)
         goto done;
-    /* Text as IPython's %prun shows it: dirs stripped, then print_stats. */
-    st = make_stats(pstats, prof, 1, keys);
-    if (st == NULL) {
+    /* Text as IPython's %prun shows it: dirs stripped, then print_stats
+     * (not needed for -q without -T). */
+    if (quiet && o->values[OPT_T] == NULL)
+        ;
+    else if ((st = make_stats(pstats, prof, 1, keys)) == NULL) {
         /* pstats refuses an empty profile (nothing returned while enabled). */
         if (!PyErr_ExceptionMatches(PyExc_TypeError))
             goto done;

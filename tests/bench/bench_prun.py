@@ -1,7 +1,8 @@
 """%prun against cProfile, side by side in one process.
 
-Runs each statement plain, under cProfile.Profile().runctx and under
-pyrometer.Profile().runctx (what %prun uses), interleaved, and prints the
+Runs each statement plain, under cProfile.Profile().runctx, under
+pyrometer.Profile().runctx (what %prun uses) and under an empty C profile
+hook (the floor for any PyEval_SetProfile profiler), interleaved, and prints the
 medians and ratios as a markdown table. The figure that matters is the last
 column: pyrometer's overhead over plain time divided by cProfile's.
 
@@ -83,12 +84,21 @@ def time_one(fn):
     return time.perf_counter() - t0
 
 
+def empty_hook(code, ns):
+    pyrometer._empty_profile_hook(True)
+    try:
+        exec(code, ns)
+    finally:
+        pyrometer._empty_profile_hook(False)
+
+
 def bench(stmt, ns, reps):
     code = compile(stmt, "<string>", "exec")
     runners = {
         "plain": lambda: exec(code, ns),
         "cProfile": lambda: cProfile.Profile().runctx(code, ns, ns),
         "pyrometer": lambda: pyrometer.Profile().runctx(code, ns, ns),
+        "empty": lambda: empty_hook(code, ns),
     }
     for run in runners.values():  # warm up
         run()
@@ -107,13 +117,16 @@ def main(argv=None):
     exec(SETUP, ns)
     print("pyrometer %s (%s clock), Python %s, %d reps, medians\n"
           % (pyrometer.__version__, pyrometer.Profile().clock, sys.version.split()[0], args.reps))
-    print("| workload | plain | cProfile | pyrometer | overhead: pyrometer / cProfile |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| workload | plain | cProfile | pyrometer | overhead: pyrometer / cProfile "
+          "| empty C hook (floor) | floor / cProfile |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, stmt in CASES:
         m = bench(stmt, ns, args.reps)
-        p, c, y = m["plain"], m["cProfile"], m["pyrometer"]
-        print("| %s | %.2f ms | %.2fx | %.2fx | %.2f |"
-              % (name, p * 1e3, c / p, y / p, (y - p) / (c - p)))
+        p, c, y, e = m["plain"], m["cProfile"], m["pyrometer"], m["empty"]
+        print("| %s | %.2f ms | %.2fx | %.2fx | **%.2f** | %.2fx | %.2f |"
+              % (name, p * 1e3, c / p, y / p, (y - p) / (c - p), e / p, (e - p) / (c - p)))
+    print("\noverhead = (profiled - plain) / (cProfile - plain); the floor is what CPython's "
+          "tracing mode costs with a C profile hook that does nothing.")
     return 0
 
 
