@@ -27,13 +27,66 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* ---- clock ------------------------------------------------------------- */
+/* ---- clock -------------------------------------------------------------
+ *
+ * The hook reads a raw tick counter: the TSC on x86-64 when the CPU says it is
+ * invariant (about 12 ns here against 30 ns for clock_gettime), else
+ * CLOCK_MONOTONIC in ns. Ticks are turned into ns when the profiler stops,
+ * with a ratio measured against CLOCK_MONOTONIC since the module loaded. */
 
-static inline int64_t lp_now(void)
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#define LP_HAVE_TSC 1
+#endif
+
+static int use_tsc;            /* set once at init */
+static int64_t calib_tick0;    /* ticks at init */
+static int64_t calib_ns0;      /* CLOCK_MONOTONIC ns at init */
+
+static inline int64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t lp_now(void)
+{
+#ifdef LP_HAVE_TSC
+    if (LIKELY(use_tsc))
+        return (int64_t)__rdtsc();
+#endif
+    return mono_ns();
+}
+
+static void clock_init(void)
+{
+#ifdef LP_HAVE_TSC
+    unsigned a, b, c, d;
+    /* CPUID 0x80000007 EDX bit 8: invariant TSC (constant rate, never stops). */
+    if (getenv("PYROMETER_NO_TSC") == NULL && __get_cpuid(0x80000000, &a, &b, &c, &d) &&
+        a >= 0x80000007 && __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & (1u << 8)))
+        use_tsc = 1;
+#endif
+    calib_ns0 = mono_ns();
+    calib_tick0 = lp_now();
+}
+
+/* Nanoseconds per tick, measured over the time since init (at least 20 ms,
+ * spinning if the module is younger than that). */
+static double ns_per_tick(void)
+{
+    if (!use_tsc)
+        return 1.0;
+    int64_t ns, ticks;
+    do {
+        ns = mono_ns();
+        ticks = lp_now();
+    } while (ns - calib_ns0 < 20000000);
+    if (ticks <= calib_tick0)
+        return 1.0;
+    return (double)(ns - calib_ns0) / (double)(ticks - calib_tick0);
 }
 
 /* ---- data ---------------------------------------------------------------- */
@@ -46,7 +99,8 @@ typedef struct {
     int first_line;    /* co_firstlineno: hits[0] is this line */
     int nlines;
     uint64_t *hits;    /* owned, nlines entries */
-    int64_t *ns;       /* owned, nlines entries */
+    int64_t *ticks;    /* owned, nlines entries: time charged while enabled, in ticks */
+    int64_t *ns;       /* owned, nlines entries: the same, in ns, added at each disable */
 } lp_code;
 
 /* One running activation of a target code object on a thread's stack. */
@@ -193,7 +247,7 @@ static void lp_enter(LineTracer *tr, PyFrameObject *frame, lp_code *c, int line,
         /* Recursion: pause the outer activation of the same code. */
         lp_rec *o = &tr->stack[prev];
         if (o->line >= 0)
-            c->ns[o->line] += now - o->t;
+            c->ticks[o->line] += now - o->t;
         o->t = now;
     }
     r->frame = frame;
@@ -211,7 +265,7 @@ static inline void lp_line(lp_rec *r, int lineno, int64_t now)
 {
     lp_code *c = r->code;
     if (r->line >= 0)
-        c->ns[r->line] += now - r->t;
+        c->ticks[r->line] += now - r->t;
     unsigned idx = (unsigned)(lineno - c->first_line);
     if (idx < (unsigned)c->nlines) {
         c->hits[idx]++;
@@ -229,7 +283,7 @@ static inline void lp_leave(LineTracer *tr, int64_t now)
     lp_rec *r = tr->top;
     lp_code *c = r->code;
     if (r->line >= 0)
-        c->ns[r->line] += now - r->t;
+        c->ticks[r->line] += now - r->t;
     tr->top_of[c->index] = r->prev_same;
     if (r->prev_same >= 0)
         tr->stack[r->prev_same].t = now; /* the outer activation resumes */
@@ -624,7 +678,8 @@ int lineprof_add_code(PyObject *prof, PyObject *code, PyObject *globals)
     c->nlines = last - c->first_line + 1;
     c->hits = calloc((size_t)c->nlines, sizeof *c->hits);
     c->ns = calloc((size_t)c->nlines, sizeof *c->ns);
-    if (c->hits == NULL || c->ns == NULL)
+    c->ticks = calloc((size_t)c->nlines, sizeof *c->ticks);
+    if (c->hits == NULL || c->ns == NULL || c->ticks == NULL)
         goto nomem;
     c->code = Py_NewRef(code);
     c->globals = (globals && PyDict_Check(globals)) ? Py_NewRef(globals) : NULL;
@@ -636,6 +691,7 @@ int lineprof_add_code(PyObject *prof, PyObject *code, PyObject *globals)
         Py_XDECREF(c->globals);
         free(c->hits);
         free(c->ns);
+        free(c->ticks);
         free(c);
         return -1;
     }
@@ -644,6 +700,7 @@ nomem:
     if (c != NULL) {
         free(c->hits);
         free(c->ns);
+        free(c->ticks);
         free(c);
     }
     PyErr_NoMemory();
@@ -670,8 +727,17 @@ int lineprof_enable(PyObject *prof)
 void lineprof_disable(PyObject *prof)
 {
     LineProfiler *p = (LineProfiler *)prof;
-    if (p->enabled)
-        backend->stop(p);
+    if (!p->enabled)
+        return;
+    backend->stop(p);
+    double k = ns_per_tick();
+    for (int i = 0; i < p->ncodes; i++) {
+        lp_code *c = p->codes[i];
+        for (int l = 0; l < c->nlines; l++) {
+            c->ns[l] += (int64_t)((double)c->ticks[l] * k + 0.5);
+            c->ticks[l] = 0;
+        }
+    }
 }
 
 Py_ssize_t lineprof_count(PyObject *prof)
@@ -761,6 +827,7 @@ static void lp_dealloc(LineProfiler *self)
         Py_XDECREF(c->code);
         free(c->hits);
         free(c->ns);
+        free(c->ticks);
         free(c);
     }
     free(self->codes);
@@ -936,6 +1003,8 @@ static void find_trace_lines_offset(void)
 int lineprof_module_exec(PyObject *module)
 {
     find_trace_lines_offset();
+    if (calib_ns0 == 0)
+        clock_init();
     if (LineProfiler_Type == NULL) {
         LineProfiler_Type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &lp_spec, NULL);
         if (LineProfiler_Type == NULL)
