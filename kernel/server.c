@@ -61,6 +61,7 @@ struct server {
     pthread_mutex_t q_lock;
     relay_item *q_head, *q_tail;
     json_t *stream_parent;
+    int relay_asleep;      /* the relay is (about to be) waiting in poll */
     int q_efd;             /* eventfd: wakes the relay thread */
     atomic_int relay_stop; /* set by server_stop: drain the queue and exit */
 
@@ -196,14 +197,19 @@ static void item_free(relay_item *it)
     free(it);
 }
 
-/* Appends it to the queue. Call with q_lock held. */
-static void enqueue_locked(server *s, relay_item *it)
+/* Appends it to the queue. Call with q_lock held. Returns 1 if the relay is
+ * asleep and needs a wake-up; a relay that is awake drains the whole queue
+ * before it sleeps, so one wake-up per sleep is enough. */
+static int enqueue_locked(server *s, relay_item *it)
 {
+    int was_asleep = s->relay_asleep;
+    s->relay_asleep = 0;
     if (s->q_tail)
         s->q_tail->next = it;
     else
         s->q_head = it;
     s->q_tail = it;
+    return was_asleep;
 }
 
 static void iopub_topic(server *s, const char *msg_type, wire_frame *topic, char *buf,
@@ -234,9 +240,10 @@ static void pub_iopub(void *self, const char *msg_type, json_t *content, json_t 
     json_decref(header);
     json_decref(content);
     pthread_mutex_lock(&s->q_lock);
-    enqueue_locked(s, it);
+    int need_wake = enqueue_locked(s, it);
     pthread_mutex_unlock(&s->q_lock);
-    wake(s->q_efd);
+    if (need_wake)
+        wake(s->q_efd);
     return;
 error:
     log_msg("iopub: out of memory, dropped %s", msg_type);
@@ -253,6 +260,7 @@ void server_stream(server *s, const char *name, const char *data, size_t len, js
     if (parent == NULL)
         parent = s->stream_parent;
     relay_item *it = s->q_tail;
+    int need_wake = 0;
     if (it == NULL || it->frames != NULL || strcmp(it->name, name) != 0 ||
         it->parent != parent) {
         it = calloc(1, sizeof *it);
@@ -261,7 +269,7 @@ void server_stream(server *s, const char *name, const char *data, size_t len, js
         snprintf(it->name, sizeof it->name, "%s", name);
         it->parent = json_incref(parent);
         it->t0 = now_s();
-        enqueue_locked(s, it);
+        need_wake = enqueue_locked(s, it);
     }
     if (it->len + len + 1 > it->cap) {
         size_t cap = it->cap ? it->cap : 256;
@@ -277,7 +285,8 @@ void server_stream(server *s, const char *name, const char *data, size_t len, js
     it->len += len;
     it->text[it->len] = '\0';
     pthread_mutex_unlock(&s->q_lock);
-    wake(s->q_efd);
+    if (need_wake)
+        wake(s->q_efd);
     return;
 oom:
     pthread_mutex_unlock(&s->q_lock);
@@ -362,6 +371,7 @@ static long relay_flush(server *s)
         pthread_mutex_lock(&s->q_lock);
         relay_item *it = s->q_head;
         if (it == NULL) {
+            s->relay_asleep = 1;
             pthread_mutex_unlock(&s->q_lock);
             return -1;
         }
@@ -369,6 +379,7 @@ static long relay_flush(server *s)
             !atomic_load(&s->relay_stop)) {
             double age = now_s() - it->t0;
             if (age * 1000.0 < STREAM_HOLD_MS) {
+                s->relay_asleep = 1;
                 pthread_mutex_unlock(&s->q_lock);
                 return (long)(STREAM_HOLD_MS - age * 1000.0) + 1;
             }
@@ -743,6 +754,7 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->cap_fd[0] = s->cap_fd[1] = -1;
     snprintf(s->topic, sizeof s->topic, "kernel.%.8s.", signer->session);
     s->q_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->relay_asleep = 1; /* until its first drain, the relay waits on q_efd */
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->ctx = zmq_ctx_new();
     if (s->q_efd < 0 || s->wake_fd < 0 || s->ctx == NULL ||
