@@ -1243,6 +1243,75 @@ done:
     return rc;
 }
 
+/* ---- what -r returns ------------------------------------------------------
+ * IPython's %prun -r returns a pstats.Stats (dirs stripped, sorted), and
+ * people call .sort_stats() / .print_stats() on it. Ours is a pstats.Stats
+ * subclass that pstats.Stats(obj) also accepts: it has create_stats(), and
+ * its .stats survives pstats emptying the source object's .stats. */
+
+static const char stats_class_src[] =
+    "import pstats\n"
+    "class Stats(pstats.Stats):\n"
+    "    \"\"\"pstats.Stats of a %prun run, as %prun -r returns it.\n\n"
+    "    Sort and print it as any pstats.Stats; pstats.Stats(it) loads it too.\"\"\"\n"
+    "    __module__ = 'pyrometer'\n"
+    "    def create_stats(self):\n"
+    "        pass\n"
+    "    @property\n"
+    "    def stats(self):\n"
+    "        return self.__dict__.get('_stats', {})\n"
+    "    @stats.setter\n"
+    "    def stats(self, value):\n"
+    "        # pstats.Stats(this) sets this.stats = {} after copying it: keep ours.\n"
+    "        if value or not self.__dict__.get('_stats'):\n"
+    "            self.__dict__['_stats'] = value\n";
+
+static PyObject *stats_class; /* owned, made on first use; protected by the GIL */
+
+/* Returns a new pyrometer Stats for prof, dirs stripped and sorted by keys
+ * (what IPython's -r gives), or NULL with an exception set. */
+static PyObject *result_stats(PyObject *prof, PyObject *keys)
+{
+    if (stats_class == NULL) {
+        PyObject *globals = Py_BuildValue("{s:O,s:s}", "__builtins__", PyEval_GetBuiltins(), "__name__",
+                                          "pyrometer");
+        if (globals == NULL)
+            return NULL;
+        PyObject *r = PyRun_String(stats_class_src, Py_file_input, globals, globals);
+        if (r == NULL) {
+            Py_DECREF(globals);
+            return NULL;
+        }
+        Py_DECREF(r);
+        stats_class = PyDict_GetItemString(globals, "Stats");
+        Py_XINCREF(stats_class);
+        Py_DECREF(globals);
+        if (stats_class == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "pyrometer: could not make the Stats class");
+            return NULL;
+        }
+    }
+    PyObject *st = PyObject_CallOneArg(stats_class, prof);
+    if (st == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(st, "strip_dirs", NULL);
+    if (r == NULL)
+        goto error;
+    Py_DECREF(r);
+    PyObject *sort = PyObject_GetAttrString(st, "sort_stats");
+    if (sort == NULL)
+        goto error;
+    r = PyObject_Call(sort, keys, NULL);
+    Py_DECREF(sort);
+    if (r == NULL)
+        goto error;
+    Py_DECREF(r);
+    return st;
+error:
+    Py_DECREF(st);
+    return NULL;
+}
+
 static int is_blank(const char *s)
 {
     for (; *s; s++)
@@ -1258,8 +1327,9 @@ PyDoc_STRVAR(prun_doc,
              "Run the statement under pyrometer's native function profiler and show\n"
              "pstats-style text plus an HTML table, callers/callees and an icicle graph.\n"
              "-l limit rows (int, fraction or regex; repeatable), -s sort key (repeatable,\n"
-             "default time), -r return the Profile (pstats.Stats(it) works), -q no output,\n"
-             "-T write the text to FILE, -D write a marshal dump, --threads profile every thread.");
+             "default time), -r return the stats, -q no output,\n"
+             "-T write the text to FILE, -D write a marshal dump, --threads profile every thread.\n"
+             "-r gives a pstats.Stats (a subclass) as IPython does; pstats.Stats(it) accepts it.");
 
 static PyObject *prun_magic(PyObject *module, PyObject *args)
 {
@@ -1352,7 +1422,7 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
         exc = val = tb = NULL;
         goto done;
     }
-    result = o.values[OPT_R] != NULL ? Py_NewRef(prof) : Py_NewRef(Py_None);
+    result = o.values[OPT_R] != NULL ? result_stats(prof, keys) : Py_NewRef(Py_None);
 done:
     opts_clear(&o);
     Py_XDECREF(keys);

@@ -260,11 +260,20 @@ def test_quiet(magic, ns, tmp_path):
     assert len(magic.bundles) == 1 and "marshalled" in magic.text and "ncalls" not in magic.text
 
 
-def test_return_value_loads_in_pstats(magic, ns, pyrometer):
-    prof = magic("prun", "-r fib(10)", ns=ns)
-    assert isinstance(prof, pyrometer.Profile)
-    st = pstats.Stats(prof)
+def test_return_value_is_a_pstats_stats(magic, ns):
+    import io
+    res = magic("prun", "-r -s calls fib(10)", ns=ns)
+    # as IPython's -r: a sorted pstats.Stats to sort and print further
+    assert isinstance(res, pstats.Stats)
+    assert res.sort_type == "call count"
+    res.stream = io.StringIO()
+    res.sort_stats("cumulative").print_stats(1)
+    assert "Ordered by: cumulative time" in res.stream.getvalue()
+    # and pstats.Stats(obj) accepts it, without emptying it
+    st = pstats.Stats(res)
     assert st.stats[("<cell-7>", 1, "fib")][:2] == (1, 177)
+    assert res.stats[("<cell-7>", 1, "fib")][:2] == (1, 177)
+    assert pstats.Stats(res).total_calls == st.total_calls
     assert magic("prun", "fib(3)", ns=ns) is None
 
 
