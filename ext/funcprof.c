@@ -527,8 +527,21 @@ static void thread_dealloc(fp_thread *t)
     Py_DECREF(tp);
 }
 
+static PyObject *thread_get_profile(fp_thread *t, void *closure)
+{
+    return Py_NewRef(t->prof ? (PyObject *)t->prof : Py_None);
+}
+
+static PyGetSetDef thread_getset[] = {
+    {"profile", (getter)thread_get_profile, NULL,
+     "The pyrometer.Profile this hook records into (None once it stopped); "
+     "sys.getprofile().profile.disable() stops it.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot thread_slots[] = {
     {Py_tp_dealloc, thread_dealloc},
+    {Py_tp_getset, thread_getset},
     {Py_tp_doc, "Per-thread state of a pyrometer.Profile (internal)."},
     {0, NULL},
 };
@@ -701,7 +714,8 @@ int funcprof_enable(PyObject *self)
     }
     p->failed = 0;
     p->enabled = 1;
-    fp_active = p;
+    fp_active = p; /* a strong reference while enabled, as a tstate holds cProfile's */
+    Py_INCREF(p);
     if (p->threads) {
         p->installer = PyCFunction_New(&installer_def, self);
         if (p->installer == NULL)
@@ -738,13 +752,15 @@ error: {
     p->enabled = 0;
     fp_active = NULL;
     PyErr_Restore(exc, val, tb);
+    Py_DECREF(p);
     return -1;
 }
 }
 
-int funcprof_disable(PyObject *self)
+/* Stops p; drops fp_active's reference to p when drop_ref (the caller must
+ * still hold one). */
+static int disable_impl(fp_profile *p, int drop_ref)
 {
-    fp_profile *p = (fp_profile *)self;
     PyObject *exc, *val, *tb;
 
     if (!p->enabled)
@@ -773,6 +789,8 @@ int funcprof_disable(PyObject *self)
     p->run_ns += now_ns - p->start_ns;
     p->enabled = 0;
     fp_active = NULL;
+    if (drop_ref)
+        Py_DECREF(p);
     if (exc == NULL && p->failed) {
         p->failed = 0;
         PyErr_SetString(PyExc_MemoryError,
@@ -781,6 +799,11 @@ int funcprof_disable(PyObject *self)
     }
     PyErr_Restore(exc, val, tb);
     return 0;
+}
+
+int funcprof_disable(PyObject *self)
+{
+    return disable_impl((fp_profile *)self, 1);
 }
 
 /* Seconds per tick. */
@@ -1028,9 +1051,9 @@ static PyObject *profile_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw
 static void profile_dealloc(fp_profile *p)
 {
     PyTypeObject *tp = Py_TYPE(p);
-    if (p->enabled) {
-        if (funcprof_disable((PyObject *)p) < 0)
-            PyErr_WriteUnraisable((PyObject *)p);
+    if (p->enabled) { /* only at interpreter teardown: fp_active holds a reference */
+        if (disable_impl(p, 0) < 0)
+            PyErr_WriteUnraisable(NULL);
     }
     Py_CLEAR(p->thread_list);
     Py_CLEAR(p->installer);
