@@ -29,6 +29,27 @@ def gen(n):
 def deleg(n):
     yield from gen(n)
 
+def squares(n):
+    try:
+        for i in range(n):
+            yield i * i
+    finally:
+        abs(-n)
+
+def catching():
+    try:
+        yield 1
+    except KeyError:
+        yield 2
+
+def gen_control():
+    g = squares(10)
+    next(g), next(g)
+    g.close()
+    t = catching()
+    next(t)
+    t.throw(KeyError)
+
 class Shape:
     def __init__(self, k):
         self.k = k
@@ -79,6 +100,7 @@ def main():
     items.sort(key=lambda v: -v)
     catcher()
     run_coro()
+    gen_control()
     return total, areas, names, max(items), isinstance(items, list)
 '''
 
@@ -137,10 +159,11 @@ def test_counts_equal_cprofile_key_by_key(magic, ns):
         assert ours[label] == theirs[label], label
     names = {label[2] for label in ours}
     # the program covers what cProfile counts specially
-    for want in ("fib", "even", "odd", "gen", "deleg", "area", "size", "boom", "coro", "<lambda>",
+    for want in ("fib", "even", "odd", "gen", "deleg", "squares", "catching", "area", "size", "boom", "coro", "<lambda>",
                  "<built-in method builtins.len>", "<method 'append' of 'list' objects>",
                  "<method 'sort' of 'list' objects>", "<built-in method builtins.sorted>"):
         assert want in names, want
+    assert ours[("<cell-7>", 17, "squares")][1] == 3  # two resumptions and the close
     fib = ("<cell-7>", 1, "fib")
     assert ours[fib][:2] == (1, 1219)  # primitive / total calls, as cProfile
     gen = ("<cell-7>", 10, "gen")
