@@ -45,13 +45,15 @@ static int usage_error(const char *fmt, ...)
 /* ---- targets ------------------------------------------------------------------ */
 
 /* Adds code and, recursively, the named functions defined inside it (not
- * lambdas or comprehensions). Returns the number added, or -1. */
+ * lambdas or comprehensions). Returns the number of code objects found
+ * (including ones already there), or -1. */
 static int add_code_tree(PyObject *prof, PyObject *code, PyObject *globals, int depth)
 {
-    int n = lineprof_add_code(prof, code, globals);
-    if (n < 0)
+    int added = lineprof_add_code(prof, code, globals);
+    if (added < 0)
         return -1;
-    if (n == 0 || depth > 20)
+    int n = 1;
+    if (depth > 20)
         return n;
     PyObject *consts = ((PyCodeObject *)code)->co_consts;
     for (Py_ssize_t i = 0; consts && i < PyTuple_GET_SIZE(consts); i++) {
