@@ -10,12 +10,18 @@
 #include "streams.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "interp.h"
 
 /* The request header a Python thread was started under (owned), or NULL for
  * the main thread and threads started outside any cell. Thread-local. */
 static __thread json_t *thread_parent;
+
+/* The kernel's own pid; a forked child (multiprocessing) writes straight to
+ * fd 1/2, which the kernel captures, since the publisher's threads and locks
+ * did not survive the fork. Set once at install. */
+static pid_t kernel_pid;
 
 /* The original _thread.start_new_thread. Protected by the GIL. */
 static PyObject *orig_start_new_thread;
@@ -24,7 +30,43 @@ typedef struct {
     PyObject_HEAD
     char name[8]; /* "stdout" or "stderr"; immutable */
     int fd;       /* the fd that C-level writers of this stream use */
+    /* In a forked child only: text not yet written to fd, kept until a
+     * newline so that lines from several children do not interleave. */
+    char *child_buf;
+    size_t child_len;
 } OutStream;
+
+static void write_all(int fd, const char *p, size_t left)
+{
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w <= 0)
+            return;
+        p += w;
+        left -= (size_t)w;
+    }
+}
+
+/* A forked child's write: whole lines go to the fd at once. */
+static void child_write(OutStream *self, const char *p, size_t n)
+{
+    char *nb = realloc(self->child_buf, self->child_len + n);
+    if (nb == NULL) {
+        write_all(self->fd, p, n);
+        return;
+    }
+    self->child_buf = nb;
+    memcpy(nb + self->child_len, p, n);
+    self->child_len += n;
+    size_t upto = self->child_len;
+    while (upto > 0 && nb[upto - 1] != '\n')
+        upto--;
+    if (upto > 0) {
+        write_all(self->fd, nb, upto);
+        memmove(nb, nb + upto, self->child_len - upto);
+        self->child_len -= upto;
+    }
+}
 
 static PyObject *os_write(OutStream *self, PyObject *arg)
 {
@@ -38,6 +80,11 @@ static PyObject *os_write(OutStream *self, PyObject *arg)
     PyObject *b = PyUnicode_AsEncodedString(arg, "utf-8", "replace");
     if (b == NULL)
         return NULL;
+    if (getpid() != kernel_pid) {
+        child_write(self, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        Py_DECREF(b);
+        return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+    }
     publisher *pub = interp_publisher();
     pub->sync(pub->self); /* what C code wrote to fd 1/2 so far goes first */
     pub->stream(pub->self, self->name, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
@@ -68,6 +115,10 @@ static PyObject *os_writelines(OutStream *self, PyObject *lines)
 
 static PyObject *os_flush(OutStream *self, PyObject *unused)
 {
+    if (self->child_len > 0 && getpid() != kernel_pid) {
+        write_all(self->fd, self->child_buf, self->child_len);
+        self->child_len = 0;
+    }
     Py_RETURN_NONE;
 }
 
@@ -109,7 +160,7 @@ static PyObject *os_repr(OutStream *self)
 static PyMethodDef os_methods[] = {
     {"write", (PyCFunction)os_write, METH_O, "Write a str; returns its length."},
     {"writelines", (PyCFunction)os_writelines, METH_O, "Write each str of an iterable."},
-    {"flush", (PyCFunction)os_flush, METH_NOARGS, "Streams are sent in order; nothing to do."},
+    {"flush", (PyCFunction)os_flush, METH_NOARGS, "In the kernel, nothing to do (streams are sent in order); in a forked child, writes the pending partial line."},
     {"isatty", (PyCFunction)os_false, METH_NOARGS, NULL},
     {"readable", (PyCFunction)os_false, METH_NOARGS, NULL},
     {"seekable", (PyCFunction)os_false, METH_NOARGS, NULL},
@@ -247,6 +298,8 @@ static int install_one(PyObject *type, const char *name, int fd)
         return -1;
     snprintf(s->name, sizeof s->name, "%s", name);
     s->fd = fd;
+    s->child_buf = NULL;
+    s->child_len = 0;
     char dunder[16];
     snprintf(dunder, sizeof dunder, "__%s__", name);
     int rc = PySys_SetObject(name, (PyObject *)s);
@@ -258,6 +311,7 @@ static int install_one(PyObject *type, const char *name, int fd)
 
 int streams_install(PyObject *kmod, PyObject *sys)
 {
+    kernel_pid = getpid();
     PyObject *type = PyType_FromSpec(&os_spec);
     if (type == NULL)
         return -1;

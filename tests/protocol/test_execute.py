@@ -163,3 +163,17 @@ def test_threads_print_into_their_cell(kernel):
     kc.get_shell_msg(timeout=10)
     assert "".join(t for _, t in first) == "from thread\n"
     assert second == [(id2, "second cell\n")]
+
+
+def test_output_from_forked_children(kernel):
+    km, kc = kernel
+    reply, msgs = execute(kc, "import multiprocessing as mp\n"
+                              "def work(i):\n    print('child', i, flush=True)\n    return i * i\n"
+                              "with mp.get_context('fork').Pool(2) as pool:\n"
+                              "    res = pool.map(work, range(4))\n"
+                              "print(res)")
+    assert reply["content"]["status"] == "ok"
+    out = stdout_of(msgs)
+    assert sorted(l for l in out.splitlines() if l.startswith("child")) == \
+        ["child 0", "child 1", "child 2", "child 3"]
+    assert out.rstrip().endswith("[0, 1, 4, 9]")
