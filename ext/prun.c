@@ -900,6 +900,8 @@ done:
 
 /* ---- the whole HTML report ------------------------------------------------ */
 
+#define HTML_MAX_ROWS 200
+
 typedef struct {
     PyObject *st;        /* borrowed pstats.Stats, sorted */
     PyObject *order;     /* borrowed list of labels to show, in order */
@@ -944,7 +946,8 @@ static int html_report(report_buf *b, const html_args *a)
     if (callees == NULL)
         goto done;
 
-    Py_ssize_t n = PyList_GET_SIZE(a->order);
+    Py_ssize_t listed = PyList_GET_SIZE(a->order);
+    Py_ssize_t n = listed < HTML_MAX_ROWS ? listed : HTML_MAX_ROWS; /* the text has them all */
     for (Py_ssize_t i = 0; i < n; i++) {
         prow r;
         if (get_row(stats, PyList_GET_ITEM(a->order, i), &r) < 0)
@@ -964,8 +967,8 @@ static int html_report(report_buf *b, const html_args *a)
     fmt_time(b, total_tt);
     report_buf_puts(b, " \u00b7 ordered by ");
     report_buf_html(b, sort_txt, strlen(sort_txt));
-    if (n != PyDict_GET_SIZE(stats))
-        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", n, PyDict_GET_SIZE(stats));
+    if (listed != PyDict_GET_SIZE(stats))
+        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", listed, PyDict_GET_SIZE(stats));
     report_buf_puts(b, "</div>\n");
     report_buf_puts(b, "<table>\n<tr><th>ncalls</th><th>tottime</th><th></th><th>percall</th>"
                        "<th>cumtime</th><th></th><th>percall</th><th class=\"name\">function</th></tr>\n");
@@ -991,6 +994,9 @@ static int html_report(report_buf *b, const html_args *a)
         html_name(b, r.label);
         report_buf_puts(b, "</td></tr>\n");
     }
+    if (listed > n)
+        report_buf_printf(b, "<tr><td colspan=\"8\" class=\"dim name\">\u2026 %zd more rows in the text "
+                             "version (narrow them with -l)</td></tr>\n", listed - n);
     report_buf_puts(b, "</table>\n");
 
     /* Callers and callees of the listed functions (the first 30). */
