@@ -1,23 +1,327 @@
-/* history.c - history_request (placeholder: empty history). */
+/* history.c - the input/output history behind history_request: an SQLite
+ * database in IPython's shape (sessions, history, output_history), a new
+ * session at each start, and every write committed at once in WAL mode, so
+ * that a kernel killed mid-cell loses nothing it already recorded. */
 #include "history.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "transform.h"
+
+/* All of it is owned by the main thread: the kernel calls history_* only
+ * from there (cells and shell requests). */
+static sqlite3 *db;                    /* owned; NULL before open / after close */
+static sqlite3_stmt *ins_input;        /* owned: INSERT of one input */
+static sqlite3_stmt *ins_output;       /* owned: INSERT of one output */
+static sqlite3_int64 session;          /* this kernel's session number */
+static long n_cmds;                    /* inputs stored in this session */
+static int write_failed;               /* a write failed: logged once */
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS sessions (session integer primary key autoincrement,"
+    " start timestamp, end timestamp, num_cmds integer, remark text);"
+    "CREATE TABLE IF NOT EXISTS history (session integer, line integer, source text,"
+    " source_raw text, PRIMARY KEY (session, line));"
+    "CREATE TABLE IF NOT EXISTS output_history (session integer, line integer, output text,"
+    " PRIMARY KEY (session, line));";
+
+#define NOW "strftime('%Y-%m-%d %H:%M:%f', 'now', 'localtime')"
+
+/* Creates dir and its parents (mode 0700). Returns 0 or -1 (errno set). */
+static int mkdirs(char *dir)
+{
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(dir, 0700);
+        *p = '/';
+        if (rc < 0 && errno != EEXIST)
+            return -1;
+    }
+    return mkdir(dir, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Writes the database path into buf: $PYROMETER_HISTORY, else
+ * <Jupyter data dir>/pyrometer/history.sqlite, creating its directory.
+ * Returns 0, or -1 when there is no usable path (":memory:" is written). */
+static int db_path(char *buf, size_t len)
+{
+    const char *env = getenv("PYROMETER_HISTORY");
+    if (env != NULL && *env != '\0') {
+        snprintf(buf, len, "%s", env);
+        return 0;
+    }
+    const char *data = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    if (data != NULL && *data != '\0')
+        n = snprintf(buf, len, "%s/pyrometer", data);
+    else if (xdg != NULL && *xdg != '\0')
+        n = snprintf(buf, len, "%s/jupyter/pyrometer", xdg);
+    else if (home != NULL && *home != '\0')
+        n = snprintf(buf, len, "%s/.local/share/jupyter/pyrometer", home);
+    else
+        goto memory;
+    if (n < 0 || (size_t)n + sizeof "/history.sqlite" > len)
+        goto memory;
+    if (mkdirs(buf) < 0) {
+        log_msg("history: cannot create %s: %s", buf, strerror(errno));
+        goto memory;
+    }
+    strcat(buf, "/history.sqlite");
+    return 0;
+memory:
+    snprintf(buf, len, ":memory:");
+    return -1;
+}
+
+static void close_db(void)
+{
+    sqlite3_finalize(ins_input);
+    sqlite3_finalize(ins_output);
+    ins_input = ins_output = NULL;
+    sqlite3_close(db);
+    db = NULL;
+}
+
+/* Opens path, sets it up and starts a session. Returns SQLITE_OK, or an
+ * SQLite error code with the database closed and the reason logged. */
+static int open_at(const char *path)
+{
+    char *errmsg = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK)
+        goto error;
+    sqlite3_busy_timeout(db, 2000); /* other kernels share the file */
+    rc = sqlite3_exec(db,
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                      " BEGIN IMMEDIATE;",
+                      NULL, NULL, &errmsg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, schema, NULL, NULL, &errmsg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "INSERT INTO sessions VALUES (NULL, " NOW ", NULL, NULL, '');"
+                              " COMMIT;",
+                          NULL, NULL, &errmsg);
+    if (rc != SQLITE_OK)
+        goto error;
+    session = sqlite3_last_insert_rowid(db);
+    rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)", -1,
+                            &ins_input, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO output_history VALUES (?, ?, ?)", -1,
+                                &ins_output, NULL);
+    if (rc != SQLITE_OK)
+        goto error;
+    return SQLITE_OK;
+error:
+    log_msg("history: cannot open %s: %s", path,
+            errmsg ? errmsg : db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_free(errmsg);
+    if (db != NULL)
+        rc = sqlite3_extended_errcode(db) & 0xff;
+    close_db();
+    return rc;
+}
 
 void history_open(void)
 {
+    char path[4096];
+    if (db != NULL)
+        return;
+    n_cmds = 0;
+    write_failed = 0;
+    if (db_path(path, sizeof path) == 0) {
+        int rc = open_at(path);
+        if (rc == SQLITE_OK)
+            return;
+        if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT) {
+            /* As IPython does: keep the damaged file aside, start afresh. */
+            char aside[4200];
+            snprintf(aside, sizeof aside, "%s-corrupt-%ld", path, (long)time(NULL));
+            if (rename(path, aside) == 0) {
+                log_msg("history: %s was damaged; moved it to %s", path, aside);
+                if (open_at(path) == SQLITE_OK)
+                    return;
+            }
+        }
+    }
+    log_msg("history: keeping this session's history in memory only");
+    if (open_at(":memory:") != SQLITE_OK)
+        log_msg("history: no history for this session");
+}
+
+/* Runs a prepared INSERT and resets it; logs the first failure only. */
+static void step(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && !write_failed) {
+        write_failed = 1;
+        log_msg("history: cannot record: %s", sqlite3_errmsg(db));
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
 }
 
 void history_store_input(long count, const char *source)
 {
+    char err[256];
+    if (db == NULL || source == NULL)
+        return;
+    char *translated = transform_cell(source, err, sizeof err);
+    sqlite3_bind_int64(ins_input, 1, session);
+    sqlite3_bind_int64(ins_input, 2, count);
+    sqlite3_bind_text(ins_input, 3, translated ? translated : source, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(ins_input, 4, source, -1, SQLITE_TRANSIENT);
+    step(ins_input);
+    free(translated);
+    n_cmds++;
 }
 
 void history_store_output(long count, const char *text_plain)
 {
+    if (db == NULL || text_plain == NULL)
+        return;
+    sqlite3_bind_int64(ins_output, 1, session);
+    sqlite3_bind_int64(ins_output, 2, count);
+    sqlite3_bind_text(ins_output, 3, text_plain, -1, SQLITE_TRANSIENT);
+    step(ins_output);
+}
+
+/* ---- history_request ------------------------------------------------------ */
+
+static json_int_t int_field(json_t *req, const char *name, json_int_t dflt)
+{
+    json_t *v = json_object_get(req, name);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+static json_t *error_reply(const char *ename, const char *evalue)
+{
+    return json_pack("{s:s, s:s, s:s, s:[], s:[]}", "status", "error", "ename", ename, "evalue",
+                     evalue, "traceback", "history");
+}
+
+/* Runs sql (its ?s bound from the int64s in ints, then text, if any) and
+ * appends one entry per row (s, l, src, out) to a new list. Returns the
+ * list, or NULL with the reason in err. */
+static json_t *query(const char *sql, const sqlite3_int64 *ints, int n_ints, const char *text,
+                     int output, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *list = json_array();
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK || list == NULL)
+        goto error;
+    for (int i = 0; i < n_ints; i++)
+        sqlite3_bind_int64(st, i + 1, ints[i]);
+    if (text != NULL)
+        sqlite3_bind_text(st, n_ints + 1, text, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *src = (const char *)sqlite3_column_text(st, 2);
+        const char *out = (const char *)sqlite3_column_text(st, 3);
+        json_t *in = json_string(src ? src : "");
+        json_t *item = output ? json_pack("[o, s?]", in, out) : in;
+        if (item == NULL ||
+            json_array_append_new(list, json_pack("[I, I, o]",
+                                                  (json_int_t)sqlite3_column_int64(st, 0),
+                                                  (json_int_t)sqlite3_column_int64(st, 1),
+                                                  item)) < 0)
+            goto error;
+    }
+    if (rc != SQLITE_DONE)
+        goto error;
+    sqlite3_finalize(st);
+    return list;
+error:
+    snprintf(err, errlen, "%s", db ? sqlite3_errmsg(db) : "no database");
+    sqlite3_finalize(st);
+    json_decref(list);
+    return NULL;
 }
 
 json_t *history_reply(json_t *request)
 {
-    return json_pack("{s:s, s:[]}", "status", "ok", "history");
+    const char *type = json_string_value(json_object_get(request, "hist_access_type"));
+    int output = json_is_true(json_object_get(request, "output"));
+    int raw = json_is_true(json_object_get(request, "raw"));
+    const char *src = raw ? "h.source_raw" : "h.source";
+    const char *out = output ? "o.output" : "NULL";
+    const char *join = output ? " LEFT JOIN output_history o"
+                                " ON o.session = h.session AND o.line = h.line"
+                              : "";
+    char sql[1024], err[256];
+    sqlite3_int64 ints[3];
+    const char *text = NULL;
+    int n_ints = 0;
+
+    if (type == NULL)
+        type = "";
+    if (db == NULL)
+        return json_pack("{s:s, s:[]}", "status", "ok", "history");
+    if (strcmp(type, "tail") == 0) {
+        /* The last n inputs of every session, oldest first. */
+        ints[n_ints++] = int_field(request, "n", 10);
+        snprintf(sql, sizeof sql,
+                 "SELECT * FROM (SELECT h.session AS s, h.line AS l, %s, %s FROM history h%s"
+                 " ORDER BY h.session DESC, h.line DESC LIMIT ?) ORDER BY s, l",
+                 src, out, join);
+    } else if (strcmp(type, "range") == 0) {
+        /* session 0 is this one, -1 the one before, ...; lines [start, stop) */
+        sqlite3_int64 sess = int_field(request, "session", 0);
+        sqlite3_int64 stop = int_field(request, "stop", 0);
+        ints[n_ints++] = sess <= 0 ? session + sess : sess;
+        ints[n_ints++] = int_field(request, "start", 1);
+        ints[n_ints++] = stop > 0 ? stop : INT64_MAX;
+        snprintf(sql, sizeof sql,
+                 "SELECT h.session, h.line, %s, %s FROM history h%s WHERE h.session = ?"
+                 " AND h.line >= ? AND h.line < ? ORDER BY h.line",
+                 src, out, join);
+    } else if (strcmp(type, "search") == 0) {
+        /* Glob over every session; unique keeps the latest of equal inputs;
+         * n keeps the last n matches. */
+        json_int_t n = int_field(request, "n", -1);
+        int unique = json_is_true(json_object_get(request, "unique"));
+        text = json_string_value(json_object_get(request, "pattern"));
+        if (text == NULL)
+            text = "*";
+        snprintf(sql, sizeof sql,
+                 "SELECT * FROM (SELECT h.session AS s, h.line AS l, %s AS src, %s%s"
+                 " FROM history h%s WHERE %s GLOB ?1%s"
+                 " ORDER BY h.session DESC, h.line DESC LIMIT %lld) ORDER BY s, l",
+                 src, out, unique ? ", max(h.session * 4294967296 + h.line)" : "", join, src,
+                 unique ? " GROUP BY src" : "", n > 0 ? (long long)n : -1LL);
+    } else {
+        snprintf(err, sizeof err, "unknown hist_access_type '%.64s'", type);
+        return error_reply("ValueError", err);
+    }
+    json_t *list = query(sql, ints, n_ints, text, output, err, sizeof err);
+    if (list == NULL) {
+        log_msg("history: %s", err);
+        return error_reply("RuntimeError", err);
+    }
+    return json_pack("{s:s, s:o}", "status", "ok", "history", list);
 }
 
 void history_close(void)
 {
+    sqlite3_stmt *st = NULL;
+    if (db == NULL)
+        return;
+    if (sqlite3_prepare_v2(db, "UPDATE sessions SET end = " NOW ", num_cmds = ? WHERE session = ?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, n_cmds);
+        sqlite3_bind_int64(st, 2, session);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    close_db();
 }

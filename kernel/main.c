@@ -210,6 +210,7 @@ int main(int argc, char **argv)
     server_set_idle_hook(srv, start_interp, srv);
     dispatch_set_interp_hook(start_interp, srv);
     int rc = server_run(srv, dispatch_shell, NULL);
+    server_arm_exit_watchdog(srv, 3);
     if (interp_started)
         interp_stop();
     server_stop(srv);

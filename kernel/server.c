@@ -594,7 +594,7 @@ static void *control_main(void *arg)
                 usleep(10000);
             if (atomic_load(&s->main_busy)) {
                 log_msg("shutdown: the running cell did not stop; exiting now");
-                relay_flush(s);
+                usleep(100000); /* let the relay send what is queued */
                 _exit(0);
             }
             break;
@@ -839,6 +839,28 @@ int server_shutting_down(server *s)
 void server_interrupt_main(server *s)
 {
     pthread_kill(s->main_thread, SIGINT);
+}
+
+static void *watchdog_main(void *arg)
+{
+    unsigned seconds = (unsigned)(uintptr_t)arg;
+    sleep(seconds);
+    log_msg("shutdown: still finishing after %u s (a thread that never ends?); exiting now",
+            seconds);
+    _exit(0);
+    return NULL;
+}
+
+void server_arm_exit_watchdog(server *s, unsigned seconds)
+{
+    pthread_t t;
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    if (pthread_create(&t, NULL, watchdog_main, (void *)(uintptr_t)seconds) == 0)
+        pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int server_signal_fd(server *s)

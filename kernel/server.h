@@ -75,6 +75,10 @@ void server_request_shutdown(server *s, int restart);
  * stolen. The control thread answers kernel_info_request from it. */
 void server_set_kernel_info(server *s, json_t *content);
 
+/* Ends the process with status 0 if it is still running in `seconds`:
+ * finalisation may wait for a user thread that never ends. */
+void server_arm_exit_watchdog(server *s, unsigned seconds);
+
 /* Stops threads, closes sockets and frees s. */
 void server_stop(server *s);
 

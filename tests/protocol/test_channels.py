@@ -265,3 +265,15 @@ def test_iopub_welcome_on_subscribe(kernel):
         assert json.loads(frames[i + 5]) == {"subscription": ""}
     finally:
         sub.close(0)
+
+
+def test_shutdown_with_a_thread_that_never_ends(fresh_kernel):
+    km, kc = fresh_kernel
+    execute(kc, "import threading, time\n"
+                "threading.Thread(target=lambda: time.sleep(1000)).start()")
+    proc = km.provisioner.process
+    t0 = time.time()
+    kc.shutdown()
+    proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert time.time() - t0 < 6
