@@ -164,6 +164,27 @@ static PyTypeObject *LineTracer_Type;   /* owned */
  * from the frame type's member table; -1 if not found. */
 static Py_ssize_t trace_lines_off = -1;
 
+/* PyFrameObject.f_lineno, which CPython sets just before it calls a trace
+ * function, sits right before f_trace_lines in 3.11's layout. The hook reads
+ * it directly once it has checked, on a target's first call event, that the
+ * field holds what PyFrame_GetLineNumber() returns: 1 checked, -1 not usable,
+ * 0 not checked yet. */
+static int lineno_direct;
+
+static inline int frame_lineno(PyFrameObject *frame)
+{
+    if (LIKELY(lineno_direct > 0))
+        return *(int *)((char *)frame + trace_lines_off - (Py_ssize_t)sizeof(int));
+    return PyFrame_GetLineNumber(frame);
+}
+
+static __attribute__((noinline)) void check_lineno_direct(PyFrameObject *frame)
+{
+    int api = PyFrame_GetLineNumber(frame);
+    int direct = *(int *)((char *)frame + trace_lines_off - (Py_ssize_t)sizeof(int));
+    lineno_direct = (api > 0 && api == direct) ? 1 : -1;
+}
+
 /* ---- the code table -------------------------------------------------------- */
 
 static inline size_t ptr_hash(const void *p)
@@ -235,7 +256,7 @@ static int grow_stack(LineTracer *tr)
 
 /* An activation of target code c starts (or resumes, with `line` the index of
  * the line it was suspended on, else -1) in frame. */
-static void lp_enter(LineTracer *tr, PyFrameObject *frame, lp_code *c, int line, int64_t now)
+static __attribute__((noinline)) void lp_enter(LineTracer *tr, PyFrameObject *frame, lp_code *c, int line, int64_t now)
 {
     if (UNLIKELY(tr->depth == tr->cap) && grow_stack(tr) < 0) {
         tr->prof->problems |= LP_PROBLEM_NOMEM;
@@ -324,7 +345,7 @@ static int resumed_line(PyFrameObject *frame, PyObject *code, lp_code *c)
 static int lp_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
 /* Removes a tracer whose profiler was disabled from the current thread. */
-static void remove_stale(LineTracer *tr)
+static __attribute__((noinline)) void remove_stale(LineTracer *tr)
 {
     PyObject *exc, *val, *tb;
     PyErr_Fetch(&exc, &val, &tb);
@@ -337,7 +358,7 @@ static void remove_stale(LineTracer *tr)
 
 /* A line event from a frame that is not on top of our stack: a frame that
  * started before the hook was installed, or one whose return we missed. */
-static int line_slow(LineTracer *tr, PyFrameObject *frame)
+static __attribute__((noinline)) int line_slow(LineTracer *tr, PyFrameObject *frame)
 {
     lp_code *c = lookup(tr->prof, frame_code(frame));
     if (c == NULL)
@@ -359,19 +380,13 @@ static int line_slow(LineTracer *tr, PyFrameObject *frame)
     return 0;
 }
 
-/* The hook. Never raises, never calls Python, never allocates (except to grow
- * a thread's stack past its high-water mark). */
-static int lp_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+/* Call and return events, and line events off the fast path. */
+static __attribute__((noinline)) int lp_trace_other(LineTracer *tr, PyFrameObject *frame, int what)
 {
-    LineTracer *tr = (LineTracer *)obj;
     lp_rec *top = tr->top;
 
     switch (what) {
     case PyTrace_LINE:
-        if (LIKELY(top != NULL && top->frame == frame)) {
-            lp_line(top, PyFrame_GetLineNumber(frame), lp_now());
-            return 0;
-        }
         return line_slow(tr, frame);
     case PyTrace_CALL: {
         if (UNLIKELY(!tr->prof->enabled)) {
@@ -384,6 +399,8 @@ static int lp_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
             set_trace_lines(frame, 0);
             return 0;
         }
+        if (UNLIKELY(lineno_direct == 0))
+            check_lineno_direct(frame);
         lp_enter(tr, frame, c, resumed_line(frame, code, c), lp_now());
         return 0;
     }
@@ -397,6 +414,21 @@ static int lp_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
     default:
         return 0;
     }
+}
+
+/* The hook. Never raises, never calls Python, never allocates (except to grow
+ * a thread's stack past its high-water mark). The line event of the running
+ * target frame is the hot path and stays small; everything else is a call. */
+static int lp_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    LineTracer *tr = (LineTracer *)obj;
+    lp_rec *top = tr->top;
+
+    if (LIKELY(what == PyTrace_LINE && top != NULL && top->frame == frame)) {
+        lp_line(top, frame_lineno(frame), lp_now());
+        return 0;
+    }
+    return lp_trace_other(tr, frame, what);
 }
 
 /* Returns a new tracer for prof, or NULL with an exception set. */

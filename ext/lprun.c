@@ -226,6 +226,16 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
             return usage_error("%s: the module defines no Python functions to profile", what);
         return n;
     }
+    /* A generator, coroutine or async generator object: the code it runs. */
+    if (PyGen_Check(obj) || PyCoro_CheckExact(obj) || PyAsyncGen_CheckExact(obj)) {
+        const char *attr = PyGen_Check(obj) ? "gi_code" : PyCoro_CheckExact(obj) ? "cr_code" : "ag_code";
+        PyObject *code = PyObject_GetAttrString(obj, attr);
+        if (code == NULL)
+            return -1;
+        int n = PyCode_Check(code) ? add_code_tree(prof, code, NULL, 0) : 0;
+        Py_DECREF(code);
+        return n;
+    }
     /* functools.partial and friends: a .func that is callable. */
     PyObject *inner = NULL;
     const char *tname = Py_TYPE(obj)->tp_name;

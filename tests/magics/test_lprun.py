@@ -326,6 +326,12 @@ def test_f_partial_and_callable_instance(magic):
     assert names(stats) == ["__call__", "loop"]
 
 
+def test_f_generator_object(magic):
+    ns = {"T": T, "g": T.gen(3)}
+    stats = lprun(magic, "-r -f g list(g)", ns=ns)
+    assert our_hits(stats, "gen") == settrace_hits(T.gen.__code__, lambda: list(T.gen(3)))
+
+
 def test_m_module(magic):
     stats = lprun(magic, "-r -m lprun_targets T.loop(2)")
     assert {"loop", "fib", "area", "size", "coro", "inner", "add"} <= set(names(stats))
