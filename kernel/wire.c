@@ -3,9 +3,10 @@
  * with uuid message ids and ISO 8601 dates. */
 #include "wire.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,16 @@ int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
     memcpy(s->key, key, key_len);
     s->key_len = key_len;
     wire_uuid(s->session);
+    if (key_len > 0) {
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+            OSSL_PARAM_construct_end(),
+        };
+        s->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        s->keyed = s->mac ? EVP_MAC_CTX_new(s->mac) : NULL;
+        if (s->keyed == NULL || !EVP_MAC_init(s->keyed, s->key, key_len, params))
+            return -1;
+    }
     pthread_mutex_init(&s->lock, NULL);
     s->seen_cap = SEEN_MAX * 2;
     s->seen = calloc(s->seen_cap, sizeof *s->seen);
@@ -30,34 +41,28 @@ int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
 
 void wire_signer_free(wire_signer *s)
 {
+    EVP_MAC_CTX_free(s->keyed);
+    EVP_MAC_free(s->mac);
     OPENSSL_cleanse(s->key, sizeof s->key);
     free(s->seen);
     s->seen = NULL;
     pthread_mutex_destroy(&s->lock);
 }
 
+/* HMAC-SHA256 of the concatenated parts into out. On an OpenSSL failure out
+ * is zeroed, so verification fails closed. */
 static void raw_hmac(const wire_signer *s, const char *const parts[], const size_t lens[],
                      size_t n, unsigned char out[32])
 {
-    unsigned int outlen = 32;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += lens[i];
-    unsigned char stackbuf[4096];
-    unsigned char *buf = total <= sizeof stackbuf ? stackbuf : malloc(total);
-    if (buf == NULL) {
-        memset(out, 0, 32); /* verification then fails; signing sends garbage */
-        return;
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(buf + off, parts[i], lens[i]);
-        off += lens[i];
-    }
-    if (HMAC(EVP_sha256(), s->key, (int)s->key_len, buf, total, out, &outlen) == NULL)
+    size_t outlen = 0;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(s->keyed);
+    int ok = ctx != NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_MAC_update(ctx, (const unsigned char *)parts[i], lens[i]);
+    ok = ok && EVP_MAC_final(ctx, out, &outlen, 32) && outlen == 32;
+    EVP_MAC_CTX_free(ctx);
+    if (!ok)
         memset(out, 0, 32);
-    if (buf != stackbuf)
-        free(buf);
 }
 
 void wire_sign(const wire_signer *s, const char *const parts[], const size_t lens[], size_t n,

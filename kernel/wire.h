@@ -9,6 +9,7 @@
 #define PYROMETER_WIRE_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stddef.h>
 
@@ -23,6 +24,9 @@ typedef struct {
 typedef struct {
     unsigned char key[1024];
     size_t key_len;          /* 0: no signing, no checking */
+    EVP_MAC *mac;            /* owned: HMAC, fetched once */
+    EVP_MAC_CTX *keyed;      /* owned: HMAC-SHA256 keyed once; only ever
+                              * duplicated, so any thread may sign */
     char session[37];        /* fresh uuid4 at each start */
     /* Replay guard: open-addressing set of raw digests. Protected by lock. */
     pthread_mutex_t lock;
