@@ -36,9 +36,9 @@
  * clock_gettime). Ticks are converted to seconds once, when stats are built,
  * with the ratio measured against CLOCK_MONOTONIC over the profiled run. */
 
-static int fp_use_tsc;       /* set once at module exec */
-static double fp_cal_ns;     /* best calibration so far: ns over ticks; */
-static double fp_cal_ticks;  /* protected by the GIL */
+static int fp_use_tsc;      /* set once at module exec */
+static double fp_cal_ns;    /* best calibration so far: ns over ticks; */
+static double fp_cal_ticks; /* protected by the GIL */
 
 static int64_t mono_ns(void)
 {
@@ -76,14 +76,14 @@ static int tsc_is_invariant(void)
 /* ---- per-thread state ---------------------------------------------------- */
 
 typedef struct {
-    void *key;           /* code object or PyMethodDef pointer */
-    PyObject *code;      /* owned: the code object, or NULL for C functions */
-    PyObject *ctype;     /* owned: type(m_self) of a C method, or NULL */
-    PyObject *cmodule;   /* owned: m_module of a C function, or NULL */
-    const char *cname;   /* ml_name of a C function */
-    int64_t tt, ct;      /* ticks: own time, time including callees */
-    uint64_t nc, nrec;   /* calls, of which recursive */
-    uint32_t rec;        /* how many times it is on the stack now */
+    void *key;         /* code object or PyMethodDef pointer */
+    PyObject *code;    /* owned: the code object, or NULL for C functions */
+    PyObject *ctype;   /* owned: type(m_self) of a C method, or NULL */
+    PyObject *cmodule; /* owned: m_module of a C function, or NULL */
+    const char *cname; /* ml_name of a C function */
+    int64_t tt, ct;    /* ticks: own time, time including callees */
+    uint64_t nc, nrec; /* calls, of which recursive */
+    uint32_t rec;      /* how many times it is on the stack now */
 } fp_entry;
 
 typedef struct {
@@ -95,11 +95,11 @@ typedef struct {
 
 typedef struct {
     uint64_t key;
-    uint32_t idx;        /* index + 1; 0 marks an empty slot */
+    uint32_t idx; /* index + 1; 0 marks an empty slot */
 } fp_slot;
 
 typedef struct {
-    int64_t t0, subt;    /* start tick; ticks spent in callees */
+    int64_t t0, subt; /* start tick; ticks spent in callees */
     uint32_t entry, edge;
     uint32_t last_callee, last_edge; /* one-entry cache of this frame's last call */
 } fp_frame;
@@ -109,7 +109,7 @@ struct fp_profile;
 /* The object a thread's hook receives. Protected by the GIL: the hook only
  * runs with the GIL held, and only on its own thread. */
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base;        /* PyObject_HEAD */
     struct fp_profile *prof; /* borrowed; NULL while not attached */
     int off;                 /* 1 once this thread's tables failed to grow */
     int builtins;
@@ -126,12 +126,12 @@ typedef struct {
     uint32_t xmask;
     fp_frame *stack;
     uint32_t depth, cap_stack;
-    void *last_key;          /* the last function entered, and its entry */
+    void *last_key; /* the last function entered, and its entry */
     uint32_t last_entry;
 } fp_thread;
 
 typedef struct fp_profile {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     int threads, builtins;
     int enabled;
     int failed;                /* a hook could not grow its tables */
@@ -189,7 +189,8 @@ static void thread_fail(fp_thread *t)
 static __attribute__((noinline)) uint32_t new_entry(fp_thread *t, void *key, PyObject *code,
                                                     PyCFunctionObject *fn)
 {
-    if (t->n_entries + 1 >= (t->emask + 1) / 2 && table_grow(&t->eslots, &t->emask, t->n_entries + 1) < 0)
+    if (t->n_entries + 1 >= (t->emask + 1) / 2 &&
+        table_grow(&t->eslots, &t->emask, t->n_entries + 1) < 0)
         return NO_IDX;
     if (t->n_entries == t->cap_entries) {
         uint32_t cap = t->cap_entries ? t->cap_entries * 2 : 128;
@@ -205,8 +206,7 @@ static __attribute__((noinline)) uint32_t new_entry(fp_thread *t, void *key, PyO
     e->key = key;
     if (code != NULL) {
         e->code = Py_NewRef(code);
-    }
-    else {
+    } else {
         e->cname = fn->m_ml->ml_name;
         e->ctype = fn->m_self ? Py_NewRef((PyObject *)Py_TYPE(fn->m_self)) : NULL;
         e->cmodule = Py_XNewRef(fn->m_module);
@@ -242,7 +242,8 @@ static inline uint32_t find_entry(fp_thread *t, void *key)
 static __attribute__((noinline)) uint32_t new_edge(fp_thread *t, uint64_t key, uint32_t caller,
                                                    uint32_t callee)
 {
-    if (t->n_edges + 1 >= (t->xmask + 1) / 2 && table_grow(&t->xslots, &t->xmask, t->n_edges + 1) < 0)
+    if (t->n_edges + 1 >= (t->xmask + 1) / 2 &&
+        table_grow(&t->xslots, &t->xmask, t->n_edges + 1) < 0)
         return NO_IDX;
     if (t->n_edges == t->cap_edges) {
         uint32_t cap = t->cap_edges ? t->cap_edges * 2 : 256;
@@ -303,8 +304,7 @@ static inline void fp_push(fp_thread *t, uint32_t ei)
         fp_frame *parent = f - 1;
         if (parent->last_callee == ei) {
             edge = parent->last_edge;
-        }
-        else {
+        } else {
             edge = find_edge(t, parent->entry, ei);
             if (edge == NO_IDX) {
                 thread_fail(t);
@@ -361,7 +361,7 @@ typedef struct {
 } fp_iframe311;
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     PyFrameObject *f_back;
     fp_iframe311 *f_frame;
 } fp_frameobj311;
@@ -374,7 +374,8 @@ static void check_direct_code(void)
     if (f == NULL)
         return;
     PyCodeObject *code = PyFrame_GetCode(f);
-    fp_direct_code = ((fp_frameobj311 *)f)->f_frame != NULL && ((fp_frameobj311 *)f)->f_frame->f_code == code;
+    fp_direct_code =
+        ((fp_frameobj311 *)f)->f_frame != NULL && ((fp_frameobj311 *)f)->f_frame->f_code == code;
     Py_DECREF(code);
 }
 #else
@@ -535,7 +536,8 @@ static PyObject *thread_get_profile(fp_thread *t, void *closure)
 static PyGetSetDef thread_getset[] = {
     {"profile", (getter)thread_get_profile, NULL,
      "The pyrometer.Profile this hook records into (None once it stopped); "
-     "sys.getprofile().profile.disable() stops it.", NULL},
+     "sys.getprofile().profile.disable() stops it.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -619,7 +621,7 @@ static PyObject *installer_call(PyObject *self, PyObject *const *args, Py_ssize_
 {
     fp_profile *p = (fp_profile *)self;
     PyThreadState *ts = PyThreadState_Get();
-    static const char *const names[] = {"call", "exception", "line", "return",
+    static const char *const names[] = {"call",   "exception",   "line",     "return",
                                         "c_call", "c_exception", "c_return", "opcode"};
 
     if (!p->enabled || fp_active != p) {
@@ -650,8 +652,8 @@ static PyObject *installer_call(PyObject *self, PyObject *const *args, Py_ssize_
     Py_RETURN_NONE;
 }
 
-static PyMethodDef installer_def = {"_pyrometer_thread_profile", (PyCFunction)(void (*)(void))installer_call,
-                                    METH_FASTCALL, NULL};
+static PyMethodDef installer_def = {
+    "_pyrometer_thread_profile", (PyCFunction)(void (*)(void))installer_call, METH_FASTCALL, NULL};
 
 /* threading.setprofile(fn); stores the previous hook in *saved when saved is
  * not NULL. Returns 0, or -1 with an exception set. */
@@ -687,13 +689,13 @@ static void detach_all(fp_profile *p)
 {
     PyThreadState *cur = PyThreadState_Get();
     PyInterpreterState *interp = PyThreadState_GetInterpreter(cur);
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL; ts = PyThreadState_Next(ts)) {
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
         fp_thread *t = backend->owner(ts);
         if (t != NULL && t->prof == p) {
             if (backend->detach(ts, t) < 0)
                 PyErr_Clear();
-        }
-        else if (p->installer != NULL && ts->c_profileobj == p->installer) {
+        } else if (p->installer != NULL && ts->c_profileobj == p->installer) {
             if (_PyEval_SetProfile(ts, NULL, NULL) < 0)
                 PyErr_Clear();
         }
@@ -729,14 +731,13 @@ int funcprof_enable(PyObject *self)
             if (attach_thread(p, ts, 1) < 0)
                 goto error;
         }
-    }
-    else if (attach_thread(p, PyThreadState_Get(), 1) < 0) {
+    } else if (attach_thread(p, PyThreadState_Get(), 1) < 0) {
         goto error;
     }
     p->start_ns = mono_ns();
     p->start_ticks = fp_now();
     return 0;
-error: {
+error : {
     PyObject *exc, *val, *tb;
     PyErr_Fetch(&exc, &val, &tb);
     detach_all(p);
@@ -839,8 +840,7 @@ static PyObject *c_function_name(const fp_entry *e)
         PyObject *modname = NULL, *res;
         if (e->cmodule != NULL && PyUnicode_Check(e->cmodule)) {
             modname = Py_NewRef(e->cmodule);
-        }
-        else if (e->cmodule != NULL && PyModule_Check(e->cmodule)) {
+        } else if (e->cmodule != NULL && PyModule_Check(e->cmodule)) {
             modname = PyModule_GetNameObject(e->cmodule);
             if (modname == NULL)
                 PyErr_Clear();
@@ -891,7 +891,8 @@ typedef struct {
 } fp_acc;
 
 /* Adds (nc, cc, tt, ct) to callers[key]. Returns 0 or -1. */
-static int add_caller(PyObject *callers, PyObject *key, uint64_t nc, uint64_t cc, double tt, double ct)
+static int add_caller(PyObject *callers, PyObject *key, uint64_t nc, uint64_t cc, double tt,
+                      double ct)
 {
     PyObject *prev = PyDict_GetItemWithError(callers, key);
     if (prev == NULL && PyErr_Occurred())
@@ -964,8 +965,7 @@ PyObject *funcprof_snapshot(PyObject *self)
                     goto error;
                 }
                 Py_DECREF(kobj);
-            }
-            else {
+            } else {
                 k = PyLong_AsSize_t(pos);
             }
             acc[k].nc += e->nc;
@@ -999,8 +999,9 @@ PyObject *funcprof_snapshot(PyObject *self)
     Py_ssize_t it = 0;
     while (PyDict_Next(index, &it, &label, &pos)) {
         size_t k = PyLong_AsSize_t(pos);
-        PyObject *v = Py_BuildValue("(KKddO)", (unsigned long long)acc[k].cc, (unsigned long long)acc[k].nc,
-                                    acc[k].tt, acc[k].ct, acc[k].callers);
+        PyObject *v =
+            Py_BuildValue("(KKddO)", (unsigned long long)acc[k].cc, (unsigned long long)acc[k].nc,
+                          acc[k].tt, acc[k].ct, acc[k].callers);
         if (v == NULL || PyDict_SetItem(stats, label, v) < 0) {
             Py_XDECREF(v);
             goto error;
@@ -1123,11 +1124,9 @@ static PyObject *run_code(PyObject *self, PyObject *cmd, PyObject *globals, PyOb
         code = Py_CompileString(src, "<string>", Py_file_input);
         if (code == NULL)
             return NULL;
-    }
-    else if (PyCode_Check(cmd)) {
+    } else if (PyCode_Check(cmd)) {
         code = Py_NewRef(cmd);
-    }
-    else {
+    } else {
         PyErr_SetString(PyExc_TypeError, "runctx() needs a str or a code object");
         return NULL;
     }
@@ -1318,15 +1317,20 @@ static PyGetSetDef profile_getset[] = {
 };
 
 static PyMethodDef profile_methods[] = {
-    {"enable", profile_enable, METH_NOARGS, "Start profiling this thread (or every thread, with threads=True)."},
-    {"disable", profile_disable, METH_NOARGS, "Stop profiling and restore the previous profile hooks."},
-    {"create_stats", profile_create_stats, METH_NOARGS, "Disable, then set .stats (pstats.Stats(profile) calls this)."},
+    {"enable", profile_enable, METH_NOARGS,
+     "Start profiling this thread (or every thread, with threads=True)."},
+    {"disable", profile_disable, METH_NOARGS,
+     "Stop profiling and restore the previous profile hooks."},
+    {"create_stats", profile_create_stats, METH_NOARGS,
+     "Disable, then set .stats (pstats.Stats(profile) calls this)."},
     {"clear", profile_clear, METH_NOARGS, "Forget everything recorded so far."},
-    {"runctx", profile_runctx, METH_VARARGS, "runctx(cmd, globals, locals=None): profile exec of cmd; returns self."},
+    {"runctx", profile_runctx, METH_VARARGS,
+     "runctx(cmd, globals, locals=None): profile exec of cmd; returns self."},
     {"run", profile_run, METH_O, "run(cmd): profile cmd in __main__; returns self."},
     {"runcall", (PyCFunction)(void (*)(void))profile_runcall, METH_VARARGS | METH_KEYWORDS,
      "runcall(func, *args, **kwargs): profile one call; returns its result."},
-    {"dump_stats", profile_dump_stats, METH_O, "dump_stats(file): write a marshal dump pstats can load."},
+    {"dump_stats", profile_dump_stats, METH_O,
+     "dump_stats(file): write a marshal dump pstats can load."},
     {"print_stats", (PyCFunction)(void (*)(void))profile_print_stats, METH_VARARGS | METH_KEYWORDS,
      "print_stats(sort=-1): print through pstats."},
     {"__enter__", profile_enter, METH_NOARGS, NULL},
@@ -1378,7 +1382,8 @@ static PyObject *set_empty_hook(PyObject *module, PyObject *on)
 
 static PyMethodDef funcprof_functions[] = {
     {"_empty_profile_hook", set_empty_hook, METH_O,
-     "_empty_profile_hook(on): install (or remove) a C profile hook that does nothing; for benchmarks."},
+     "_empty_profile_hook(on): install (or remove) a C profile hook that does nothing; for "
+     "benchmarks."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,14 +24,14 @@ typedef struct {
     char short_name;       /* 0 when the option is long-only */
     const char *long_name; /* NULL when the option is short-only */
     int takes_arg;
-    int slot;              /* OPT_* */
-    const char *example;   /* shown when the value is missing */
+    int slot;            /* OPT_* */
+    const char *example; /* shown when the value is missing */
 } opt_spec;
 
 typedef struct {
-    const char *name;          /* magic name, for messages */
+    const char *name; /* magic name, for messages */
     const opt_spec *specs;
-    int stop_at_positional;    /* %prun: the first non-option starts the statement */
+    int stop_at_positional; /* %prun: the first non-option starts the statement */
     const char *usage;
 } magic_spec;
 
@@ -109,8 +109,7 @@ static PyObject *read_token(const char **p)
         end = s;
         if (*s == q)
             s++;
-    }
-    else {
+    } else {
         start = s;
         while (*s && !is_space(*s))
             s++;
@@ -135,8 +134,9 @@ static void options_list(const magic_spec *ms, char *buf, size_t n)
     size_t len = 0;
     buf[0] = '\0';
     for (const opt_spec *s = ms->specs; s->slot || s->short_name || s->long_name; s++) {
-        int w = s->short_name ? snprintf(buf + len, n - len, "%s-%c", len ? " " : "", s->short_name)
-                              : snprintf(buf + len, n - len, "%s--%s", len ? " " : "", s->long_name);
+        int w = s->short_name
+                    ? snprintf(buf + len, n - len, "%s-%c", len ? " " : "", s->short_name)
+                    : snprintf(buf + len, n - len, "%s--%s", len ? " " : "", s->long_name);
         if (w < 0 || (size_t)w >= n - len)
             break;
         len += (size_t)w;
@@ -191,16 +191,15 @@ static int parse_options(PyObject *module, const magic_spec *ms, const char *lin
                     strncmp(s->long_name, name, (size_t)(e - name)) == 0)
                     spec = s;
             if (spec == NULL)
-                return usage_error(module, ms, "unknown option --%.*s; the options are %s", (int)(e - name), name,
-                                   known);
+                return usage_error(module, ms, "unknown option --%.*s; the options are %s",
+                                   (int)(e - name), name, known);
             p = e;
             if (*p == '=') {
                 if (!spec->takes_arg)
                     return usage_error(module, ms, "option --%s takes no value", spec->long_name);
                 attached = ++p;
             }
-        }
-        else {
+        } else {
             /* A cluster of short flags, possibly ending with one that takes a
              * value: -rq, -s cumulative, -scumulative, -ql5. */
             p++;
@@ -211,7 +210,8 @@ static int parse_options(PyObject *module, const magic_spec *ms, const char *lin
                     if (s->short_name && s->short_name == c)
                         spec = s;
                 if (spec == NULL)
-                    return usage_error(module, ms, "unknown option -%c; the options are %s", c, known);
+                    return usage_error(module, ms, "unknown option -%c; the options are %s", c,
+                                       known);
                 p++;
                 if (spec->takes_arg) {
                     if (*p && !is_space(*p))
@@ -238,12 +238,11 @@ static int parse_options(PyObject *module, const magic_spec *ms, const char *lin
                 p++;
             if (*p == '\0') {
                 if (spec->short_name)
-                    return usage_error(module, ms, "option -%c needs a value, e.g. %s", spec->short_name,
-                                       spec->example);
+                    return usage_error(module, ms, "option -%c needs a value, e.g. %s",
+                                       spec->short_name, spec->example);
                 return usage_error(module, ms, "option --%s needs a value", spec->long_name);
             }
-        }
-        else {
+        } else {
             p = attached;
         }
         PyObject *v = read_token(&p);
@@ -262,7 +261,8 @@ static int parse_options(PyObject *module, const magic_spec *ms, const char *lin
 
 /* Returns a new tuple of sort keys (default: "time"), or NULL with a
  * UsageError for a key pstats does not know. */
-static PyObject *sort_keys(PyObject *module, const magic_spec *ms, PyObject *pstats, PyObject *given)
+static PyObject *sort_keys(PyObject *module, const magic_spec *ms, PyObject *pstats,
+                           PyObject *given)
 {
     PyObject *keys = NULL, *st = NULL, *defs = NULL;
     if (given == NULL)
@@ -281,11 +281,13 @@ static PyObject *sort_keys(PyObject *module, const magic_spec *ms, PyObject *pst
         if (has < 0)
             goto error;
         if (!has) {
-            usage_error(module, ms,
-                        "-s %s is not a sort key; use one of calls, cumulative, cumtime, file, filename, "
-                        "line, module, name, ncalls, nfl, pcalls, stdname, time, tottime (or an unambiguous "
-                        "prefix), e.g. -s cumulative",
-                        PyUnicode_AsUTF8(k));
+            usage_error(
+                module, ms,
+                "-s %s is not a sort key; use one of calls, cumulative, cumtime, file, filename, "
+                "line, module, name, ncalls, nfl, pcalls, stdname, time, tottime (or an "
+                "unambiguous "
+                "prefix), e.g. -s cumulative",
+                PyUnicode_AsUTF8(k));
             goto error;
         }
     }
@@ -323,7 +325,8 @@ static PyObject *limits(PyObject *module, const magic_spec *ms, PyObject *given)
                 double d = PyFloat_AS_DOUBLE(v);
                 if (!(d >= 0.0 && d < 1.0)) {
                     Py_DECREF(v);
-                    usage_error(module, ms, "-l %s: a fraction must be between 0 and 1, e.g. -l 0.25", txt);
+                    usage_error(module, ms,
+                                "-l %s: a fraction must be between 0 and 1, e.g. -l 0.25", txt);
                     goto error;
                 }
             }
@@ -466,8 +469,7 @@ static void html_name(report_buf *b, PyObject *label)
             report_buf_puts(b, "{");
             report_buf_html(b, name + 1, n - 2);
             report_buf_puts(b, "}");
-        }
-        else {
+        } else {
             report_buf_html(b, name, n);
         }
         report_buf_puts(b, "</span>");
@@ -519,11 +521,9 @@ static void text_name(report_buf *b, PyObject *label, int with_loc)
     long cell = cell_number(file);
     if (cell >= 0) {
         report_buf_printf(b, " (In [%ld]:%ld)", cell, line);
-    }
-    else if (strcmp(file, "<string>") == 0) {
+    } else if (strcmp(file, "<string>") == 0) {
         report_buf_puts(b, " (the profiled statement)");
-    }
-    else {
+    } else {
         report_buf_puts(b, " (");
         report_buf_html(b, file, strlen(file));
         report_buf_printf(b, ":%ld)", line);
@@ -544,7 +544,7 @@ static void fmt_time(report_buf *b, double s)
 }
 
 typedef struct {
-    PyObject *label;   /* borrowed */
+    PyObject *label; /* borrowed */
     double cc, nc, tt, ct;
     PyObject *callers; /* borrowed */
 } prow;
@@ -592,14 +592,17 @@ static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
         report_buf_puts(b, "<div class=\"dim\">(none)</div></div>");
         return 0;
     }
-    report_buf_puts(b, "<table><tr><th>ncalls</th><th>tottime</th><th>cumtime</th><th class=\"name\">function</th></tr>");
+    report_buf_puts(b, "<table><tr><th>ncalls</th><th>tottime</th><th>cumtime</th><th "
+                       "class=\"name\">function</th></tr>");
     for (Py_ssize_t i = 0; i < n && i < 40; i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
         PyObject *label = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
         report_buf_puts(b, "<tr><td>");
         if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 4) {
-            double nc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 0)), cc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 1));
-            double tt = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 2)), ct = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 3));
+            double nc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 0)),
+                   cc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 1));
+            double tt = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 2)),
+                   ct = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 3));
             if (PyErr_Occurred())
                 return -1;
             ncalls_cell(b, nc, cc);
@@ -607,8 +610,7 @@ static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
             fmt_time(b, tt);
             report_buf_puts(b, "</td><td>");
             fmt_time(b, ct);
-        }
-        else {
+        } else {
             double nc = PyFloat_AsDouble(v);
             if (PyErr_Occurred())
                 return -1;
@@ -619,7 +621,8 @@ static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
         report_buf_puts(b, "</td></tr>");
     }
     if (n > 40)
-        report_buf_printf(b, "<tr><td colspan=\"4\" class=\"dim\">\u2026 %zd more</td></tr>", n - 40);
+        report_buf_printf(b, "<tr><td colspan=\"4\" class=\"dim\">\u2026 %zd more</td></tr>",
+                          n - 40);
     report_buf_puts(b, "</table></div>");
     return 0;
 }
@@ -707,8 +710,8 @@ static double edge_ct(PyObject *v)
 
 /* ---- the icicle graph ---------------------------------------------------- */
 
-#define SVG_W 960.0
-#define SVG_ROW 18
+#define SVG_W         960.0
+#define SVG_ROW       18
 #define SVG_MAX_DEPTH 48
 #define SVG_MAX_RECTS 2500
 
@@ -761,11 +764,14 @@ static int icicle_node(icicle *g, PyObject *label, double x, double w, double va
     report_buf_puts(g->b, ", cumtime ");
     fmt_time(g->b, row.ct);
     if (builtin)
-        report_buf_printf(g->b, "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" fill=\"hsl(0,0%%,76%%)\"/>",
+        report_buf_printf(g->b,
+                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
+                          "fill=\"hsl(0,0%%,76%%)\"/>",
                           x, y, w, SVG_ROW - 1);
     else
         report_buf_printf(g->b,
-                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" fill=\"hsl(%u,75%%,72%%)\"/>",
+                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
+                          "fill=\"hsl(%u,75%%,72%%)\"/>",
                           x, y, w, SVG_ROW - 1, label_hue(label));
     int chars = (int)((w - 6) / 6.2);
     if (chars >= 3) {
@@ -781,8 +787,7 @@ static int icicle_node(icicle *g, PyObject *label, double x, double w, double va
             if (b2.data[i] == '&') {
                 while (j < b2.len && b2.data[j - 1] != ';')
                     j++;
-            }
-            else {
+            } else {
                 while (j < b2.len && ((unsigned char)b2.data[j] & 0xC0) == 0x80)
                     j++;
             }
@@ -879,16 +884,19 @@ static int html_icicle(report_buf *b, PyObject *stats, PyObject *callees)
             goto done;
         x += w;
     }
-    report_buf_puts(b, "<details open><summary>Call graph: an icicle of cumulative time, callers above "
-                       "callees (hover a box for its times)</summary>\n");
+    report_buf_puts(
+        b, "<details open><summary>Call graph: an icicle of cumulative time, callers above "
+           "callees (hover a box for its times)</summary>\n");
     report_buf_printf(b,
-                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%d\" viewBox=\"0 0 %.0f %d\" "
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%d\" "
+                      "viewBox=\"0 0 %.0f %d\" "
                       "font-family=\"var(--jp-code-font-family,monospace)\" role=\"img\">\n",
                       SVG_W, g.max_depth * SVG_ROW, SVG_W, g.max_depth * SVG_ROW);
     report_buf_append(b, body.data ? body.data : "", body.len);
     report_buf_puts(b, "</svg>");
     if (g.rects >= SVG_MAX_RECTS)
-        report_buf_printf(b, "<div class=\"dim\">(the graph stops at %d boxes)</div>", SVG_MAX_RECTS);
+        report_buf_printf(b, "<div class=\"dim\">(the graph stops at %d boxes)</div>",
+                          SVG_MAX_RECTS);
     report_buf_puts(b, "</details>\n");
     rc = 0;
 done:
@@ -903,10 +911,10 @@ done:
 #define HTML_MAX_ROWS 200
 
 typedef struct {
-    PyObject *st;        /* borrowed pstats.Stats, sorted */
-    PyObject *order;     /* borrowed list of labels to show, in order */
-    int open_callers;    /* open the callers/callees view */
-    const char *note;    /* extra line (messages), or NULL */
+    PyObject *st;     /* borrowed pstats.Stats, sorted */
+    PyObject *order;  /* borrowed list of labels to show, in order */
+    int open_callers; /* open the callers/callees view */
+    const char *note; /* extra line (messages), or NULL */
 } html_args;
 
 static int html_report(report_buf *b, const html_args *a)
@@ -922,13 +930,13 @@ static int html_report(report_buf *b, const html_args *a)
         goto done;
     }
     PyObject *v;
-#define NUM_ATTR(dst, name)                                   \
-    v = PyObject_GetAttrString(a->st, name);                  \
-    if (v == NULL)                                            \
-        goto done;                                            \
-    dst = PyFloat_AsDouble(v);                                \
-    Py_DECREF(v);                                             \
-    if (PyErr_Occurred())                                     \
+#define NUM_ATTR(dst, name)                                                                        \
+    v = PyObject_GetAttrString(a->st, name);                                                       \
+    if (v == NULL)                                                                                 \
+        goto done;                                                                                 \
+    dst = PyFloat_AsDouble(v);                                                                     \
+    Py_DECREF(v);                                                                                  \
+    if (PyErr_Occurred())                                                                          \
         goto done;
     NUM_ATTR(total_tt, "total_tt")
     NUM_ATTR(total_calls, "total_calls")
@@ -968,10 +976,12 @@ static int html_report(report_buf *b, const html_args *a)
     report_buf_puts(b, " \u00b7 ordered by ");
     report_buf_html(b, sort_txt, strlen(sort_txt));
     if (listed != PyDict_GET_SIZE(stats))
-        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", listed, PyDict_GET_SIZE(stats));
+        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", listed,
+                          PyDict_GET_SIZE(stats));
     report_buf_puts(b, "</div>\n");
-    report_buf_puts(b, "<table>\n<tr><th>ncalls</th><th>tottime</th><th></th><th>percall</th>"
-                       "<th>cumtime</th><th></th><th>percall</th><th class=\"name\">function</th></tr>\n");
+    report_buf_puts(
+        b, "<table>\n<tr><th>ncalls</th><th>tottime</th><th></th><th>percall</th>"
+           "<th>cumtime</th><th></th><th>percall</th><th class=\"name\">function</th></tr>\n");
     for (Py_ssize_t i = 0; i < n; i++) {
         prow r;
         if (get_row(stats, PyList_GET_ITEM(a->order, i), &r) < 0)
@@ -980,14 +990,16 @@ static int html_report(report_buf *b, const html_args *a)
         ncalls_cell(b, r.nc, r.cc);
         report_buf_puts(b, "</td><td>");
         fmt_time(b, r.tt);
-        report_buf_printf(b, "</td><td class=\"b\"><span class=\"bar\" style=\"width:%.1fpx\"></span></td><td>",
-                          max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0);
+        report_buf_printf(
+            b, "</td><td class=\"b\"><span class=\"bar\" style=\"width:%.1fpx\"></span></td><td>",
+            max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0);
         if (r.nc > 0)
             fmt_time(b, r.tt / r.nc);
         report_buf_puts(b, "</td><td>");
         fmt_time(b, r.ct);
-        report_buf_printf(b, "</td><td class=\"b\"><span class=\"bar2\" style=\"width:%.1fpx\"></span></td><td>",
-                          max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0);
+        report_buf_printf(
+            b, "</td><td class=\"b\"><span class=\"bar2\" style=\"width:%.1fpx\"></span></td><td>",
+            max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0);
         if (r.cc > 0)
             fmt_time(b, r.ct / r.cc);
         report_buf_puts(b, "</td><td class=\"name\">");
@@ -995,12 +1007,16 @@ static int html_report(report_buf *b, const html_args *a)
         report_buf_puts(b, "</td></tr>\n");
     }
     if (listed > n)
-        report_buf_printf(b, "<tr><td colspan=\"8\" class=\"dim name\">\u2026 %zd more rows in the text "
-                             "version (narrow them with -l)</td></tr>\n", listed - n);
+        report_buf_printf(
+            b,
+            "<tr><td colspan=\"8\" class=\"dim name\">\u2026 %zd more rows in the text "
+            "version (narrow them with -l)</td></tr>\n",
+            listed - n);
     report_buf_puts(b, "</table>\n");
 
     /* Callers and callees of the listed functions (the first 30). */
-    report_buf_printf(b, "<details%s><summary>Callers and callees</summary>\n", a->open_callers ? " open" : "");
+    report_buf_printf(b, "<details%s><summary>Callers and callees</summary>\n",
+                      a->open_callers ? " open" : "");
     for (Py_ssize_t i = 0; i < n && i < 30; i++) {
         prow r;
         PyObject *label = PyList_GET_ITEM(a->order, i);
@@ -1025,7 +1041,8 @@ static int html_report(report_buf *b, const html_args *a)
         report_buf_puts(b, "<div style=\"margin-top:6px\">");
         html_name(b, label);
         report_buf_puts(b, "</div>");
-        int bad = html_call_table(b, "called by", callers) < 0 || html_call_table(b, "calls", kidlist) < 0;
+        int bad = html_call_table(b, "called by", callers) < 0 ||
+                  html_call_table(b, "calls", kidlist) < 0;
         Py_DECREF(callers);
         Py_DECREF(kidlist);
         if (bad)
@@ -1131,8 +1148,8 @@ static int call_display(PyObject *display, PyObject *bundle)
 
 /* Renders and publishes the report for a finished profile, and writes the
  * -T / -D files. Returns 0, or -1 with an exception set. */
-static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject *lims, PyObject *display,
-                       const char *sys_exit)
+static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject *lims,
+                       PyObject *display, const char *sys_exit)
 {
     PyObject *pstats = NULL, *st = NULL, *st_full = NULL, *text = NULL, *order = NULL;
     report_buf tb = REPORT_BUF_INIT, hb = REPORT_BUF_INIT, notes = REPORT_BUF_INIT;
@@ -1154,8 +1171,7 @@ static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject 
         report_buf_puts(&tb, "         0 function calls in 0.000 seconds");
         report_buf_puts(&hb, report_css);
         report_buf_puts(&hb, "<div class=\"pyro\"><div class=\"hdr\">0 function calls</div></div>");
-    }
-    else {
+    } else {
         text = capture(st, "print_stats", lims);
         if (text == NULL)
             goto done;
@@ -1168,7 +1184,8 @@ static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject 
         report_buf_printf(&notes, "%s%s", notes.len ? "\n" : "", sys_exit);
     }
     if (o->values[OPT_D] != NULL) {
-        PyObject *path = expand_path(PyList_GET_ITEM(o->values[OPT_D], PyList_GET_SIZE(o->values[OPT_D]) - 1));
+        PyObject *path =
+            expand_path(PyList_GET_ITEM(o->values[OPT_D], PyList_GET_SIZE(o->values[OPT_D]) - 1));
         if (path == NULL)
             goto done;
         PyObject *r = PyObject_CallMethod(prof, "dump_stats", "O", path);
@@ -1177,12 +1194,13 @@ static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject 
             goto done;
         }
         Py_DECREF(r);
-        PyObject *rep = PyObject_Repr(PyList_GET_ITEM(o->values[OPT_D], PyList_GET_SIZE(o->values[OPT_D]) - 1));
+        PyObject *rep =
+            PyObject_Repr(PyList_GET_ITEM(o->values[OPT_D], PyList_GET_SIZE(o->values[OPT_D]) - 1));
         Py_DECREF(path);
         if (rep == NULL)
             goto done;
-        report_buf_printf(&notes, "%s*** Profile stats marshalled to file %s.", notes.len ? "\n" : "",
-                          PyUnicode_AsUTF8(rep));
+        report_buf_printf(&notes, "%s*** Profile stats marshalled to file %s.",
+                          notes.len ? "\n" : "", PyUnicode_AsUTF8(rep));
         Py_DECREF(rep);
     }
     if (o->values[OPT_T] != NULL) {
@@ -1199,8 +1217,8 @@ static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject 
         PyObject *rep = PyObject_Repr(given);
         if (rep == NULL)
             goto done;
-        report_buf_printf(&notes, "%s*** Profile printout saved to text file %s.", notes.len ? "\n" : "",
-                          PyUnicode_AsUTF8(rep));
+        report_buf_printf(&notes, "%s*** Profile printout saved to text file %s.",
+                          notes.len ? "\n" : "", PyUnicode_AsUTF8(rep));
         Py_DECREF(rep);
     }
     if (quiet) {
@@ -1215,8 +1233,7 @@ static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject 
         report_buf_puts(&hb, "<div class=\"pyro\"><div class=\"hdr\">");
         report_buf_html(&hb, notes.data, notes.len);
         report_buf_puts(&hb, "</div></div>");
-    }
-    else if (st != NULL) {
+    } else if (st != NULL) {
         /* HTML from the unstripped stats, so full paths stay in the titles. */
         st_full = make_stats(pstats, prof, 0, keys);
         if (st_full == NULL)
@@ -1279,8 +1296,8 @@ static PyObject *stats_class; /* owned, made on first use; protected by the GIL 
 static PyObject *result_stats(PyObject *prof, PyObject *keys)
 {
     if (stats_class == NULL) {
-        PyObject *globals = Py_BuildValue("{s:O,s:s}", "__builtins__", PyEval_GetBuiltins(), "__name__",
-                                          "pyrometer");
+        PyObject *globals = Py_BuildValue("{s:O,s:s}", "__builtins__", PyEval_GetBuiltins(),
+                                          "__name__", "pyrometer");
         if (globals == NULL)
             return NULL;
         PyObject *r = PyRun_String(stats_class_src, Py_file_input, globals, globals);
@@ -1374,7 +1391,8 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
         goto done;
     if (is_blank(csrc)) {
         usage_error(module, &prun_magic_spec,
-                    "nothing to profile; write the statement after the options, e.g. %%prun -s cumulative f(10)");
+                    "nothing to profile; write the statement after the options, e.g. %%prun -s "
+                    "cumulative f(10)");
         goto done;
     }
     pstats = PyImport_ImportModule("pstats");
@@ -1413,8 +1431,7 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
             Py_CLEAR(tb);
             sys_exit = "*** SystemExit exception caught in code being profiled.";
         }
-    }
-    else {
+    } else {
         Py_DECREF(r);
     }
     if (prun_report(prof, &o, keys, lims, display, sys_exit) < 0) {
@@ -1442,11 +1459,12 @@ done:
 
 /* ---- %pstats ----------------------------------------------------------------- */
 
-PyDoc_STRVAR(pstats_doc, "pstats(line, cell, ns, display)\n--\n\n"
-                         "%pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]\n\n"
-                         "Show a pstats dump (from %prun -D, or python -m cProfile -o) like %prun does.\n"
-                         "Sorted by time unless -s says otherwise; --callers / --callees add pstats'\n"
-                         "print_callers / print_callees text and open the callers/callees view.");
+PyDoc_STRVAR(pstats_doc,
+             "pstats(line, cell, ns, display)\n--\n\n"
+             "%pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]\n\n"
+             "Show a pstats dump (from %prun -D, or python -m cProfile -o) like %prun does.\n"
+             "Sorted by time unless -s says otherwise; --callers / --callees add pstats'\n"
+             "print_callers / print_callees text and open the callers/callees view.");
 
 static PyObject *pstats_magic(PyObject *module, PyObject *args)
 {
@@ -1494,12 +1512,13 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
             Py_XDECREF(e);
             Py_XDECREF(v);
             Py_XDECREF(t);
-        }
-        else if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_EOFError) ||
-                 PyErr_ExceptionMatches(PyExc_TypeError)) {
+        } else if (PyErr_ExceptionMatches(PyExc_ValueError) ||
+                   PyErr_ExceptionMatches(PyExc_EOFError) ||
+                   PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();
             usage_error(module, &pstats_magic_spec,
-                        "%s is not a pstats dump; make one with %%prun -D FILE or python -m cProfile -o FILE",
+                        "%s is not a pstats dump; make one with %%prun -D FILE or python -m "
+                        "cProfile -o FILE",
                         PyUnicode_AsUTF8(path));
         }
         goto done;
