@@ -265,7 +265,7 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
         }
         Py_XDECREF(call);
     }
-    return usage_error("-f %s: that is a %s, not a function; -f takes a function, method, property, "
+    return usage_error("-f %s: that is of type %s, not a function; -f takes a function, method, property, "
                        "class or module, e.g. %%lprun -f f f(10)",
                        what, tname);
 }
@@ -442,50 +442,50 @@ static int parse_opts(PyObject *line, PyObject *cell, lp_opts *o)
     return 0;
 }
 
-/* If expr (a -f value) is a call such as f(10), fails with a message that
- * shows the form to use. Returns 0 if it is not a call, or -1. */
-static int reject_call(PyObject *expr, PyObject *stmt)
+/* If expr (a -f value) is a call such as f(10), returns a new str with the
+ * source of what is called ("f"); else returns NULL with no exception set.
+ * Returns NULL with an exception set only on a real failure. */
+static PyObject *called_func_src(PyObject *expr)
 {
     PyObject *ast = NULL, *tree = NULL, *body = NULL, *func = NULL, *src = NULL;
-    int rc = 0;
     const char *e = PyUnicode_AsUTF8(expr);
 
     if (e == NULL)
-        return -1;
+        return NULL;
     tree = Py_CompileStringExFlags(e, "<lprun -f>", Py_eval_input, &(PyCompilerFlags){PyCF_ONLY_AST, 0}, -1);
     if (tree == NULL) {
         PyErr_Clear(); /* a syntax error shows up when it is evaluated */
-        return 0;
+        return NULL;
     }
     body = PyObject_GetAttrString(tree, "body");
-    if (body == NULL)
-        goto error;
-    if (strcmp(Py_TYPE(body)->tp_name, "Call") != 0)
+    if (body == NULL || strcmp(Py_TYPE(body)->tp_name, "Call") != 0)
         goto done;
     func = PyObject_GetAttrString(body, "func");
     ast = PyImport_ImportModule("ast");
     if (func == NULL || ast == NULL)
-        goto error;
+        goto done;
     src = PyObject_CallMethod(ast, "unparse", "O", func);
-    if (src == NULL)
-        goto error;
-    const char *fs = PyUnicode_AsUTF8(src);
-    const char *st = PyUnicode_AsUTF8(stmt);
-    if (fs == NULL || st == NULL)
-        goto error;
-    rc = usage_error("-f %s: that is a call; -f takes the function itself, and the statement to run "
-                     "comes after the options. Write: %%lprun -f %s %s",
-                     e, fs, st[0] ? st : e);
-    goto done;
-error:
-    rc = -1;
 done:
     Py_XDECREF(ast);
     Py_XDECREF(tree);
     Py_XDECREF(body);
     Py_XDECREF(func);
-    Py_XDECREF(src);
-    return rc;
+    return src;
+}
+
+/* The error for a -f value that is a call (the forgotten `%lprun -f f(10)`),
+ * given the callee's source; replaces any pending exception. Returns -1. */
+static int call_error(PyObject *expr, PyObject *func_src, PyObject *stmt, const char *why)
+{
+    PyErr_Clear();
+    const char *e = PyUnicode_AsUTF8(expr);
+    const char *fs = PyUnicode_AsUTF8(func_src);
+    const char *st = PyUnicode_AsUTF8(stmt);
+    if (e == NULL || fs == NULL || st == NULL)
+        return -1;
+    return usage_error("-f %s: that is a call%s; -f takes the function itself, and the statement to "
+                       "run comes after the options. Write: %%lprun -f %s %s",
+                       e, why, fs, st[0] ? st : e);
 }
 
 /* Evaluates a -f expression in ns without touching ns. New reference, or NULL
@@ -1184,29 +1184,42 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
     if (PyList_GET_SIZE(o->funcs) == 0 && PyList_GET_SIZE(o->mods) == 0)
         return usage_error("nothing to profile: name the functions with -f (or modules with -m), "
                            "e.g. %%lprun -f f f(10)");
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o->funcs); i++) {
-        PyObject *expr = PyList_GET_ITEM(o->funcs, i);
-        if (reject_call(expr, o->stmt) < 0)
-            return -1;
-    }
     const char *st = PyUnicode_AsUTF8(o->stmt);
     if (st == NULL)
         return -1;
+    /* With no statement, a call in -f is the forgotten `%lprun -f f(10)`. */
+    for (Py_ssize_t i = 0; st[0] == '\0' && i < PyList_GET_SIZE(o->funcs); i++) {
+        PyObject *expr = PyList_GET_ITEM(o->funcs, i);
+        PyObject *fs = called_func_src(expr);
+        if (fs != NULL) {
+            call_error(expr, fs, o->stmt, "");
+            Py_DECREF(fs);
+            return -1;
+        }
+        if (PyErr_Occurred())
+            return -1;
+    }
     if (st[0] == '\0') {
         const char *f0 = PyList_GET_SIZE(o->funcs) ? PyUnicode_AsUTF8(PyList_GET_ITEM(o->funcs, 0)) : "f";
         return usage_error("no statement to run: put it after the options, e.g. %%lprun -f %s %s(...)",
                            f0 ? f0 : "f", f0 ? f0 : "f");
     }
+    /* A call with a statement after it may be meant (-f make_adder(3) gives
+     * the closure's code); it only gets the call message if it fails. */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o->funcs); i++) {
         PyObject *expr = PyList_GET_ITEM(o->funcs, i);
         const char *e = PyUnicode_AsUTF8(expr);
         if (e == NULL)
             return -1;
-        PyObject *obj = eval_target(expr, ns);
-        if (obj == NULL)
+        PyObject *fs = called_func_src(expr);
+        if (fs == NULL && PyErr_Occurred())
             return -1;
-        int n = lprun_add_target(prof, obj, e);
-        Py_DECREF(obj);
+        PyObject *obj = eval_target(expr, ns);
+        int n = obj ? lprun_add_target(prof, obj, e) : -1;
+        Py_XDECREF(obj);
+        if (n < 0 && fs != NULL && PyErr_ExceptionMatches(UsageError))
+            call_error(expr, fs, o->stmt, obj ? " whose result cannot be profiled" : " that failed");
+        Py_XDECREF(fs);
         if (n < 0)
             return -1;
     }

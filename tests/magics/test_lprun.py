@@ -302,6 +302,12 @@ def test_f_class_profiles_all_its_functions(magic):
     assert hit == ["__init__", "area"]
 
 
+def test_f_call_giving_a_function(magic):
+    # a call is fine in -f when a statement follows and it gives something profilable
+    stats = lprun(magic, "-r -f T.make_adder(2) T.make_adder(2)(5)")
+    assert names(stats) == ["add"] and all(stats.timings.values())
+
+
 def test_f_closure_and_nested_function(magic):
     ns = {"T": T, "add3": T.make_adder(3)}
     stats = lprun(magic, "-r -f add3 add3(1) + add3(2)", ns=ns)
@@ -405,7 +411,10 @@ def test_python_api(pyrometer):
     ("T.loop(3)", "nothing to profile"),
     ("-f nosuch T.loop(3)", "-f nosuch: could not evaluate it"),
     ("-f len T.loop(3)", "-f len: that is a built-in"),
-    ("-f T.Shape.sides T.loop(3)", "-f T.Shape.sides: that is a int, not a function"),
+    ("-f T.Shape.sides T.loop(3)", "-f T.Shape.sides: that is of type int, not a function"),
+    ("-f T.Shape.sides() T.loop(3)", "that is a call that failed; -f takes the function itself, and the "
+                                     "statement to run comes after the options. Write: %lprun -f T.Shape.sides T.loop(3)"),
+    ("-f T.early(1) T.loop(3)", "-f T.early(1): that is a call whose result cannot be profiled"),
     ("-u abc -f T.loop T.loop(1)", "-u takes a time unit in seconds"),
     ("-u 0 -f T.loop T.loop(1)", "-u takes a time unit in seconds"),
     ("-q -f T.loop T.loop(1)", "unknown option -q"),
@@ -446,6 +455,22 @@ def test_keyboard_interrupt_shows_timings(magic):
     with pytest.raises(KeyboardInterrupt):
         lprun(magic, "-f stop stop()", ns=ns)
     assert "Function: stop" in magic.text
+    assert sys.gettrace() is None
+
+
+def test_frames_left_as_found(magic):
+    ns = {"T": T}
+    lprun(magic, "-f T.loop g = T.gen(5); next(g); T.loop(2)", ns=ns)
+    # a non-target generator suspended during the run gets its line events back
+    assert ns["g"].gi_frame.f_trace_lines is True
+    assert sys._getframe().f_trace_lines is True
+
+
+def test_hook_replaced_during_run_is_reported(magic):
+    ns = {"T": T, "sys": sys}
+    lprun(magic, "-f T.loop T.loop(2); sys.settrace(None); T.loop(2)", ns=ns)
+    assert "Warning: the trace hook was replaced while profiling" in magic.text
+    assert table_rows(magic.text, "loop")[16][0] == 1
     assert sys.gettrace() is None
 
 
