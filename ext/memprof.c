@@ -3,9 +3,10 @@
  * attribution trace function of %mprun, the span recorder of %%mprof, and
  * RSS probes (/proc/self/statm, VmHWM, a sampling thread).
  *
- * Locking: the pointer table and the counters are protected by `tab_lock`, a
- * spinlock, because PyMem_RawMalloc() runs without the GIL. Line statistics
- * are owned by the thread that runs the traced statement (tl_traced).
+ * Locking: the MEM and OBJ domains' table and counters are protected by the
+ * GIL; the RAW domain's and NumPy's (called without the GIL at times) by
+ * `raw_lock`, a spinlock. Line statistics are owned by the thread that runs
+ * the traced statement (tl_traced).
  */
 #include "memprof.h"
 
@@ -33,159 +34,38 @@ static TLS int tl_busy;
 /* Set on the thread whose lines %mprun attributes. */
 static TLS int tl_traced;
 
-/* ---- the pointer table ---------------------------------------------------- */
+/* ---- pointer tables --------------------------------------------------------
+ *
+ * A table maps each tracked block's address to its size. Most blocks are
+ * small and 16-byte aligned, and blocks allocated together sit together
+ * (pymalloc pools, malloc's heap), so the table is a page map: each 4 KiB
+ * page holding the start of a tracked block gets a record with one uint16_t
+ * per 16-byte granule, the block's size + 1 (0 = untracked, BIG = look in the
+ * `big` hash table, which also takes unaligned addresses). Records are found
+ * through a small hash keyed by page number behind a direct-mapped cache, so
+ * consecutive allocations touch a few hot cache lines, not a random slot of
+ * a large table.
+ *
+ * There are two tables. `gil_tab` serves the MEM and OBJ domains, whose
+ * functions run with the GIL held: the GIL protects it, no lock. `raw_tab`
+ * serves the RAW domain and NumPy's handler, which may run without the GIL:
+ * protected by raw_lock. A block is freed through the domain that allocated
+ * it, so each block lives in one table.
+ */
 
 typedef struct {
     uintptr_t key; /* block address; 0 = empty slot */
     size_t size;
 } slot;
 
-/* Everything in this block is protected by tab_lock. */
-static atomic_flag tab_lock = ATOMIC_FLAG_INIT;
-static slot *tab;          /* mmap'ed, tab_mask + 1 slots */
-static size_t tab_mask;
-static size_t tab_count;
-static size_t tab_bytes;
-static memprof_counters ctr;
-static int tab_lost;       /* a block went untracked: the table could not grow */
-
-/* 1 between memprof_start and memprof_stop; read by hooks without the lock
- * first (cheap), then again under it. */
-static atomic_int tracking;
-
-#define TAB_INITIAL_SLOTS ((size_t)1 << 12)
-
-static inline void lock(void)
-{
-    int spins = 0;
-    while (atomic_flag_test_and_set_explicit(&tab_lock, memory_order_acquire)) {
-        if (++spins > 64) {
-            sched_yield();
-            spins = 0;
-        }
-    }
-}
-
-static inline void unlock(void)
-{
-    atomic_flag_clear_explicit(&tab_lock, memory_order_release);
-}
-
-/* Home slot of an address (blocks are at least 16-byte aligned): a
- * multiply-xorshift mix, so that pymalloc's evenly spaced blocks scatter. */
-static inline size_t home(uintptr_t key, size_t mask)
-{
-    uint64_t x = (uint64_t)(key >> 4) * 0x9E3779B97F4A7C15ULL;
-    x ^= x >> 29;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 32;
-    return (size_t)x & mask;
-}
-
-static slot *tab_alloc(size_t nslots, size_t *bytes)
-{
-    size_t n = nslots * sizeof(slot);
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-#ifdef MADV_HUGEPAGE
-    if (n >= ((size_t)4 << 20))
-        madvise(p, n, MADV_HUGEPAGE); /* fewer TLB misses on big tables */
-#endif
-    *bytes = n;
-    return p;
-}
-
-/* Doubles the table. Returns 0, or -1 (table unchanged). Lock held. */
-static int tab_grow(void)
-{
-    size_t bytes, nslots = (tab_mask + 1) * 2, mask = nslots - 1;
-    slot *nt = tab_alloc(nslots, &bytes);
-    if (nt == NULL)
-        return -1;
-    for (size_t i = 0; i <= tab_mask; i++) {
-        if (tab[i].key == 0)
-            continue;
-        size_t j = home(tab[i].key, mask);
-        while (nt[j].key != 0)
-            j = (j + 1) & mask;
-        nt[j] = tab[i];
-    }
-    munmap(tab, tab_bytes);
-    tab = nt;
-    tab_mask = mask;
-    tab_bytes = bytes;
-    return 0;
-}
-
-/* Records key -> size. Returns the size of a stale entry it replaced (a
- * block freed behind our back), else 0. Sets tab_lost if it cannot. Lock
- * held. */
-static size_t big_put(uintptr_t key, size_t size)
-{
-    if ((tab_count + 1) * 8 > (tab_mask + 1) * 5 && tab_grow() < 0) {
-        tab_lost = 1;
-        return 0;
-    }
-    size_t i = home(key, tab_mask);
-    while (tab[i].key != 0) {
-        if (tab[i].key == key) {
-            size_t old = tab[i].size;
-            tab[i].size = size;
-            return old;
-        }
-        i = (i + 1) & tab_mask;
-    }
-    tab[i].key = key;
-    tab[i].size = size;
-    tab_count++;
-    return 0;
-}
-
-/* Removes key. Returns 1 and its size in *size, or 0 if untracked. Lock
- * held. Deletion shifts the following cluster back (no tombstones). */
-static int big_take(uintptr_t key, size_t *size)
-{
-    size_t i = home(key, tab_mask);
-    for (;;) {
-        if (tab[i].key == 0)
-            return 0;
-        if (tab[i].key == key)
-            break;
-        i = (i + 1) & tab_mask;
-    }
-    *size = tab[i].size;
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & tab_mask;
-        if (tab[j].key == 0)
-            break;
-        size_t k = home(tab[j].key, tab_mask);
-        /* Move j to the hole at i unless its home lies in (i, j]. */
-        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-        if (!stays) {
-            tab[i] = tab[j];
-            i = j;
-        }
-    }
-    tab[i].key = 0;
-    tab_count--;
-    return 1;
-}
-
-/* The page map: most blocks are small and 16-byte aligned, and blocks
- * allocated together sit together (pymalloc pools, malloc's heap). Each 4 KiB
- * page holding the start of a tracked block gets a record with one uint16_t
- * per 16-byte granule: the block's size + 1 (0 = untracked, BIG = look in
- * the big table). Records are found through a small hash keyed by page number
- * with a one-entry cache, so consecutive allocations touch the same few cache
- * lines instead of a random slot in a large table. Protected by tab_lock. */
-
 #define PAGE_SHIFT 12
 #define GRAN_SHIFT 4
 #define GRANS (1 << (PAGE_SHIFT - GRAN_SHIFT))
 #define BIG 0xFFFFu
 #define CHUNK_RECS 2048 /* records per mmap'ed chunk (1 MiB) */
+#define PCACHE 64       /* direct-mapped page cache entries */
+#define BIG_INITIAL_SLOTS ((size_t)1 << 10)
+#define PMAP_INITIAL_SLOTS ((size_t)1 << 12)
 
 typedef struct {
     uint16_t size1[GRANS];
@@ -202,14 +82,69 @@ typedef struct rec_chunk {
     page_rec recs[CHUNK_RECS];
 } rec_chunk;
 
-static page_slot *pmap;  /* mmap'ed, pmap_mask + 1 slots */
-static size_t pmap_mask, pmap_count, pmap_bytes;
-static rec_chunk *chunks;
-static size_t nrecs;
-static uintptr_t last_page;
-static page_rec *last_rec;
+typedef struct {
+    slot *big; /* mmap'ed, big_mask + 1 slots */
+    size_t big_mask, big_count, big_bytes;
+    page_slot *pmap; /* mmap'ed, pmap_mask + 1 slots */
+    size_t pmap_mask, pmap_count, pmap_bytes;
+    rec_chunk *chunks; /* newest first; freed only by tab_fini */
+    size_t nrecs;
+    uintptr_t cache_page[PCACHE];
+    page_rec *cache_rec[PCACHE];
+    int lost; /* a block went untracked: out of memory */
+} table;
 
-#define PMAP_INITIAL_SLOTS ((size_t)1 << 12)
+/* Counters of one table's blocks. Written by the table's owner (GIL or
+ * raw_lock holder) with relaxed atomic stores, readable from any thread. */
+typedef struct {
+    int64_t live;
+    uint64_t allocated, freed, nallocs;
+} group;
+
+static table gil_tab, raw_tab;
+static group gil_grp, raw_grp;
+static atomic_flag raw_lock = ATOMIC_FLAG_INIT;
+static int64_t peak_live; /* highest gil_grp.live + raw_grp.live; atomic max */
+
+/* 1 between memprof_start and memprof_stop. Changed with the GIL and
+ * raw_lock held. */
+static atomic_int tracking;
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+static inline void lock(void)
+{
+    int spins = 0;
+    while (atomic_flag_test_and_set_explicit(&raw_lock, memory_order_acquire)) {
+        if (++spins > 64) {
+            sched_yield();
+            spins = 0;
+        }
+    }
+}
+
+static inline void unlock(void)
+{
+    atomic_flag_clear_explicit(&raw_lock, memory_order_release);
+}
+
+static void *map_zeroed(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Home slot of an address (blocks are at least 16-byte aligned): a
+ * multiply-xorshift mix, so that evenly spaced blocks scatter. */
+static inline size_t home(uintptr_t key, size_t mask)
+{
+    uint64_t x = (uint64_t)(key >> 4) * 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 32;
+    return (size_t)x & mask;
+}
 
 static inline size_t page_home(uintptr_t page, size_t mask)
 {
@@ -218,105 +153,177 @@ static inline size_t page_home(uintptr_t page, size_t mask)
     return (size_t)x & mask;
 }
 
-static int pmap_grow(void)
+/* Doubles t's big table. Returns 0, or -1 (unchanged). */
+static int big_grow(table *t)
 {
-    size_t bytes, nslots = (pmap_mask + 1) * 2, mask = nslots - 1;
-    page_slot *nt = (page_slot *)tab_alloc(nslots * sizeof(page_slot) / sizeof(slot), &bytes);
+    size_t nslots = (t->big_mask + 1) * 2, mask = nslots - 1, bytes = nslots * sizeof(slot);
+    slot *nt = map_zeroed(bytes);
     if (nt == NULL)
         return -1;
-    for (size_t i = 0; i <= pmap_mask; i++) {
-        if (pmap[i].page == 0)
+    for (size_t i = 0; i <= t->big_mask; i++) {
+        if (t->big[i].key == 0)
             continue;
-        size_t j = page_home(pmap[i].page, mask);
+        size_t j = home(t->big[i].key, mask);
+        while (nt[j].key != 0)
+            j = (j + 1) & mask;
+        nt[j] = t->big[i];
+    }
+    munmap(t->big, t->big_bytes);
+    t->big = nt;
+    t->big_mask = mask;
+    t->big_bytes = bytes;
+    return 0;
+}
+
+/* Records key -> size in the big table; returns the size of a stale entry it
+ * replaced, else 0. */
+static size_t big_put(table *t, uintptr_t key, size_t size)
+{
+    if ((t->big_count + 1) * 8 > (t->big_mask + 1) * 5 && big_grow(t) < 0) {
+        t->lost = 1;
+        return 0;
+    }
+    size_t i = home(key, t->big_mask);
+    while (t->big[i].key != 0) {
+        if (t->big[i].key == key) {
+            size_t old = t->big[i].size;
+            t->big[i].size = size;
+            return old;
+        }
+        i = (i + 1) & t->big_mask;
+    }
+    t->big[i].key = key;
+    t->big[i].size = size;
+    t->big_count++;
+    return 0;
+}
+
+/* Removes key from the big table. Returns 1 and its size, or 0. Deletion
+ * shifts the following cluster back (no tombstones). */
+static int big_take(table *t, uintptr_t key, size_t *size)
+{
+    size_t mask = t->big_mask, i = home(key, mask);
+    for (;;) {
+        if (t->big[i].key == 0)
+            return 0;
+        if (t->big[i].key == key)
+            break;
+        i = (i + 1) & mask;
+    }
+    *size = t->big[i].size;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (t->big[j].key == 0)
+            break;
+        size_t k = home(t->big[j].key, mask);
+        /* Move j into the hole at i unless its home lies in (i, j]. */
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            t->big[i] = t->big[j];
+            i = j;
+        }
+    }
+    t->big[i].key = 0;
+    t->big_count--;
+    return 1;
+}
+
+static int pmap_grow(table *t)
+{
+    size_t nslots = (t->pmap_mask + 1) * 2, mask = nslots - 1, bytes = nslots * sizeof(page_slot);
+    page_slot *nt = map_zeroed(bytes);
+    if (nt == NULL)
+        return -1;
+    for (size_t i = 0; i <= t->pmap_mask; i++) {
+        if (t->pmap[i].page == 0)
+            continue;
+        size_t j = page_home(t->pmap[i].page, mask);
         while (nt[j].page != 0)
             j = (j + 1) & mask;
-        nt[j] = pmap[i];
+        nt[j] = t->pmap[i];
     }
-    munmap(pmap, pmap_bytes);
-    pmap = nt;
-    pmap_mask = mask;
-    pmap_bytes = bytes;
+    munmap(t->pmap, t->pmap_bytes);
+    t->pmap = nt;
+    t->pmap_mask = mask;
+    t->pmap_bytes = bytes;
     return 0;
 }
 
 /* The record of a page, created if `create`; NULL if absent or out of
- * memory. Lock held. */
-static page_rec *page_get(uintptr_t page, int create)
+ * memory. */
+static page_rec *page_get(table *t, uintptr_t page, int create)
 {
-    if (page == last_page && last_rec != NULL)
-        return last_rec;
-    size_t i = page_home(page, pmap_mask);
-    while (pmap[i].page != 0) {
-        if (pmap[i].page == page) {
-            last_page = page;
-            last_rec = pmap[i].rec;
-            return last_rec;
+    size_t c = page & (PCACHE - 1);
+    if (t->cache_page[c] == page)
+        return t->cache_rec[c];
+    size_t i = page_home(page, t->pmap_mask);
+    while (t->pmap[i].page != 0) {
+        if (t->pmap[i].page == page) {
+            t->cache_page[c] = page;
+            t->cache_rec[c] = t->pmap[i].rec;
+            return t->pmap[i].rec;
         }
-        i = (i + 1) & pmap_mask;
+        i = (i + 1) & t->pmap_mask;
     }
     if (!create)
         return NULL;
-    if ((pmap_count + 1) * 2 > pmap_mask + 1) {
-        if (pmap_grow() < 0)
+    if ((t->pmap_count + 1) * 2 > t->pmap_mask + 1) {
+        if (pmap_grow(t) < 0)
             return NULL;
-        i = page_home(page, pmap_mask);
-        while (pmap[i].page != 0)
-            i = (i + 1) & pmap_mask;
+        i = page_home(page, t->pmap_mask);
+        while (t->pmap[i].page != 0)
+            i = (i + 1) & t->pmap_mask;
     }
-    if (chunks == NULL || chunks->used == CHUNK_RECS) {
-        void *m = mmap(NULL, sizeof(rec_chunk), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED)
+    if (t->chunks == NULL || t->chunks->used == CHUNK_RECS) {
+        rec_chunk *ch = map_zeroed(sizeof(rec_chunk));
+        if (ch == NULL)
             return NULL;
-        rec_chunk *c = m;
-        c->next = chunks;
-        c->used = 0;
-        chunks = c;
+        ch->next = t->chunks;
+        t->chunks = ch;
     }
-    page_rec *r = &chunks->recs[chunks->used++];
-    nrecs++;
-    pmap[i].page = page;
-    pmap[i].rec = r;
-    pmap_count++;
-    last_page = page;
-    last_rec = r;
+    page_rec *r = &t->chunks->recs[t->chunks->used++];
+    t->nrecs++;
+    t->pmap[i].page = page;
+    t->pmap[i].rec = r;
+    t->pmap_count++;
+    t->cache_page[c] = page;
+    t->cache_rec[c] = r;
     return r;
 }
 
 /* Records key -> size. Returns the size of a stale entry it replaced (a
- * block freed behind our back), else 0. Sets tab_lost if it cannot. Lock
- * held. */
-static size_t tab_put(uintptr_t key, size_t size)
+ * block freed behind our back), else 0. Sets t->lost if it cannot. */
+static size_t tab_put(table *t, uintptr_t key, size_t size)
 {
     size_t stale = 0;
     if ((key & ((1u << GRAN_SHIFT) - 1)) != 0)
-        return big_put(key, size); /* unaligned: custom allocator */
-    page_rec *r = page_get(key >> PAGE_SHIFT, 1);
+        return big_put(t, key, size); /* unaligned: a custom allocator */
+    page_rec *r = page_get(t, key >> PAGE_SHIFT, 1);
     if (r == NULL) {
-        tab_lost = 1;
+        t->lost = 1;
         return 0;
     }
     uint16_t *g = &r->size1[(key >> GRAN_SHIFT) & (GRANS - 1)];
     if (*g == BIG)
-        big_take(key, &stale);
+        big_take(t, key, &stale);
     else if (*g != 0)
         stale = *g - 1u;
     if (size < BIG - 1) {
         *g = (uint16_t)(size + 1);
     } else {
         *g = BIG;
-        big_put(key, size);
+        big_put(t, key, size);
     }
     return stale;
 }
 
-/* Removes key. Returns 1 and its size in *size, or 0 if untracked. Lock
- * held. */
-static int tab_take(uintptr_t key, size_t *size)
+/* Removes key. Returns 1 and its size in *size, or 0 if untracked. */
+static int tab_take(table *t, uintptr_t key, size_t *size)
 {
     if ((key & ((1u << GRAN_SHIFT) - 1)) != 0)
-        return big_take(key, size);
-    page_rec *r = page_get(key >> PAGE_SHIFT, 0);
+        return big_take(t, key, size);
+    page_rec *r = page_get(t, key >> PAGE_SHIFT, 0);
     if (r == NULL)
         return 0;
     uint16_t *g = &r->size1[(key >> GRAN_SHIFT) & (GRANS - 1)];
@@ -324,66 +331,53 @@ static int tab_take(uintptr_t key, size_t *size)
         return 0;
     if (*g == BIG) {
         *g = 0;
-        return big_take(key, size);
+        return big_take(t, key, size);
     }
     *size = *g - 1u;
     *g = 0;
     return 1;
 }
 
-/* Allocates empty tables. Returns 0, or -1. Lock held. */
-static int tab_init(void)
+/* Allocates an empty table. Returns 0, or -1 (t left empty). */
+static int tab_init(table *t)
 {
-    size_t bytes, pbytes;
-    slot *t = tab_alloc(TAB_INITIAL_SLOTS, &bytes);
-    if (t == NULL)
-        return -1;
-    page_slot *p = (page_slot *)tab_alloc(PMAP_INITIAL_SLOTS * sizeof(page_slot) / sizeof(slot), &pbytes);
-    if (p == NULL) {
-        munmap(t, bytes);
+    memset(t, 0, sizeof *t);
+    t->big_bytes = BIG_INITIAL_SLOTS * sizeof(slot);
+    t->pmap_bytes = PMAP_INITIAL_SLOTS * sizeof(page_slot);
+    t->big = map_zeroed(t->big_bytes);
+    t->pmap = map_zeroed(t->pmap_bytes);
+    if (t->big == NULL || t->pmap == NULL) {
+        if (t->big != NULL)
+            munmap(t->big, t->big_bytes);
+        if (t->pmap != NULL)
+            munmap(t->pmap, t->pmap_bytes);
+        memset(t, 0, sizeof *t);
         return -1;
     }
-    tab = t;
-    tab_mask = TAB_INITIAL_SLOTS - 1;
-    tab_bytes = bytes;
-    tab_count = 0;
-    pmap = p;
-    pmap_mask = PMAP_INITIAL_SLOTS - 1;
-    pmap_bytes = pbytes;
-    pmap_count = 0;
-    chunks = NULL;
-    nrecs = 0;
-    last_page = 0;
-    last_rec = NULL;
-    tab_lost = 0;
+    t->big_mask = BIG_INITIAL_SLOTS - 1;
+    t->pmap_mask = PMAP_INITIAL_SLOTS - 1;
+    /* Page 0 is never a heap page: it marks empty cache entries. */
     return 0;
 }
 
-/* Frees the tables. Lock held. */
-static void tab_fini(void)
+static void tab_fini(table *t)
 {
-    if (tab != NULL)
-        munmap(tab, tab_bytes);
-    if (pmap != NULL)
-        munmap(pmap, pmap_bytes);
-    while (chunks != NULL) {
-        rec_chunk *next = chunks->next;
-        munmap(chunks, sizeof(rec_chunk));
-        chunks = next;
+    if (t->big != NULL)
+        munmap(t->big, t->big_bytes);
+    if (t->pmap != NULL)
+        munmap(t->pmap, t->pmap_bytes);
+    while (t->chunks != NULL) {
+        rec_chunk *next = t->chunks->next;
+        munmap(t->chunks, sizeof(rec_chunk));
+        t->chunks = next;
     }
-    tab = NULL;
-    pmap = NULL;
-    tab_bytes = pmap_bytes = 0;
-    tab_mask = pmap_mask = 0;
-    tab_count = pmap_count = nrecs = 0;
-    last_page = 0;
-    last_rec = NULL;
+    memset(t, 0, sizeof *t);
 }
 
 /* ---- line attribution state (owned by the traced thread) ------------------ */
 
 static memprof_line *cur_line;  /* line charged for allocations, or NULL */
-static int64_t cur_start_live;  /* ctr.live when cur_line started running */
+static int64_t cur_start_live;  /* total live bytes when cur_line started */
 
 static inline void charge_alloc(size_t size, int64_t live)
 {
@@ -402,45 +396,71 @@ static inline void charge_free(size_t size)
         cur_line->freed += size;
 }
 
-/* ---- accounting ------------------------------------------------------------ */
+/* ---- accounting ------------------------------------------------------------
+ *
+ * `raw` selects raw_tab (taking raw_lock) or gil_tab (the GIL held). */
 
-static void on_alloc(void *p, size_t size)
+static inline void bump_peak(int64_t live)
 {
-    int64_t live;
-    lock();
+    int64_t p = LOAD(peak_live);
+    while (live > p &&
+           !__atomic_compare_exchange_n(&peak_live, &p, live, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+static inline int enter(int raw)
+{
+    if (raw)
+        lock();
     if (!atomic_load_explicit(&tracking, memory_order_relaxed)) {
-        unlock();
-        return;
+        if (raw)
+            unlock();
+        return 0;
     }
-    size_t stale = tab_put((uintptr_t)p, size);
-    ctr.live += (int64_t)size - (int64_t)stale;
-    ctr.allocated += size;
-    ctr.freed += stale;
-    ctr.nallocs++;
-    if (ctr.live > ctr.peak)
-        ctr.peak = ctr.live;
-    live = ctr.live;
-    unlock();
+    return 1;
+}
+
+/* Accounts a change of the group's live bytes; returns the total live. */
+static inline int64_t account(int raw, int64_t delta, uint64_t alloc, uint64_t freed, int count)
+{
+    group *g = raw ? &raw_grp : &gil_grp;
+    group *other = raw ? &gil_grp : &raw_grp;
+    int64_t live = g->live + delta;
+    STORE(g->live, live);
+    if (alloc)
+        STORE(g->allocated, g->allocated + alloc);
+    if (freed)
+        STORE(g->freed, g->freed + freed);
+    if (count)
+        STORE(g->nallocs, g->nallocs + 1);
+    return live + LOAD(other->live);
+}
+
+static void on_alloc(int raw, void *p, size_t size)
+{
+    if (!enter(raw))
+        return;
+    table *t = raw ? &raw_tab : &gil_tab;
+    size_t stale = tab_put(t, (uintptr_t)p, size);
+    int64_t total = account(raw, (int64_t)size - (int64_t)stale, size, stale, 1);
+    if (raw)
+        unlock();
+    bump_peak(total);
     if (tl_traced)
-        charge_alloc(size, live);
+        charge_alloc(size, total);
 }
 
 /* Forgets p before it is freed (so another thread may reuse the address).
  * Returns 1 and the size if p was tracked. */
-static int on_free(void *p, size_t *size)
+static int on_free(int raw, void *p, size_t *size)
 {
-    int found;
-    lock();
-    if (!atomic_load_explicit(&tracking, memory_order_relaxed)) {
-        unlock();
+    if (!enter(raw))
         return 0;
-    }
-    found = tab_take((uintptr_t)p, size);
-    if (found) {
-        ctr.live -= (int64_t)*size;
-        ctr.freed += *size;
-    }
-    unlock();
+    int found = tab_take(raw ? &raw_tab : &gil_tab, (uintptr_t)p, size);
+    if (found)
+        account(raw, -(int64_t)*size, 0, *size, 0);
+    if (raw)
+        unlock();
     if (found && tl_traced)
         charge_free(*size);
     return found;
@@ -448,29 +468,19 @@ static int on_free(void *p, size_t *size)
 
 /* After a realloc moved or resized a block: `old` bytes (0 if untracked)
  * became `size` bytes at q. Growth counts as allocated, shrinkage as freed. */
-static void on_realloc(void *q, size_t old, size_t size)
+static void on_realloc(int raw, void *q, size_t old, size_t size)
 {
-    int64_t live;
-    lock();
-    if (!atomic_load_explicit(&tracking, memory_order_relaxed)) {
-        unlock();
+    if (!enter(raw))
         return;
-    }
-    size_t stale = tab_put((uintptr_t)q, size);
-    ctr.live += (int64_t)size - (int64_t)old - (int64_t)stale;
-    if (size >= old)
-        ctr.allocated += size - old;
-    else
-        ctr.freed += old - size;
-    ctr.freed += stale;
-    ctr.nallocs++;
-    if (ctr.live > ctr.peak)
-        ctr.peak = ctr.live;
-    live = ctr.live;
-    unlock();
+    size_t stale = tab_put(raw ? &raw_tab : &gil_tab, (uintptr_t)q, size);
+    int64_t total = account(raw, (int64_t)size - (int64_t)old - (int64_t)stale,
+                            size >= old ? size - old : 0, (size < old ? old - size : 0) + stale, 1);
+    if (raw)
+        unlock();
+    bump_peak(total);
     if (tl_traced) {
         if (size >= old)
-            charge_alloc(size - old, live);
+            charge_alloc(size - old, total);
         else
             charge_free(old - size);
     }
@@ -478,23 +488,24 @@ static void on_realloc(void *q, size_t old, size_t size)
 
 /* Removes p from the table for a realloc, leaving the counters alone
  * (on_realloc accounts the change). Returns 1 and its size if tracked. */
-static int take_for_realloc(void *p, size_t *size)
+static int take_for_realloc(int raw, void *p, size_t *size)
 {
-    int found = 0;
-    lock();
-    if (atomic_load_explicit(&tracking, memory_order_relaxed))
-        found = tab_take((uintptr_t)p, size);
-    unlock();
+    if (!enter(raw))
+        return 0;
+    int found = tab_take(raw ? &raw_tab : &gil_tab, (uintptr_t)p, size);
+    if (raw)
+        unlock();
     return found;
 }
 
 /* Puts back a block whose realloc failed. */
-static void put_back(void *p, size_t size)
+static void put_back(int raw, void *p, size_t size)
 {
-    lock();
-    if (atomic_load_explicit(&tracking, memory_order_relaxed))
-        tab_put((uintptr_t)p, size);
-    unlock();
+    if (!enter(raw))
+        return;
+    tab_put(raw ? &raw_tab : &gil_tab, (uintptr_t)p, size);
+    if (raw)
+        unlock();
 }
 
 /* ---- PyMem hooks ------------------------------------------------------------ */
@@ -502,6 +513,7 @@ static void put_back(void *p, size_t size)
 typedef struct {
     PyMemAllocatorEx prev; /* the allocator we chain to */
     PyMemAllocatorDomain domain;
+    int raw;               /* 1 for the RAW domain: raw_tab, no GIL */
     int active;            /* 0 once uninstalled or stranded: pass through */
 } hook_ctx;
 
@@ -513,19 +525,20 @@ static hook_ctx *hooks[3];
 /* A thread racing with PyMem_SetAllocator() (raw domain, no GIL) may call
  * our function with the default allocator's NULL context: the default raw
  * allocator is libc's, so each hook falls back to it. */
+
 static void *hook_malloc(void *ctx, size_t size)
 {
     hook_ctx *c = ctx;
     void *p;
     if (c == NULL)
         return malloc(size ? size : 1);
-    if (tl_busy || !c->active || !atomic_load_explicit(&tracking, memory_order_relaxed))
+    if (tl_busy || !c->active)
         return c->prev.malloc(c->prev.ctx, size);
     tl_busy = 1;
     p = c->prev.malloc(c->prev.ctx, size);
     tl_busy = 0;
     if (p != NULL)
-        on_alloc(p, size);
+        on_alloc(c->raw, p, size);
     return p;
 }
 
@@ -535,13 +548,13 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
     void *p;
     if (c == NULL)
         return calloc(nelem ? nelem : 1, elsize ? elsize : 1);
-    if (tl_busy || !c->active || !atomic_load_explicit(&tracking, memory_order_relaxed))
+    if (tl_busy || !c->active)
         return c->prev.calloc(c->prev.ctx, nelem, elsize);
     tl_busy = 1;
     p = c->prev.calloc(c->prev.ctx, nelem, elsize);
     tl_busy = 0;
     if (p != NULL)
-        on_alloc(p, nelem * elsize);
+        on_alloc(c->raw, p, nelem * elsize);
     return p;
 }
 
@@ -553,19 +566,19 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size)
     void *q;
     if (c == NULL)
         return realloc(ptr, size ? size : 1);
-    if (tl_busy || !c->active || !atomic_load_explicit(&tracking, memory_order_relaxed))
+    if (tl_busy || !c->active)
         return c->prev.realloc(c->prev.ctx, ptr, size);
     if (ptr != NULL)
-        had = take_for_realloc(ptr, &old);
+        had = take_for_realloc(c->raw, ptr, &old);
     tl_busy = 1;
     q = c->prev.realloc(c->prev.ctx, ptr, size);
     tl_busy = 0;
     if (q == NULL) {
         if (had)
-            put_back(ptr, old);
+            put_back(c->raw, ptr, old);
         return NULL;
     }
-    on_realloc(q, old, size);
+    on_realloc(c->raw, q, old, size);
     return q;
 }
 
@@ -577,9 +590,8 @@ static void hook_free(void *ctx, void *ptr)
         free(ptr);
         return;
     }
-    if (ptr != NULL && !tl_busy && c->active &&
-        atomic_load_explicit(&tracking, memory_order_relaxed))
-        on_free(ptr, &size);
+    if (ptr != NULL && !tl_busy && c->active)
+        on_free(c->raw, ptr, &size);
     c->prev.free(c->prev.ctx, ptr);
 }
 
@@ -604,6 +616,7 @@ static int hooks_install(void)
         PyMemAllocatorEx ours = {made[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
         made[i]->domain = domain_ids[i];
         made[i]->active = 1;
+        made[i]->raw = domain_ids[i] == PYMEM_DOMAIN_RAW;
         PyMem_GetAllocator(domain_ids[i], &made[i]->prev);
         PyMem_SetAllocator(domain_ids[i], &ours);
         hooks[i] = made[i];
@@ -680,7 +693,7 @@ static void *np_malloc(void *ctx, size_t size)
     p = prev->malloc(prev->ctx, size);
     tl_busy = 0;
     if (p != NULL)
-        on_alloc(p, size);
+        on_alloc(1, p, size);
     return p;
 }
 
@@ -694,7 +707,7 @@ static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
     p = prev->calloc(prev->ctx, nelem, elsize);
     tl_busy = 0;
     if (p != NULL)
-        on_alloc(p, nelem * elsize);
+        on_alloc(1, p, nelem * elsize);
     return p;
 }
 
@@ -707,16 +720,16 @@ static void *np_realloc(void *ctx, void *ptr, size_t size)
     if (tl_busy || !atomic_load_explicit(&tracking, memory_order_relaxed))
         return prev->realloc(prev->ctx, ptr, size);
     if (ptr != NULL)
-        had = take_for_realloc(ptr, &old);
+        had = take_for_realloc(1, ptr, &old);
     tl_busy = 1;
     q = prev->realloc(prev->ctx, ptr, size);
     tl_busy = 0;
     if (q == NULL) {
         if (had)
-            put_back(ptr, old);
+            put_back(1, ptr, old);
         return NULL;
     }
-    on_realloc(q, old, size);
+    on_realloc(1, q, old, size);
     return q;
 }
 
@@ -725,7 +738,7 @@ static void np_free(void *ctx, void *ptr, size_t size)
     np_allocator *prev = ctx;
     size_t tracked;
     if (ptr != NULL && !tl_busy && atomic_load_explicit(&tracking, memory_order_relaxed))
-        on_free(ptr, &tracked);
+        on_free(1, ptr, &tracked);
     prev->free(prev->ctx, ptr, size);
 }
 
@@ -840,22 +853,28 @@ int memprof_start(void)
         PyErr_SetString(PyExc_RuntimeError, "the memory profiler is already running");
         return -1;
     }
-    lock();
-    int rc = tab_init();
-    if (rc == 0)
-        memset(&ctr, 0, sizeof ctr);
-    unlock();
-    if (rc < 0) {
+    if (tab_init(&gil_tab) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    if (hooks_install() < 0) {
+    lock();
+    int rc = tab_init(&raw_tab);
+    memset(&gil_grp, 0, sizeof gil_grp);
+    memset(&raw_grp, 0, sizeof raw_grp);
+    STORE(peak_live, 0);
+    unlock();
+    if (rc < 0 || hooks_install() < 0) {
         lock();
-        tab_fini();
+        tab_fini(&raw_tab);
         unlock();
+        tab_fini(&gil_tab);
+        if (rc < 0)
+            PyErr_NoMemory();
         return -1;
     }
+    lock();
     atomic_store(&tracking, 1);
+    unlock();
     session_numpy = numpy_install();
     return 0;
 }
@@ -868,8 +887,9 @@ void memprof_stop(void)
     session_numpy = 0;
     lock();
     atomic_store(&tracking, 0);
-    tab_fini();
+    tab_fini(&raw_tab);
     unlock();
+    tab_fini(&gil_tab);
     hooks_remove();
 }
 
@@ -885,26 +905,28 @@ int memprof_numpy_tracked(void)
 
 int memprof_lost(void)
 {
-    return tab_lost;
+    return gil_tab.lost || raw_tab.lost;
 }
 
 void memprof_get(memprof_counters *out)
 {
-    lock();
-    *out = ctr;
-    unlock();
+    out->live = LOAD(gil_grp.live) + LOAD(raw_grp.live);
+    out->peak = LOAD(peak_live);
+    out->allocated = LOAD(gil_grp.allocated) + LOAD(raw_grp.allocated);
+    out->freed = LOAD(gil_grp.freed) + LOAD(raw_grp.freed);
+    out->nallocs = LOAD(gil_grp.nallocs) + LOAD(raw_grp.nallocs);
+    if (out->peak < out->live)
+        out->peak = out->live;
 }
 
 void memprof_reset_peak(void)
 {
-    lock();
-    ctr.peak = ctr.live;
-    unlock();
+    STORE(peak_live, LOAD(gil_grp.live) + LOAD(raw_grp.live));
 }
 
 static inline int64_t live_now(void)
 {
-    return __atomic_load_n(&ctr.live, __ATOMIC_RELAXED);
+    return LOAD(gil_grp.live) + LOAD(raw_grp.live);
 }
 
 /* ---- process memory --------------------------------------------------------------- */
@@ -943,19 +965,30 @@ static int64_t resident(void *addr, size_t bytes)
     return pages * page_size;
 }
 
-/* Resident bytes of our own tables (not the user's memory). The tables
- * only change under the lock; mincore() runs under it too, which is rare
- * (RSS reads) and short. */
-static int64_t table_resident(void)
+static int64_t tab_resident(const table *t)
 {
     int64_t total = 0;
-    lock();
-    if (tab != NULL)
-        total += resident(tab, tab_bytes);
-    if (pmap != NULL)
-        total += resident(pmap, pmap_bytes);
-    for (rec_chunk *c = chunks; c != NULL; c = c->next)
+    if (t->big != NULL)
+        total += resident(t->big, t->big_bytes);
+    if (t->pmap != NULL)
+        total += resident(t->pmap, t->pmap_bytes);
+    for (rec_chunk *c = t->chunks; c != NULL; c = c->next)
         total += resident(c, sizeof(rec_chunk));
+    return total;
+}
+
+/* Resident bytes of our own tables (not the user's memory). Called with the
+ * GIL from the profiled thread, or from the sampling thread while the
+ * tables stay allocated (mincore() of a region just unmapped by a growing
+ * table fails harmlessly and counts nothing). */
+static int64_t table_resident(void)
+{
+    int64_t total;
+    if (!atomic_load(&tracking))
+        return 0;
+    total = tab_resident(&gil_tab);
+    lock();
+    total += tab_resident(&raw_tab);
     unlock();
     return total;
 }
@@ -1408,25 +1441,41 @@ static tframe lines_stack[MAX_DEPTH];
 static int lines_depth, lines_overflow;
 static int lines_children;
 static int64_t rss_value, rss_live, rss_last_point;
-static long long rss_stamp;
+static long long rss_stamp; /* TICKS() of the last RSS read */
 static int trace_dropped;
 static Py_tracefunc saved_trace;
 static PyObject *saved_traceobj; /* owned while installed */
 
-static int64_t rss_cached(void)
+/* A cheap clock for "has a few milliseconds passed": the TSC on x86-64
+ * (at least 1 GHz there), else the coarse monotonic clock in ns. */
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#define TICKS() ((long long)__rdtsc())
+#define RSS_TICKS 4000000LL
+#else
+static long long coarse_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    long long stamp = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#define TICKS() coarse_ns()
+#define RSS_TICKS 1LL
+#endif
+
+static int64_t rss_cached(void)
+{
+    long long now = TICKS();
     int64_t live = live_now();
-    if (stamp != rss_stamp || live - rss_live >= RSS_HEAP_STEP || rss_live - live >= RSS_HEAP_STEP) {
+    if (now - rss_stamp >= RSS_TICKS || live - rss_live >= RSS_HEAP_STEP ||
+        rss_live - live >= RSS_HEAP_STEP) {
         int64_t rss = memprof_rss();
         if (rss >= 0) {
             if (lines_children)
                 rss += memprof_children_rss();
             rss_value = rss;
         }
-        rss_stamp = stamp;
+        rss_stamp = TICKS();
         rss_live = live;
     }
     return rss_value;
@@ -1523,6 +1572,81 @@ static int lines_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *
     }
 }
 
+/* The gate (CPython 3.11): the interpreter pays for tracing on every
+ * instruction of every frame while a trace function is set. A PEP 523 frame
+ * evaluator lets us switch tracing on only for frames of target code: other
+ * frames (library code called from a target line) run untraced, while their
+ * allocations still go to the target's current line. The evaluator reads the
+ * code object from the head of 3.11's _PyInterpreterFrame, whose layout
+ * memprof_lines_start() checks against a live frame first. */
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define HAVE_GATE 1
+
+typedef struct {
+    PyObject *f_func, *f_globals, *f_builtins, *f_locals;
+    PyCodeObject *f_code;
+} frame311_head;
+
+typedef struct {
+    PyObject_HEAD
+    PyFrameObject *f_back;
+    struct _PyInterpreterFrame *f_frame;
+} frameobject311_head;
+
+static PyThreadState *gate_tstate; /* the traced thread, while the gate is on */
+static _PyFrameEvalFunction saved_eval;
+
+static PyObject *gate_eval(PyThreadState *ts, struct _PyInterpreterFrame *frame, int throwflag)
+{
+    if (ts != gate_tstate || lines_ts == NULL)
+        return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+    PyCodeObject *code = ((frame311_head *)frame)->f_code;
+    _PyCFrame *cf = ts->cframe;
+    uint8_t saved = cf->use_tracing;
+    /* The callee's _PyCFrame copies its use_tracing from ours. */
+    cf->use_tracing = lookup_code(lines_ts, code) != NULL ? 255 : 0;
+    PyObject *res = _PyEval_EvalFrameDefault(ts, frame, throwflag);
+    cf->use_tracing = saved;
+    return res;
+}
+
+/* Installs the gate if no other frame evaluator is set and the frame layout
+ * is the one we know. */
+static void gate_on(PyThreadState *tstate)
+{
+    PyInterpreterState *interp = PyThreadState_GetInterpreter(tstate);
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
+    if (f == NULL || _PyInterpreterState_GetEvalFrameFunc(interp) != _PyEval_EvalFrameDefault)
+        return;
+    PyCodeObject *code = PyFrame_GetCode(f);
+    int ok = ((frame311_head *)((frameobject311_head *)f)->f_frame)->f_code == code;
+    Py_DECREF(code);
+    if (!ok)
+        return;
+    saved_eval = _PyEval_EvalFrameDefault;
+    gate_tstate = tstate;
+    _PyInterpreterState_SetEvalFrameFunc(interp, gate_eval);
+}
+
+static void gate_off(void)
+{
+    if (gate_tstate == NULL)
+        return;
+    _PyInterpreterState_SetEvalFrameFunc(PyThreadState_GetInterpreter(gate_tstate), saved_eval);
+    gate_tstate = NULL;
+}
+#else
+static void gate_on(PyThreadState *tstate)
+{
+    (void)tstate;
+}
+
+static void gate_off(void)
+{
+}
+#endif
+
 int memprof_lines_start(memprof_targets *ts, int children)
 {
     PyThreadState *tstate = PyThreadState_Get();
@@ -1545,11 +1669,13 @@ int memprof_lines_start(memprof_targets *ts, int children)
     cur_line = NULL;
     tl_traced = 1;
     PyEval_SetTrace(lines_trace, NULL);
+    gate_on(tstate);
     return 0;
 }
 
 void memprof_lines_stop(void)
 {
+    gate_off();
     PyEval_SetTrace(saved_trace, saved_traceobj);
     Py_CLEAR(saved_traceobj);
     saved_trace = NULL;

@@ -309,9 +309,11 @@ def test_memit_temporary_peak_and_net(magic):
     assert re.fullmatch(r"heap peak: 200\.0\d MiB above baseline, net retained: [+-]0\.00 MiB", second)
     assert str(res) == magic.text and repr(res).startswith("<MemitResult : peak memory:")
     # memory_profiler's own measurement of the same statement agrees.
-    ref = memory_usage((exec, ("len(bytearray(200 * 2**20))", {})), max_usage=True, interval=0.01)
+    # (Its baseline is taken right before, as its %memit does; it samples
+    # from another process every 10 ms, so it may catch less of the peak.)
     base = memory_usage(-1, interval=0.01, timeout=0.02)[0]
-    assert ref - base >= 190
+    ref = memory_usage((exec, ("len(bytearray(200 * 2**20))", {})), max_usage=True, interval=0.01)
+    assert 150 <= ref - base <= res.increment + 5
 
 
 def test_memit_cell_mode_repeat_quiet(magic):
