@@ -76,14 +76,18 @@ static int tsc_is_invariant(void)
 /* ---- per-thread state ---------------------------------------------------- */
 
 typedef struct {
+    /* hot: touched on every call and return */
+    int64_t tt, ct;       /* ticks: own time, time including callees */
+    uint64_t nc, nrec;    /* calls, of which recursive */
+    uint32_t rec;         /* how many times it is on the stack now */
+    uint32_t last_callee; /* one-entry cache: the function this one called last, */
+    uint32_t last_edge;   /* and that edge */
+    /* cold */
     void *key;         /* code object or PyMethodDef pointer */
     PyObject *code;    /* owned: the code object, or NULL for C functions */
     PyObject *ctype;   /* owned: type(m_self) of a C method, or NULL */
     PyObject *cmodule; /* owned: m_module of a C function, or NULL */
     const char *cname; /* ml_name of a C function */
-    int64_t tt, ct;    /* ticks: own time, time including callees */
-    uint64_t nc, nrec; /* calls, of which recursive */
-    uint32_t rec;      /* how many times it is on the stack now */
 } fp_entry;
 
 typedef struct {
@@ -101,7 +105,6 @@ typedef struct {
 typedef struct {
     int64_t t0, subt; /* start tick; ticks spent in callees */
     uint32_t entry, edge;
-    uint32_t last_callee, last_edge; /* one-entry cache of this frame's last call */
 } fp_frame;
 
 struct fp_profile;
@@ -203,6 +206,7 @@ static __attribute__((noinline)) uint32_t new_entry(fp_thread *t, void *key, PyO
     uint32_t idx = t->n_entries++;
     fp_entry *e = &t->entries[idx];
     memset(e, 0, sizeof *e);
+    e->last_callee = NO_IDX;
     e->key = key;
     if (code != NULL) {
         e->code = Py_NewRef(code);
@@ -301,17 +305,17 @@ static inline void fp_push(fp_thread *t, uint32_t ei)
     fp_frame *f = &t->stack[t->depth];
     uint32_t edge = NO_IDX;
     if (t->depth > 0) {
-        fp_frame *parent = f - 1;
-        if (parent->last_callee == ei) {
-            edge = parent->last_edge;
+        fp_entry *caller = &t->entries[f[-1].entry];
+        if (caller->last_callee == ei) {
+            edge = caller->last_edge;
         } else {
-            edge = find_edge(t, parent->entry, ei);
+            edge = find_edge(t, f[-1].entry, ei);
             if (edge == NO_IDX) {
                 thread_fail(t);
                 return;
             }
-            parent->last_callee = ei;
-            parent->last_edge = edge;
+            caller->last_callee = ei;
+            caller->last_edge = edge;
         }
         t->edges[edge].rec++;
     }
@@ -319,7 +323,6 @@ static inline void fp_push(fp_thread *t, uint32_t ei)
     f->entry = ei;
     f->edge = edge;
     f->subt = 0;
-    f->last_callee = NO_IDX;
     t->depth++;
     f->t0 = fp_now();
 }
