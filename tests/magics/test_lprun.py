@@ -165,6 +165,22 @@ def test_main_and_thread_counts_add_up(magic):
     assert our_hits(stats, "threaded_work") == {k: 2 * v for k, v in single.items()}
 
 
+def test_many_threads_interleaved(magic):
+    ns = {"T": T, "threading": threading}
+    stmt = ("ts = [threading.Thread(target=T.fib, args=(12,)) for _ in range(4)]; "
+            "[t.start() for t in ts]; T.fib(12); [t.join() for t in ts]")
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        stats = lprun(magic, "-r -f T.fib " + stmt, ns=ns)
+    finally:
+        sys.setswitchinterval(old)
+    single = settrace_hits(T.fib.__code__, T.fib, (12,))
+    assert our_hits(stats, "fib") == {k: 5 * v for k, v in single.items()}
+    rows = table_rows(magic.text, "fib")
+    assert abs(sum(r[3] for r in rows.values()) - 100.0) < 0.5
+
+
 # ---- time -------------------------------------------------------------------------
 
 def test_line_times_add_up_to_the_function_time(magic):
@@ -390,6 +406,31 @@ def test_r_returns_stats(magic, pyrometer):
     ((key, entries),) = stats.timings.items()
     assert key == (T.__file__, T.loop.__code__.co_firstlineno, "loop")
     assert [e[:2] for e in entries] == [(13, 1), (14, 3), (15, 2), (16, 1)]
+
+
+def test_deep_recursion(magic):
+    src = "def down(n):\n    if n == 0:\n        return 0\n    return 1 + down(n - 1)\n"
+    ns = {}
+    cell("<cell-12>", src, ns)
+    stats = lprun(magic, "-r -f down down(600)", ns=ns)
+    assert our_hits(stats, "down") == {2: 601, 3: 1, 4: 600}
+    rows = table_rows(magic.text, "down")
+    assert abs(sum(r[3] for r in rows.values()) - 100.0) < 0.5
+
+
+def test_enabled_inside_a_running_target(pyrometer):
+    src = ("def inside(lp):\n"
+           "    lp.enable()\n"
+           "    a = 1\n"
+           "    for i in range(3):\n"
+           "        a += i\n"
+           "    lp.disable()\n"
+           "    return a\n")
+    ns = {}
+    cell("<cell-13>", src, ns)
+    lp = pyrometer.LineProfiler(ns["inside"])
+    assert ns["inside"](lp) == 4
+    assert our_hits(lp.get_stats(), "inside") == {3: 1, 4: 4, 5: 3, 6: 1}
 
 
 def test_python_api(pyrometer):
