@@ -4,11 +4,16 @@
  * connection-file error). */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include "connection.h"
 #include "dispatch.h"
@@ -202,8 +207,13 @@ int main(int argc, char **argv)
     publisher *pub = server_shell_publisher(srv);
     pub->iopub(pub->self, "status", json_pack("{s:s}", "execution_state", "starting"), NULL);
     int logfd = server_capture_fds(srv);
-    if (logfd >= 0)
+    if (logfd >= 0) {
         log_set_fd(logfd);
+#if defined(__SANITIZE_ADDRESS__)
+        /* Sanitizer reports go to the real stderr, not into a cell. */
+        __sanitizer_set_report_fd((void *)(intptr_t)logfd);
+#endif
+    }
     /* The interpreter starts when the shell queue first runs dry (or before
      * the first request that needs it), so kernel_info_request, which needs
      * no Python, is answered while it boots. */
@@ -215,7 +225,12 @@ int main(int argc, char **argv)
         interp_stop();
     server_stop(srv);
     wire_signer_free(&signer);
-    if (logfd >= 0)
+    if (logfd >= 0) {
+        dup2(logfd, 2); /* what runs at exit (e.g. LeakSanitizer) writes here */
+#if defined(__SANITIZE_ADDRESS__)
+        __sanitizer_set_report_fd((void *)(intptr_t)2);
+#endif
         close(logfd);
+    }
     return rc;
 }

@@ -62,14 +62,16 @@ def pytest_stage(name, build, paths, env_extra=None):
 
 def main():
     build, asan = sys.argv[1], sys.argv[2]
-    san = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+    san = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+               LSAN_OPTIONS="suppressions=%s:print_suppressions=0"
+               % os.path.join(ROOT, "tests", "lsan.supp"),
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     results = [
         tap_stage("unit", build),
         pytest_stage("pytest", build, ["tests"]),
         tap_stage("unit[asan]", asan, env=san),
         pytest_stage("protocol[asan]", asan, ["tests/protocol"],
-                     {"ASAN_OPTIONS": san["ASAN_OPTIONS"], "UBSAN_OPTIONS": san["UBSAN_OPTIONS"]}),
+                     {k: san[k] for k in ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")}),
     ]
     passed = sum(r[0] for r in results)
     failed = sum(r[1] for r in results)

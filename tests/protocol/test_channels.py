@@ -277,3 +277,29 @@ def test_shutdown_with_a_thread_that_never_ends(fresh_kernel):
     proc.wait(timeout=10)
     assert proc.returncode == 0
     assert time.time() - t0 < 6
+
+
+def test_clean_exit_and_sanitizers_quiet(tmp_path):
+    """A typical session ends with status 0 and nothing from the sanitizers
+    (under the ASan+UBSan build, LeakSanitizer checks the exit too)."""
+    err = tmp_path / "kernel.err"
+    km, kc = start_kernel(stderr=open(err, "w"))
+    try:
+        for code in ("print('x'); 41 + 1", "1/0", "def f(n):\n    return n * 2\nf(3)",
+                     "%prun f(2)", "%lprun -f f f(2)", "%memit f(2)", "input('?')",
+                     "import threading; t = threading.Thread(target=print, args=(1,))\n"
+                     "t.start(); t.join()"):
+            execute(kc, code, allow_stdin=False)
+        kc.is_complete("for x in y:")
+        kc.get_shell_msg(timeout=5)
+        proc = km.provisioner.process
+        kc.shutdown()
+        proc.wait(timeout=15)
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
+    text = err.read_text()
+    assert proc.returncode == 0, text
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert bad not in text, text
