@@ -990,12 +990,12 @@ static int bare_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *a
     return 0;
 }
 
-static int64_t bare_sink; /* Protected by the GIL. */
+static uint64_t bare_sink; /* Protected by the GIL. */
 
 static int timed_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     if (what == PyTrace_LINE)
-        bare_sink += lp_now();
+        bare_sink += (uint64_t)lp_now();
     return 0;
 }
 
