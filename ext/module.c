@@ -44,44 +44,39 @@ static void ipm_dealloc(IPythonMagic *self)
 }
 
 /* If the pending exception is a pyrometer.UsageError, replace it with
- * IPython's UsageError, which IPython prints as a short message. */
+ * IPython's UsageError, which IPython prints as a short message. The pending
+ * exception is fetched first: the lookups below may clear it. */
 static void to_ipython_usage_error(void)
 {
-    PyObject *exc, *val, *tb;
-    PyObject *mod = PyImport_ImportModule("pyrometer");
-    if (mod == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    PyObject *ours = PyObject_GetAttrString(mod, "UsageError");
-    Py_DECREF(mod);
-    if (ours == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    if (!PyErr_ExceptionMatches(ours)) {
-        Py_DECREF(ours);
-        return;
-    }
-    Py_DECREF(ours);
+    PyObject *exc, *val, *tb, *mod = NULL, *ours = NULL, *errmod = NULL, *theirs = NULL;
+    PyObject *msg = NULL;
+
     PyErr_Fetch(&exc, &val, &tb);
     PyErr_NormalizeException(&exc, &val, &tb);
-    PyObject *errmod = PyImport_ImportModule("IPython.core.error");
-    PyObject *theirs = errmod ? PyObject_GetAttrString(errmod, "UsageError") : NULL;
-    Py_XDECREF(errmod);
-    PyObject *msg = theirs && val ? PyObject_Str(val) : NULL;
-    if (msg == NULL) {
-        Py_XDECREF(theirs);
-        PyErr_Clear();
-        PyErr_Restore(exc, val, tb);
-        return;
-    }
+    mod = PyImport_ImportModule("pyrometer");
+    ours = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
+    if (ours == NULL || exc == NULL || !PyErr_GivenExceptionMatches(exc, ours))
+        goto restore;
+    errmod = PyImport_ImportModule("IPython.core.error");
+    theirs = errmod ? PyObject_GetAttrString(errmod, "UsageError") : NULL;
+    msg = theirs && val ? PyObject_Str(val) : NULL;
+    if (msg == NULL)
+        goto restore;
+    PyErr_Clear();
     PyErr_SetObject(theirs, msg);
-    Py_DECREF(theirs);
-    Py_DECREF(msg);
     Py_XDECREF(exc);
     Py_XDECREF(val);
     Py_XDECREF(tb);
+    goto done;
+restore:
+    PyErr_Clear();
+    PyErr_Restore(exc, val, tb);
+done:
+    Py_XDECREF(mod);
+    Py_XDECREF(ours);
+    Py_XDECREF(errmod);
+    Py_XDECREF(theirs);
+    Py_XDECREF(msg);
 }
 
 static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
