@@ -814,7 +814,7 @@ static int run_source(const char *src, const char *filename, int display_last)
     if (ast_mod == NULL)
         goto error;
     body = PyObject_GetAttrString(ast_mod, "body");
-    astm = PyImport_ImportModule("ast");
+    astm = PyImport_ImportModule("_ast") /* the C node types; ast.py is not needed */;
     compile = PyDict_GetItemString(PyEval_GetBuiltins(), "compile");
     Py_XINCREF(compile);
     if (body == NULL || astm == NULL || compile == NULL || !PyList_Check(body))
