@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* ---- clock -------------------------------------------------------------
@@ -40,9 +40,9 @@
 #define LP_HAVE_TSC 1
 #endif
 
-static int use_tsc;            /* set once at init */
-static int64_t calib_tick0;    /* ticks at init */
-static int64_t calib_ns0;      /* CLOCK_MONOTONIC ns at init */
+static int use_tsc;         /* set once at init */
+static int64_t calib_tick0; /* ticks at init */
+static int64_t calib_ns0;   /* CLOCK_MONOTONIC ns at init */
 
 static inline int64_t mono_ns(void)
 {
@@ -98,18 +98,18 @@ typedef struct {
     int index;         /* position in LineProfiler.codes */
     int first_line;    /* co_firstlineno: hits[0] is this line */
     int nlines;
-    uint64_t *hits;    /* owned, nlines entries */
-    int64_t *ticks;    /* owned, nlines entries: time charged while enabled, in ticks */
-    int64_t *ns;       /* owned, nlines entries: the same, in ns, added at each disable */
+    uint64_t *hits; /* owned, nlines entries */
+    int64_t *ticks; /* owned, nlines entries: time charged while enabled, in ticks */
+    int64_t *ns;    /* owned, nlines entries: the same, in ns, added at each disable */
 } lp_code;
 
 /* One running activation of a target code object on a thread's stack. */
 typedef struct {
     PyFrameObject *frame; /* borrowed: alive while it runs; only compared */
     lp_code *code;
-    int line;             /* index of the running line in code->hits, or -1 */
-    int prev_same;        /* stack index of the next activation of the same code below, or -1 */
-    int64_t t;            /* when `line` started being charged */
+    int line;      /* index of the running line in code->hits, or -1 */
+    int prev_same; /* stack index of the next activation of the same code below, or -1 */
+    int64_t t;     /* when `line` started being charged */
 } lp_rec;
 
 typedef struct {
@@ -127,8 +127,7 @@ enum {
 
 /* pyrometer.LineProfiler. Protected by the GIL, like everything here. */
 typedef struct {
-    PyObject_HEAD
-    lp_code **codes; /* owned, ncodes entries */
+    PyObject_HEAD lp_code **codes; /* owned, ncodes entries */
     int ncodes;
     int capcodes;
     /* Open-addressing table, code object pointer -> lp_code. */
@@ -136,24 +135,23 @@ typedef struct {
     lp_code **vals;
     size_t mask;
     int enabled;
-    int problems;          /* LP_PROBLEM_* seen since enable */
-    lp_saved *saved;       /* owned: one per thread we installed on at enable */
+    int problems;    /* LP_PROBLEM_* seen since enable */
+    lp_saved *saved; /* owned: one per thread we installed on at enable */
     int nsaved;
     PyObject *prev_thread_hook; /* owned: threading.gettrace() before enable */
-    PyObject *bootstrap;   /* owned: threading.settrace() hook while enabled */
+    PyObject *bootstrap;        /* owned: threading.settrace() hook while enabled */
     char problem_msg[256];
 } LineProfiler;
 
 /* The per-thread state, passed to the hook as its `obj`. Owned by the thread
  * state it is installed on (c_traceobj); touched only by that thread. */
 typedef struct {
-    PyObject_HEAD
-    LineProfiler *prof; /* owned */
-    lp_rec *stack;      /* owned, cap entries */
-    lp_rec *top;        /* &stack[depth - 1], or NULL */
+    PyObject_HEAD LineProfiler *prof; /* owned */
+    lp_rec *stack;                    /* owned, cap entries */
+    lp_rec *top;                      /* &stack[depth - 1], or NULL */
     int depth;
     int cap;
-    int *top_of;        /* owned, prof->ncodes entries: topmost activation of each code, or -1 */
+    int *top_of; /* owned, prof->ncodes entries: topmost activation of each code, or -1 */
     int ncodes;
 } LineTracer;
 
@@ -256,7 +254,8 @@ static int grow_stack(LineTracer *tr)
 
 /* An activation of target code c starts (or resumes, with `line` the index of
  * the line it was suspended on, else -1) in frame. */
-static __attribute__((noinline)) void lp_enter(LineTracer *tr, PyFrameObject *frame, lp_code *c, int line, int64_t now)
+static __attribute__((noinline)) void lp_enter(LineTracer *tr, PyFrameObject *frame, lp_code *c,
+                                               int line, int64_t now)
 {
     if (UNLIKELY(tr->depth == tr->cap) && grow_stack(tr) < 0) {
         tr->prof->problems |= LP_PROBLEM_NOMEM;
@@ -291,8 +290,7 @@ static inline void lp_line(lp_rec *r, int lineno, int64_t now)
     if (idx < (unsigned)c->nlines) {
         c->hits[idx]++;
         r->line = (int)idx;
-    }
-    else {
+    } else {
         r->line = -1;
     }
     r->t = now;
@@ -370,8 +368,7 @@ static __attribute__((noinline)) int line_slow(LineTracer *tr, PyFrameObject *fr
     if (i >= 0) {
         while (tr->depth - 1 > i)
             lp_leave(tr, now);
-    }
-    else {
+    } else {
         lp_enter(tr, frame, c, -1, now);
         if (tr->top == NULL || tr->top->frame != frame)
             return 0;
@@ -512,8 +509,8 @@ static PyObject *bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
-static PyMethodDef bootstrap_def = {"_lineprof_thread_start", (PyCFunction)(void (*)(void))bootstrap,
-                                    METH_FASTCALL, NULL};
+static PyMethodDef bootstrap_def = {"_lineprof_thread_start",
+                                    (PyCFunction)(void (*)(void))bootstrap, METH_FASTCALL, NULL};
 
 /* Calls threading.<name>(arg) (arg may be NULL for no argument). Returns a
  * new reference, or NULL with an exception set. */
@@ -611,7 +608,8 @@ static void settrace_stop(LineProfiler *p)
     p->enabled = 0;
     if (p->nsaved > 0 && !is_our_tracer(me, p))
         p->problems |= LP_PROBLEM_REPLACED;
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
+         ts = PyThreadState_Next(ts)) {
         if (!is_our_tracer(ts, p))
             continue;
         Py_tracefunc func = NULL;
@@ -627,7 +625,8 @@ static void settrace_stop(LineProfiler *p)
             PyErr_Clear(); /* that thread's tracer removes itself at its next call */
     }
     if (p->bootstrap != NULL) {
-        PyObject *r = call_threading("settrace", p->prev_thread_hook ? p->prev_thread_hook : Py_None);
+        PyObject *r =
+            call_threading("settrace", p->prev_thread_hook ? p->prev_thread_hook : Py_None);
         if (r == NULL)
             PyErr_Clear();
         Py_XDECREF(r);
@@ -664,7 +663,8 @@ static int last_line(PyObject *code)
         return -1;
     PyObject *item;
     while ((item = PyIter_Next(iter)) != NULL) {
-        if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 && PyLong_Check(PyTuple_GET_ITEM(item, 2))) {
+        if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 &&
+            PyLong_Check(PyTuple_GET_ITEM(item, 2))) {
             long l = PyLong_AsLong(PyTuple_GET_ITEM(item, 2));
             if (l > last && l < INT_MAX)
                 last = (int)l;
@@ -687,7 +687,8 @@ int lineprof_add_code(PyObject *prof, PyObject *code, PyObject *globals)
         return -1;
     }
     if (p->enabled) {
-        PyErr_SetString(PyExc_RuntimeError, "cannot add functions while the line profiler is enabled");
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot add functions while the line profiler is enabled");
         return -1;
     }
     if (lookup(p, code) != NULL)
@@ -797,12 +798,13 @@ const char *lineprof_problem(PyObject *prof)
     LineProfiler *p = (LineProfiler *)prof;
     if (p->problems == 0)
         return NULL;
-    snprintf(p->problem_msg, sizeof p->problem_msg, "%s%s%s",
-             (p->problems & LP_PROBLEM_REPLACED)
-                 ? "the trace hook was replaced while profiling (sys.settrace?); counts stop there. "
-                 : "",
-             (p->problems & LP_PROBLEM_THREAD) ? "some threads could not be traced. " : "",
-             (p->problems & LP_PROBLEM_NOMEM) ? "out of memory: some calls were not timed. " : "");
+    snprintf(
+        p->problem_msg, sizeof p->problem_msg, "%s%s%s",
+        (p->problems & LP_PROBLEM_REPLACED)
+            ? "the trace hook was replaced while profiling (sys.settrace?); counts stop there. "
+            : "",
+        (p->problems & LP_PROBLEM_THREAD) ? "some threads could not be traced. " : "",
+        (p->problems & LP_PROBLEM_NOMEM) ? "out of memory: some calls were not timed. " : "");
     return p->problem_msg;
 }
 
@@ -946,7 +948,8 @@ static PyMethodDef lp_methods[] = {
      "add_function(target) -> int\n--\n\nProfile a function, method, property, class or module; "
      "returns how many code objects were added."},
     {"enable", (PyCFunction)lp_enable_meth, METH_NOARGS, "Start counting, on every thread."},
-    {"disable", (PyCFunction)lp_disable_meth, METH_NOARGS, "Stop counting and restore the previous hooks."},
+    {"disable", (PyCFunction)lp_disable_meth, METH_NOARGS,
+     "Stop counting and restore the previous hooks."},
     {"__enter__", (PyCFunction)lp_enter_meth, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)lp_exit_meth, METH_VARARGS, NULL},
     {"runcall", (PyCFunction)(void (*)(void))lp_runcall, METH_VARARGS | METH_KEYWORDS,

@@ -17,9 +17,10 @@
 #include <time.h>
 
 #define USAGE                                                                                      \
-    "usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] statement"
+    "usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] "        \
+    "statement"
 
-static PyObject *UsageError;        /* owned: pyrometer.UsageError */
+static PyObject *UsageError;         /* owned: pyrometer.UsageError */
 static PyTypeObject *LineStats_Type; /* owned */
 
 static int64_t now_ns(void)
@@ -110,7 +111,8 @@ static int add_class(PyObject *prof, PyObject *cls, const char *what, int depth)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
         PyObject *v = PyList_GET_ITEM(values, i);
         if (PyFunction_Check(v) || PyObject_TypeCheck(v, &PyClassMethod_Type) ||
-            PyObject_TypeCheck(v, &PyStaticMethod_Type) || PyObject_TypeCheck(v, &PyProperty_Type)) {
+            PyObject_TypeCheck(v, &PyStaticMethod_Type) ||
+            PyObject_TypeCheck(v, &PyProperty_Type)) {
             int n = add_target(prof, v, what, depth + 1);
             if (n < 0) {
                 /* A member we cannot profile (e.g. a wrapped builtin) is skipped. */
@@ -152,7 +154,8 @@ static int add_module(PyObject *prof, PyObject *mod, const char *what, int depth
         Py_XDECREF(vm);
         if (!same)
             continue;
-        int n = PyType_Check(v) ? add_class(prof, v, what, depth + 1) : add_target(prof, v, what, depth + 1);
+        int n = PyType_Check(v) ? add_class(prof, v, what, depth + 1)
+                                : add_target(prof, v, what, depth + 1);
         if (n < 0) {
             if (!PyErr_ExceptionMatches(UsageError)) {
                 total = -1;
@@ -187,7 +190,8 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
     }
     if (PyMethod_Check(obj))
         return add_target(prof, PyMethod_GET_FUNCTION(obj), what, depth + 1);
-    if (PyObject_TypeCheck(obj, &PyClassMethod_Type) || PyObject_TypeCheck(obj, &PyStaticMethod_Type)) {
+    if (PyObject_TypeCheck(obj, &PyClassMethod_Type) ||
+        PyObject_TypeCheck(obj, &PyStaticMethod_Type)) {
         PyObject *f = PyObject_GetAttrString(obj, "__func__");
         if (f == NULL)
             return -1;
@@ -209,7 +213,8 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
             total += n;
         }
         if (total == 0)
-            return usage_error("-f %s: this property has no Python getter, setter or deleter", what);
+            return usage_error("-f %s: this property has no Python getter, setter or deleter",
+                               what);
         return total;
     }
     if (PyType_Check(obj)) {
@@ -228,7 +233,9 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
     }
     /* A generator, coroutine or async generator object: the code it runs. */
     if (PyGen_Check(obj) || PyCoro_CheckExact(obj) || PyAsyncGen_CheckExact(obj)) {
-        const char *attr = PyGen_Check(obj) ? "gi_code" : PyCoro_CheckExact(obj) ? "cr_code" : "ag_code";
+        const char *attr = PyGen_Check(obj)         ? "gi_code"
+                           : PyCoro_CheckExact(obj) ? "cr_code"
+                                                    : "ag_code";
         PyObject *code = PyObject_GetAttrString(obj, attr);
         if (code == NULL)
             return -1;
@@ -249,10 +256,12 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
     }
     if (PyCFunction_Check(obj) || strcmp(tname, "method_descriptor") == 0 ||
         strcmp(tname, "wrapper_descriptor") == 0 || strcmp(tname, "method-wrapper") == 0 ||
-        strcmp(tname, "builtin_function_or_method") == 0 || strcmp(tname, "classmethod_descriptor") == 0)
-        return usage_error("-f %s: that is a built-in (%s), with no Python lines to profile; "
-                           "give the Python function that calls it instead, e.g. %%lprun -f caller caller()",
-                           what, tname);
+        strcmp(tname, "builtin_function_or_method") == 0 ||
+        strcmp(tname, "classmethod_descriptor") == 0)
+        return usage_error(
+            "-f %s: that is a built-in (%s), with no Python lines to profile; "
+            "give the Python function that calls it instead, e.g. %%lprun -f caller caller()",
+            what, tname);
     /* An instance with a Python __call__. */
     if (PyCallable_Check(obj) && !PyType_Check(obj)) {
         PyObject *call = PyObject_GetAttrString((PyObject *)Py_TYPE(obj), "__call__");
@@ -265,9 +274,10 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
         }
         Py_XDECREF(call);
     }
-    return usage_error("-f %s: that is of type %s, not a function; -f takes a function, method, property, "
-                       "class or module, e.g. %%lprun -f f f(10)",
-                       what, tname);
+    return usage_error(
+        "-f %s: that is of type %s, not a function; -f takes a function, method, property, "
+        "class or module, e.g. %%lprun -f f f(10)",
+        what, tname);
 }
 
 int lprun_add_target(PyObject *prof, PyObject *target, const char *what)
@@ -353,7 +363,8 @@ static int parse_opts(PyObject *line, PyObject *cell, lp_opts *o)
     while (pos < n && isspace((unsigned char)s[pos]))
         pos++;
     while (pos < n && s[pos] == '-') {
-        if (pos + 1 < n && s[pos + 1] == '-' && (pos + 2 == n || isspace((unsigned char)s[pos + 2]))) {
+        if (pos + 1 < n && s[pos + 1] == '-' &&
+            (pos + 2 == n || isspace((unsigned char)s[pos + 2]))) {
             pos += 2;
             break;
         }
@@ -433,8 +444,7 @@ static int parse_opts(PyObject *line, PyObject *cell, lp_opts *o)
             return usage_error("%%%%lprun takes the statement from the cell body; "
                                "the line has only options: %%%%lprun -f f");
         o->stmt = Py_NewRef(cell);
-    }
-    else {
+    } else {
         o->stmt = PyUnicode_FromStringAndSize(s + pos, (Py_ssize_t)(end - pos));
         if (o->stmt == NULL)
             return -1;
@@ -452,7 +462,8 @@ static PyObject *called_func_src(PyObject *expr)
 
     if (e == NULL)
         return NULL;
-    tree = Py_CompileStringExFlags(e, "<lprun -f>", Py_eval_input, &(PyCompilerFlags){PyCF_ONLY_AST, 0}, -1);
+    tree = Py_CompileStringExFlags(e, "<lprun -f>", Py_eval_input,
+                                   &(PyCompilerFlags){PyCF_ONLY_AST, 0}, -1);
     if (tree == NULL) {
         PyErr_Clear(); /* a syntax error shows up when it is evaluated */
         return NULL;
@@ -483,9 +494,10 @@ static int call_error(PyObject *expr, PyObject *func_src, PyObject *stmt, const 
     const char *st = PyUnicode_AsUTF8(stmt);
     if (e == NULL || fs == NULL || st == NULL)
         return -1;
-    return usage_error("-f %s: that is a call%s; -f takes the function itself, and the statement to "
-                       "run comes after the options. Write: %%lprun -f %s %s",
-                       e, why, fs, st[0] ? st : e);
+    return usage_error(
+        "-f %s: that is a call%s; -f takes the function itself, and the statement to "
+        "run comes after the options. Write: %%lprun -f %s %s",
+        e, why, fs, st[0] ? st : e);
 }
 
 /* Evaluates a -f expression in ns without touching ns. New reference, or NULL
@@ -532,9 +544,9 @@ typedef struct {
 typedef struct {
     fn_view *fns; /* owned */
     Py_ssize_t n;
-    double unit;       /* output unit, seconds */
+    double unit; /* output unit, seconds */
     int strip;
-    int64_t wall;      /* the statement's wall time under the profiler, ns, or -1 */
+    int64_t wall; /* the statement's wall time under the profiler, ns, or -1 */
     const char *problem;
 } lp_report;
 
@@ -556,7 +568,8 @@ static void report_clear(lp_report *rep)
  * exception set if the source cannot be found. */
 static PyObject *source_block(PyObject *filename, PyObject *globals, int first_line)
 {
-    PyObject *linecache = NULL, *inspect = NULL, *all = NULL, *tail = NULL, *block = NULL, *r = NULL;
+    PyObject *linecache = NULL, *inspect = NULL, *all = NULL, *tail = NULL, *block = NULL,
+             *r = NULL;
 
     linecache = PyImport_ImportModule("linecache");
     if (linecache == NULL)
@@ -807,7 +820,8 @@ static PyObject *highlight(fn_view *f)
     if (out == NULL || !PyUnicode_Check(out))
         goto done;
     lines = PyObject_CallMethod(out, "split", "s", "\n");
-    if (lines != NULL && (!PyList_Check(lines) || PyList_GET_SIZE(lines) < PyList_GET_SIZE(f->lines)))
+    if (lines != NULL &&
+        (!PyList_Check(lines) || PyList_GET_SIZE(lines) < PyList_GET_SIZE(f->lines)))
         Py_CLEAR(lines);
 done:
     PyErr_Clear();
@@ -832,8 +846,9 @@ static void render_html(lp_report *rep, report_buf *b)
     report_buf_puts(b, "<div class=\"pyro pyro-lp\">\n");
     if (rep->wall >= 0) {
         fmt_time(t1, sizeof t1, (double)rep->wall);
-        report_buf_printf(b, "<div class=\"hdr\">Line profile: the statement ran for %s under the "
-                             "profiler.</div>\n",
+        report_buf_printf(b,
+                          "<div class=\"hdr\">Line profile: the statement ran for %s under the "
+                          "profiler.</div>\n",
                           t1);
     }
     int shown = 0;
@@ -859,7 +874,8 @@ static void render_html(lp_report *rep, report_buf *b)
         report_buf_html(b, where, strlen(where));
         report_buf_printf(b, "</span>, line %d &mdash; total %s", f->r.first_line, t1);
         if (rep->wall > 0)
-            report_buf_printf(b, " (%.1f%% of the statement)", 100.0 * (double)f->total / (double)rep->wall);
+            report_buf_printf(b, " (%.1f%% of the statement)",
+                              100.0 * (double)f->total / (double)rep->wall);
         if (f->total == 0)
             report_buf_puts(b, " &mdash; never ran");
         report_buf_puts(b, "</div>\n");
@@ -887,7 +903,10 @@ static void render_html(lp_report *rep, report_buf *b)
         for (int k = 0; k < f->nshow; k++) {
             int ran = k < f->r.nlines && f->r.hits[k] > 0;
             int is_hot = k == hot[0] || k == hot[1] || k == hot[2];
-            report_buf_printf(b, "<tr%s><td>%d</td>", is_hot ? " class=\"hot\"" : ran ? "" : " class=\"zero\"",
+            report_buf_printf(b, "<tr%s><td>%d</td>",
+                              is_hot ? " class=\"hot\""
+                              : ran  ? ""
+                                     : " class=\"zero\"",
                               f->r.first_line + k);
             if (ran) {
                 double t = (double)f->r.ns[k];
@@ -896,10 +915,10 @@ static void render_html(lp_report *rep, report_buf *b)
                 fmt_time(t3, sizeof t3, t / (double)f->r.hits[k]);
                 report_buf_printf(b, "<td>%llu</td><td>%s</td><td>%s</td><td>%.1f</td>",
                                   (unsigned long long)f->r.hits[k], t2, t3, pct);
-                report_buf_printf(b, "<td class=\"heat\"><span class=\"bar\" style=\"width:%dpx\"></span></td>",
-                                  (int)(pct + 0.5));
-            }
-            else {
+                report_buf_printf(
+                    b, "<td class=\"heat\"><span class=\"bar\" style=\"width:%dpx\"></span></td>",
+                    (int)(pct + 0.5));
+            } else {
                 report_buf_puts(b, "<td></td><td></td><td></td><td></td><td class=\"heat\"></td>");
             }
             report_buf_puts(b, "<td class=\"src\">");
@@ -910,8 +929,7 @@ static void render_html(lp_report *rep, report_buf *b)
                     report_buf_append(b, h, (size_t)hlen);
                 else
                     PyErr_Clear();
-            }
-            else {
+            } else {
                 Py_ssize_t sl;
                 const char *src = src_line(f, k, &sl);
                 report_buf_html(b, src, (size_t)sl);
@@ -934,12 +952,12 @@ static void render_html(lp_report *rep, report_buf *b)
 /* ---- pyrometer.LineStats ------------------------------------------------------------ */
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *timings; /* owned dict: (filename, first_lineno, name) -> [(lineno, nhits, time)] */
-    double unit;       /* seconds per time unit: 1e-9 */
-    PyObject *text;    /* owned str */
-    PyObject *html;    /* owned str */
-    PyObject *dict;    /* owned, may be NULL: instance __dict__ */
+    PyObject_HEAD PyObject
+        *timings;   /* owned dict: (filename, first_lineno, name) -> [(lineno, nhits, time)] */
+    double unit;    /* seconds per time unit: 1e-9 */
+    PyObject *text; /* owned str */
+    PyObject *html; /* owned str */
+    PyObject *dict; /* owned, may be NULL: instance __dict__ */
 } LineStats;
 
 /* Returns a new timings dict in line_profiler's layout, or NULL. */
@@ -963,8 +981,8 @@ static PyObject *timings_new(lp_report *rep)
         for (int k = 0; k < f->r.nlines; k++) {
             if (f->r.hits[k] == 0)
                 continue;
-            PyObject *e = Py_BuildValue("(iKL)", f->r.first_line + k, (unsigned long long)f->r.hits[k],
-                                        (long long)f->r.ns[k]);
+            PyObject *e = Py_BuildValue("(iKL)", f->r.first_line + k,
+                                        (unsigned long long)f->r.hits[k], (long long)f->r.ns[k]);
             if (e == NULL || PyList_Append(list, e) < 0) {
                 Py_XDECREF(e);
                 Py_DECREF(d);
@@ -1022,7 +1040,9 @@ done:
  * dict pickled by the standard pickler. Returns 0, or -1 with an exception. */
 static int write_dump(PyObject *timings, double unit, PyObject *filename)
 {
-    static const char head[] = "\x80\x02" "cline_profiler._line_profiler\nLineStats\n" ")\x81";
+    static const char head[] = "\x80\x02"
+                               "cline_profiler._line_profiler\nLineStats\n"
+                               ")\x81";
     PyObject *pickle = NULL, *state = NULL, *body = NULL, *path = NULL;
     FILE *fp = NULL;
     int rc = -1;
@@ -1053,7 +1073,8 @@ static int write_dump(PyObject *timings, double unit, PyObject *filename)
         goto done;
     }
     if (fwrite(head, 1, sizeof head - 1, fp) != sizeof head - 1 ||
-        fwrite(bs + 2, 1, (size_t)blen - 3, fp) != (size_t)blen - 3 || fwrite("b.", 1, 2, fp) != 2) {
+        fwrite(bs + 2, 1, (size_t)blen - 3, fp) != (size_t)blen - 3 ||
+        fwrite("b.", 1, 2, fp) != 2) {
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
         goto done;
     }
@@ -1137,13 +1158,14 @@ static PyObject *ls_str(LineStats *self)
 static PyObject *ls_repr(LineStats *self)
 {
     Py_ssize_t n = PyDict_GET_SIZE(self->timings);
-    return PyUnicode_FromFormat("<pyrometer.LineStats: %zd function%s; print() it for the table>", n,
-                                n == 1 ? "" : "s");
+    return PyUnicode_FromFormat("<pyrometer.LineStats: %zd function%s; print() it for the table>",
+                                n, n == 1 ? "" : "s");
 }
 
 static PyMethodDef ls_methods[] = {
     {"dump", (PyCFunction)ls_dump, METH_O,
-     "dump(filename)\n--\n\nWrite the stats as a pickle that `python3 -m line_profiler FILE` reads."},
+     "dump(filename)\n--\n\nWrite the stats as a pickle that `python3 -m line_profiler FILE` "
+     "reads."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1200,9 +1222,11 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
             return -1;
     }
     if (st[0] == '\0') {
-        const char *f0 = PyList_GET_SIZE(o->funcs) ? PyUnicode_AsUTF8(PyList_GET_ITEM(o->funcs, 0)) : "f";
-        return usage_error("no statement to run: put it after the options, e.g. %%lprun -f %s %s(...)",
-                           f0 ? f0 : "f", f0 ? f0 : "f");
+        const char *f0 =
+            PyList_GET_SIZE(o->funcs) ? PyUnicode_AsUTF8(PyList_GET_ITEM(o->funcs, 0)) : "f";
+        return usage_error(
+            "no statement to run: put it after the options, e.g. %%lprun -f %s %s(...)",
+            f0 ? f0 : "f", f0 ? f0 : "f");
     }
     /* A call with a statement after it may be meant (-f make_adder(3) gives
      * the closure's code); it only gets the call message if it fails. */
@@ -1218,7 +1242,8 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
         int n = obj ? lprun_add_target(prof, obj, e) : -1;
         Py_XDECREF(obj);
         if (n < 0 && fs != NULL && PyErr_ExceptionMatches(UsageError))
-            call_error(expr, fs, o->stmt, obj ? " whose result cannot be profiled" : " that failed");
+            call_error(expr, fs, o->stmt,
+                       obj ? " whose result cannot be profiled" : " that failed");
         Py_XDECREF(fs);
         if (n < 0)
             return -1;
@@ -1231,7 +1256,8 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
         PyObject *mod = PyImport_Import(name);
         if (mod == NULL) {
             PyErr_Clear();
-            return usage_error("-m %s: could not import it; -m takes a module name, e.g. -m mypkg.mymod", m);
+            return usage_error(
+                "-m %s: could not import it; -m takes a module name, e.g. -m mypkg.mymod", m);
         }
         char what[300];
         snprintf(what, sizeof what, "-m %s", m);
@@ -1245,7 +1271,8 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
 
 /* Shows the results (display + -T/-D) and builds the -r object. Returns a new
  * reference (None or the LineStats), or NULL with an exception set. */
-static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *display, int interrupted)
+static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *display,
+                        int interrupted)
 {
     lp_report rep = {0};
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
@@ -1259,7 +1286,8 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
     qsort(rep.fns, (size_t)rep.n, sizeof(fn_view), fn_cmp);
     render_text(&rep, &text);
     if (interrupted)
-        report_buf_puts(&text, "*** The statement raised; these are the timings up to that point.\n");
+        report_buf_puts(&text,
+                        "*** The statement raised; these are the timings up to that point.\n");
     render_html(&rep, &html);
     st = stats_from_report(&rep, &text, &html);
     if (st == NULL)
@@ -1270,7 +1298,8 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
         goto done;
     if (o->text_file) {
         const char *fn = PyUnicode_AsUTF8(o->text_file);
-        report_buf_printf(&text, "\n*** Profile printout saved to text file '%s'.\n", fn ? fn : "?");
+        report_buf_printf(&text, "\n*** Profile printout saved to text file '%s'.\n",
+                          fn ? fn : "?");
     }
     if (o->dump_file) {
         const char *fn = PyUnicode_AsUTF8(o->dump_file);
@@ -1293,14 +1322,15 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(lprun_doc,
-             "lprun(line, cell, ns, display)\n--\n\n"
-             "%lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] statement\n\n"
-             "Run the statement under the native line profiler and show, for each target function, "
-             "hits and time per line. -f takes functions, methods, properties, classes, closures, "
-             "wraps-decorated functions; -m a module; -u the output unit in seconds; -z/-s hides "
-             "functions that never ran; -T writes the text; -D a dump that `python3 -m line_profiler` "
-             "reads; -r returns a pyrometer.LineStats.");
+PyDoc_STRVAR(
+    lprun_doc,
+    "lprun(line, cell, ns, display)\n--\n\n"
+    "%lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] statement\n\n"
+    "Run the statement under the native line profiler and show, for each target function, "
+    "hits and time per line. -f takes functions, methods, properties, classes, closures, "
+    "wraps-decorated functions; -m a module; -u the output unit in seconds; -z/-s hides "
+    "functions that never ran; -T writes the text; -D a dump that `python3 -m line_profiler` "
+    "reads; -r returns a pyrometer.LineStats.");
 
 static PyObject *lprun_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1352,7 +1382,8 @@ done:
     return result;
 }
 
-static PyMethodDef lprun_def = {"lprun", (PyCFunction)(void (*)(void))lprun_magic, METH_FASTCALL, lprun_doc};
+static PyMethodDef lprun_def = {"lprun", (PyCFunction)(void (*)(void))lprun_magic, METH_FASTCALL,
+                                lprun_doc};
 
 int lprun_module_exec(PyObject *module)
 {
