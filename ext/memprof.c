@@ -600,24 +600,38 @@ static const PyMemAllocatorDomain domain_ids[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAI
 
 /* Hooks every domain. Returns 0, or -1 with MemoryError set (nothing
  * installed). GIL held. */
+/* The raw domain's context once unhooked: a thread that raced with the
+ * unhooking may still be using it, so it is never freed, only reused by the
+ * next session (its prev is then rewritten under the GIL, between calls that
+ * all pass through to the same default allocator). */
+static hook_ctx *raw_spare;
+
+/* Hooks every domain. Returns 0, or -1 with MemoryError set (nothing
+ * installed). GIL held. */
 static int hooks_install(void)
 {
     hook_ctx *made[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++) {
+        if (domain_ids[i] == PYMEM_DOMAIN_RAW && raw_spare != NULL) {
+            made[i] = raw_spare;
+            continue;
+        }
         made[i] = calloc(1, sizeof(hook_ctx));
         if (made[i] == NULL) {
             for (int j = 0; j < i; j++)
-                free(made[j]);
+                if (made[j] != raw_spare)
+                    free(made[j]);
             PyErr_NoMemory();
             return -1;
         }
     }
+    raw_spare = NULL;
     for (int i = 0; i < 3; i++) {
         PyMemAllocatorEx ours = {made[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
         made[i]->domain = domain_ids[i];
-        made[i]->active = 1;
         made[i]->raw = domain_ids[i] == PYMEM_DOMAIN_RAW;
         PyMem_GetAllocator(domain_ids[i], &made[i]->prev);
+        made[i]->active = 1;
         PyMem_SetAllocator(domain_ids[i], &ours);
         hooks[i] = made[i];
     }
@@ -638,8 +652,9 @@ static void hooks_remove(void)
         PyMem_GetAllocator(domain_ids[i], &cur);
         if (cur.ctx == c && cur.malloc == hook_malloc) {
             PyMem_SetAllocator(domain_ids[i], &c->prev);
-            /* A raw call racing with the swap may still hold c: keep it. */
-            if (i != 0)
+            if (c->raw)
+                raw_spare = c;
+            else
                 free(c);
         }
     }
