@@ -573,3 +573,128 @@ def test_ipython_statement_error(ipy):
         ipy.run_line_magic("lprun", "-f T.boom T.boom(2)")
     assert "Function: boom" in ipy.published[0]["text/plain"]
     assert sys.gettrace() is None
+
+
+# ---- through the kernel (pyrometer-kernel, driven by jupyter_client) -------------
+
+KERNEL_CELL = '''\
+import functools, sys
+sys.path.insert(0, %r)
+import lprun_targets as T
+def sq(n):
+    t = 0
+    for i in range(n):
+        t += i
+    return t
+
+class Box:
+    def __init__(self, v):
+        self.v = v
+    @property
+    def value(self):
+        return self.v
+    @value.setter
+    def value(self, v):
+        self.v = v
+    @classmethod
+    def make(cls):
+        return cls(0)
+    @staticmethod
+    def twice(x):
+        return 2 * x
+
+def deco(f):
+    @functools.wraps(f)
+    def wrapper(*a):
+        return f(*a)
+    return wrapper
+
+@deco
+def wrapped(x):
+    y = x + 1
+    return y
+
+def outer(n):
+    def inner(v):
+        return v + 1
+    return [inner(i) for i in range(n)]
+
+keep = "intact"
+''' % HERE
+
+
+@pytest.fixture(scope="module")
+def kc(request):
+    build = os.environ.get("PYROMETER_BUILD", os.path.join(os.path.dirname(os.path.dirname(HERE)), "build"))
+    if not os.path.exists(os.path.join(build, "kernel", "pyrometer-kernel")):
+        pytest.skip("kernel not built")
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "protocol"))
+    from kernel_util import execute
+    km, client = request.getfixturevalue("kernel")
+    reply, _ = execute(client, KERNEL_CELL)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    client.cell_no = reply["content"]["execution_count"]
+    client.run = lambda code: execute(client, code)
+    return client
+
+
+def kernel_display(msgs):
+    return [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+
+
+def test_kernel_cell_function(kc):
+    reply, msgs = kc.run("%lprun -f sq sq(10)")
+    assert reply["content"]["status"] == "ok"
+    (data,) = kernel_display(msgs)
+    text = data["text/plain"]
+    assert f"File: <cell-{kc.cell_no}>" in text and "Function: sq at line 4" in text
+    rows = table_rows(text, "sq")
+    assert rows[6][0] == 11 and rows[7][0] == 10
+    assert f"In [{kc.cell_no}]" in data["text/html"]
+
+
+def test_kernel_f_kinds_and_r(kc):
+    reply, msgs = kc.run("st = %lprun -r -f Box -f wrapped -f outer -f T.fib "
+                         "b = Box.make(); b.value = 3; b.value; Box.twice(2); wrapped(1); outer(3); T.fib(5)\n"
+                         "sorted((k[2], sum(h for _, h, _ in v)) for k, v in st.timings.items())")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    (res,) = [m for m in msgs if m["msg_type"] == "execute_result"]
+    got = eval(res["content"]["data"]["text/plain"])
+    assert got == [("__init__", 1), ("fib", 30), ("inner", 3), ("make", 1), ("outer", 2),
+                   ("twice", 1), ("value", 1), ("value", 1), ("wrapped", 2)]
+
+
+def test_kernel_m_z_u_T_D(kc, tmp_path):
+    txt, dump = tmp_path / "k.txt", tmp_path / "k.lprof"
+    reply, msgs = kc.run(f"%lprun -z -u 1e-3 -T {txt} -D {dump} -m lprun_targets T.loop(3)")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    (data,) = kernel_display(msgs)
+    assert data["text/plain"].startswith("Timer unit: 0.001 s")
+    assert data["text/plain"].count("Function:") == 1
+    assert txt.read_text().count("Function: loop at line") == 1
+    assert line_profiler.load_stats(str(dump)).timings
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("%lprun -f sq(3)", "Write: %lprun -f sq sq(3)"),
+    ("%lprun -f nosuch sq(3)", "-f nosuch: could not evaluate it"),
+    ("%lprun -f len sq(3)", "that is a built-in"),
+    ("%lprun sq(3)", "nothing to profile"),
+    ("%lprun -u x -f sq sq(3)", "-u takes a time unit"),
+])
+def test_kernel_usage_errors(kc, line, expected):
+    reply, msgs = kc.run(line)
+    c = reply["content"]
+    assert c["status"] == "error" and c["ename"] == "UsageError", c
+    assert c["evalue"].startswith("%lprun: ") and expected in c["evalue"]
+    reply, msgs = kc.run("keep, sys.gettrace()")
+    (res,) = [m for m in msgs if m["msg_type"] == "execute_result"]
+    assert res["content"]["data"]["text/plain"] == "('intact', None)"
+
+
+def test_kernel_statement_error(kc):
+    reply, msgs = kc.run("%lprun -f T.boom T.boom(1)")
+    assert reply["content"]["ename"] == "KeyError"
+    kinds = [m["msg_type"] for m in msgs if m["msg_type"] in ("display_data", "error")]
+    assert kinds == ["display_data", "error"]
+    assert "Function: boom" in kernel_display(msgs)[0]["text/plain"]
