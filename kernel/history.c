@@ -5,6 +5,7 @@
 #include "history.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +230,8 @@ static json_t *query(const char *sql, const sqlite3_int64 *ints, int n_ints, con
         const char *src = (const char *)sqlite3_column_text(st, 2);
         const char *out = (const char *)sqlite3_column_text(st, 3);
         json_t *in = json_string(src ? src : "");
+        if (in == NULL) /* not UTF-8: cannot happen for cells, but never fail */
+            in = json_string("");
         json_t *item = output ? json_pack("[o, s?]", in, out) : in;
         if (item == NULL ||
             json_array_append_new(list, json_pack("[I, I, o]",
