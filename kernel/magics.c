@@ -115,6 +115,24 @@ static void list_names(char *buf, size_t len, int cell)
     }
 }
 
+PyObject *magics_names(int cell)
+{
+    PyObject *list = PyList_New(0);
+    for (int i = 0; list != NULL && i < n_magics; i++) {
+        int has = cell ? (table[i].cell || table[i].py_cell) : (table[i].line || table[i].py_line);
+        if (!has)
+            continue;
+        PyObject *name = PyUnicode_FromString(table[i].name);
+        if (name == NULL || PyList_Append(list, name) < 0) {
+            Py_XDECREF(name);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(name);
+    }
+    return list;
+}
+
 /* display(bundle) for extension magics: publishes a raw MIME bundle. */
 static PyObject *display_bundle(PyObject *self, PyObject *bundle)
 {

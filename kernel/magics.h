@@ -23,6 +23,11 @@ int magics_register(const char *name, magic_handler line, magic_handler cell, co
  * "line", "cell" or "line_cell". Returns 0, or -1 with an exception set. */
 int magics_register_py(const char *name, const char *kinds, PyObject *callable);
 
+/* Returns a new list of the names (without %) of every line magic, or of
+ * every cell magic when cell is set, in registration order; NULL with an
+ * exception set. GIL held. (For completion.) */
+PyObject *magics_names(int cell);
+
 /* Adds line_magic, cell_magic, system, getoutput and inspect to kmod,
  * registers the built-in magics and pyrometer.MAGICS. GIL held. */
 int magics_install(PyObject *kmod);
