@@ -252,11 +252,9 @@ static int pmap_grow(table *t)
 
 /* The record of a page, created if `create`; NULL if absent or out of
  * memory. */
-static page_rec *page_get(table *t, uintptr_t page, int create)
+static page_rec *page_get_slow(table *t, uintptr_t page, int create)
 {
     size_t c = page & (PCACHE - 1);
-    if (t->cache_page[c] == page)
-        return t->cache_rec[c];
     size_t i = page_home(page, t->pmap_mask);
     while (t->pmap[i].page != 0) {
         if (t->pmap[i].page == page) {
@@ -292,9 +290,19 @@ static page_rec *page_get(table *t, uintptr_t page, int create)
     return r;
 }
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE page_rec *page_get(table *t, uintptr_t page, int create)
+{
+    size_t c = page & (PCACHE - 1);
+    if (t->cache_page[c] == page)
+        return t->cache_rec[c];
+    return page_get_slow(t, page, create);
+}
+
 /* Records key -> size. Returns the size of a stale entry it replaced (a
  * block freed behind our back), else 0. Sets t->lost if it cannot. */
-static size_t tab_put(table *t, uintptr_t key, size_t size)
+ALWAYS_INLINE size_t tab_put(table *t, uintptr_t key, size_t size)
 {
     size_t stale = 0;
     if ((key & ((1u << GRAN_SHIFT) - 1)) != 0)
@@ -319,7 +327,7 @@ static size_t tab_put(table *t, uintptr_t key, size_t size)
 }
 
 /* Removes key. Returns 1 and its size in *size, or 0 if untracked. */
-static int tab_take(table *t, uintptr_t key, size_t *size)
+ALWAYS_INLINE int tab_take(table *t, uintptr_t key, size_t *size)
 {
     if ((key & ((1u << GRAN_SHIFT) - 1)) != 0)
         return big_take(t, key, size);
@@ -379,7 +387,7 @@ static void tab_fini(table *t)
 static memprof_line *cur_line;  /* line charged for allocations, or NULL */
 static int64_t cur_start_live;  /* total live bytes when cur_line started */
 
-static inline void charge_alloc(size_t size, int64_t live)
+ALWAYS_INLINE void charge_alloc(size_t size, int64_t live)
 {
     memprof_line *l = cur_line;
     if (l == NULL)
@@ -390,7 +398,7 @@ static inline void charge_alloc(size_t size, int64_t live)
         l->peak = rise;
 }
 
-static inline void charge_free(size_t size)
+ALWAYS_INLINE void charge_free(size_t size)
 {
     if (cur_line != NULL)
         cur_line->freed += size;
@@ -400,7 +408,7 @@ static inline void charge_free(size_t size)
  *
  * `raw` selects raw_tab (taking raw_lock) or gil_tab (the GIL held). */
 
-static inline void bump_peak(int64_t live)
+ALWAYS_INLINE void bump_peak(int64_t live)
 {
     int64_t p = LOAD(peak_live);
     while (live > p &&
@@ -408,7 +416,7 @@ static inline void bump_peak(int64_t live)
         ;
 }
 
-static inline int enter(int raw)
+ALWAYS_INLINE int enter(const int raw)
 {
     if (raw)
         lock();
@@ -421,7 +429,8 @@ static inline int enter(int raw)
 }
 
 /* Accounts a change of the group's live bytes; returns the total live. */
-static inline int64_t account(int raw, int64_t delta, uint64_t alloc, uint64_t freed, int count)
+ALWAYS_INLINE int64_t account(const int raw, int64_t delta, uint64_t alloc, uint64_t freed,
+                            int count)
 {
     group *g = raw ? &raw_grp : &gil_grp;
     group *other = raw ? &gil_grp : &raw_grp;
@@ -436,7 +445,7 @@ static inline int64_t account(int raw, int64_t delta, uint64_t alloc, uint64_t f
     return live + LOAD(other->live);
 }
 
-static void on_alloc(int raw, void *p, size_t size)
+ALWAYS_INLINE void on_alloc(const int raw, void *p, size_t size)
 {
     if (!enter(raw))
         return;
@@ -452,7 +461,7 @@ static void on_alloc(int raw, void *p, size_t size)
 
 /* Forgets p before it is freed (so another thread may reuse the address).
  * Returns 1 and the size if p was tracked. */
-static int on_free(int raw, void *p, size_t *size)
+ALWAYS_INLINE int on_free(const int raw, void *p, size_t *size)
 {
     if (!enter(raw))
         return 0;
@@ -468,7 +477,7 @@ static int on_free(int raw, void *p, size_t *size)
 
 /* After a realloc moved or resized a block: `old` bytes (0 if untracked)
  * became `size` bytes at q. Growth counts as allocated, shrinkage as freed. */
-static void on_realloc(int raw, void *q, size_t old, size_t size)
+ALWAYS_INLINE void on_realloc(const int raw, void *q, size_t old, size_t size)
 {
     if (!enter(raw))
         return;
@@ -488,7 +497,7 @@ static void on_realloc(int raw, void *q, size_t old, size_t size)
 
 /* Removes p from the table for a realloc, leaving the counters alone
  * (on_realloc accounts the change). Returns 1 and its size if tracked. */
-static int take_for_realloc(int raw, void *p, size_t *size)
+ALWAYS_INLINE int take_for_realloc(const int raw, void *p, size_t *size)
 {
     if (!enter(raw))
         return 0;
@@ -499,7 +508,7 @@ static int take_for_realloc(int raw, void *p, size_t *size)
 }
 
 /* Puts back a block whose realloc failed. */
-static void put_back(int raw, void *p, size_t size)
+ALWAYS_INLINE void put_back(const int raw, void *p, size_t size)
 {
     if (!enter(raw))
         return;
@@ -526,73 +535,111 @@ static hook_ctx *hooks[3];
  * our function with the default allocator's NULL context: the default raw
  * allocator is libc's, so each hook falls back to it. */
 
-static void *hook_malloc(void *ctx, size_t size)
+ALWAYS_INLINE void *do_malloc(hook_ctx *c, size_t size, const int raw)
 {
-    hook_ctx *c = ctx;
     void *p;
-    if (c == NULL)
+    if (raw && c == NULL)
         return malloc(size ? size : 1);
-    if (tl_busy || !c->active)
+    /* Only the raw domain can be re-entered (from pymalloc). */
+    if ((raw && tl_busy) || !c->active)
         return c->prev.malloc(c->prev.ctx, size);
     tl_busy = 1;
     p = c->prev.malloc(c->prev.ctx, size);
     tl_busy = 0;
     if (p != NULL)
-        on_alloc(c->raw, p, size);
+        on_alloc(raw, p, size);
     return p;
 }
 
-static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+ALWAYS_INLINE void *do_calloc(hook_ctx *c, size_t nelem, size_t elsize, const int raw)
 {
-    hook_ctx *c = ctx;
     void *p;
-    if (c == NULL)
+    if (raw && c == NULL)
         return calloc(nelem ? nelem : 1, elsize ? elsize : 1);
-    if (tl_busy || !c->active)
+    if ((raw && tl_busy) || !c->active)
         return c->prev.calloc(c->prev.ctx, nelem, elsize);
     tl_busy = 1;
     p = c->prev.calloc(c->prev.ctx, nelem, elsize);
     tl_busy = 0;
     if (p != NULL)
-        on_alloc(c->raw, p, nelem * elsize);
+        on_alloc(raw, p, nelem * elsize);
     return p;
 }
 
-static void *hook_realloc(void *ctx, void *ptr, size_t size)
+ALWAYS_INLINE void *do_realloc(hook_ctx *c, void *ptr, size_t size, const int raw)
 {
-    hook_ctx *c = ctx;
     size_t old = 0;
     int had = 0;
     void *q;
-    if (c == NULL)
+    if (raw && c == NULL)
         return realloc(ptr, size ? size : 1);
-    if (tl_busy || !c->active)
+    if ((raw && tl_busy) || !c->active)
         return c->prev.realloc(c->prev.ctx, ptr, size);
     if (ptr != NULL)
-        had = take_for_realloc(c->raw, ptr, &old);
+        had = take_for_realloc(raw, ptr, &old);
     tl_busy = 1;
     q = c->prev.realloc(c->prev.ctx, ptr, size);
     tl_busy = 0;
     if (q == NULL) {
         if (had)
-            put_back(c->raw, ptr, old);
+            put_back(raw, ptr, old);
         return NULL;
     }
-    on_realloc(c->raw, q, old, size);
+    on_realloc(raw, q, old, size);
     return q;
 }
 
-static void hook_free(void *ctx, void *ptr)
+ALWAYS_INLINE void do_free(hook_ctx *c, void *ptr, const int raw)
 {
-    hook_ctx *c = ctx;
     size_t size;
-    if (c == NULL) {
+    if (raw && c == NULL) {
         free(ptr);
         return;
     }
-    if (ptr != NULL && !tl_busy && c->active)
-        on_free(c->raw, ptr, &size);
+    if (ptr != NULL && !(raw && tl_busy) && c->active)
+        on_free(raw, ptr, &size);
     c->prev.free(c->prev.ctx, ptr);
+}
+
+/* The MEM and OBJ domains (GIL held) and the RAW domain. */
+static void *gil_malloc(void *ctx, size_t size)
+{
+    return do_malloc(ctx, size, 0);
+}
+
+static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    return do_calloc(ctx, nelem, elsize, 0);
+}
+
+static void *gil_realloc(void *ctx, void *ptr, size_t size)
+{
+    return do_realloc(ctx, ptr, size, 0);
+}
+
+static void gil_free(void *ctx, void *ptr)
+{
+    do_free(ctx, ptr, 0);
+}
+
+static void *raw_malloc(void *ctx, size_t size)
+{
+    return do_malloc(ctx, size, 1);
+}
+
+static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    return do_calloc(ctx, nelem, elsize, 1);
+}
+
+static void *raw_realloc(void *ctx, void *ptr, size_t size)
+{
+    return do_realloc(ctx, ptr, size, 1);
+}
+
+static void raw_free(void *ctx, void *ptr)
+{
+    do_free(ctx, ptr, 1);
 }
 
 static const PyMemAllocatorDomain domain_ids[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM,
@@ -627,9 +674,11 @@ static int hooks_install(void)
     }
     raw_spare = NULL;
     for (int i = 0; i < 3; i++) {
-        PyMemAllocatorEx ours = {made[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
         made[i]->domain = domain_ids[i];
         made[i]->raw = domain_ids[i] == PYMEM_DOMAIN_RAW;
+        PyMemAllocatorEx ours = made[i]->raw
+            ? (PyMemAllocatorEx){made[i], raw_malloc, raw_calloc, raw_realloc, raw_free}
+            : (PyMemAllocatorEx){made[i], gil_malloc, gil_calloc, gil_realloc, gil_free};
         PyMem_GetAllocator(domain_ids[i], &made[i]->prev);
         made[i]->active = 1;
         PyMem_SetAllocator(domain_ids[i], &ours);
@@ -650,7 +699,7 @@ static void hooks_remove(void)
         hooks[i] = NULL;
         c->active = 0;
         PyMem_GetAllocator(domain_ids[i], &cur);
-        if (cur.ctx == c && cur.malloc == hook_malloc) {
+        if (cur.ctx == c && (cur.malloc == gil_malloc || cur.malloc == raw_malloc)) {
             PyMem_SetAllocator(domain_ids[i], &c->prev);
             if (c->raw)
                 raw_spare = c;
