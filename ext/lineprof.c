@@ -516,7 +516,7 @@ static PyMethodDef bootstrap_def = {"_lineprof_thread_start",
  * new reference, or NULL with an exception set. */
 static PyObject *call_threading(const char *name, PyObject *arg)
 {
-    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *threading = lineprof_import("threading");
     if (threading == NULL)
         return NULL;
     PyObject *r = arg ? PyObject_CallMethod(threading, name, "O", arg)
@@ -642,6 +642,22 @@ static const lp_backend settrace_backend = {"settrace", settrace_start, settrace
 /* A sys.monitoring backend for 3.12+ would go here and be chosen below; on
  * 3.12 the settrace backend still works (through the legacy-trace shim). */
 static const lp_backend *backend = &settrace_backend;
+
+PyObject *lineprof_import(const char *name)
+{
+    PyObject *top = PyImport_ImportModuleLevel(name, NULL, NULL, NULL, 0);
+    if (top == NULL || strchr(name, '.') == NULL)
+        return top;
+    Py_DECREF(top);
+    PyObject *key = PyUnicode_FromString(name);
+    if (key == NULL)
+        return NULL;
+    PyObject *mod = PyImport_GetModule(key);
+    if (mod == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_ImportError, "no module named %R", key);
+    Py_DECREF(key);
+    return mod;
+}
 
 /* ---- public C API ------------------------------------------------------------ */
 

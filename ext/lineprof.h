@@ -49,6 +49,12 @@ int lineprof_get(PyObject *prof, Py_ssize_t i, lineprof_result *out);
  * raises), or NULL if all went well. Borrowed, valid until the next enable. */
 const char *lineprof_problem(PyObject *prof);
 
+/* Imports a module by its absolute dotted name and returns it (a new
+ * reference), or NULL with an exception set. Unlike PyImport_ImportModule it
+ * does not look for __builtins__ in the calling frame's globals, so it works
+ * when the magic runs from code exec'd in a bare dict. */
+PyObject *lineprof_import(const char *name);
+
 /* Registers pyrometer.LineProfiler and the test helpers, then %lprun. */
 int lineprof_module_exec(PyObject *module);
 

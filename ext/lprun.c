@@ -472,7 +472,7 @@ static PyObject *called_func_src(PyObject *expr)
     if (body == NULL || strcmp(Py_TYPE(body)->tp_name, "Call") != 0)
         goto done;
     func = PyObject_GetAttrString(body, "func");
-    ast = PyImport_ImportModule("ast");
+    ast = lineprof_import("ast");
     if (func == NULL || ast == NULL)
         goto done;
     src = PyObject_CallMethod(ast, "unparse", "O", func);
@@ -571,7 +571,7 @@ static PyObject *source_block(PyObject *filename, PyObject *globals, int first_l
     PyObject *linecache = NULL, *inspect = NULL, *all = NULL, *tail = NULL, *block = NULL,
              *r = NULL;
 
-    linecache = PyImport_ImportModule("linecache");
+    linecache = lineprof_import("linecache");
     if (linecache == NULL)
         goto done;
     r = PyObject_CallMethod(linecache, "checkcache", "O", filename);
@@ -583,7 +583,7 @@ static PyObject *source_block(PyObject *filename, PyObject *globals, int first_l
     if (all == NULL || !PyList_Check(all) || PyList_GET_SIZE(all) < first_line)
         goto done;
     tail = PyList_GetSlice(all, first_line - 1, PyList_GET_SIZE(all));
-    inspect = PyImport_ImportModule("inspect");
+    inspect = lineprof_import("inspect");
     if (tail == NULL || inspect == NULL)
         goto done;
     block = PyObject_CallMethod(inspect, "getblock", "O", tail);
@@ -792,11 +792,11 @@ static PyObject *highlight(fn_view *f)
 
     if (f->lines == NULL)
         return NULL;
-    pyg = PyImport_ImportModule("pygments");
+    pyg = lineprof_import("pygments");
     if (pyg == NULL)
         goto done;
-    lexers = PyImport_ImportModule("pygments.lexers");
-    formatters = PyImport_ImportModule("pygments.formatters");
+    lexers = lineprof_import("pygments.lexers");
+    formatters = lineprof_import("pygments.formatters");
     if (lexers == NULL || formatters == NULL)
         goto done;
     lexer = PyObject_CallMethod(lexers, "PythonLexer", NULL);
@@ -1047,7 +1047,7 @@ static int write_dump(PyObject *timings, double unit, PyObject *filename)
     FILE *fp = NULL;
     int rc = -1;
 
-    pickle = PyImport_ImportModule("pickle");
+    pickle = lineprof_import("pickle");
     if (pickle == NULL)
         goto done;
     state = Py_BuildValue("{s:O,s:d}", "timings", timings, "unit", unit);
@@ -1253,11 +1253,22 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
         const char *m = PyUnicode_AsUTF8(name);
         if (m == NULL)
             return -1;
-        PyObject *mod = PyImport_Import(name);
+        PyObject *mod = lineprof_import(m);
         if (mod == NULL) {
+            PyObject *exc, *val, *tb;
+            PyErr_Fetch(&exc, &val, &tb);
+            PyErr_NormalizeException(&exc, &val, &tb);
+            PyObject *msg = val ? PyObject_Str(val) : NULL;
+            const char *why = msg ? PyUnicode_AsUTF8(msg) : NULL;
             PyErr_Clear();
-            return usage_error(
-                "-m %s: could not import it; -m takes a module name, e.g. -m mypkg.mymod", m);
+            usage_error("-m %s: could not import it (%s: %s); -m takes a module name, e.g. "
+                        "-m mypkg.mymod",
+                        m, exc ? ((PyTypeObject *)exc)->tp_name : "error", why ? why : "");
+            Py_XDECREF(msg);
+            Py_XDECREF(exc);
+            Py_XDECREF(val);
+            Py_XDECREF(tb);
+            return -1;
         }
         char what[300];
         snprintf(what, sizeof what, "-m %s", m);

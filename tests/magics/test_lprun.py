@@ -515,6 +515,16 @@ def test_hook_replaced_during_run_is_reported(magic):
     assert sys.gettrace() is None
 
 
+def test_nested_lprun(magic, pyrometer):
+    inner = []
+    ns = {"T": T, "M": pyrometer.MAGICS["lprun"][1], "inner": inner}
+    stats = lprun(magic, "-r -f T.loop M('-f T.fib T.fib(5)', None, {'T': T}, inner.append); T.loop(3)",
+                  ns=ns)
+    assert our_hits(stats, "loop") == {13: 1, 14: 4, 15: 3, 16: 1}
+    assert "Function: fib" in inner[0]["text/plain"] and len(magic.bundles) == 1
+    assert sys.gettrace() is None and threading.gettrace() is None
+
+
 def test_namespace_untouched(magic):
     ns = {"__builtins__": __builtins__, "T": T}
     before = dict(ns)
