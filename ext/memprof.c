@@ -25,6 +25,10 @@
 
 #include <frameobject.h>
 
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 /* Set while this thread runs inside an allocator hook: the previous
@@ -1513,7 +1517,6 @@ static PyObject *saved_traceobj; /* owned while installed */
 /* A cheap clock for "has a few milliseconds passed": the TSC on x86-64
  * (at least 1 GHz there), else the coarse monotonic clock in ns. */
 #if defined(__x86_64__)
-#include <x86intrin.h>
 #define TICKS() ((long long)__rdtsc())
 #define RSS_TICKS 4000000LL
 #else

@@ -944,6 +944,8 @@ static void mprun_text(report_buf *b, target_info *infos, memprof_targets *ts, s
             report_buf_printf(b, "%6d %12s %12s  %10s  %11s %11s %12s %11s   ", ln, c[0], c[1], c[2],
                               c[3], c[4], c[5], c[6]);
             report_buf_append(b, srcl, (size_t)len);
+            while (b->len > 0 && b->data[b->len - 1] == ' ')
+                b->data[--b->len] = '\0';
             report_buf_puts(b, "\n");
         }
         report_buf_puts(b, "\n\n");
