@@ -310,8 +310,9 @@ static int by_name(const void *a, const void *b)
 }
 
 /* File paths: text[start:cur] is a path typed so far; matches are that text
- * completed by the entries of its directory (directories end with /). */
-static int complete_path(const cell *c, result *r, Py_ssize_t start)
+ * completed by the entries of its directory (directories end with /; only
+ * those when dirs_only is set). */
+static int complete_path(const cell *c, result *r, Py_ssize_t start, int dirs_only)
 {
     PyObject *typed = substr(c, start, c->cur);
     PyObject *bytes = typed ? PyUnicode_EncodeFSDefault(typed) : NULL;
@@ -355,6 +356,8 @@ static int complete_path(const cell *c, result *r, Py_ssize_t start)
         struct stat sb;
         snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
         int isdir = stat(full, &sb) == 0 && S_ISDIR(sb.st_mode);
+        if (dirs_only && !isdir)
+            continue;
         size_t len = dirlen + strlen(e->d_name) + 2;
         names[n] = malloc(len);
         if (names[n] == NULL)
@@ -577,10 +580,12 @@ error:
     return rc;
 }
 
-/* Strips what rlcompleter appends ("zip(", "import ", "try:"). */
+/* Strips what rlcompleter appends ("zip(", "f()", "import ", "try:"). */
 static PyObject *bare(PyObject *m)
 {
     Py_ssize_t n = PyUnicode_GET_LENGTH(m);
+    if (n > 2 && PyUnicode_READ_CHAR(m, n - 1) == ')' && PyUnicode_READ_CHAR(m, n - 2) == '(')
+        n--;
     while (n > 0) {
         Py_UCS4 ch = PyUnicode_READ_CHAR(m, n - 1);
         if (ch != '(' && ch != ' ' && ch != ':')
@@ -588,6 +593,34 @@ static PyObject *bare(PyObject *m)
         n--;
     }
     return PyUnicode_Substring(m, 0, n);
+}
+
+/* Sorts the matches (with their types) by text. Returns 0 or -1. */
+static int sort_result(result *r)
+{
+    Py_ssize_t n = PyList_GET_SIZE(r->matches);
+    PyObject *pairs = PyList_New(n);
+    if (pairs == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyTuple_Pack(2, PyList_GET_ITEM(r->matches, i), PyList_GET_ITEM(r->types, i));
+        if (p == NULL) {
+            Py_DECREF(pairs);
+            return -1;
+        }
+        PyList_SET_ITEM(pairs, i, p);
+    }
+    if (PyList_Sort(pairs) < 0) {
+        Py_DECREF(pairs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(pairs, i);
+        PyList_SetItem(r->matches, i, Py_NewRef(PyTuple_GET_ITEM(p, 0)));
+        PyList_SetItem(r->types, i, Py_NewRef(PyTuple_GET_ITEM(p, 1)));
+    }
+    Py_DECREF(pairs);
+    return 0;
 }
 
 /* Module names for `import a.b` / `from a.b`, without importing anything:
@@ -783,7 +816,7 @@ static int complete(const cell *c, result *r)
     if (where == IN_COMMENT)
         return 0;
     if (sigil >= 0 && c->u[sigil] == '!')
-        return complete_path(c, r, word_start(c, sigil + 1));
+        return complete_path(c, r, word_start(c, sigil + 1), 0);
     if (sigil >= 0) {
         int is_cell = sigil + 1 < c->n && c->u[sigil + 1] == '%';
         Py_ssize_t name = sigil + 1 + is_cell, e = name;
@@ -792,7 +825,7 @@ static int complete(const cell *c, result *r)
         if (c->cur <= e)
             return complete_magic(c, r, sigil, is_cell);
         if (e - name == 2 && c->u[name] == 'c' && c->u[name + 1] == 'd')
-            return complete_path(c, r, word_start(c, e));
+            return complete_path(c, r, word_start(c, e), 1);
     }
     if (where == IN_STRING) {
         /* d["ke -> key; otherwise a file path. */
@@ -810,7 +843,7 @@ static int complete(const cell *c, result *r)
         for (Py_ssize_t i = content; i < c->cur; i++)
             if (c->u[i] == '\n')
                 return 0;
-        return complete_path(c, r, content);
+        return complete_path(c, r, content, 0);
     }
     if (c->cur > 0 && c->u[c->cur - 1] == '[')
         return complete_keys(c, r, c->cur - 1, -1, -1);
@@ -824,7 +857,7 @@ static int complete(const cell *c, result *r)
         PyList_SetSlice(r->types, 0, PY_SSIZE_T_MAX, NULL);
         PySet_Clear(r->seen);
     }
-    return complete_plain(c, r);
+    return complete_plain(c, r) < 0 ? -1 : sort_result(r);
 }
 
 json_t *introspect_complete(const char *code, long cursor_pos)

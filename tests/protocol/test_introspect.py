@@ -1,0 +1,248 @@
+"""complete_request and inspect_request, black box: exact matches and
+cursor ranges (in code points), magics, dict keys, paths, the fallback
+without jedi, that completing calls nothing, and obj? / obj?? pages."""
+import os
+import tempfile
+
+import pytest
+
+import conftest
+from kernel_util import execute, stdout_of
+
+SETUP = '''\
+import os
+d = {'key': 1, 'kez': 2, 'other': 3}
+class Pt:
+    """A point."""
+    def __init__(self):
+        self.x1 = 1
+        self.x2 = 2
+pt = Pt()
+def f(x, y=2):
+    """Add."""
+    return x + y
+calls = []
+def g():
+    calls.append('g')
+    return "s"
+class Spy:
+    @property
+    def p(self):
+        calls.append('p')
+        return "s"
+    def __getitem__(self, k):
+        calls.append('getitem')
+        return "s"
+    def __call__(self):
+        calls.append('call')
+        return "s"
+spy = Spy()
+'''
+
+# The file-name fixture for path completion.
+TREE = tempfile.mkdtemp(prefix="pyrometer-paths-")
+for _name in ("alpha.txt", "alpine", "beta.txt", ".alhidden"):
+    if _name == "alpine":
+        os.mkdir(os.path.join(TREE, _name))
+    else:
+        open(os.path.join(TREE, _name), "w").close()
+
+
+def start_setup(env_extra=None):
+    from jupyter_client.manager import start_new_kernel
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    km, kc = start_new_kernel(kernel_name="pyrometer", startup_timeout=30, env=env)
+    reply, _ = execute(kc, SETUP)
+    assert reply["content"]["status"] == "ok"
+    return km, kc
+
+
+@pytest.fixture(scope="module")
+def k():
+    km, kc = start_setup()
+    yield kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def k_plain():
+    """A kernel that completes without jedi (rlcompleter)."""
+    km, kc = start_setup({"PYROMETER_NO_JEDI": "1"})
+    yield kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def complete(kc, code, pos=None):
+    msg_id = kc.complete(code, pos)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    c = reply["content"]
+    assert c["status"] == "ok"
+    return c["matches"], c["cursor_start"], c["cursor_end"], c
+
+
+def inspect(kc, code, pos=None, level=0):
+    msg_id = kc.inspect(code, pos, level)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "ok"
+    return reply["content"]
+
+
+# ---- completion -----------------------------------------------------------
+
+BOTH = [
+    # code, cursor (None: end), matches, cursor_start, cursor_end
+    ("zi", None, ["zip"], 0, 2),
+    ("str.upp", None, ["str.upper"], 0, 7),
+    ("import os.pa", None, ["os.path"], 7, 12),
+    ("from os import pa", None, ["pardir", "path", "pathconf", "pathconf_names", "pathsep"],
+     15, 17),
+    ("pt.x", None, ["pt.x1", "pt.x2"], 0, 4),
+    ("os.path.jo", None, ["os.path.join"], 0, 10),
+    ("x = 1\nstr.upp", None, ["str.upper"], 6, 13),
+    # cursor_pos counts code points: é and 😀 are one each
+    ('s = "é😀"; str.upp', None, ["str.upper"], 10, 17),
+    ("str.upp(1)", 7, ["str.upper"], 0, 7),
+    ('d["ke', None, ["key", "kez"], 3, 5),
+    ("d['o", None, ["other"], 3, 4),
+    ("d[", None, ["'key'", "'kez'", "'other'"], 2, 2),
+    ("%lpr", None, ["%lprun"], 0, 4),
+    ("%pst", None, ["%pstats"], 0, 4),
+    ("%%mpr", None, ["%%mprof", "%%mprun"], 0, 5),
+    ("%%pst", None, [], 0, 5),
+    ("y = %lpr", None, ["%lprun"], 4, 8),
+    ("%prun -s time str.upp", None, ["str.upper"], 14, 21),
+    ("# zi", None, [], 4, 4),
+    ("imp", None, ["import"], 0, 3),
+]
+
+
+@pytest.mark.parametrize("code,pos,matches,start,end", BOTH)
+def test_complete_jedi(k, code, pos, matches, start, end):
+    got, s, e, _ = complete(k, code, pos)
+    assert (sorted(got), s, e) == (sorted(matches), start, end)
+
+
+@pytest.mark.parametrize("code,pos,matches,start,end", BOTH)
+def test_complete_without_jedi(k_plain, code, pos, matches, start, end):
+    got, s, e, _ = complete(k_plain, code, pos)
+    assert (sorted(got), s, e) == (sorted(matches), start, end)
+
+
+def test_complete_paths(k):
+    q = 'open("' + TREE + "/al"
+    got, s, e, _ = complete(k, q)
+    assert (got, s, e) == ([TREE + "/alpha.txt", TREE + "/alpine/"], 6, len(q))
+    # hidden files only when asked for
+    got, s, e, _ = complete(k, "open('" + TREE + "/.al")
+    assert got == [TREE + "/.alhidden"]
+    q = "!ls " + TREE + "/b"
+    assert complete(k, q)[:3] == ([TREE + "/beta.txt"], 4, len(q))
+    q = "%cd " + TREE + "/al"  # directories only
+    assert complete(k, q)[:3] == ([TREE + "/alpine/"], 4, len(q))
+    q = 'x = "' + TREE + '/nothing'
+    assert complete(k, q)[:3] == ([], 5, len(q))
+
+
+def test_complete_type_metadata(k):
+    _, _, _, c = complete(k, "str.upp")
+    assert c["metadata"]["_jupyter_types_experimental"] == [
+        {"start": 0, "end": 7, "text": "str.upper", "type": "function", "signature": ""}]
+
+
+def test_complete_private_names_only_when_typed(k):
+    got = complete(k, "pt.")[0]
+    assert sorted(got) == ["pt.x1", "pt.x2"]
+    assert "pt.__class__" in complete(k, "pt.__")[0]
+
+
+@pytest.mark.parametrize("kc_name", ["k", "k_plain"])
+def test_complete_calls_nothing(request, kc_name):
+    kc = request.getfixturevalue(kc_name)
+    for code in ("g().up", "g().upper().", "spy().up", "spy[0].up", "spy['a'].", "f(g()).",
+                 "[g()][0].up", "g().__class__."):
+        complete(kc, code)
+    if kc_name == "k":
+        complete(kc, "spy.p.up")  # jedi does not run descriptors either
+    reply, msgs = execute(kc, "print(calls)")
+    assert stdout_of(msgs) == "[]\n"
+
+
+def test_complete_out_of_range_cursor(k):
+    assert complete(k, "zi", 99)[:3] == (["zip"], 0, 2)
+    assert complete(k, "", 0)[1:3] == (0, 0)
+
+
+# ---- inspection ---------------------------------------------------------------
+
+def cell_of(kc, code):
+    reply, _ = execute(kc, code)
+    assert reply["content"]["status"] == "ok"
+    return reply["content"]["execution_count"]
+
+
+def test_inspect_cell_function(k):
+    n = cell_of(k, 'def h(a, *, b=1):\n    """Multiply.\n\n    Twice."""\n    return a * b\n')
+    want0 = ("Signature: h(a, *, b=1)\n"
+             "Docstring:\nMultiply.\n\nTwice.\n"
+             f"File:      <cell-{n}>\n"
+             "Type:      function")
+    r = inspect(k, "h")
+    assert r["found"] is True
+    assert r["data"] == {"text/plain": want0}
+    want1 = ("Signature: h(a, *, b=1)\n"
+             "Docstring:\nMultiply.\n\nTwice.\n"
+             'Source:\ndef h(a, *, b=1):\n    """Multiply.\n\n    Twice."""\n    return a * b\n'
+             f"File:      <cell-{n}>\n"
+             "Type:      function")
+    assert inspect(k, "h", level=1)["data"]["text/plain"] == want1
+    # the same text as obj? / obj?? pages
+    for code, want in (("h?", want0), ("h??", want1)):
+        reply, msgs = execute(k, code)
+        assert reply["content"]["payload"] == [
+            {"source": "page", "data": {"text/plain": want}, "start": 0}]
+
+
+def test_inspect_cell_class_source(k):
+    n = cell_of(k, "class Box:\n    'A box.'\n    size = 3\n\nbox = Box()\n")
+    text = inspect(k, "Box", level=1)["data"]["text/plain"]
+    assert text == ("Init signature: Box()\n"
+                    "Docstring:      A box.\n"
+                    "Source:\nclass Box:\n    'A box.'\n    size = 3\n"
+                    "Type:           type")
+    assert n > 0
+
+
+def test_inspect_value(k):
+    assert inspect(k, "pt.x2")["data"]["text/plain"] == (
+        "Type:        int\nString form: 2\nDocstring:\n" + int.__doc__.strip("\n"))
+    text = inspect(k, "d")["data"]["text/plain"]
+    assert text.startswith("Type:        dict\n"
+                           "String form: {'key': 1, 'kez': 2, 'other': 3}\n"
+                           "Length:      3\n"
+                           "Docstring:\ndict() -> new empty dictionary\n")
+
+
+def test_inspect_cursor_positions(k):
+    # inside a name, at its end, in a call's arguments, dotted
+    assert inspect(k, "f(1, 2)", 1)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
+    assert inspect(k, "x = f(1, ", 9)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
+    t = inspect(k, "os.path.join('a')", 10)["data"]["text/plain"]
+    assert t.startswith("Signature: join(a, *p)\n")
+    t = inspect(k, "é😀 = 1; os.path.join", 14)["data"]["text/plain"]
+    assert t.startswith("Type:      module\n")  # cursor in "path": os.path
+
+
+def test_inspect_not_found(k):
+    for code in ("no_such_name", "pt.nope", "", "1 + ", "g().upper", "spy[0]"):
+        r = inspect(k, code)
+        assert (r["found"], r["data"]) == (False, {}), code
+    reply, msgs = execute(k, "no_such_name?")
+    assert reply["content"]["payload"] == []
+    assert stdout_of(msgs) == "Object `no_such_name` not found.\n"
+    reply, msgs = execute(k, "print(calls)")
+    assert stdout_of(msgs) == "[]\n"
