@@ -92,24 +92,33 @@ static double ns_per_tick(void)
 /* ---- data ---------------------------------------------------------------- */
 
 /* One target code object and its counters. */
+/* What the hook updates for one line while enabled. */
+typedef struct {
+    uint64_t hits;
+    int64_t ticks;
+} lp_slot;
+
 typedef struct {
     PyObject *code;    /* owned */
     PyObject *globals; /* owned, may be NULL */
     int index;         /* position in LineProfiler.codes */
     int first_line;    /* co_firstlineno: hits[0] is this line */
     int nlines;
-    uint64_t *hits; /* owned, nlines entries */
-    int64_t *ticks; /* owned, nlines entries: time charged while enabled, in ticks */
-    int64_t *ns;    /* owned, nlines entries: the same, in ns, added at each disable */
+    lp_slot *slots; /* owned, nlines entries: what the hook counts, flushed below */
+    uint64_t *hits; /* owned, nlines entries: hits so far */
+    int64_t *ns;    /* owned, nlines entries: time so far, in ns */
 } lp_code;
 
 /* One running activation of a target code object on a thread's stack. */
 typedef struct {
     PyFrameObject *frame; /* borrowed: alive while it runs; only compared */
     lp_code *code;
-    int line;      /* index of the running line in code->hits, or -1 */
+    lp_slot *cur;   /* the running line's slot, or NULL */
+    lp_slot *slots; /* code->slots, code->first_line and code->nlines, */
+    int first_line; /* copied here so that a line event reads one record */
+    unsigned nlines;
     int prev_same; /* stack index of the next activation of the same code below, or -1 */
-    int64_t t;     /* when `line` started being charged */
+    int64_t t;     /* when `cur` started being charged */
 } lp_rec;
 
 typedef struct {
@@ -266,13 +275,16 @@ static __attribute__((noinline)) void lp_enter(LineTracer *tr, PyFrameObject *fr
     if (prev >= 0) {
         /* Recursion: pause the outer activation of the same code. */
         lp_rec *o = &tr->stack[prev];
-        if (o->line >= 0)
-            c->ticks[o->line] += now - o->t;
+        if (o->cur != NULL)
+            o->cur->ticks += now - o->t;
         o->t = now;
     }
     r->frame = frame;
     r->code = c;
-    r->line = line;
+    r->cur = line >= 0 ? &c->slots[line] : NULL;
+    r->slots = c->slots;
+    r->first_line = c->first_line;
+    r->nlines = (unsigned)c->nlines;
     r->prev_same = prev;
     r->t = now;
     tr->top_of[c->index] = tr->depth;
@@ -283,15 +295,15 @@ static __attribute__((noinline)) void lp_enter(LineTracer *tr, PyFrameObject *fr
 /* The top activation starts running line `lineno`. */
 static inline void lp_line(lp_rec *r, int lineno, int64_t now)
 {
-    lp_code *c = r->code;
-    if (r->line >= 0)
-        c->ticks[r->line] += now - r->t;
-    unsigned idx = (unsigned)(lineno - c->first_line);
-    if (idx < (unsigned)c->nlines) {
-        c->hits[idx]++;
-        r->line = (int)idx;
+    if (r->cur != NULL)
+        r->cur->ticks += now - r->t;
+    unsigned idx = (unsigned)(lineno - r->first_line);
+    if (idx < r->nlines) {
+        lp_slot *s = &r->slots[idx];
+        s->hits++;
+        r->cur = s;
     } else {
-        r->line = -1;
+        r->cur = NULL;
     }
     r->t = now;
 }
@@ -301,8 +313,8 @@ static inline void lp_leave(LineTracer *tr, int64_t now)
 {
     lp_rec *r = tr->top;
     lp_code *c = r->code;
-    if (r->line >= 0)
-        c->ticks[r->line] += now - r->t;
+    if (r->cur != NULL)
+        r->cur->ticks += now - r->t;
     tr->top_of[c->index] = r->prev_same;
     if (r->prev_same >= 0)
         tr->stack[r->prev_same].t = now; /* the outer activation resumes */
@@ -727,8 +739,8 @@ int lineprof_add_code(PyObject *prof, PyObject *code, PyObject *globals)
     c->nlines = last - c->first_line + 1;
     c->hits = calloc((size_t)c->nlines, sizeof *c->hits);
     c->ns = calloc((size_t)c->nlines, sizeof *c->ns);
-    c->ticks = calloc((size_t)c->nlines, sizeof *c->ticks);
-    if (c->hits == NULL || c->ns == NULL || c->ticks == NULL)
+    c->slots = calloc((size_t)c->nlines, sizeof *c->slots);
+    if (c->hits == NULL || c->ns == NULL || c->slots == NULL)
         goto nomem;
     c->code = Py_NewRef(code);
     c->globals = (globals && PyDict_Check(globals)) ? Py_NewRef(globals) : NULL;
@@ -740,7 +752,7 @@ int lineprof_add_code(PyObject *prof, PyObject *code, PyObject *globals)
         Py_XDECREF(c->globals);
         free(c->hits);
         free(c->ns);
-        free(c->ticks);
+        free(c->slots);
         free(c);
         return -1;
     }
@@ -749,7 +761,7 @@ nomem:
     if (c != NULL) {
         free(c->hits);
         free(c->ns);
-        free(c->ticks);
+        free(c->slots);
         free(c);
     }
     PyErr_NoMemory();
@@ -773,20 +785,29 @@ int lineprof_enable(PyObject *prof)
     return backend->start(p);
 }
 
+/* Moves what the hook counted into hits[] and ns[]. Safe while enabled: the
+ * hook runs under the GIL, and the slots just start again from zero. */
+static void flush(LineProfiler *p)
+{
+    double k = ns_per_tick();
+    for (int i = 0; i < p->ncodes; i++) {
+        lp_code *c = p->codes[i];
+        for (int l = 0; l < c->nlines; l++) {
+            c->hits[l] += c->slots[l].hits;
+            c->ns[l] += (int64_t)((double)c->slots[l].ticks * k + 0.5);
+            c->slots[l].hits = 0;
+            c->slots[l].ticks = 0;
+        }
+    }
+}
+
 void lineprof_disable(PyObject *prof)
 {
     LineProfiler *p = (LineProfiler *)prof;
     if (!p->enabled)
         return;
     backend->stop(p);
-    double k = ns_per_tick();
-    for (int i = 0; i < p->ncodes; i++) {
-        lp_code *c = p->codes[i];
-        for (int l = 0; l < c->nlines; l++) {
-            c->ns[l] += (int64_t)((double)c->ticks[l] * k + 0.5);
-            c->ticks[l] = 0;
-        }
-    }
+    flush(p);
 }
 
 Py_ssize_t lineprof_count(PyObject *prof)
@@ -799,6 +820,8 @@ int lineprof_get(PyObject *prof, Py_ssize_t i, lineprof_result *out)
     LineProfiler *p = (LineProfiler *)prof;
     if (i < 0 || i >= p->ncodes)
         return -1;
+    if (p->enabled && i == 0)
+        flush(p);
     lp_code *c = p->codes[i];
     out->code = c->code;
     out->globals = c->globals;
@@ -877,7 +900,7 @@ static void lp_dealloc(LineProfiler *self)
         Py_XDECREF(c->code);
         free(c->hits);
         free(c->ns);
-        free(c->ticks);
+        free(c->slots);
         free(c);
     }
     free(self->codes);
