@@ -31,6 +31,9 @@ import lprun_targets as T  # noqa: E402
 
 line_profiler = pytest.importorskip("line_profiler")
 
+# T.loop's body lines: total = 0 / for ... / total += i / return total
+L1, L2, L3, L4 = (T.loop.__code__.co_firstlineno + k for k in range(1, 5))
+
 
 # ---- helpers ------------------------------------------------------------------
 
@@ -405,7 +408,7 @@ def test_r_returns_stats(magic, pyrometer):
     assert stats.unit == 1e-9 and str(stats) == stats.text and "<table" in stats.html
     ((key, entries),) = stats.timings.items()
     assert key == (T.__file__, T.loop.__code__.co_firstlineno, "loop")
-    assert [e[:2] for e in entries] == [(13, 1), (14, 3), (15, 2), (16, 1)]
+    assert [e[:2] for e in entries] == [(L1, 1), (L2, 3), (L3, 2), (L4, 1)]
 
 
 def test_deep_recursion(magic):
@@ -439,7 +442,7 @@ def test_python_api(pyrometer):
     with lp:
         T.loop(3)
     st = lp.get_stats()
-    assert our_hits(st, "loop") == {13: 2, 14: 8, 15: 6, 16: 2}
+    assert our_hits(st, "loop") == {L1: 2, L2: 8, L3: 6, L4: 2}
     assert not lp.enabled and sys.gettrace() is None
 
 
@@ -511,7 +514,7 @@ def test_hook_replaced_during_run_is_reported(magic):
     ns = {"T": T, "sys": sys}
     lprun(magic, "-f T.loop T.loop(2); sys.settrace(None); T.loop(2)", ns=ns)
     assert "Warning: the trace hook was replaced while profiling" in magic.text
-    assert table_rows(magic.text, "loop")[16][0] == 1
+    assert table_rows(magic.text, "loop")[L4][0] == 1
     assert sys.gettrace() is None
 
 
@@ -520,7 +523,7 @@ def test_nested_lprun(magic, pyrometer):
     ns = {"T": T, "M": pyrometer.MAGICS["lprun"][1], "inner": inner}
     stats = lprun(magic, "-r -f T.loop M('-f T.fib T.fib(5)', None, {'T': T}, inner.append); T.loop(3)",
                   ns=ns)
-    assert our_hits(stats, "loop") == {13: 1, 14: 4, 15: 3, 16: 1}
+    assert our_hits(stats, "loop") == {L1: 1, L2: 4, L3: 3, L4: 1}
     assert "Function: fib" in inner[0]["text/plain"] and len(magic.bundles) == 1
     assert sys.gettrace() is None and threading.gettrace() is None
 
@@ -535,7 +538,7 @@ def test_namespace_untouched(magic):
 def test_cell_magic(magic):
     ns = {"T": T}
     lprun(magic, "-f T.loop", ns=ns, cell="x = T.loop(3)\ny = T.loop(4)\n")
-    assert table_rows(magic.text, "loop")[16][0] == 2
+    assert table_rows(magic.text, "loop")[L4][0] == 2
     assert ns["x"] == 3 and ns["y"] == 6
 
 
