@@ -18,8 +18,8 @@
 #include "connection.h"
 #include "tap.h"
 
-#define CASES_DIR "connection_cases"
-#define SECRET "S3cr3tK3y"
+#define CASES_DIR   "connection_cases"
+#define SECRET      "S3cr3tK3y"
 #define SECRET_PART "S3cr3t" /* catches a key cut short in a reason too */
 
 static char *read_text(const char *path)
@@ -155,8 +155,9 @@ static void test_unreadable(void)
     snprintf(path, sizeof path, "%s/big.json", dir);
     FILE *f = fopen(path, "w");
     if (f != NULL) {
-        fprintf(f, "{\"ip\": \"127.0.0.1\", \"key\": \"%s\", \"shell_port\": 1, \"iopub_port\": 2, "
-                   "\"stdin_port\": 3, \"control_port\": 4, \"hb_port\": 5",
+        fprintf(f,
+                "{\"ip\": \"127.0.0.1\", \"key\": \"%s\", \"shell_port\": 1, \"iopub_port\": 2, "
+                "\"stdin_port\": 3, \"control_port\": 4, \"hb_port\": 5",
                 SECRET);
         for (int i = 0; i < 70000; i++)
             fputc(' ', f);

@@ -28,25 +28,55 @@ static void fill_cases(void)
         "The key needs to be hashed before being used by the HMAC algorithm.";
     rfc4231_case *c = cases;
 
-    c[0] = (rfc4231_case){1, {0}, 20, "Hi There", 0, 0,
+    c[0] = (rfc4231_case){1,
+                          {0},
+                          20,
+                          "Hi There",
+                          0,
+                          0,
                           "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"};
     memset(c[0].key, 0x0b, 20);
-    c[1] = (rfc4231_case){2, "Jefe", 4, "what do ya want for nothing?", 0, 0,
+    c[1] = (rfc4231_case){2,
+                          "Jefe",
+                          4,
+                          "what do ya want for nothing?",
+                          0,
+                          0,
                           "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"};
-    c[2] = (rfc4231_case){3, {0}, 20, NULL, 0xdd, 50,
+    c[2] = (rfc4231_case){3,
+                          {0},
+                          20,
+                          NULL,
+                          0xdd,
+                          50,
                           "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"};
     memset(c[2].key, 0xaa, 20);
-    c[3] = (rfc4231_case){4, {0}, 25, NULL, 0xcd, 50,
+    c[3] = (rfc4231_case){4,
+                          {0},
+                          25,
+                          NULL,
+                          0xcd,
+                          50,
                           "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"};
     for (int i = 0; i < 25; i++)
         c[3].key[i] = (unsigned char)(i + 1);
-    c[4] = (rfc4231_case){5, {0}, 20, "Test With Truncation", 0, 0,
-                          "a3b6167473100ee06e0c796c2955552b"};
+    c[4] = (rfc4231_case){
+        5, {0}, 20, "Test With Truncation", 0, 0, "a3b6167473100ee06e0c796c2955552b"};
     memset(c[4].key, 0x0c, 20);
-    c[5] = (rfc4231_case){6, {0}, 131, "Test Using Larger Than Block-Size Key - Hash Key First",
-                          0, 0, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"};
+    c[5] = (rfc4231_case){6,
+                          {0},
+                          131,
+                          "Test Using Larger Than Block-Size Key - Hash Key First",
+                          0,
+                          0,
+                          "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"};
     memset(c[5].key, 0xaa, 131);
-    c[6] = (rfc4231_case){7, {0}, 131, text7, 0, 0,
+    c[6] = (rfc4231_case){7,
+                          {0},
+                          131,
+                          text7,
+                          0,
+                          0,
                           "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"};
     memset(c[6].key, 0xaa, 131);
 }
@@ -104,7 +134,8 @@ int main(void)
     {
         const char *parts[] = {"", "Hi There", "", ""};
         size_t lens[] = {0, 8, 0, 0};
-        tap_ok(wire_signer_init(&s, cases[0].key, cases[0].key_len) == 0, "signer init, case 1 key");
+        tap_ok(wire_signer_init(&s, cases[0].key, cases[0].key_len) == 0,
+               "signer init, case 1 key");
         wire_sign(&s, parts, lens, 4, got);
         tap_is_str(got, cases[0].digest, "empty parts around the data do not change the digest");
         wire_signer_free(&s);

@@ -24,8 +24,8 @@
 #include "tap.h"
 #include "wire.h"
 
-#define CASES_DIR "wire_cases"
-#define DEFAULT_KEY "unit-test-key"
+#define CASES_DIR       "wire_cases"
+#define DEFAULT_KEY     "unit-test-key"
 #define MAX_CASE_FRAMES 32
 
 /* ---- round trips through wire_serialize and wire_parse ---- */
@@ -47,17 +47,20 @@ static void test_round_trip(void)
     tap_ok(wire_signer_init(&s, (const unsigned char *)"round-trip-key", 14) == 0,
            "round trip: signer init");
     json_t *header = wire_header_new(&s, "execute_request");
-    json_t *parent = json_pack("{s:s, s:s}", "msg_id", "parent-1", "msg_type", "kernel_info_request");
+    json_t *parent =
+        json_pack("{s:s, s:s}", "msg_id", "parent-1", "msg_type", "kernel_info_request");
     json_t *meta = json_pack("{s:b}", "trusted", 1);
-    json_t *content = json_pack("{s:s, s:b, s:[i,i], s:{}}", "code", "print('h\xc3\xa9 \xe2\x82\xac')",
-                                "silent", 0, "list", 1, 2, "empty");
+    json_t *content =
+        json_pack("{s:s, s:b, s:[i,i], s:{}}", "code", "print('h\xc3\xa9 \xe2\x82\xac')", "silent",
+                  0, "list", 1, 2, "empty");
     wire_frame *out = wire_serialize(&s, ids, 2, header, parent, meta, content, &n);
     if (!tap_ok(out != NULL, "round trip: serialize")) {
         wire_signer_free(&s);
         return;
     }
     tap_is_int((long long)n, 8, "round trip: 2 ids + delimiter + signature + 4 dicts");
-    tap_ok(frame_is(&out[0], "id-one") && out[1].len == 9 && memcmp(out[1].data, "\0\1\2binary", 9) == 0,
+    tap_ok(frame_is(&out[0], "id-one") && out[1].len == 9 &&
+               memcmp(out[1].data, "\0\1\2binary", 9) == 0,
            "round trip: identities copied byte for byte");
     tap_ok(frame_is(&out[2], WIRE_DELIM), "round trip: delimiter");
     tap_is_int((long long)out[3].len, 64, "round trip: signature is 64 hex digits");
@@ -87,7 +90,8 @@ static void test_round_trip(void)
                "round trip: buffers byte for byte, empty one included");
         tap_ok(m.ids != ids && m.ids[0].data != out[0].data, "round trip: identities are copies");
         wire_msg_clear(&m);
-        tap_ok(m.header == NULL && m.ids == NULL && m.n_ids == 0, "wire_msg_clear zeroes the message");
+        tap_ok(m.header == NULL && m.ids == NULL && m.n_ids == 0,
+               "wire_msg_clear zeroes the message");
     }
 
     /* The same frames again are a replay. */
@@ -409,8 +413,8 @@ static void run_case(const char *name)
             if (!tap_ok(rc == 0, "%s: parse %d of %d accepted", name, (int)r, (int)repeat))
                 tap_diag("error: %s", err);
         } else {
-            tap_ok(rc < 0 && strcmp(err, want_err) == 0, "%s: parse %d of %d refused", name,
-                   (int)r, (int)repeat);
+            tap_ok(rc < 0 && strcmp(err, want_err) == 0, "%s: parse %d of %d refused", name, (int)r,
+                   (int)repeat);
         }
         if (rc == 0)
             wire_msg_clear(&m);
