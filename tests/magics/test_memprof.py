@@ -612,3 +612,79 @@ def test_memit_children_and_timeout(magic):
     res = magic("memit", "-o -t 0.1 import time; time.sleep(0.3); x = bytearray(40 * 2**20)", ns=ns)
     assert len(ns["x"]) == 40 * MiB
     assert res.heap_peak < 1 * MiB and res.increment < 20, res
+
+
+# ---- through the kernel (functions defined in cells) ---------------------------------
+
+
+def _kernel_run(kc, code, timeout=60):
+    """Runs code in the kernel; returns (reply content, display datas, result datas)."""
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    shown, results = [], []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "display_data":
+            shown.append(msg["content"]["data"])
+        elif msg["msg_type"] == "execute_result":
+            results.append(msg["content"]["data"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return reply["content"], shown, results
+
+
+def test_through_the_kernel(tmp_path, monkeypatch):
+    import json
+
+    from conftest import BUILD
+    from jupyter_client.manager import start_new_kernel
+
+    kernel = os.path.join(BUILD, "kernel", "pyrometer-kernel")
+    if not os.path.exists(kernel):
+        pytest.skip("the kernel is not built")
+    spec = tmp_path / "jupyter" / "kernels" / "pyrometer-memtest"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [kernel, "-f", "{connection_file}"], "display_name": "pyrometer (memprof test)",
+        "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("PYROMETER_HISTORY", str(tmp_path / "history.sqlite"))
+    km, kc = start_new_kernel(kernel_name="pyrometer-memtest", startup_timeout=30)
+    try:
+        reply, _, _ = _kernel_run(kc, ALLOC_SRC.replace("def helper", "import numpy as np\n\ndef helper"))
+        assert reply["status"] == "ok"
+        cell = reply["execution_count"]
+        reply, shown, _ = _kernel_run(kc, "%mprun -f alloc alloc()")
+        assert reply["status"] == "ok", reply
+        text = shown[0]["text/plain"]
+        assert text.startswith(f"Filename: <cell-{cell}>")
+        rows = {l.split("   ")[-1].strip(): l for l in text.splitlines()}
+        assert "+50.00 MiB" in rows["a = bytearray(50 * 2**20)"]
+        assert "+76.29 MiB" in rows["b = np.ones(10_000_000)"]
+        assert "-76.29 MiB" in rows["del b"]
+        assert "+8.00 MiB" in rows["d = helper(8 * 2**20)"]
+        assert f"In [{cell}]" in shown[0]["text/html"]
+
+        reply, shown, _ = _kernel_run(kc, "r = %memit -o len(bytearray(200 * 2**20))\n"
+                                          "r.heap_peak >= 200 * 2**20, abs(r.heap_net) < 65536, "
+                                          "r.increment >= 199.5")
+        assert reply["status"] == "ok", reply
+        assert "peak memory:" in shown[0]["text/plain"]
+        dat = tmp_path / "k.dat"
+        reply, shown, _ = _kernel_run(kc, f"%%mprof -f alloc --dat {dat}\nx = alloc()\ndel x\n")
+        assert reply["status"] == "ok", reply
+        import mprof
+        assert list(mprof.read_mprofile_file(str(dat))["func_timestamp"]) == ["__main__.alloc"]
+
+        reply, _, _ = _kernel_run(kc, "%mprun alloc()")
+        assert reply["ename"] == "UsageError" and reply["evalue"].startswith("%mprun: say which")
+        reply, _, _ = _kernel_run(kc, "%mprun -f np alloc()")
+        assert reply["ename"] == "UsageError" and "is a module" in reply["evalue"]
+        reply, _, results = _kernel_run(kc, "len(alloc()[0]) // 2**20")
+        assert results[0]["text/plain"] == "50"  # the kernel is intact
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
