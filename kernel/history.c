@@ -18,12 +18,12 @@
 
 /* All of it is owned by the main thread: the kernel calls history_* only
  * from there (cells and shell requests). */
-static sqlite3 *db;                    /* owned; NULL before open / after close */
-static sqlite3_stmt *ins_input;        /* owned: INSERT of one input */
-static sqlite3_stmt *ins_output;       /* owned: INSERT of one output */
-static sqlite3_int64 session;          /* this kernel's session number */
-static long n_cmds;                    /* inputs stored in this session */
-static int write_failed;               /* a write failed: logged once */
+static sqlite3 *db;              /* owned; NULL before open / after close */
+static sqlite3_stmt *ins_input;  /* owned: INSERT of one input */
+static sqlite3_stmt *ins_output; /* owned: INSERT of one output */
+static sqlite3_int64 session;    /* this kernel's session number */
+static long n_cmds;              /* inputs stored in this session */
+static int write_failed;         /* a write failed: logged once */
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS sessions (session integer primary key autoincrement,"
@@ -58,6 +58,13 @@ static int db_path(char *buf, size_t len)
     const char *env = getenv("PYROMETER_HISTORY");
     if (env != NULL && *env != '\0') {
         snprintf(buf, len, "%s", env);
+        char *slash = strrchr(buf, '/');
+        if (slash != NULL && slash != buf && strcmp(buf, ":memory:") != 0) {
+            *slash = '\0';
+            if (mkdirs(buf) < 0)
+                log_msg("history: cannot create %s: %s", buf, strerror(errno));
+            *slash = '/';
+        }
         return 0;
     }
     const char *data = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
@@ -109,8 +116,9 @@ static int open_at(const char *path)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, schema, NULL, NULL, &errmsg);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "INSERT INTO sessions VALUES (NULL, " NOW ", NULL, NULL, '');"
-                              " COMMIT;",
+        rc = sqlite3_exec(db,
+                          "INSERT INTO sessions VALUES (NULL, " NOW ", NULL, NULL, '');"
+                          " COMMIT;",
                           NULL, NULL, &errmsg);
     if (rc != SQLITE_OK)
         goto error;
@@ -125,7 +133,9 @@ static int open_at(const char *path)
     return SQLITE_OK;
 error:
     log_msg("history: cannot open %s: %s", path,
-            errmsg ? errmsg : db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+            errmsg ? errmsg
+            : db   ? sqlite3_errmsg(db)
+                   : sqlite3_errstr(rc));
     sqlite3_free(errmsg);
     if (db != NULL)
         rc = sqlite3_extended_errcode(db) & 0xff;
@@ -234,10 +244,9 @@ static json_t *query(const char *sql, const sqlite3_int64 *ints, int n_ints, con
             in = json_string("");
         json_t *item = output ? json_pack("[o, s?]", in, out) : in;
         if (item == NULL ||
-            json_array_append_new(list, json_pack("[I, I, o]",
-                                                  (json_int_t)sqlite3_column_int64(st, 0),
-                                                  (json_int_t)sqlite3_column_int64(st, 1),
-                                                  item)) < 0)
+            json_array_append_new(list,
+                                  json_pack("[I, I, o]", (json_int_t)sqlite3_column_int64(st, 0),
+                                            (json_int_t)sqlite3_column_int64(st, 1), item)) < 0)
             goto error;
     }
     if (rc != SQLITE_DONE)

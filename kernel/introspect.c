@@ -19,7 +19,7 @@
 #include "log.h"
 #include "magics.h"
 
-#define MAX_MATCHES 1000 /* path and key listings stop there */
+#define MAX_MATCHES     1000 /* path and key listings stop there */
 #define MAX_STRING_FORM 200
 
 /* The code being completed or inspected, as code points. */
@@ -137,8 +137,8 @@ static int scan(const cell *c, Py_ssize_t *quote, Py_ssize_t *content)
             }
             if (!triple && c->u[j] == '\n')
                 break; /* unterminated: the string ends with its line */
-            if (c->u[j] == ch && (!triple || (j + 2 < c->n && c->u[j + 1] == ch &&
-                                               c->u[j + 2] == ch))) {
+            if (c->u[j] == ch &&
+                (!triple || (j + 2 < c->n && c->u[j + 1] == ch && c->u[j + 2] == ch))) {
                 j += triple ? 3 : 1;
                 closed = 1;
                 break;
@@ -493,8 +493,8 @@ static PyObject *get_jedi(void)
             PyObject *settings = PyObject_GetAttrString(jedi_mod, "settings");
             if (settings == NULL ||
                 PyObject_SetAttrString(settings, "case_insensitive_completion", Py_False) < 0 ||
-                PyObject_SetAttrString(settings, "allow_unsafe_interpreter_executions",
-                                       Py_False) < 0)
+                PyObject_SetAttrString(settings, "allow_unsafe_interpreter_executions", Py_False) <
+                    0)
                 log_exception("jedi settings");
             Py_XDECREF(settings);
         }
@@ -540,8 +540,8 @@ static int complete_jedi(PyObject *jedi, const cell *c, result *r)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *comp = PyList_GET_ITEM(comps, i);
         PyObject *name = PyObject_GetAttrString(comp, "name");
-        PyObject *len = name ? PyObject_CallMethod(comp, "get_completion_prefix_length", NULL)
-                             : NULL;
+        PyObject *len =
+            name ? PyObject_CallMethod(comp, "get_completion_prefix_length", NULL) : NULL;
         if (len == NULL) {
             Py_XDECREF(name);
             goto error;
@@ -1100,8 +1100,8 @@ static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
         char label[64], padded[80];
         snprintf(label, sizeof label, "%s:", f.label[i]);
         snprintf(padded, sizeof padded, "%-*s", (int)width, label);
-        PyObject *l = PyUnicode_FromFormat(multi ? "%s\n%U" : "%s%U", multi ? label : padded,
-                                           f.text[i]);
+        PyObject *l =
+            PyUnicode_FromFormat(multi ? "%s\n%U" : "%s%U", multi ? label : padded, f.text[i]);
         if (l == NULL || PyList_Append(lines, l) < 0)
             Py_CLEAR(lines);
         Py_XDECREF(l);
@@ -1144,8 +1144,7 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
         reply = json_pack("{s:s, s:b, s:{s:s}, s:{}}", "status", "ok", "found", 1, "data",
                           "text/plain", t, "metadata");
     else
-        reply = json_pack("{s:s, s:b, s:{}, s:{}}", "status", "ok", "found", 0, "data",
-                          "metadata");
+        reply = json_pack("{s:s, s:b, s:{}, s:{}}", "status", "ok", "found", 0, "data", "metadata");
     PyErr_Clear();
     Py_XDECREF(name);
     Py_XDECREF(obj);
