@@ -5,8 +5,10 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
+# Re-exported: a test module that says `from conftest import BUILD` gets the
+# same names whichever conftest Python imported first.
+from pyrometer_testing import BUILD, KERNEL, ROOT, start_kernel  # noqa: F401,E402
+
 sys.path.insert(0, os.path.join(BUILD, "ext"))
 
 

@@ -12,7 +12,7 @@ import pytest
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 
-from conftest import KERNEL, start_kernel
+from pyrometer_testing import KERNEL, start_kernel
 from kernel_util import execute, of_type, stdout_of, wait_for_iopub
 
 

@@ -5,7 +5,7 @@ import unittest
 
 import jupyter_kernel_test
 
-import conftest  # noqa: F401  (sets JUPYTER_PATH to the built kernel's spec)
+import pyrometer_testing  # noqa: F401  (sets JUPYTER_PATH to the built kernel's spec)
 
 
 class PyrometerKernelTests(jupyter_kernel_test.KernelTests):

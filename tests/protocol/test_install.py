@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import KERNEL
+from pyrometer_testing import KERNEL
 
 
 def run(*args, env=None):

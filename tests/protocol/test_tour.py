@@ -3,7 +3,7 @@ with nbclient, every cell succeeds, and the outputs are the expected kinds."""
 import os
 import sys
 
-from conftest import ROOT
+from pyrometer_testing import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "share", "examples"))
 import run_tour  # noqa: E402
