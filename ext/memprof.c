@@ -98,11 +98,10 @@ typedef struct {
     int lost; /* a block went untracked: out of memory */
 } table;
 
-/* Counters of one table's blocks. Written by the table's owner (GIL or
+/* Live bytes of one table's blocks. Written by the table's owner (GIL or
  * raw_lock holder) with relaxed atomic stores, readable from any thread. */
 typedef struct {
     int64_t live;
-    uint64_t allocated, freed, nallocs;
 } group;
 
 static table gil_tab, raw_tab;
@@ -433,19 +432,12 @@ ALWAYS_INLINE int enter(const int raw)
 }
 
 /* Accounts a change of the group's live bytes; returns the total live. */
-ALWAYS_INLINE int64_t account(const int raw, int64_t delta, uint64_t alloc, uint64_t freed,
-                            int count)
+ALWAYS_INLINE int64_t account(const int raw, int64_t delta)
 {
     group *g = raw ? &raw_grp : &gil_grp;
     group *other = raw ? &gil_grp : &raw_grp;
     int64_t live = g->live + delta;
     STORE(g->live, live);
-    if (alloc)
-        STORE(g->allocated, g->allocated + alloc);
-    if (freed)
-        STORE(g->freed, g->freed + freed);
-    if (count)
-        STORE(g->nallocs, g->nallocs + 1);
     return live + LOAD(other->live);
 }
 
@@ -455,7 +447,7 @@ ALWAYS_INLINE void on_alloc(const int raw, void *p, size_t size)
         return;
     table *t = raw ? &raw_tab : &gil_tab;
     size_t stale = tab_put(t, (uintptr_t)p, size);
-    int64_t total = account(raw, (int64_t)size - (int64_t)stale, size, stale, 1);
+    int64_t total = account(raw, (int64_t)size - (int64_t)stale);
     if (raw)
         unlock();
     bump_peak(total);
@@ -471,7 +463,7 @@ ALWAYS_INLINE int on_free(const int raw, void *p, size_t *size)
         return 0;
     int found = tab_take(raw ? &raw_tab : &gil_tab, (uintptr_t)p, size);
     if (found)
-        account(raw, -(int64_t)*size, 0, *size, 0);
+        account(raw, -(int64_t)*size);
     if (raw)
         unlock();
     if (found && tl_traced)
@@ -486,8 +478,7 @@ ALWAYS_INLINE void on_realloc(const int raw, void *q, size_t old, size_t size)
     if (!enter(raw))
         return;
     size_t stale = tab_put(raw ? &raw_tab : &gil_tab, (uintptr_t)q, size);
-    int64_t total = account(raw, (int64_t)size - (int64_t)old - (int64_t)stale,
-                            size >= old ? size - old : 0, (size < old ? old - size : 0) + stale, 1);
+    int64_t total = account(raw, (int64_t)size - (int64_t)old - (int64_t)stale);
     if (raw)
         unlock();
     bump_peak(total);
@@ -980,9 +971,6 @@ void memprof_get(memprof_counters *out)
 {
     out->live = LOAD(gil_grp.live) + LOAD(raw_grp.live);
     out->peak = LOAD(peak_live);
-    out->allocated = LOAD(gil_grp.allocated) + LOAD(raw_grp.allocated);
-    out->freed = LOAD(gil_grp.freed) + LOAD(raw_grp.freed);
-    out->nallocs = LOAD(gil_grp.nallocs) + LOAD(raw_grp.nallocs);
     if (out->peak < out->live)
         out->peak = out->live;
 }

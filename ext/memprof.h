@@ -17,9 +17,6 @@
 typedef struct {
     int64_t live;       /* bytes allocated since start and not yet freed */
     int64_t peak;       /* highest `live` since start or memprof_reset_peak() */
-    uint64_t allocated; /* bytes allocated since start (realloc growth: its delta) */
-    uint64_t freed;     /* bytes of tracked blocks freed since start (shrink: its delta) */
-    uint64_t nallocs;   /* number of allocations since start */
 } memprof_counters;
 
 /* Installs the hooks on PyMem's RAW, MEM and OBJ domains (chaining to the
