@@ -92,10 +92,8 @@ static Py_ssize_t chain_start(const cell *c, Py_ssize_t i)
     Py_ssize_t s = i;
     while (s > 0 && (is_id(c->u[s - 1]) || c->u[s - 1] == '.'))
         s--;
-    while (s < i && (c->u[s] == '.' || Py_UNICODE_ISDIGIT(c->u[s]))) {
+    if (s < i && (c->u[s] == '.' || Py_UNICODE_ISDIGIT(c->u[s])))
         s = id_start(c, i); /* starts with a dot or a digit: not a name */
-        break;
-    }
     if (s < i && s > 0 && (c->u[s - 1] == ')' || c->u[s - 1] == ']'))
         s = id_start(c, i);
     return s;
@@ -239,6 +237,24 @@ static void log_exception(const char *what)
 
 /* ---- resolving names without calling anything ---------------------------- */
 
+/* The value of a global name: the user namespace, then builtins (dict
+ * lookups only). Borrowed; NULL with no exception when there is none. */
+static PyObject *global_lookup(PyObject *name)
+{
+    PyObject *ns = interp_user_ns();
+    PyObject *obj = PyDict_GetItemWithError(ns, name);
+    if (obj == NULL && !PyErr_Occurred()) {
+        PyObject *b = PyDict_GetItemString(ns, "__builtins__");
+        if (b != NULL && PyModule_Check(b))
+            b = PyModule_GetDict(b);
+        if (b != NULL && PyDict_Check(b))
+            obj = PyDict_GetItemWithError(b, name);
+    }
+    if (obj == NULL)
+        PyErr_Clear();
+    return obj;
+}
+
 /* Returns a new reference to the value of a dotted name (user namespace,
  * then builtins, then getattr for each further part), or NULL with no
  * exception set when it does not resolve. */
@@ -256,15 +272,7 @@ static PyObject *resolve(PyObject *dotted)
         if (!PyUnicode_Check(name) || !PyUnicode_IsIdentifier(name))
             goto error;
     }
-    PyObject *first = PyList_GET_ITEM(parts, 0);
-    obj = PyDict_GetItemWithError(interp_user_ns(), first);
-    if (obj == NULL && !PyErr_Occurred()) {
-        PyObject *b = PyDict_GetItemString(interp_user_ns(), "__builtins__");
-        if (b != NULL && PyModule_Check(b))
-            b = PyModule_GetDict(b);
-        if (b != NULL && PyDict_Check(b))
-            obj = PyDict_GetItemWithError(b, first);
-    }
+    obj = global_lookup(PyList_GET_ITEM(parts, 0));
     if (obj == NULL)
         goto error;
     Py_INCREF(obj);
@@ -704,6 +712,26 @@ done:
     return rc;
 }
 
+/* The completion type of a global name (a dict lookup, nothing runs):
+ * keyword, module, class, function, instance, or "" when unknown. */
+static const char *global_type(PyObject *name)
+{
+    PyObject *obj = global_lookup(name);
+    if (obj == NULL) {
+        PyObject *kw = PyImport_ImportModule("keyword");
+        PyObject *is = kw ? PyObject_CallMethod(kw, "iskeyword", "O", name) : NULL;
+        int yes = is == Py_True;
+        Py_XDECREF(kw);
+        Py_XDECREF(is);
+        PyErr_Clear();
+        return yes ? "keyword" : "";
+    }
+    return PyModule_Check(obj)     ? "module"
+           : PyType_Check(obj)     ? "class"
+           : PyCallable_Check(obj) ? "function"
+                                   : "instance";
+}
+
 /* Without jedi: modules in import lines, else rlcompleter on the dotted
  * name (it evaluates nothing but a dotted name: getattr only). */
 static int complete_plain(const cell *c, result *r)
@@ -769,7 +797,7 @@ static int complete_plain(const cell *c, result *r)
         }
         Py_ssize_t last = PyUnicode_FindChar(b, '.', 0, PY_SSIZE_T_MAX, -1) + 1;
         if (show_private || PyUnicode_READ_CHAR(b, last) != '_')
-            rc = add(r, b, "");
+            rc = add(r, b, last == 0 ? global_type(b) : "");
         Py_DECREF(b);
     }
     Py_XDECREF(text);
@@ -807,6 +835,22 @@ static Py_ssize_t word_start(const cell *c, Py_ssize_t from)
     return s;
 }
 
+/* 1 when the cursor is inside a {replacement field} of an f-string whose
+ * text starts at content. */
+static int in_braces(const cell *c, Py_ssize_t content)
+{
+    int open = 0;
+    for (Py_ssize_t i = content; i < c->cur; i++) {
+        if (c->u[i] == '{' && i + 1 < c->cur && c->u[i + 1] == '{' && !open)
+            i++; /* {{ is a literal brace */
+        else if (c->u[i] == '{')
+            open++;
+        else if (c->u[i] == '}' && open > 0)
+            open--;
+    }
+    return open > 0;
+}
+
 static int complete(const cell *c, result *r)
 {
     Py_ssize_t quote = -1, content = -1;
@@ -828,10 +872,16 @@ static int complete(const cell *c, result *r)
             return complete_path(c, r, word_start(c, e), 1);
     }
     if (where == IN_STRING) {
-        /* d["ke -> key; otherwise a file path. */
+        /* d["ke -> key; f"{na -> Python; otherwise a file path. */
         Py_ssize_t b = quote;
-        while (b > 0 && b > quote - 2 && strchr("rRbBuUfF", (int)c->u[b - 1]) && c->u[b - 1])
+        int fstring = 0;
+        while (b > 0 && b > quote - 2 && c->u[b - 1] < 128 && c->u[b - 1] != 0 &&
+               strchr("rRbBuUfF", (int)c->u[b - 1])) {
+            fstring |= c->u[b - 1] == 'f' || c->u[b - 1] == 'F';
             b--;
+        }
+        if (fstring && in_braces(c, content))
+            goto python;
         while (b > 0 && is_space(c->u[b - 1]))
             b--;
         if (b > 0 && c->u[b - 1] == '[') {
@@ -847,7 +897,7 @@ static int complete(const cell *c, result *r)
     }
     if (c->cur > 0 && c->u[c->cur - 1] == '[')
         return complete_keys(c, r, c->cur - 1, -1, -1);
-
+python:;
     PyObject *jedi = get_jedi();
     if (jedi != NULL) {
         if (complete_jedi(jedi, c, r) == 0)
@@ -860,11 +910,40 @@ static int complete(const cell *c, result *r)
     return complete_plain(c, r) < 0 ? -1 : sort_result(r);
 }
 
+/* Warnings (a library's DeprecationWarning on attribute access, say) are
+ * silenced while completing or inspecting: they would land in the last
+ * cell's output. Returns the entered warnings.catch_warnings() (new), or
+ * NULL (no exception). */
+static PyObject *quiet_begin(void)
+{
+    PyObject *warnings = PyImport_ImportModule("warnings");
+    PyObject *cm = warnings ? PyObject_CallMethod(warnings, "catch_warnings", NULL) : NULL;
+    PyObject *r = cm ? PyObject_CallMethod(cm, "__enter__", NULL) : NULL;
+    if (r == NULL) {
+        Py_CLEAR(cm); /* not entered: nothing to undo */
+    } else {
+        Py_SETREF(r, PyObject_CallMethod(warnings, "simplefilter", "s", "ignore"));
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(warnings);
+    PyErr_Clear();
+    return cm;
+}
+
+static void quiet_end(PyObject *cm)
+{
+    PyObject *r = cm ? PyObject_CallMethod(cm, "__exit__", "OOO", Py_None, Py_None, Py_None) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(cm);
+    PyErr_Clear();
+}
+
 json_t *introspect_complete(const char *code, long cursor_pos)
 {
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *st, *sv, *stb; /* an exception pending on entry is kept */
     PyErr_Fetch(&st, &sv, &stb);
+    PyObject *quiet = quiet_begin();
     cell c;
     result r = {0};
     json_t *reply = NULL;
@@ -882,6 +961,7 @@ json_t *introspect_complete(const char *code, long cursor_pos)
     reply = reply_of(&r);
     result_clear(&r);
     cell_clear(&c);
+    quiet_end(quiet);
     PyErr_Restore(st, sv, stb);
     PyGILState_Release(g);
     return reply;
@@ -1127,6 +1207,7 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *st, *sv, *stb; /* an exception pending on entry is kept */
     PyErr_Fetch(&st, &sv, &stb);
+    PyObject *quiet = quiet_begin();
     PyObject *name = NULL, *obj = NULL, *text = NULL;
     cell c;
     json_t *reply = NULL;
@@ -1149,6 +1230,7 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
     Py_XDECREF(name);
     Py_XDECREF(obj);
     Py_XDECREF(text);
+    quiet_end(quiet);
     PyErr_Restore(st, sv, stb);
     PyGILState_Release(g);
     return reply;

@@ -168,6 +168,18 @@ def test_unusable_path_keeps_history_in_memory(tmp_path):
         stop(km, kc)
 
 
+def test_directory_of_the_file_is_created(tmp_path):
+    db = tmp_path / "new" / "dir" / "h.sqlite"
+    km, kc = start(db)
+    try:
+        run(kc, "v = 1")
+    finally:
+        stop(km, kc)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT source_raw FROM history").fetchall() == [("v = 1",)]
+    con.close()
+
+
 def test_default_location_under_jupyter_data_dir(tmp_path):
     from jupyter_client.manager import start_new_kernel
     env = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "data"))

@@ -2,12 +2,13 @@
 cursor ranges (in code points), magics, dict keys, paths, the fallback
 without jedi, that completing calls nothing, and obj? / obj?? pages."""
 import os
+import queue
 import tempfile
 
 import pytest
 
 import conftest
-from kernel_util import execute, stdout_of
+from kernel_util import drain_iopub, execute, stdout_of
 
 SETUP = '''\
 import os
@@ -152,6 +153,41 @@ def test_complete_type_metadata(k):
     _, _, _, c = complete(k, "str.upp")
     assert c["metadata"]["_jupyter_types_experimental"] == [
         {"start": 0, "end": 7, "text": "str.upper", "type": "function", "signature": ""}]
+
+
+def test_complete_type_metadata_without_jedi(k_plain):
+    types = {t["text"]: t["type"] for t in
+             complete(k_plain, "p")[3]["metadata"]["_jupyter_types_experimental"]}
+    assert (types["pt"], types["print"], types["pass"]) == ("instance", "function", "keyword")
+    assert complete(k_plain, "Pt")[3]["metadata"]["_jupyter_types_experimental"] == [
+        {"start": 0, "end": 2, "text": "Pt", "type": "class", "signature": ""}]
+
+
+def test_complete_in_fstring(k):
+    assert complete(k, 'f"{str.upp')[:3] == (["str.upper"], 3, 10)
+    assert complete(k, 'f"a {pt.x')[:3] == (["pt.x1", "pt.x2"], 5, 9)
+    assert complete(k, 'f"{{str.upp')[:3] == ([], 2, 11)  # {{ is text, not a field
+
+
+def test_completion_is_quiet(k):
+    """Warnings raised while completing or inspecting are not published."""
+    execute(k, "import warnings\n"
+               "class Noisy:\n"
+               "    def __getattr__(self, n):\n"
+               "        warnings.warn('touched ' + n)\n"
+               "        raise AttributeError(n)\n"
+               "noisy = Noisy()\n")
+    drain_iopub(k)
+    complete(k, "noisy.")
+    complete(k, "noisy.a.")
+    assert inspect(k, "noisy.zz")["found"] is False
+    published = []
+    while True:
+        try:
+            published.append(k.get_iopub_msg(timeout=0.5)["msg_type"])
+        except queue.Empty:
+            break
+    assert published == ["status", "status"] * 3  # busy, idle for each request
 
 
 def test_complete_private_names_only_when_typed(k):
