@@ -795,7 +795,11 @@ static int resolve_target(PyObject *module, const char *magic, const char *usage
     int rc = -1;
 
     memset(t, 0, sizeof *t);
-    obj = PyRun_String(expr, Py_eval_input, ns, ns);
+    PyObject *ecode = Py_CompileString(expr, "<-f>", Py_eval_input);
+    if (ecode != NULL) {
+        obj = run_code(ecode, ns);
+        Py_DECREF(ecode);
+    }
     if (obj == NULL) {
         PyObject *exc, *val, *tb;
         PyErr_Fetch(&exc, &val, &tb);

@@ -434,6 +434,11 @@ def test_errors(pyrometer, magic):
         magic("mprun", "-f nope f()", ns=ns)
     with pytest.raises(UsageError, match=r"^%mprun: give a statement"):
         magic("mprun", "-f f", ns=ns)
+    with pytest.raises(UsageError, match=r"^%mprun: could not find function f\( \(SyntaxError"):
+        magic("mprun", "-f f( f()", ns=ns)
+    bare = {"f": ns["f"]}  # a namespace without __builtins__ is left as it was
+    magic("mprun", "-f f f()", ns=bare)
+    assert list(bare) == ["f"]
     with pytest.raises(UsageError, match=r"^%memit: unknown option -z"):
         magic("memit", "-z f()", ns=ns)
     with pytest.raises(UsageError, match=r"^%memit: expected an integer >= 1, got 'x'"):
