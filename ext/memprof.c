@@ -1671,14 +1671,16 @@ static PyObject *gate_eval(PyThreadState *ts, struct _PyInterpreterFrame *frame,
 static void gate_on(PyThreadState *tstate)
 {
     PyInterpreterState *interp = PyThreadState_GetInterpreter(tstate);
-    PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
-    if (f == NULL || _PyInterpreterState_GetEvalFrameFunc(interp) != _PyEval_EvalFrameDefault)
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed; NULL when called from C */
+    if (_PyInterpreterState_GetEvalFrameFunc(interp) != _PyEval_EvalFrameDefault)
         return;
-    PyCodeObject *code = PyFrame_GetCode(f);
-    int ok = ((frame311_head *)((frameobject311_head *)f)->f_frame)->f_code == code;
-    Py_DECREF(code);
-    if (!ok)
-        return;
+    if (f != NULL) {
+        PyCodeObject *code = PyFrame_GetCode(f);
+        int ok = ((frame311_head *)((frameobject311_head *)f)->f_frame)->f_code == code;
+        Py_DECREF(code);
+        if (!ok)
+            return;
+    }
     saved_eval = _PyEval_EvalFrameDefault;
     gate_tstate = tstate;
     _PyInterpreterState_SetEvalFrameFunc(interp, gate_eval);
