@@ -698,3 +698,37 @@ def test_through_the_kernel(tmp_path, monkeypatch):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the frame-evaluation gate is for 3.11")
+def test_mprun_callees_run_untraced(magic):
+    """Only target frames are traced: a tracing interpreter creates a 72-byte
+    bound method for every list.append call (for the c_call event); those
+    would show up in the calling line's allocations if the helper were traced."""
+    ns = {}
+    define_cell("""\
+        def helper(n):
+            out = []
+            for i in range(n):
+                out.append(None)
+            return out
+
+        def caller():
+            r = helper(5000)
+            return r
+
+        def traced():
+            out = []
+            for i in range(5000):
+                out.append(None)
+            return out
+        """, ns)
+    res = magic("mprun", "-r -f caller -f traced caller(); traced()", ns=ns)
+    by = {f["name"]: f["lines"] for f in res.functions}
+    line = by["caller"][line_of(ns["caller"], "helper(5000)")]
+    assert near(line["net"], 8 * 5000, 0.2)
+    # The loop's ints (32 bytes each above 256) and the list's growth only.
+    assert line["allocated"] < 5000 * 32 + 80_000
+    # In a traced (target) frame the interpreter's temporaries are there.
+    append = by["traced"][line_of(ns["traced"], "out.append")]
+    assert append["allocated"] > 5000 * 48
