@@ -1059,8 +1059,8 @@ static Py_ssize_t builtin_len(PyObject *obj)
 /* The source of a class defined in a cell (inspect.getsource cannot find
  * it: __main__ has no file): the `class Name` block of the latest cell in
  * linecache that defines it at top level. A new str, or NULL (no
- * exception). */
-static PyObject *cell_class_source(PyObject *inspect, PyObject *cls)
+ * exception); *cell_name gets a new reference to that cell's name. */
+static PyObject *cell_class_source(PyObject *inspect, PyObject *cls, PyObject **cell_name)
 {
     PyObject *lc = PyImport_ImportModule("linecache");
     PyObject *cache = lc ? PyObject_GetAttrString(lc, "cache") : NULL;
@@ -1091,6 +1091,7 @@ static PyObject *cell_class_source(PyObject *inspect, PyObject *cls)
             if (l && strncmp(l, "class ", 6) == 0 && strncmp(l + 6, name, len) == 0 &&
                 strchr("(: ", l[6 + len]) && l[6 + len]) {
                 Py_XSETREF(lines, Py_NewRef(ls));
+                Py_XSETREF(*cell_name, Py_NewRef(key));
                 best = num;
                 best_line = (long)i;
                 break;
@@ -1134,8 +1135,13 @@ static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
     if (file == NULL)
         file = inspect_call(inspect, "getfile", obj);
     PyObject *source = detail_level > 0 ? inspect_call(inspect, "getsource", obj) : NULL;
-    if (source == NULL && detail_level > 0 && is_class)
-        source = cell_class_source(inspect, obj);
+    if (is_class && file == NULL) {
+        PyObject *cell_source = cell_class_source(inspect, obj, &file);
+        if (source == NULL && detail_level > 0)
+            source = cell_source;
+        else
+            Py_XDECREF(cell_source);
+    }
     if (source != NULL) {
         /* without the final newline, like the other fields */
         Py_ssize_t n = PyUnicode_GET_LENGTH(source);

@@ -249,8 +249,13 @@ def test_inspect_cell_class_source(k):
     assert text == ("Init signature: Box()\n"
                     "Docstring:      A box.\n"
                     "Source:\nclass Box:\n    'A box.'\n    size = 3\n"
+                    f"File:           <cell-{n}>\n"
                     "Type:           type")
-    assert n > 0
+    assert inspect(k, "Box")["data"]["text/plain"] == (
+        "Init signature: Box()\n"
+        "Docstring:      A box.\n"
+        f"File:           <cell-{n}>\n"
+        "Type:           type")
 
 
 def test_inspect_value(k):
