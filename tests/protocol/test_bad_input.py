@@ -9,7 +9,6 @@ stops the kernel binary with a clear message and exit status 2.
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -354,7 +353,8 @@ def test_bad_input_burst_then_execute(raw):
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["status"] == "ok"
     assert reply["content"]["execution_count"] == n0 + 1
-    results = [m for m in raw.iopub_until_idle(msg_id) if m["header"]["msg_type"] == "execute_result"]
+    results = [m for m in raw.iopub_until_idle(msg_id)
+               if m["header"]["msg_type"] == "execute_result"]
     assert [m["content"]["data"]["text/plain"] for m in results] == ["42"]
     assert raw.log.new_lines() == lines
 
@@ -463,8 +463,8 @@ def with_(**kw):
     (with_(signature_scheme="hmac-sha1"),
      'connection file: unsupported signature_scheme "hmac-sha1"'),
     (with_(key=1234), 'connection file: "key" must be a string'),
-], ids=["truncated", "unterminated-key", "empty", "array", "no-ip", "port-range", "port-string", "transport",
-        "scheme", "key-type"])
+], ids=["truncated", "unterminated-key", "empty", "array", "no-ip", "port-range", "port-string",
+        "transport", "scheme", "key-type"])
 def test_malformed_connection_file(tmp_path, text, message):
     path = tmp_path / "kernel.json"
     path.write_text(text)
