@@ -373,7 +373,8 @@ static int complete_path(const cell *c, result *r, Py_ssize_t start, int dirs_on
         snprintf(names[n++], len, "%.*s%s%s", (int)dirlen, t, e->d_name, isdir ? "/" : "");
     }
     closedir(d);
-    qsort(names, n, sizeof *names, by_name);
+    if (n > 0)
+        qsort(names, n, sizeof *names, by_name);
     for (size_t i = 0; i < n && rc == 0; i++) {
         PyObject *m = PyUnicode_DecodeFSDefault(names[i]);
         size_t len = strlen(names[i]);
@@ -499,10 +500,12 @@ static PyObject *get_jedi(void)
              * run while completing (jedi >= 0.19 reads this setting; older
              * ones read the attribute set in complete_jedi). */
             PyObject *settings = PyObject_GetAttrString(jedi_mod, "settings");
-            if (settings == NULL ||
-                PyObject_SetAttrString(settings, "case_insensitive_completion", Py_False) < 0 ||
-                PyObject_SetAttrString(settings, "allow_unsafe_interpreter_executions", Py_False) <
-                    0)
+            int bad = settings == NULL;
+            bad = bad ||
+                  PyObject_SetAttrString(settings, "case_insensitive_completion", Py_False) < 0;
+            bad = bad || PyObject_SetAttrString(settings, "allow_unsafe_interpreter_executions",
+                                                Py_False) < 0;
+            if (bad)
                 log_exception("jedi settings");
             Py_XDECREF(settings);
         }
@@ -566,7 +569,8 @@ static int complete_jedi(PyObject *jedi, const cell *c, result *r)
         Py_ssize_t k = PyLong_AsSsize_t(PyList_GET_ITEM(lens, i));
         if (k < 0 || k > c->cur - start || !PyUnicode_Check(name))
             continue;
-        if (!show_private && PyUnicode_READ_CHAR(name, 0) == '_')
+        if (PyUnicode_GET_LENGTH(name) == 0 ||
+            (!show_private && PyUnicode_READ_CHAR(name, 0) == '_'))
             continue;
         PyObject *type = PyObject_GetAttrString(PyList_GET_ITEM(comps, i), "type");
         const char *t = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
@@ -760,6 +764,7 @@ static int complete_plain(const cell *c, result *r)
         PyObject *d = mod && PyModule_Check(mod) ? PyModule_GetDict(mod) : NULL;
         while (typed && d && PyDict_Next(d, &pos, &k, &v))
             if (PyUnicode_Check(k) && PyUnicode_Tailmatch(k, typed, 0, PY_SSIZE_T_MAX, -1) == 1 &&
+                PyUnicode_GET_LENGTH(k) > 0 &&
                 (PyUnicode_READ_CHAR(k, 0) != '_' || (s < c->cur && c->u[s] == '_')))
                 add(r, k, "");
         Py_XDECREF(name);
@@ -796,7 +801,7 @@ static int complete_plain(const cell *c, result *r)
             break;
         }
         Py_ssize_t last = PyUnicode_FindChar(b, '.', 0, PY_SSIZE_T_MAX, -1) + 1;
-        if (show_private || PyUnicode_READ_CHAR(b, last) != '_')
+        if (last < PyUnicode_GET_LENGTH(b) && (show_private || PyUnicode_READ_CHAR(b, last) != '_'))
             rc = add(r, b, last == 0 ? global_type(b) : "");
         Py_DECREF(b);
     }
