@@ -9,6 +9,7 @@ memory_profiler's own %memit magic method (with -q) and through pyrometer's
     PYROMETER_BUILD=build /usr/bin/python3 tests/bench/bench_memprof.py [--reps N]
 """
 import argparse
+import contextlib
 import gc
 import io
 import os
@@ -120,7 +121,8 @@ def main(argv=None):
     from memory_profiler import LineProfiler, MemoryProfilerMagics, show_results
 
     mod = load_module()
-    shell = start_ipython()
+    with contextlib.redirect_stdout(io.StringIO()):  # IPython sets the terminal title
+        shell = start_ipython()
     ns = shell.user_ns
     ns.update({"np": np, "buffers": mod.buffers, "report": mod.report, "churn": mod.churn})
     mp_magics = MemoryProfilerMagics(shell=shell)
