@@ -906,8 +906,28 @@ static void numpy_remove(void)
 
 static int session_numpy;
 
+/* fork() while another thread holds raw_lock would leave the child's copy
+ * locked forever: hold it across fork, release it on both sides. */
+static void atfork_prepare(void)
+{
+    lock();
+}
+
+static void atfork_release(void)
+{
+    unlock();
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+    pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
 int memprof_start(void)
 {
+    pthread_once(&atfork_once, atfork_register);
     if (atomic_load(&tracking)) {
         PyErr_SetString(PyExc_RuntimeError, "the memory profiler is already running");
         return -1;

@@ -1198,11 +1198,11 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         if (o.v[PO_T].count > 0) {
             const char *path = o.v[PO_T].vals[o.v[PO_T].count - 1];
             if (write_file(path, &text) < 0) {
-                if (exc != NULL) {
+                /* Shown after the table (the statement's own error wins). */
+                if (exc != NULL)
                     PyErr_Clear();
-                } else {
-                    goto done;
-                }
+                else
+                    PyErr_Fetch(&exc, &val, &tb);
             } else {
                 report_buf_printf(&text, "\n\n*** Profile printout saved to text file %s.", path);
             }
@@ -1219,7 +1219,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         }
         PyErr_Restore(exc, val, tb);
     }
-    if (failed)
+    if (failed || PyErr_Occurred())
         goto done;
     if (o.v[PO_R].count > 0)
         ret = mprun_result(infos, ts, ninfos, bundle);
@@ -1486,9 +1486,11 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
                 }
             }
             if (write_file(path, &dat) < 0) {
-                if (exc == NULL)
-                    goto done;
-                PyErr_Clear();
+                /* Shown after the chart (the statement's own error wins). */
+                if (exc != NULL)
+                    PyErr_Clear();
+                else
+                    PyErr_Fetch(&exc, &val, &tb);
             } else {
                 report_buf_printf(&text, "mprofile data written to %s (plot it with: mprof plot %s)\n",
                                   path, path);
@@ -1511,7 +1513,7 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         }
         PyErr_Restore(exc, val, tb);
     }
-    if (res != NULL)
+    if (res != NULL && !PyErr_Occurred())
         ret = Py_NewRef(Py_None);
 done:
     if (spans)

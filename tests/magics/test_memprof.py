@@ -732,3 +732,46 @@ def test_mprun_callees_run_untraced(magic):
     # In a traced (target) frame the interpreter's temporaries are there.
     append = by["traced"][line_of(ns["traced"], "out.append")]
     assert append["allocated"] > 5000 * 48
+
+
+def test_fork_while_profiling(magic):
+    """A statement that forks (multiprocessing's default on Linux) while
+    another thread allocates: the child neither deadlocks nor crashes."""
+    import multiprocessing as mp
+    import time
+
+    stop = threading.Event()
+
+    def worker():
+        while not stop.is_set():
+            bytes(bytearray(100_000))  # raw-domain blocks, taken under the lock
+            time.sleep(0)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    ctx = mp.get_context("fork")
+    try:
+        ns = {"ctx": ctx, "len": len}
+        res = magic("memit", "-o ps = [ctx.Process(target=len, args=('x',)) for _ in range(4)]\n"
+                    "[p.start() for p in ps]; [p.join(10) for p in ps]\n"
+                    "codes = [p.exitcode for p in ps]", ns=ns)
+        assert ns["codes"] == [0, 0, 0, 0]
+        assert res.repeat == 1
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_unwritable_output_files(tmp_path, magic):
+    ns = {}
+    define_cell("""\
+        def f():
+            return bytearray(2**20)
+        """, ns)
+    bad = tmp_path / "no-such-dir" / "out"
+    with pytest.raises(FileNotFoundError):
+        magic("mprun", f"-T {bad} -f f f()", ns=ns)
+    assert "+1.00 MiB" in magic.text  # the table was shown first
+    with pytest.raises(FileNotFoundError):
+        magic("mprof", f"--dat {bad}", "f()\n", ns=ns)
+    assert "<svg" in magic.html
