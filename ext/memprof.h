@@ -35,7 +35,8 @@ int memprof_busy(void);
 /* 1 if the running session also tracks NumPy's data buffers. */
 int memprof_numpy_tracked(void);
 
-/* 1 if the pointer table could not grow and some blocks went untracked. */
+/* 1 if a pointer table could not grow (out of memory) and some blocks went
+ * untracked during the last session. */
 int memprof_lost(void);
 
 /* Copies the counters; callable from any thread. */
@@ -46,11 +47,12 @@ void memprof_reset_peak(void);
 
 /* ---- process memory ------------------------------------------------------- */
 
-/* Resident set size in bytes from /proc/self/statm, minus the pages of the
- * profiler's own pointer table; -1 if /proc is unreadable. Any thread. */
+/* Resident set size in bytes from /proc/self/statm, minus the resident pages
+ * of the profiler's own pointer tables; -1 if /proc is unreadable. Any
+ * thread. */
 int64_t memprof_rss(void);
 
-/* Resident bytes of the profiler's own pointer table. */
+/* Resident bytes of the profiler's own pointer tables (0 between sessions). */
 int64_t memprof_overhead(void);
 
 /* Summed RSS of all descendant processes, in bytes (0 if none). */
@@ -134,10 +136,12 @@ memprof_target *memprof_targets_get(memprof_targets *ts, size_t i);
 /* Line attribution: installs a trace function on this thread (saving the
  * previous one) that charges each allocation to the running line of the
  * innermost target frame, and records RSS per line like memory_profiler.
- * Needs memprof_start() first. `children` adds children's RSS. Returns 0, or
- * -1 with an exception set. */
+ * On CPython 3.11 a frame evaluator (PEP 523) also turns tracing on only in
+ * target frames, so their callees run untraced. Needs memprof_start()
+ * first. `children` adds children's RSS. Returns 0, or -1 with an exception
+ * set. */
 int memprof_lines_start(memprof_targets *ts, int children);
-/* Removes it and restores the previous trace function. */
+/* Removes it and restores the previous trace function and evaluator. */
 void memprof_lines_stop(void);
 
 /* Spans: installs a profile function on this thread (saving the previous
@@ -145,8 +149,9 @@ void memprof_lines_stop(void);
 int memprof_spans_start(memprof_targets *ts);
 void memprof_spans_stop(void);
 
-/* Clean-up hooks failures reported after a session ("hooks never raise"):
- * 1 if the line or span recorder dropped data (out of memory, too deep). */
+/* Failures the hooks could not raise ("hooks never raise"), reported after
+ * a session: 1 if the line or span recorder dropped data (out of memory,
+ * recursion deeper than it follows). */
 int memprof_trace_lost(void);
 
 /* mprun.c: registers %memit, %mprun and %%mprof. Returns 0, or -1 with an
