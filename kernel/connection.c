@@ -2,6 +2,7 @@
  * connection struct: transport, ip, the five ports, key and scheme. */
 #include "connection.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,10 @@ int connection_parse(const char *text, size_t len, connection *c, char *err, siz
     memset(c, 0, sizeof *c);
     json_t *root = json_loadb(text, len, 0, &jerr);
     if (root == NULL) {
+        /* Jansson quotes the token near the error: that may be the key. */
+        char *near = strstr(jerr.text, " near ");
+        if (near != NULL)
+            *near = '\0';
         snprintf(err, errlen, "connection file: invalid JSON at line %d: %s", jerr.line,
                  jerr.text);
         return -1;
@@ -107,8 +112,14 @@ int connection_load(const char *path, connection *c, char *err, size_t errlen)
         return -1;
     }
     size_t n = fread(buf, 1, sizeof buf, f);
-    int too_big = !feof(f);
+    int read_errno = ferror(f) ? errno : 0;
+    int too_big = !read_errno && !feof(f);
     fclose(f);
+    if (read_errno != 0) {
+        errno = read_errno;
+        snprintf(err, errlen, "cannot read connection file %s: %m", path);
+        return -1;
+    }
     if (too_big) {
         snprintf(err, errlen, "connection file %s is larger than %zu bytes", path, sizeof buf);
         return -1;

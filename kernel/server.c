@@ -132,7 +132,12 @@ static int recv_parts(void *sock, zmq_msg_t msgs[MAX_FRAMES], int flags)
             n++;
         }
     }
-    return overflow ? MAX_FRAMES + 1 : n;
+    if (overflow) {
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&msgs[i]);
+        return MAX_FRAMES + 1;
+    }
+    return n;
 }
 
 /* Reads one message from sock and parses it. Returns 1 with *msg filled, 0 if

@@ -68,15 +68,39 @@ static void put_literal(sbuf *b, const char *s, size_t n)
 /* Lexer state carried from one line to the next. */
 typedef struct {
     char quote;     /* open triple-quote char, or 0 */
+    char squote;    /* open single-quoted string continued by a backslash, or 0 */
     int depth;      /* open brackets */
     int continued;  /* previous line ended with a backslash */
 } lexstate;
 
 /* Advances st over one line (without its newline). */
+/* Skips a single-quoted string body from s[i] (just after the opening quote
+ * q) and returns the index after its closing quote; a string still open at a
+ * backslash-newline sets st->squote instead and returns n. */
+static size_t skip_short_string(lexstate *st, const char *s, size_t n, size_t i, char q)
+{
+    while (i < n && s[i] != q) {
+        if (s[i] == '\\') {
+            if (i + 1 == n) {
+                st->squote = q;
+                return n;
+            }
+            i++;
+        }
+        i++;
+    }
+    return i + 1;
+}
+
 static void scan_line(lexstate *st, const char *s, size_t n)
 {
     size_t i = 0;
     st->continued = 0;
+    if (st->squote) {
+        char q = st->squote;
+        st->squote = 0;
+        i = skip_short_string(st, s, n, 0, q);
+    }
     while (i < n) {
         char c = s[i];
         if (st->quote) {
@@ -105,13 +129,7 @@ static void scan_line(lexstate *st, const char *s, size_t n)
                 continue;
             }
             /* single-line string: skip to its end */
-            i++;
-            while (i < n && s[i] != c) {
-                if (s[i] == '\\')
-                    i++;
-                i++;
-            }
-            i++;
+            i = skip_short_string(st, s, n, i + 1, c);
             continue;
         }
         if (c == '(' || c == '[' || c == '{')
@@ -135,8 +153,12 @@ static size_t span_ident(const char *s, size_t n)
 static size_t assignment_magic(const char *s, size_t n, size_t *lhs_end)
 {
     size_t i = 0;
-    while (i < n && (isalnum((unsigned char)s[i]) || strchr("_.,[]() *'\"", s[i]) != NULL))
+    while (i < n && (isalnum((unsigned char)s[i]) || strchr("_.,[]() *'\"", s[i]) != NULL)) {
+        /* "name(" is a call, not an assignment target: f(a = %b) stays */
+        if (s[i] == '(' && i > 0 && (isalnum((unsigned char)s[i - 1]) || s[i - 1] == '_'))
+            return 0;
         i++;
+    }
     if (i == 0 || i >= n || s[i] != '=' || (i + 1 < n && s[i + 1] == '='))
         return 0;
     size_t eq = i;
@@ -219,6 +241,31 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
     const char *p = cell;
     size_t total = strlen(cell);
 
+    /* Leading blank lines are kept as they are (IPython drops them). */
+    const char *first_line = cell;
+    for (;;) {
+        const char *q = first_line;
+        while (*q == ' ' || *q == '\t' || *q == '\r')
+            q++;
+        if (*q != '\n')
+            break;
+        first_line = q + 1;
+    }
+    if (first_line != cell && first_line[0] == '%' && first_line[1] == '%') {
+        char *rest = transform_cell(first_line, err, errlen);
+        if (rest == NULL)
+            return NULL;
+        put(&b, cell, (size_t)(first_line - cell));
+        puts_(&b, rest);
+        free(rest);
+        if (b.failed) {
+            free(b.data);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        return b.data;
+    }
+
     /* %%name args: the whole cell goes to a cell magic. */
     if (cell[0] == '%' && cell[1] == '%') {
         const char *eol = strchr(cell, '\n');
@@ -255,12 +302,16 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
     while (*p || b.len == 0) {
         const char *eol = strchr(p, '\n');
         size_t n = eol ? (size_t)(eol - p) : strlen(p);
-        int at_statement = !st.quote && st.depth == 0 && !st.continued;
+        int at_statement = !st.quote && !st.squote && st.depth == 0 && !st.continued;
         size_t ind = 0;
         while (ind < n && (p[ind] == ' ' || p[ind] == '\t'))
             ind++;
         const char *s = p + ind;
         size_t sn = n - ind;
+        /* A CRLF line ending: the \r is kept but is not part of the magic. */
+        int cr = sn > 0 && s[sn - 1] == '\r';
+        if (cr)
+            sn--;
         size_t lhs_end = 0, at;
         const char *hname;
         size_t hlen;
@@ -273,17 +324,61 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
                          "cell magic %.*s must be on the first line of the cell", (int)(sn > 40 ? 40 : sn), s);
                 return NULL;
             }
+            /* A trailing backslash continues the magic on the next lines,
+             * joined with one space as IPython does; the consumed lines
+             * stay as blank lines so line numbers hold. */
+            size_t extra = 0;
+            char *joined = NULL;
+            if (sn > 0 && s[sn - 1] == '\\' && eol) {
+                sbuf j = {0};
+                const char *q = eol + 1;
+                put(&j, s, sn - 1);
+                for (;;) {
+                    const char *qe = strchr(q, '\n');
+                    size_t qn = qe ? (size_t)(qe - q) : strlen(q);
+                    while (qn > 0 && (q[qn - 1] == ' ' || q[qn - 1] == '\r'))
+                        qn--;
+                    extra++;
+                    put(&j, " ", 1);
+                    int more = qn > 0 && q[qn - 1] == '\\' && qe;
+                    put(&j, q, more ? qn - 1 : qn);
+                    eol = qe;
+                    if (!more)
+                        break;
+                    q = qe + 1;
+                }
+                if (j.failed) {
+                    free(j.data);
+                    free(b.data);
+                    snprintf(err, errlen, "out of memory");
+                    return NULL;
+                }
+                joined = j.data;
+            }
             put(&b, p, ind);
-            emit_call(&b, s, sn, 0);
+            if (joined) {
+                emit_call(&b, joined, strlen(joined), 0);
+                free(joined);
+                for (size_t k = 0; k < extra; k++)
+                    put(&b, "\n", 1);
+            } else {
+                emit_call(&b, s, sn, 0);
+                if (cr)
+                    put(&b, "\r", 1);
+            }
         } else if (at_statement && sn > 0 && (at = assignment_magic(s, sn, &lhs_end)) != 0) {
             put(&b, p, ind + lhs_end);
             puts_(&b, " = ");
             emit_call(&b, s + at, sn - at, 1);
+            if (cr)
+                put(&b, "\r", 1);
         } else if (at_statement && sn > 0 && help_query(s, sn, &hname, &hlen, &level)) {
             put(&b, p, ind);
             puts_(&b, "__pyrometer__.inspect(");
             put_literal(&b, hname, hlen);
             puts_(&b, level ? ", 1)" : ", 0)");
+            if (cr)
+                put(&b, "\r", 1);
         } else {
             put(&b, p, n);
             scan_line(&st, p, n);

@@ -179,7 +179,10 @@ int wire_parse(wire_signer *s, const wire_frame *frames, size_t n, wire_msg *out
         return -1;
     }
     if (n - d - 1 < 5) {
-        snprintf(err, errlen, "missing frame: %zu of 5 after the delimiter", n - d - 1);
+        snprintf(err, errlen,
+                 "missing frames: %zu of the 5 after <IDS|MSG> (signature, header, "
+                 "parent_header, metadata, content)",
+                 n - d - 1);
         return -1;
     }
     const wire_frame *sig = &frames[d + 1];
@@ -188,8 +191,16 @@ int wire_parse(wire_signer *s, const wire_frame *frames, size_t n, wire_msg *out
         unsigned char got[32], want[32];
         const char *pp[4];
         size_t pl[4];
+        if (sig->len == 0) {
+            snprintf(err, errlen, "bad signature: missing (empty frame)");
+            return -1;
+        }
+        if (sig->len != 64) {
+            snprintf(err, errlen, "bad signature: %zu characters, not 64 hex digits", sig->len);
+            return -1;
+        }
         if (unhex(sig->data, sig->len, got) < 0) {
-            snprintf(err, errlen, "bad signature: not 64 hex digits");
+            snprintf(err, errlen, "bad signature: not hex digits");
             return -1;
         }
         for (int i = 0; i < 4; i++) {

@@ -12,13 +12,14 @@ BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
 KERNEL = os.path.join(BUILD, "kernel", "pyrometer-kernel")
 
 SPEC_DIR = tempfile.mkdtemp(prefix="pyrometer-jupyter-")
-for _name, _mode in (("pyrometer", "signal"), ("pyrometer-msg", "message")):
+for _name, _mode, _display in (
+        ("pyrometer", "signal", "Python 3 (pyrometer)"),
+        ("pyrometer-msg", "message", "Python 3 (pyrometer, message interrupt)")):
     _kdir = os.path.join(SPEC_DIR, "kernels", _name)
     os.makedirs(_kdir)
     with open(os.path.join(_kdir, "kernel.json"), "w") as _f:
-        json.dump({"argv": [KERNEL, "-f", "{connection_file}"],
-                   "display_name": "Python 3 (pyrometer)", "language": "python",
-                   "interrupt_mode": _mode}, _f)
+        json.dump({"argv": [KERNEL, "-f", "{connection_file}"], "display_name": _display,
+                   "language": "python", "interrupt_mode": _mode}, _f)
 os.environ["JUPYTER_PATH"] = SPEC_DIR
 os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(SPEC_DIR, "data"))
 os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
