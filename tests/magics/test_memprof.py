@@ -399,6 +399,20 @@ def test_mprof_dat_file_read_by_mprof(tmp_path, magic):
     assert peak >= max(max(prof["mem_usage"]), g2[3]) - 0.01
     assert f"written to {dat}" in text
     assert "<svg" in magic.html and "<polyline" in magic.html and "__main__.grow" in magic.html
+    # And `mprof plot` draws it, function brackets included.
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import types
+    plt.figure()
+    mprof.plot_file(str(dat), options=types.SimpleNamespace(xlim=None, slope=False))
+    labels = [t.get_text() for t in plt.gca().legend().get_texts()]
+    # (mprof shortens the names to what tells them apart.)
+    assert sum("grow" in l for l in labels) == 2 and sum("driver" in l for l in labels) == 1
+    png = tmp_path / "plot.png"
+    plt.savefig(png)
+    plt.close("all")
+    assert png.stat().st_size > 1000
 
 
 def test_mprof_statement_raises(magic):
