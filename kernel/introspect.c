@@ -390,6 +390,27 @@ done:
     return rc;
 }
 
+/* A type in obj's MRO named module_prefix...name (e.g. pandas DataFrame),
+ * read from the type objects only. */
+static int is_kind(PyObject *obj, const char *module_prefix, const char *name)
+{
+    PyObject *mro = Py_TYPE(obj)->tp_mro;
+    for (Py_ssize_t i = 0; mro != NULL && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        const char *dot = strrchr(t->tp_name, '.');
+        if (strcmp(dot ? dot + 1 : t->tp_name, name) != 0)
+            continue;
+        PyObject *mod = PyObject_GetAttrString((PyObject *)t, "__module__");
+        const char *m = mod && PyUnicode_Check(mod) ? PyUnicode_AsUTF8(mod) : NULL;
+        int yes = m != NULL && strncmp(m, module_prefix, strlen(module_prefix)) == 0;
+        Py_XDECREF(mod);
+        PyErr_Clear();
+        if (yes)
+            return 1;
+    }
+    return 0;
+}
+
 /* Returns a new list of the keys an object offers for obj[...] completion:
  * a dict's own keys (read from the dict, no method is called), or what the
  * object's _ipython_key_completions_() gives (the IPython protocol, e.g.
@@ -399,6 +420,17 @@ static PyObject *keys_of(PyObject *obj)
     PyObject *keys = NULL;
     if (PyDict_Check(obj))
         return PyDict_Keys(obj);
+    if (is_kind(obj, "pandas.", "DataFrame") || is_kind(obj, "numpy", "ndarray")) {
+        /* a DataFrame's columns; a structured array's field names */
+        int frame = is_kind(obj, "pandas.", "DataFrame");
+        PyObject *a = PyObject_GetAttrString(obj, frame ? "columns" : "dtype");
+        PyObject *names = a && !frame ? PyObject_GetAttrString(a, "names") : Py_XNewRef(a);
+        keys = names && names != Py_None ? PySequence_List(names) : NULL;
+        Py_XDECREF(a);
+        Py_XDECREF(names);
+        PyErr_Clear();
+        return keys;
+    }
     PyObject *meth = PyObject_GetAttrString((PyObject *)Py_TYPE(obj), "_ipython_key_completions_");
     if (meth != NULL) {
         PyObject *got = PyObject_CallOneArg(meth, obj);
@@ -589,6 +621,44 @@ error:
     Py_XDECREF(comps);
     Py_XDECREF(names);
     Py_XDECREF(lens);
+    return rc;
+}
+
+/* When jedi finds nothing for a.b.pre (a.b is reached through __getattr__,
+ * say): the attributes of a.b, reached by getattr along the dotted name
+ * only, whose names start with pre. */
+static int complete_attrs(const cell *c, result *r)
+{
+    Py_ssize_t start = chain_start(c, c->cur), dot = c->cur;
+    while (dot > start && c->u[dot - 1] != '.')
+        dot--;
+    if (dot <= start || !is_id(c->u[start]) || Py_UNICODE_ISDIGIT(c->u[start]))
+        return 0;
+    int show_private = dot < c->cur && c->u[dot] == '_';
+    PyObject *base = substr(c, start, dot - 1);
+    PyObject *prefix = substr(c, start, dot);
+    PyObject *typed = substr(c, dot, c->cur);
+    PyObject *obj = base && prefix && typed ? resolve(base) : NULL;
+    PyObject *names = obj ? PyObject_Dir(obj) : NULL;
+    int rc = base && prefix && typed ? 0 : -1;
+    r->start = start;
+    for (Py_ssize_t i = 0; rc == 0 && names && PyList_Check(names) && i < PyList_GET_SIZE(names);
+         i++) {
+        PyObject *name = PyList_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) == 0 ||
+            (!show_private && PyUnicode_READ_CHAR(name, 0) == '_'))
+            continue;
+        int m = PyUnicode_Tailmatch(name, typed, 0, PY_SSIZE_T_MAX, -1);
+        if (m < 0 || (m == 1 && add_prefixed(r, prefix, name, "") < 0))
+            rc = -1;
+    }
+    if (names == NULL)
+        PyErr_Clear();
+    Py_XDECREF(base);
+    Py_XDECREF(prefix);
+    Py_XDECREF(typed);
+    Py_XDECREF(obj);
+    Py_XDECREF(names);
     return rc;
 }
 
@@ -906,7 +976,7 @@ python:;
     PyObject *jedi = get_jedi();
     if (jedi != NULL) {
         if (complete_jedi(jedi, c, r) == 0)
-            return 0;
+            return PyList_GET_SIZE(r->matches) > 0 ? 0 : complete_attrs(c, r);
         log_exception("completion (jedi)");
         PyList_SetSlice(r->matches, 0, PY_SSIZE_T_MAX, NULL);
         PyList_SetSlice(r->types, 0, PY_SSIZE_T_MAX, NULL);

@@ -149,6 +149,19 @@ def test_complete_paths(k):
     assert complete(k, q)[:3] == ([], 5, len(q))
 
 
+def test_complete_pandas_numpy(k):
+    execute(k, "import numpy as np, pandas as pd\n"
+               "df = pd.DataFrame({'alpha': [1], 'beta': [2], 'alps': [3]})\n"
+               "rec = np.zeros(2, dtype=[('xa', 'i4'), ('xb', 'f8')])\n")
+    assert complete(k, "df['al")[:3] == (["alpha", "alps"], 4, 6)
+    assert complete(k, "df[")[:3] == (["'alpha'", "'beta'", "'alps'"], 3, 3)
+    assert complete(k, "rec['x")[:3] == (["xa", "xb"], 5, 6)
+    # a column reached through DataFrame.__getattr__: jedi finds nothing, the
+    # attributes of df.alpha (a Series) come from getattr along the name
+    assert complete(k, "df.alpha.to_num")[:3] == (["df.alpha.to_numpy"], 0, 15)
+    assert complete(k, "df.alp")[:3] == (["df.alpha", "df.alps"], 0, 6)
+
+
 def test_complete_type_metadata(k):
     _, _, _, c = complete(k, "str.upp")
     assert c["metadata"]["_jupyter_types_experimental"] == [
@@ -199,13 +212,16 @@ def test_complete_private_names_only_when_typed(k):
 @pytest.mark.parametrize("kc_name", ["k", "k_plain"])
 def test_complete_calls_nothing(request, kc_name):
     kc = request.getfixturevalue(kc_name)
+    execute(kc, "calls.clear()")
     for code in ("g().up", "g().upper().", "spy().up", "spy[0].up", "spy['a'].", "f(g()).",
-                 "[g()][0].up", "g().__class__."):
+                 "[g()][0].up", "g().__class__.", "spy.p", "spy.", "sp"):
         complete(kc, code)
-    if kc_name == "k":
-        complete(kc, "spy.p.up")  # jedi does not run descriptors either
     reply, msgs = execute(kc, "print(calls)")
     assert stdout_of(msgs) == "[]\n"
+    # Attribute access along the dotted name being completed is all it does.
+    assert complete(kc, "spy.p.up")[:3] == (["spy.p.upper"], 0, 8)
+    reply, msgs = execute(kc, "print(calls)")
+    assert stdout_of(msgs) == "['p']\n"
 
 
 def test_complete_out_of_range_cursor(k):
@@ -279,6 +295,7 @@ def test_inspect_cursor_positions(k):
 
 
 def test_inspect_not_found(k):
+    execute(k, "calls.clear()")
     for code in ("no_such_name", "pt.nope", "", "1 + ", "g().upper", "spy[0]"):
         r = inspect(k, code)
         assert (r["found"], r["data"]) == (False, {}), code
