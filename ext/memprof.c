@@ -411,9 +411,17 @@ ALWAYS_INLINE void charge_free(size_t size)
  *
  * `raw` selects raw_tab (taking raw_lock) or gil_tab (the GIL held). */
 
-ALWAYS_INLINE void bump_peak(int64_t live)
+/* Raises peak_live to live. The raw side may race with other raw threads
+ * and with the GIL holder: compare-and-swap. The GIL side stores plainly
+ * (a lost race can only under-report by one concurrent raw block). */
+ALWAYS_INLINE void bump_peak(const int raw, int64_t live)
 {
     int64_t p = LOAD(peak_live);
+    if (!raw) {
+        if (live > p)
+            STORE(peak_live, live);
+        return;
+    }
     while (live > p &&
            !__atomic_compare_exchange_n(&peak_live, &p, live, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
@@ -450,7 +458,7 @@ ALWAYS_INLINE void on_alloc(const int raw, void *p, size_t size)
     int64_t total = account(raw, (int64_t)size - (int64_t)stale);
     if (raw)
         unlock();
-    bump_peak(total);
+    bump_peak(raw, total);
     if (tl_traced)
         charge_alloc(size, total);
 }
@@ -481,7 +489,7 @@ ALWAYS_INLINE void on_realloc(const int raw, void *q, size_t old, size_t size)
     int64_t total = account(raw, (int64_t)size - (int64_t)old - (int64_t)stale);
     if (raw)
         unlock();
-    bump_peak(total);
+    bump_peak(raw, total);
     if (tl_traced) {
         if (size >= old)
             charge_alloc(size - old, total);
