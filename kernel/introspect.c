@@ -1105,16 +1105,14 @@ static PyObject *inspect_call(PyObject *inspect, const char *fn, PyObject *obj)
     return r;
 }
 
-/* Returns "name(sig)" for a callable, or NULL (no exception). */
+/* Returns "name(sig)" for a callable, with name as typed (os.path.join),
+ * or NULL (no exception). */
 static PyObject *signature_of(PyObject *inspect, PyObject *obj, PyObject *name)
 {
     PyObject *sig = inspect_call(inspect, "signature", obj);
     if (sig == NULL)
         return NULL;
-    Py_ssize_t dot = PyUnicode_FindChar(name, '.', 0, PY_SSIZE_T_MAX, -1);
-    PyObject *last = PyUnicode_Substring(name, dot + 1, PY_SSIZE_T_MAX);
-    PyObject *r = last ? PyUnicode_Concat(last, sig) : NULL;
-    Py_XDECREF(last);
+    PyObject *r = PyUnicode_Concat(name, sig);
     Py_DECREF(sig);
     if (r == NULL)
         PyErr_Clear();

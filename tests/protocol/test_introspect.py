@@ -289,7 +289,7 @@ def test_inspect_cursor_positions(k):
     assert inspect(k, "f(1, 2)", 1)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
     assert inspect(k, "x = f(1, ", 9)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
     t = inspect(k, "os.path.join('a')", 10)["data"]["text/plain"]
-    assert t.startswith("Signature: join(a, *p)\n")
+    assert t.startswith("Signature: os.path.join(a, *p)\n")
     t = inspect(k, "é😀 = 1; os.path.join", 14)["data"]["text/plain"]
     assert t.startswith("Type:      module\n")  # cursor in "path": os.path
 
