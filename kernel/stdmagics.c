@@ -557,11 +557,15 @@ static int confirm(void)
                              : NULL;
     Py_XDECREF(builtins);
     if (ans == NULL) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
         PyObject *kmod = PyImport_ImportModule("_pyrometer_kernel");
         PyObject *nostdin = kmod ? PyObject_GetAttrString(kmod, "StdinNotImplementedError") : NULL;
-        int match = nostdin && PyErr_ExceptionMatches(nostdin);
+        int match = nostdin && PyErr_GivenExceptionMatches(t, nostdin);
         Py_XDECREF(kmod);
         Py_XDECREF(nostdin);
+        PyErr_Clear();
+        PyErr_Restore(t, v, tb);
         if (match) {
             PyErr_Clear();
             magics_usage_error("%%reset asks for confirmation, and this frontend does not "
