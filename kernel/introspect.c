@@ -1232,14 +1232,21 @@ static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
     } else {
         field(&f, "Type", Py_XNewRef(type));
         if (!is_module) {
-            PyObject *s = PyObject_Str(obj);
+            Py_ssize_t len = builtin_len(obj);
+            PyObject *s = NULL;
+            if (len > 1000) { /* a huge container: the start of its repr */
+                PyObject *reprlib = PyImport_ImportModule("reprlib");
+                s = reprlib ? PyObject_CallMethod(reprlib, "repr", "O", obj) : NULL;
+                Py_XDECREF(reprlib);
+            } else {
+                s = PyObject_Str(obj);
+            }
             if (s != NULL && PyUnicode_GET_LENGTH(s) > MAX_STRING_FORM) {
                 PyObject *cut = PyUnicode_Substring(s, 0, MAX_STRING_FORM - 3);
                 Py_SETREF(s, cut ? PyUnicode_FromFormat("%U...", cut) : NULL);
                 Py_XDECREF(cut);
             }
             field(&f, "String form", s);
-            Py_ssize_t len = builtin_len(obj);
             if (len >= 0)
                 field(&f, "Length", PyUnicode_FromFormat("%zd", len));
         }

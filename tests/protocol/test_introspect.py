@@ -284,6 +284,14 @@ def test_inspect_value(k):
                            "Docstring:\ndict() -> new empty dictionary\n")
 
 
+def test_inspect_huge_container(k):
+    execute(k, "big = list(range(5000))")
+    assert inspect(k, "big")["data"]["text/plain"].startswith(
+        "Type:        list\n"
+        "String form: [0, 1, 2, 3, 4, 5, ...]\n"
+        "Length:      5000\n")
+
+
 def test_inspect_cursor_positions(k):
     # inside a name, at its end, in a call's arguments, dotted
     assert inspect(k, "f(1, 2)", 1)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
