@@ -1,0 +1,239 @@
+"""Rich display through jupyter_client: MIME bundles from the _repr_*_
+methods in execute_result and display_data, pandas, the builtin and
+IPython.display display()/clear_output() with display ids, and matplotlib
+figures shown inline with no set-up line."""
+import base64
+import json
+
+import pytest
+
+from kernel_util import execute, of_type, stdout_of
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def ok(kc, code, **kw):
+    reply, msgs = execute(kc, code, **kw)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return msgs
+
+
+def test_nothing_heavy_imported_at_start(kernel):
+    """Must run first in this module: the display hooks import neither
+    IPython nor matplotlib until the user does."""
+    km, kc = kernel
+    msgs = ok(kc, "import sys\nsorted(m for m in ('IPython', 'matplotlib', 'pandas', 'numpy') "
+                  "if m in sys.modules)")
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"]["text/plain"] == "[]"
+
+
+REPRS = [
+    ("_repr_html_", "text/html", "'<b>html</b>'", "<b>html</b>"),
+    ("_repr_markdown_", "text/markdown", "'# md'", "# md"),
+    ("_repr_latex_", "text/latex", "r'$\\alpha$'", "$\\alpha$"),
+    ("_repr_svg_", "image/svg+xml", "'<svg xmlns=\"http://www.w3.org/2000/svg\"/>'",
+     '<svg xmlns="http://www.w3.org/2000/svg"/>'),
+    ("_repr_png_", "image/png", "b'\\x89PNG\\r\\n\\x1a\\nxyz'",
+     base64.b64encode(PNG + b"xyz").decode()),
+    ("_repr_jpeg_", "image/jpeg", "b'\\xff\\xd8\\xff\\xe0jpg'",
+     base64.b64encode(b"\xff\xd8\xff\xe0jpg").decode()),
+    ("_repr_json_", "application/json", "{'a': [1, 2], 'b': None}", {"a": [1, 2], "b": None}),
+    ("_repr_javascript_", "application/javascript", "'console.log(1)'", "console.log(1)"),
+]
+
+
+@pytest.mark.parametrize("method,mime,ret,expected", REPRS, ids=[r[1] for r in REPRS])
+def test_repr_methods(kernel, method, mime, ret, expected):
+    km, kc = kernel
+    cls = (f"class R:\n    def {method}(self):\n        return {ret}\n"
+           f"    def __repr__(self):\n        return 'R-plain'\n")
+    msgs = ok(kc, cls + "R()")
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"] == {"text/plain": "R-plain", mime: expected}
+    msgs = ok(kc, "display(R())")
+    [dd] = of_type(msgs, "display_data")
+    assert dd["content"]["data"] == {"text/plain": "R-plain", mime: expected}
+    assert of_type(msgs, "execute_result") == []
+
+
+def test_repr_mimebundle(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "class B:\n"
+                  "    def _repr_mimebundle_(self, include=None, exclude=None):\n"
+                  "        return {'text/plain': 'B!', 'application/vnd.x+json': {'k': 1}}, "
+                  "{'application/vnd.x+json': {'m': 2}}\n"
+                  "    def _repr_html_(self):\n"
+                  "        return '<i>B</i>'\n"
+                  "B()")
+    [res] = of_type(msgs, "execute_result")
+    c = res["content"]
+    assert c["data"] == {"text/plain": "B!", "application/vnd.x+json": {"k": 1},
+                         "text/html": "<i>B</i>"}
+    assert c["metadata"] == {"application/vnd.x+json": {"m": 2}}
+
+
+def test_failing_repr_falls_back_to_plain(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "class F:\n    def _repr_html_(self):\n        raise RuntimeError('no')\n"
+                  "    def __repr__(self):\n        return 'F'\nF()")
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"] == {"text/plain": "F"}
+    assert "RuntimeError" in stdout_of(msgs, "stderr")
+
+
+def test_pandas_dataframe_html(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})")
+    [res] = of_type(msgs, "execute_result")
+    data = res["content"]["data"]
+    assert "<table" in data["text/html"] and "<td>x</td>" in data["text/html"]
+    assert data["text/plain"] == "   a  b\n0  1  x\n1  2  y"
+
+
+def test_builtin_display_and_clear_output(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "display({'text/plain': 'raw!', 'text/html': '<p>raw</p>'}, raw=True)\n"
+                  "clear_output(wait=True)\nclear_output()")
+    [dd] = of_type(msgs, "display_data")
+    assert dd["content"]["data"] == {"text/plain": "raw!", "text/html": "<p>raw</p>"}
+    waits = [m["content"]["wait"] for m in of_type(msgs, "clear_output")]
+    assert waits == [True, False]
+
+
+def test_builtin_display_id_update(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "display('one', display_id='d-1')\ndisplay('two', display_id='d-1', update=True)")
+    types = [m["msg_type"] for m in msgs if m["msg_type"] in ("display_data", "update_display_data")]
+    assert types == ["display_data", "update_display_data"]
+    dd, ud = [m["content"] for m in msgs if m["msg_type"] in ("display_data",
+                                                                  "update_display_data")]
+    assert dd["transient"] == {"display_id": "d-1"} and dd["data"] == {"text/plain": "'one'"}
+    assert ud["transient"] == {"display_id": "d-1"} and ud["data"] == {"text/plain": "'two'"}
+    # an update may come from a later cell
+    msgs = ok(kc, "display('three', display_id='d-1', update=True)")
+    [ud] = of_type(msgs, "update_display_data")
+    assert ud["content"]["data"] == {"text/plain": "'three'"}
+
+
+def test_ipython_display(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "from IPython.display import display, HTML, Markdown, clear_output, Image\n"
+                  "display(HTML('<b>x</b>'))\n"
+                  "clear_output()\n"
+                  "display(Markdown('*m*'), metadata={'k': 1})\n"
+                  "clear_output(wait=True)")
+    types = [m["msg_type"] for m in msgs if m["msg_type"] in ("display_data", "clear_output")]
+    assert types == ["display_data", "clear_output", "display_data", "clear_output"]
+    d1, c1, d2, c2 = [m["content"] for m in msgs
+                      if m["msg_type"] in ("display_data", "clear_output")]
+    assert d1["data"]["text/html"] == "<b>x</b>"
+    assert d1["data"]["text/plain"] == "<IPython.core.display.HTML object>"
+    assert c1 == {"wait": False} and c2 == {"wait": True}
+    assert d2["data"]["text/markdown"] == "*m*" and d2["metadata"] == {"k": 1}
+
+
+def test_ipython_display_handle_update(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "from IPython.display import display, DisplayHandle, HTML, update_display\n"
+                  "h = display(HTML('<i>1</i>'), display_id=True)\n"
+                  "h.update(HTML('<i>2</i>'))\n"
+                  "update_display(HTML('<i>3</i>'), display_id=h.display_id)\n"
+                  "isinstance(h, DisplayHandle)")
+    dd = of_type(msgs, "display_data")
+    ud = of_type(msgs, "update_display_data")
+    assert len(dd) == 1 and len(ud) == 2
+    did = dd[0]["content"]["transient"]["display_id"]
+    assert did and all(u["content"]["transient"] == {"display_id": did} for u in ud)
+    assert [u["content"]["data"]["text/html"] for u in ud] == ["<i>2</i>", "<i>3</i>"]
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"]["text/plain"] == "True"
+
+
+def test_ipython_display_objects(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "import IPython.display as d\n"
+                  "png = b'\\x89PNG\\r\\n\\x1a\\n' + b'0' * 20\n"
+                  "d.display(d.Image(data=png, format='png'), d.JSON({'a': 1}), d.Latex('$x$'))\n"
+                  "d.display_html('<u>u</u>', raw=True)\n"
+                  "d.display({'text/plain': 'p', 'text/csv': 'a,b'}, raw=True)\n"
+                  "d.display(d.HTML('<s>s</s>'), include=['text/html'])\n"
+                  "d.display(d.HTML('<s>s</s>'), exclude=['text/html'])")
+    dd = [m["content"]["data"] for m in of_type(msgs, "display_data")]
+    assert len(dd) == 7
+    assert base64.b64decode(dd[0]["image/png"]).startswith(PNG)
+    assert dd[1]["application/json"] == {"a": 1}
+    assert dd[2]["text/latex"] == "$x$"
+    assert dd[3] == {"text/html": "<u>u</u>"}
+    assert dd[4] == {"text/plain": "p", "text/csv": "a,b"}
+    assert dd[5] == {"text/html": "<s>s</s>"}
+    assert list(dd[6]) == ["text/plain"]
+
+
+# ---- matplotlib ---------------------------------------------------------------------
+
+
+def figures(msgs):
+    out = []
+    for m in of_type(msgs, "display_data"):
+        data = m["content"]["data"]
+        if "image/png" in data:
+            out.append(data)
+    return out
+
+
+def test_matplotlib_inline_without_setup(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "import matplotlib.pyplot as plt\n"
+                  "f1 = plt.figure(); plt.plot([1, 2, 3])\n"
+                  "f2, axes = plt.subplots(1, 2)\n"
+                  "None")
+    figs = figures(msgs)
+    assert len(figs) == 2
+    for f in figs:
+        assert base64.b64decode(f["image/png"]).startswith(PNG)
+    assert [f["text/plain"] for f in figs] == ["<Figure size 640x480 with 1 Axes>",
+                                               "<Figure size 640x480 with 2 Axes>"]
+    assert stdout_of(msgs, "stderr") == ""
+    # shown figures are closed: the next cell shows nothing
+    msgs = ok(kc, "len(plt.get_fignums())")
+    assert figures(msgs) == []
+    assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "0"
+
+
+def test_plt_show_displays_in_place(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "import matplotlib.pyplot as plt\n"
+                  "plt.plot([3, 1]); plt.show()\n"
+                  "print('after show')\n"
+                  "plt.plot([1, 3])")
+    kinds = [m["msg_type"] for m in msgs if m["msg_type"] in ("display_data", "stream",
+                                                               "execute_result")]
+    assert kinds == ["display_data", "stream", "execute_result", "display_data"]
+    assert len(figures(msgs)) == 2
+    assert stdout_of(msgs) == "after show\n"
+    assert stdout_of(msgs, "stderr") == ""  # no "non-GUI backend" warning
+
+
+def test_matplotlib_figure_repr_and_errors(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(); ax.plot([1])\n"
+                  "plt.close(fig)\nfig")
+    [res] = of_type(msgs, "execute_result")
+    assert base64.b64decode(res["content"]["data"]["image/png"]).startswith(PNG)
+    assert figures(msgs) == []  # closed: not shown again
+    # a cell that fails still shows its figure, before the error
+    reply, msgs = execute(kc, "plt.plot([2, 2])\nraise ValueError('after plot')")
+    assert reply["content"]["ename"] == "ValueError"
+    assert len(figures(msgs)) == 1
+    kinds = [m["msg_type"] for m in msgs if m["msg_type"] in ("display_data", "error")]
+    assert kinds == ["display_data", "error"]
+
+
+def test_matplotlib_silent_request_keeps_figures(kernel):
+    km, kc = kernel
+    ok(kc, "import matplotlib.pyplot as plt")
+    reply, msgs = execute(kc, "plt.plot([5, 6])", silent=True)
+    assert msgs and figures(msgs) == []
+    msgs = ok(kc, "pass")
+    assert len(figures(msgs)) == 1
