@@ -942,7 +942,7 @@ static int complete(const cell *c, result *r)
         while (e < c->n && is_id(c->u[e]))
             e++;
         if (c->cur <= e)
-            return complete_magic(c, r, sigil, is_cell);
+            return complete_magic(c, r, sigil, is_cell) < 0 ? -1 : sort_result(r);
         if (e - name == 2 && c->u[name] == 'c' && c->u[name + 1] == 'd')
             return complete_path(c, r, word_start(c, e), 1);
     }

@@ -112,6 +112,9 @@ BOTH = [
     ("d['o", None, ["other"], 3, 4),
     ("d[", None, ["'key'", "'kez'", "'other'"], 2, 2),
     ("%lpr", None, ["%lprun"], 0, 4),
+    ("%ti", None, ["%time", "%timeit"], 0, 3),
+    ("%%ti", None, ["%%time", "%%timeit"], 0, 4),
+    ("%%timeit -n 3\nstr.up", None, ["str.upper"], 14, 20),
     ("%pst", None, ["%pstats"], 0, 4),
     ("%%mpr", None, ["%%mprof", "%%mprun"], 0, 5),
     ("%%pst", None, [], 0, 5),
@@ -132,6 +135,15 @@ def test_complete_jedi(k, code, pos, matches, start, end):
 def test_complete_without_jedi(k_plain, code, pos, matches, start, end):
     got, s, e, _ = complete(k_plain, code, pos)
     assert (sorted(got), s, e) == (sorted(matches), start, end)
+
+
+def test_complete_magics_sorted(k):
+    got = complete(k, "%")[0]
+    assert got == sorted(got) and {"%lprun", "%time", "%pwd"} <= set(got)
+    assert all(m.startswith("%") and not m.startswith("%%") for m in got)
+    got = complete(k, "%%")[0]
+    assert got == sorted(got) and {"%%time", "%%mprof"} <= set(got)
+    assert "%%pwd" not in got
 
 
 def test_complete_paths(k):
