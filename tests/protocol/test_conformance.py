@@ -30,10 +30,15 @@ class PyrometerKernelTests(jupyter_kernel_test.KernelTests):
         {"text": "zi", "matches": {"zip"}},
         {"text": "import os.pa", "matches": {"os.path"}},
         {"text": "str.upp", "matches": {"str.upper"}},
+        {"text": "from os import pa",
+         "matches": {"pardir", "path", "pathconf", "pathconf_names", "pathsep"}},
+        {"text": "%lpr", "matches": {"%lprun"}},
+        {"text": "%%ti", "matches": {"%%time", "%%timeit"}},
+        {"text": "import json.dec", "matches": {"json.decoder"}},
     ]
 
     code_page_something = "print?"
-    code_inspect_sample = "zip"
+    code_inspect_sample = "print"
 
     supported_history_operations = ("tail", "range", "search")
     code_history_pattern = "1?2*"
