@@ -3,13 +3,18 @@ methods in execute_result and display_data, pandas, the builtin and
 IPython.display display()/clear_output() with display ids, and matplotlib
 figures shown inline with no set-up line."""
 import base64
-import json
+import os
 
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+# The kernel respects a backend chosen through MPLBACKEND (as ipykernel
+# does); these tests are about the default, so kernels started from here on
+# do not inherit one from the environment of the test run.
+os.environ.pop("MPLBACKEND", None)
 
 
 def ok(kc, code, **kw):
@@ -114,6 +119,19 @@ def test_builtin_display_id_update(kernel):
     msgs = ok(kc, "display('three', display_id='d-1', update=True)")
     [ud] = of_type(msgs, "update_display_data")
     assert ud["content"]["data"] == {"text/plain": "'three'"}
+
+
+def test_kernel_display_handle(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "h = __pyrometer__.DisplayHandle('dh-9')\nh.display('a')\nh.update('b')\n"
+                  "h.update({'text/plain': 'c'}, raw=True)\nh")
+    kinds = [(m["msg_type"], m["content"]["data"]["text/plain"]) for m in msgs
+             if m["msg_type"] in ("display_data", "update_display_data", "execute_result")]
+    assert kinds == [("display_data", "'a'"), ("update_display_data", "'b'"),
+                     ("update_display_data", "c"),
+                     ("execute_result", "<DisplayHandle display_id=dh-9>")]
+    assert all(m["content"]["transient"] == {"display_id": "dh-9"} for m in msgs
+               if m["msg_type"] in ("display_data", "update_display_data"))
 
 
 def test_ipython_display(kernel):
