@@ -305,3 +305,12 @@ def test_matplotlib_magic(kernel):
     assert stdout_of(ok(kc, "%matplotlib --list")) == "Available matplotlib backends: ['inline']\n"
     assert "inline only" in usage_error(kc, "%matplotlib qt")
     assert value(kc, "__import__('matplotlib').get_backend()") == "'module://_pyrometer_kernel_mpl'"
+
+
+def test_reset_out_flushes_output_history_only(kernel):
+    km, kc = kernel
+    ok(kc, "kept_var = 5")
+    ok(kc, "41 + 1")
+    msgs = ok(kc, "%reset -f out")
+    assert stdout_of(msgs) == "Flushing output cache\n"
+    assert value(kc, "kept_var, Out, _, [k for k in dir() if k[1:].isdigit()]") == "(5, {}, '', [])"
