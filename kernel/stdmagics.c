@@ -305,8 +305,8 @@ static PyObject *m_who(PyObject *line, PyObject *cell)
     text = PyUnicode_FromString("");
     for (Py_ssize_t i = 0; text && i < PyList_GET_SIZE(names); i++) {
         int eol = i % 9 == 8;
-        PyObject *piece = PyUnicode_FromFormat("%U\t %s", PyList_GET_ITEM(names, i),
-                                               eol ? "\n" : "");
+        PyObject *piece =
+            PyUnicode_FromFormat("%U\t %s", PyList_GET_ITEM(names, i), eol ? "\n" : "");
         if (piece == NULL) {
             Py_CLEAR(text);
             break;
@@ -350,12 +350,12 @@ static PyObject *data_info(PyObject *v)
             PyObject *b = a ? PyObject_CallMethod(a, "replace", "ss", " ", "x") : NULL;
             PyObject *c = b ? PySequence_GetSlice(b, 1, PyUnicode_GET_LENGTH(b) - 1) : NULL;
             if (c)
-                res = PyUnicode_FromFormat("%U: %S elems, type `%S`, %zd bytes", c, size, dtype,
-                                           nb);
+                res =
+                    PyUnicode_FromFormat("%U: %S elems, type `%S`, %zd bytes", c, size, dtype, nb);
             if (res && nb >= 100000) {
                 PyObject *f = PyFloat_FromDouble(nb < 1048576 ? nb / 1024.0 : nb / 1048576.0);
-                PyObject *more = f ? PyUnicode_FromFormat(" (%R %s)", f, nb < 1048576 ? "kb" : "Mb")
-                                   : NULL;
+                PyObject *more =
+                    f ? PyUnicode_FromFormat(" (%R %s)", f, nb < 1048576 ? "kb" : "Mb") : NULL;
                 if (more)
                     PyUnicode_Append(&res, more);
                 else
@@ -460,8 +460,8 @@ static PyObject *m_whos(PyObject *line, PyObject *cell)
         PyObject *v = PyDict_GetItemWithError(ns, name); /* present: checked above */
         PyObject *info = v ? data_info(v) : NULL;
         PyObject *vn = info ? PyObject_CallMethod(name, "ljust", "n", vw) : NULL;
-        PyObject *tn = vn ? PyObject_CallMethod(PyList_GET_ITEM(tnames, i), "ljust", "n", tw)
-                          : NULL;
+        PyObject *tn =
+            vn ? PyObject_CallMethod(PyList_GET_ITEM(tnames, i), "ljust", "n", tw) : NULL;
         PyObject *row = tn ? PyUnicode_FromFormat("\n%U%U %U", vn, tn, info) : NULL;
         Py_XDECREF(info);
         Py_XDECREF(vn);
@@ -667,23 +667,29 @@ static const struct {
     int kinds;
     const char *help;
 } std_magics[] = {
-    {"cd", 1, "%cd [-q] [dir | -]: change the working directory (home with no argument, the "
-              "previous one with -) and print it."},
-    {"env", 1, "%env: the environment; %env VAR: a variable; %env VAR=value or %env VAR value: "
-               "set one."},
+    {"cd", 1,
+     "%cd [-q] [dir | -]: change the working directory (home with no argument, the "
+     "previous one with -) and print it."},
+    {"env", 1,
+     "%env: the environment; %env VAR: a variable; %env VAR=value or %env VAR value: "
+     "set one."},
     {"lsmagic", 1, "List the available magics."},
     {"load_ext", 1, "%load_ext pyrometer: accepted (the profilers are built in)."},
     {"magic", 1, "Show this list of magics with their help."},
-    {"matplotlib", 1, "%matplotlib inline: show figures inline (the default: no set-up line is "
-                      "needed)."},
+    {"matplotlib", 1,
+     "%matplotlib inline: show figures inline (the default: no set-up line is "
+     "needed)."},
     {"pwd", 1, "Return the current working directory."},
-    {"reset", 1, "%reset [-f] [out]: delete the user's variables (out: only the output "
-                 "history); asks first unless -f."},
-    {"time", 3, "%time stmt / %%time: run once and print CPU times and wall time; %time expr "
-                "returns the value."},
-    {"timeit", 3, "%timeit [-n<N> -r<R> -p<P> -q -o] stmt / %%timeit [opts] setup: time a "
-                  "statement over N loops, R runs (default 7), N calibrated to >= 0.2 s; -o "
-                  "returns a TimeitResult."},
+    {"reset", 1,
+     "%reset [-f] [out]: delete the user's variables (out: only the output "
+     "history); asks first unless -f."},
+    {"time", 3,
+     "%time stmt / %%time: run once and print CPU times and wall time; %time expr "
+     "returns the value."},
+    {"timeit", 3,
+     "%timeit [-n<N> -r<R> -p<P> -q -o] stmt / %%timeit [opts] setup: time a "
+     "statement over N loops, R runs (default 7), N calibrated to >= 0.2 s; -o "
+     "returns a TimeitResult."},
     {"who", 1, "%who [type ...]: the names of the user's variables."},
     {"who_ls", 1, "%who_ls [type ...]: the same as a sorted list."},
     {"whos", 1, "%whos [type ...]: a table of the user's variables with type and value."},

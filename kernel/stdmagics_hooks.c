@@ -30,10 +30,10 @@
 
 /* Hook state. Protected by the GIL. */
 static struct {
-    PyObject *hook;         /* owned: the ImportHook on sys.meta_path */
-    PyObject *loader_type;  /* owned: PatchingLoader */
-    PyObject *handle_type;  /* owned: DisplayHandle */
-    int force_inline;       /* %matplotlib inline was run: ignore MPLBACKEND */
+    PyObject *hook;        /* owned: the ImportHook on sys.meta_path */
+    PyObject *loader_type; /* owned: PatchingLoader */
+    PyObject *handle_type; /* owned: DisplayHandle */
+    int force_inline;      /* %matplotlib inline was run: ignore MPLBACKEND */
 } hk;
 
 #define BACKEND_MODULE "_pyrometer_kernel_mpl"
@@ -48,8 +48,7 @@ static void report(const char *what)
     PyErr_Clear();
     PyObject *err = PySys_GetObject("stderr");
     if (err && err != Py_None) {
-        PyObject *line = PyUnicode_FromFormat("pyrometer: %s: %S\n", what,
-                                              s ? s : Py_None);
+        PyObject *line = PyUnicode_FromFormat("pyrometer: %s: %S\n", what, s ? s : Py_None);
         if (line)
             PyFile_WriteObject(line, err, Py_PRINT_RAW);
         Py_XDECREF(line);
@@ -125,8 +124,8 @@ static int publish_figure(PyObject *fig)
 {
     PyObject *png = figure_png_bytes(fig);
     PyObject *text = png ? PyObject_Repr(fig) : NULL;
-    PyObject *bundle = text ? Py_BuildValue("{s:O, s:O}", "image/png", png, "text/plain", text)
-                            : NULL;
+    PyObject *bundle =
+        text ? Py_BuildValue("{s:O, s:O}", "image/png", png, "text/plain", text) : NULL;
     int rc = bundle ? interp_display(bundle, 1, NULL, NULL, 0) : -1;
     Py_XDECREF(png);
     Py_XDECREF(text);
@@ -370,8 +369,8 @@ static PyObject *ipy_display(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *include = Py_None, *exclude = Py_None, *metadata = Py_None, *transient = Py_None;
     PyObject *display_id = Py_None, *did = NULL, *rest = NULL, *empty = NULL;
     int raw = 0, clear = 0, update = 0;
-    static char *kwlist[] = {"include", "exclude", "metadata", "transient", "display_id",
-                             "raw",     "clear",   NULL};
+    static char *kwlist[] = {"include",    "exclude", "metadata", "transient",
+                             "display_id", "raw",     "clear",    NULL};
 
     /* Split off the keywords we know; IPython passes the rest (update=...)
      * along. */
@@ -389,9 +388,9 @@ static PyObject *ipy_display(PyObject *self, PyObject *args, PyObject *kw)
             goto error;
         }
     }
-    int ok = PyArg_ParseTupleAndKeywords(empty, known, "|OOOOOpp:display", kwlist, &include,
-                                         &exclude, &metadata, &transient, &display_id, &raw,
-                                         &clear);
+    int ok =
+        PyArg_ParseTupleAndKeywords(empty, known, "|OOOOOpp:display", kwlist, &include, &exclude,
+                                    &metadata, &transient, &display_id, &raw, &clear);
     Py_DECREF(known);
     if (!ok)
         goto error;
@@ -423,8 +422,8 @@ static PyObject *ipy_display(PyObject *self, PyObject *args, PyObject *kw)
             goto error;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++)
-        if (display_one(PyTuple_GET_ITEM(args, i), raw, include, exclude, metadata, did,
-                        update) < 0)
+        if (display_one(PyTuple_GET_ITEM(args, i), raw, include, exclude, metadata, did, update) <
+            0)
             goto error;
     Py_DECREF(rest);
     Py_DECREF(empty);
@@ -486,8 +485,7 @@ static PyMethodDef ipy_display_def = {
     "Display objects in the frontend (pyrometer kernel)."};
 
 static PyMethodDef ipy_publish_def = {
-    "publish_display_data", (PyCFunction)(void (*)(void))ipy_publish,
-    METH_VARARGS | METH_KEYWORDS,
+    "publish_display_data", (PyCFunction)(void (*)(void))ipy_publish, METH_VARARGS | METH_KEYWORDS,
     "publish_display_data(data, metadata=None, source=None, *, transient=None, **kwargs)\n--\n\n"
     "Publish a MIME bundle (pyrometer kernel)."};
 
@@ -524,9 +522,9 @@ static const struct {
  * executes the module with it, then patches. Anything else (get_source,
  * is_package, resource readers) is the original loader's. */
 typedef struct {
-    PyObject_HEAD
-    PyObject *orig; /* owned: the real loader */
-    int which;      /* index into patches */
+    PyObject ob_base; /* PyObject_HEAD */
+    PyObject *orig;   /* owned: the real loader */
+    int which;        /* index into patches */
 } PatchingLoader;
 
 static void loader_dealloc(PyObject *self)
@@ -593,7 +591,9 @@ static PyType_Slot loader_slots[] = {
 };
 
 static PyType_Spec loader_spec = {
-    "_pyrometer_kernel.PatchingLoader", sizeof(PatchingLoader), 0,
+    "_pyrometer_kernel.PatchingLoader",
+    sizeof(PatchingLoader),
+    0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     loader_slots,
 };
@@ -718,14 +718,17 @@ static PyType_Slot hook_slots[] = {
 };
 
 static PyType_Spec hook_spec = {
-    "_pyrometer_kernel.ImportHook", sizeof(PyObject), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, hook_slots,
+    "_pyrometer_kernel.ImportHook",
+    sizeof(PyObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    hook_slots,
 };
 
 /* ---- DisplayHandle -------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base;     /* PyObject_HEAD */
     PyObject *display_id; /* owned */
 } DisplayHandle;
 
@@ -814,8 +817,11 @@ static PyType_Slot handle_slots[] = {
 };
 
 static PyType_Spec handle_spec = {
-    "_pyrometer_kernel.DisplayHandle", sizeof(DisplayHandle), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, handle_slots,
+    "_pyrometer_kernel.DisplayHandle",
+    sizeof(DisplayHandle),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    handle_slots,
 };
 
 PyObject *stdmagics_display_handle_new(PyObject *display_id)

@@ -76,7 +76,7 @@ static int write_out(const char *text)
 /* ---- TimeitResult ------------------------------------------------------------ */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base; /* PyObject_HEAD */
     Py_ssize_t loops, repeat;
     double best, worst, compile_time;
     int precision;
@@ -173,7 +173,7 @@ static PyObject *result_get_stdev(PyObject *self, void *closure)
  * precision=3), the same arguments as IPython's class. */
 static PyObject *result_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"loops", "repeat",       "best",      "worst",
+    static char *kwlist[] = {"loops",    "repeat",       "best",      "worst",
                              "all_runs", "compile_time", "precision", NULL};
     Py_ssize_t loops, repeat;
     double best, worst, compile_time;
@@ -482,8 +482,8 @@ static int option_long(char opt, const char *v, size_t n, long *out, int allow_z
     tmp[n] = '\0';
     long x = strtol(tmp, &end, 10);
     if (*end != '\0' || x < (allow_zero ? 0 : 1)) {
-        magics_usage_error("%%timeit: option -%c needs a %s integer, not '%s'. " TIMEIT_USAGE,
-                           opt, allow_zero ? "non-negative" : "positive", tmp);
+        magics_usage_error("%%timeit: option -%c needs a %s integer, not '%s'. " TIMEIT_USAGE, opt,
+                           allow_zero ? "non-negative" : "positive", tmp);
         return -1;
     }
     *out = x;
@@ -684,8 +684,8 @@ static PyObject *m_timeit(PyObject *line, PyObject *cell)
         return NULL;
     if (cell == NULL && blank(rest))
         return magics_usage_error("%%timeit: no statement to time. " TIMEIT_USAGE);
-    t.inner = cell ? build_inner(rest, ctext, &compile_time)
-                   : build_inner("pass", rest, &compile_time);
+    t.inner =
+        cell ? build_inner(rest, ctext, &compile_time) : build_inner("pass", rest, &compile_time);
     if (t.inner == NULL)
         goto error;
     itertools = PyImport_ImportModule("itertools");
