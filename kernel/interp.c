@@ -10,6 +10,7 @@
 #include "history.h"
 #include "magics.h"
 #include "module.h"
+#include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
 
@@ -485,9 +486,11 @@ static PyObject *k_display(PyObject *self, PyObject *args, PyObject *kw)
             return NULL;
         }
     }
-    if (display_id != Py_None && PyTuple_GET_SIZE(args) > 0) {
-        /* Like IPython: return a handle-ish object only when asked for an id. */
-        return display_id;
+    if (display_id != Py_None) {
+        /* Like IPython: asked for an id, return a handle (.update, .display). */
+        PyObject *handle = stdmagics_display_handle_new(display_id);
+        Py_DECREF(display_id);
+        return handle;
     }
     Py_DECREF(display_id);
     Py_RETURN_NONE;

@@ -50,6 +50,10 @@ class PyrometerKernelTests(jupyter_kernel_test.KernelTests):
          "mime": "text/markdown"},
         {"code": "class Svg:\n    def _repr_svg_(self): return '<svg></svg>'\ndisplay(Svg())",
          "mime": "image/svg+xml"},
+        {"code": "import matplotlib.pyplot as plt; plt.plot([1, 2]); plt.show()",
+         "mime": "image/png"},
+        {"code": "from IPython.display import Math, display; display(Math('x^2'))",
+         "mime": "text/latex"},
     ]
 
     code_clear_output = "clear_output()"

@@ -255,3 +255,16 @@ def test_matplotlib_silent_request_keeps_figures(kernel):
     assert msgs and figures(msgs) == []
     msgs = ok(kc, "pass")
     assert len(figures(msgs)) == 1
+
+
+def test_builtin_display_id_true_returns_handle(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "h = display('first', display_id=True)\nh.update('second')\n"
+                  "type(h).__name__")
+    shown = [(m["msg_type"], m["content"]["data"]["text/plain"]) for m in msgs
+             if m["msg_type"] in ("display_data", "update_display_data", "execute_result")]
+    assert shown == [("display_data", "'first'"), ("update_display_data", "'second'"),
+                     ("execute_result", "'DisplayHandle'")]
+    ids = {m["content"]["transient"]["display_id"] for m in msgs
+           if m["msg_type"] in ("display_data", "update_display_data")}
+    assert len(ids) == 1 and ids.pop()
