@@ -88,6 +88,16 @@ PyObject *magics_usage_error(const char *fmt, ...)
     return NULL;
 }
 
+int magics_write_stdout(const char *text)
+{
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (out == NULL || out == Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "lost sys.stdout");
+        return -1;
+    }
+    return PyFile_WriteString(text, out);
+}
+
 void magics_add_payload(json_t *item)
 {
     if (payload == NULL)

@@ -39,6 +39,10 @@ void magics_after_cell(void);
  * `page` from obj?), or NULL when there is none. GIL held. */
 json_t *magics_take_payload(void);
 
+/* Writes text to the user's sys.stdout (what magics print goes there, so it
+ * follows any redirection). Returns 0, or -1 with an exception set. */
+int magics_write_stdout(const char *text);
+
 /* Appends a payload item (stolen) for the current cell. */
 void magics_add_payload(json_t *item);
 

@@ -18,17 +18,6 @@ static PyObject *prev_dir;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-/* Writes text (UTF-8) to sys.stdout. Returns 0, or -1 with an exception. */
-static int write_out(const char *text)
-{
-    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
-    if (out == NULL || out == Py_None) {
-        PyErr_SetString(PyExc_RuntimeError, "lost sys.stdout");
-        return -1;
-    }
-    return PyFile_WriteString(text, out);
-}
-
 /* Writes a str object to sys.stdout. */
 static int write_obj(PyObject *s)
 {
@@ -162,7 +151,7 @@ static PyObject *m_cd(PyObject *line, PyObject *cell)
     if (now == NULL)
         goto error;
     if (!quiet) {
-        if (write_obj(now) < 0 || write_out("\n") < 0)
+        if (write_obj(now) < 0 || magics_write_stdout("\n") < 0)
             goto error;
     }
     result = Py_NewRef(Py_None);
@@ -284,7 +273,7 @@ static PyObject *m_who_ls(PyObject *line, PyObject *cell)
 
 static int print_empty(PyObject *types)
 {
-    return write_out(PyList_GET_SIZE(types) ? "No variables match your requested type.\n"
+    return magics_write_stdout(PyList_GET_SIZE(types) ? "No variables match your requested type.\n"
                                             : "Interactive namespace is empty.\n");
 }
 
@@ -314,7 +303,7 @@ static PyObject *m_who(PyObject *line, PyObject *cell)
         PyUnicode_Append(&text, piece);
         Py_DECREF(piece);
     }
-    if (text == NULL || write_obj(text) < 0 || write_out("\n") < 0)
+    if (text == NULL || write_obj(text) < 0 || magics_write_stdout("\n") < 0)
         goto error;
     result = Py_NewRef(Py_None);
 error:
@@ -473,7 +462,7 @@ static PyObject *m_whos(PyObject *line, PyObject *cell)
         if (text == NULL)
             goto error;
     }
-    if (write_obj(text) < 0 || write_out("\n") < 0)
+    if (write_obj(text) < 0 || magics_write_stdout("\n") < 0)
         goto error;
     result = Py_NewRef(Py_None);
 error:
@@ -610,14 +599,14 @@ static PyObject *m_reset(PyObject *line, PyObject *cell)
         if (yes < 0)
             return NULL;
         if (!yes) {
-            if (write_out("Nothing done.\n") < 0)
+            if (magics_write_stdout("Nothing done.\n") < 0)
                 return NULL;
             Py_RETURN_NONE;
         }
     }
     if (clear_namespace(!out_only) < 0)
         return NULL;
-    if (out_only && write_out("Flushing output cache\n") < 0)
+    if (out_only && magics_write_stdout("Flushing output cache\n") < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -638,7 +627,7 @@ static PyObject *m_matplotlib(PyObject *line, PyObject *cell)
     int none = *a == '\0';
     if (strcmp(a, "-l") == 0 || strcmp(a, "--list") == 0) {
         Py_DECREF(arg);
-        if (write_out("Available matplotlib backends: ['inline']\n") < 0)
+        if (magics_write_stdout("Available matplotlib backends: ['inline']\n") < 0)
             return NULL;
         Py_RETURN_NONE;
     }
@@ -652,7 +641,7 @@ static PyObject *m_matplotlib(PyObject *line, PyObject *cell)
     Py_DECREF(arg);
     if (stdmagics_hooks_inline() < 0)
         return NULL;
-    if (none && write_out("Using matplotlib backend: inline\n") < 0)
+    if (none && magics_write_stdout("Using matplotlib backend: inline\n") < 0)
         return NULL;
     Py_RETURN_NONE;
 }

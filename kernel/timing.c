@@ -62,17 +62,6 @@ void timing_format(double t, int precision, char *buf, size_t len)
     snprintf(buf, len, "%.*g %s", precision, t * scale[order], units[order]);
 }
 
-/* Writes text to sys.stdout. Returns 0, or -1 with an exception set. */
-static int write_out(const char *text)
-{
-    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
-    if (out == NULL || out == Py_None) {
-        PyErr_SetString(PyExc_RuntimeError, "lost sys.stdout");
-        return -1;
-    }
-    return PyFile_WriteString(text, out);
-}
-
 /* ---- TimeitResult ------------------------------------------------------------ */
 
 typedef struct {
@@ -428,18 +417,18 @@ static PyObject *m_time(PyObject *line, PyObject *cell)
     timing_format(wall, 3, w, sizeof w);
     snprintf(msg, sizeof msg, "CPU times: user %s, sys: %s, total: %s\nWall time: %s\n", u, s, t,
              w);
-    if (write_out(msg) < 0)
+    if (magics_write_stdout(msg) < 0)
         goto error;
     if (tc > 0.1) {
         timing_format(tc, 3, t, sizeof t);
         snprintf(msg, sizeof msg, "Compiler : %s\n", t);
-        if (write_out(msg) < 0)
+        if (magics_write_stdout(msg) < 0)
             goto error;
     }
     if (tp > 0.1) {
         timing_format(tp, 3, t, sizeof t);
         snprintf(msg, sizeof msg, "Parser   : %s\n", t);
-        if (write_out(msg) < 0)
+        if (magics_write_stdout(msg) < 0)
             goto error;
     }
     Py_DECREF(astm);
@@ -743,16 +732,16 @@ static PyObject *m_timeit(PyObject *line, PyObject *cell)
                      "The slowest run took %0.2f times longer than the fastest. This could "
                      "mean that an intermediate result is being cached.\n",
                      worst / best);
-            if (write_out(msg) < 0)
+            if (magics_write_stdout(msg) < 0)
                 goto error;
         }
         result_text((TimeitResult *)result, text, sizeof text);
         snprintf(msg, sizeof msg, "%s\n", text);
-        if (write_out(msg) < 0)
+        if (magics_write_stdout(msg) < 0)
             goto error;
         if (compile_time > 0.1) {
             snprintf(msg, sizeof msg, "Compiler time: %.2f s\n", compile_time);
-            if (write_out(msg) < 0)
+            if (magics_write_stdout(msg) < 0)
                 goto error;
         }
     }
