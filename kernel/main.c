@@ -224,6 +224,7 @@ int main(int argc, char **argv)
     if (interp_started)
         interp_stop();
     server_stop(srv);
+    wire_thread_cleanup();
     wire_signer_free(&signer);
     if (logfd >= 0) {
         dup2(logfd, 2); /* what runs at exit (e.g. LeakSanitizer) writes here */

@@ -7,11 +7,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SEEN_MAX (1u << 16) /* remembered signatures before the guard is reset */
 
@@ -266,6 +268,64 @@ void wire_msg_clear(wire_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Every message a request causes carries that request's header as its
+ * parent: each thread keeps the last parent it serialised (a reference, so
+ * the pointer cannot be reused) and its text. Freed at thread exit. */
+typedef struct {
+    json_t *parent; /* owned reference */
+    char *text;     /* owned */
+} parent_cache;
+
+static pthread_key_t parent_key;
+static pthread_once_t parent_once = PTHREAD_ONCE_INIT;
+
+static void parent_cache_free(void *p)
+{
+    parent_cache *c = p;
+    json_decref(c->parent);
+    free(c->text);
+    free(c);
+}
+
+static void parent_key_init(void)
+{
+    pthread_key_create(&parent_key, parent_cache_free);
+}
+
+/* Returns a malloc'ed compact dump of parent, or NULL. */
+static char *dump_parent(json_t *parent)
+{
+    pthread_once(&parent_once, parent_key_init);
+    parent_cache *c = pthread_getspecific(parent_key);
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL || pthread_setspecific(parent_key, c) != 0) {
+            free(c);
+            return json_dumps(parent, JSON_COMPACT | JSON_ENSURE_ASCII);
+        }
+    }
+    if (c->parent != parent) {
+        char *text = json_dumps(parent, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (text == NULL)
+            return NULL;
+        json_decref(c->parent);
+        free(c->text);
+        c->parent = json_incref(parent);
+        c->text = text;
+    }
+    return strdup(c->text);
+}
+
+void wire_thread_cleanup(void)
+{
+    pthread_once(&parent_once, parent_key_init);
+    parent_cache *c = pthread_getspecific(parent_key);
+    if (c != NULL) {
+        pthread_setspecific(parent_key, NULL);
+        parent_cache_free(c);
+    }
+}
+
 wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n_ids,
                            json_t *header, json_t *parent, json_t *metadata, json_t *content,
                            size_t *n)
@@ -287,8 +347,9 @@ wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n
     const char *pp[4];
     size_t pl[4];
     for (int i = 0; i < 4; i++) {
-        char *txt = dicts[i] ? json_dumps(dicts[i], JSON_COMPACT | JSON_ENSURE_ASCII)
-                             : strdup("{}");
+        char *txt = i == 1 && dicts[i] ? dump_parent(dicts[i])
+                    : dicts[i]     ? json_dumps(dicts[i], JSON_COMPACT | JSON_ENSURE_ASCII)
+                                   : strdup("{}");
         if (txt == NULL)
             goto error;
         f[n_ids + 2 + (size_t)i].data = txt;
@@ -319,22 +380,46 @@ json_t *wire_header_new(const wire_signer *s, const char *msg_type)
                      WIRE_PROTOCOL_VERSION);
 }
 
+/* Message ids need uniqueness, not secrecy: a per-thread splitmix64
+ * generator, seeded once from getrandom(2), saves a system call per
+ * message. Thread-local. */
+static __thread uint64_t rng_state;
+static __thread int rng_seeded;
+
+static uint64_t rng_next(void)
+{
+    if (!rng_seeded) {
+        if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            rng_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
+        }
+        rng_state ^= (uint64_t)(uintptr_t)&rng_state; /* differs per thread */
+        rng_seeded = 1;
+    }
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 void wire_uuid(char out[37])
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    /* getrandom(2) rather than RAND_bytes: OpenSSL's DRBG would map in
-     * megabytes of libcrypto for sixteen bytes per message. */
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        for (int i = 0; i < 16; i++)
-            b[i] = (unsigned char)(((unsigned long)ts.tv_nsec >> (i % 8)) ^ (unsigned long)rand());
-    }
+    uint64_t r0 = rng_next(), r1 = rng_next();
+    memcpy(b, &r0, 8);
+    memcpy(b + 8, &r1, 8);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 void wire_now_iso(char out[32])

@@ -71,6 +71,11 @@ wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n
                            size_t *n);
 void wire_frames_free(wire_frame *frames, size_t n);
 
+/* Frees the calling thread's cache of the last parent header it serialised
+ * (it is freed at thread exit anyway; the main thread calls this before it
+ * returns from main, where no thread-exit destructor runs). */
+void wire_thread_cleanup(void);
+
 /* Returns a new header object for msg_type: msg_id, session, username,
  * date, msg_type, version. NULL if out of memory. */
 json_t *wire_header_new(const wire_signer *s, const char *msg_type);
