@@ -1,11 +1,13 @@
 /* lprun.c - the %lprun magic and pyrometer.LineStats.
  *
- * Owns option parsing, turning -f/-m targets into code objects, running the
- * statement under the line profiler (lineprof.c), and rendering the results:
+ * Owns the option spec (options.c parses it), turning -f/-m targets into
+ * code objects, running the statement under the line profiler (lineprof.c),
+ * and rendering the results:
  * text laid out like line_profiler's, HTML with one table per function, a
  * line_profiler-compatible pickle (-D) and the -r stats object.
  */
 #include "lineprof.h"
+#include "options.h"
 #include "report.h"
 
 #include "structmember.h"
@@ -30,16 +32,16 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static const options_magic lprun_magic_spec;
+
 /* Sets pyrometer.UsageError with "%lprun: <message>\n<usage>". Returns -1. */
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    options_raise_v(UsageError, &lprun_magic_spec, fmt, ap);
     va_end(ap);
-    PyErr_Format(UsageError ? UsageError : PyExc_ValueError, "%%lprun: %s\n%s", msg, USAGE);
     return -1;
 }
 
@@ -310,146 +312,63 @@ static void opts_clear(lp_opts *o)
     Py_CLEAR(o->stmt);
 }
 
-/* Length of the token at s: up to whitespace outside brackets and quotes. */
-static size_t token_len(const char *s, size_t n)
-{
-    int depth = 0;
-    char quote = 0;
-    size_t i = 0;
-    for (; i < n; i++) {
-        char ch = s[i];
-        if (quote) {
-            if (ch == '\\' && i + 1 < n)
-                i++;
-            else if (ch == quote)
-                quote = 0;
-            continue;
-        }
-        if (ch == '\'' || ch == '"')
-            quote = ch;
-        else if (ch == '(' || ch == '[' || ch == '{')
-            depth++;
-        else if ((ch == ')' || ch == ']' || ch == '}') && depth > 0)
-            depth--;
-        else if (isspace((unsigned char)ch) && depth == 0)
-            break;
-    }
-    return i;
-}
+enum { LO_F, LO_M, LO_U, LO_Z, LO_S, LO_T, LO_D, LO_R };
 
-/* A token's text without surrounding quotes (for file names). */
-static PyObject *token_str(const char *s, size_t n, int unquote)
-{
-    if (unquote && n >= 2 && (s[0] == '\'' || s[0] == '"') && s[n - 1] == s[0])
-        return PyUnicode_FromStringAndSize(s + 1, (Py_ssize_t)n - 2);
-    return PyUnicode_FromStringAndSize(s, (Py_ssize_t)n);
-}
+static const options_spec lprun_specs[] = {
+    [LO_F] = {'f', NULL, OPTIONS_EXPR, 1, .needs = "a function", .example = "%lprun -f f f(10)"},
+    [LO_M] = {'m', NULL, OPTIONS_STR, 1, .example = "-m mypkg.mymod"},
+    [LO_U] = {'u', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-u 1e-3",
+              .bad = "-u takes a time unit in seconds, such as -u 1e-3 for milliseconds; got %s"},
+    [LO_Z] = {'z', NULL, OPTIONS_FLAG},
+    [LO_S] = {'s', NULL, OPTIONS_FLAG},
+    [LO_T] = {'T', NULL, OPTIONS_STR},
+    [LO_D] = {'D', NULL, OPTIONS_STR},
+    [LO_R] = {'r', NULL, OPTIONS_FLAG},
+};
+
+static const options_magic lprun_magic_spec = {"%lprun", USAGE, lprun_specs,
+                                               sizeof lprun_specs / sizeof lprun_specs[0], 0};
 
 /* Parses the magic's line (and cell, for %%lprun). Returns 0, or -1 with an
  * exception set; o is filled on success and must be cleared by the caller. */
-static int parse_opts(PyObject *line, PyObject *cell, lp_opts *o)
+static int parse_opts(PyObject *module, PyObject *line, PyObject *cell, lp_opts *o)
 {
-    Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(line, &len);
-    size_t n = (size_t)len, pos = 0;
+    options_parsed op = OPTIONS_PARSED_INIT;
+    int rc = -1;
+    const char *s = PyUnicode_AsUTF8(line);
 
-    if (s == NULL)
-        return -1;
     memset(o, 0, sizeof *o);
-    o->funcs = PyList_New(0);
-    o->mods = PyList_New(0);
+    if (s == NULL || options_parse(module, &lprun_magic_spec, s, &op) < 0)
+        goto done;
+    o->funcs = op.values[LO_F] ? Py_NewRef(op.values[LO_F]) : PyList_New(0);
+    o->mods = op.values[LO_M] ? Py_NewRef(op.values[LO_M]) : PyList_New(0);
     if (o->funcs == NULL || o->mods == NULL)
-        return -1;
-    while (pos < n && isspace((unsigned char)s[pos]))
-        pos++;
-    while (pos < n && s[pos] == '-') {
-        if (pos + 1 < n && s[pos + 1] == '-' &&
-            (pos + 2 == n || isspace((unsigned char)s[pos + 2]))) {
-            pos += 2;
-            break;
-        }
-        size_t i = pos + 1;
-        if (i >= n || isspace((unsigned char)s[i]))
-            return usage_error("a lone '-' is not an option");
-        while (i < n && !isspace((unsigned char)s[i])) {
-            char opt = s[i++];
-            if (opt == 'r') {
-                o->ret = 1;
-                continue;
-            }
-            if (opt == 'z' || opt == 's') {
-                o->strip = 1;
-                continue;
-            }
-            if (strchr("fmuTD", opt) == NULL)
-                return usage_error("unknown option -%c", opt);
-            /* The value: the rest of this word, or the next word. */
-            if (i >= n || isspace((unsigned char)s[i])) {
-                while (i < n && isspace((unsigned char)s[i]))
-                    i++;
-            }
-            if (i >= n) {
-                if (opt == 'f')
-                    return usage_error("-f needs a function: %%lprun -f f f(10)");
-                return usage_error("-%c needs a value", opt);
-            }
-            size_t tl = token_len(s + i, n - i);
-            PyObject *val = token_str(s + i, tl, opt == 'T' || opt == 'D' || opt == 'm');
-            if (val == NULL)
-                return -1;
-            i += tl;
-            int rc = 0;
-            switch (opt) {
-            case 'f':
-                rc = PyList_Append(o->funcs, val);
-                break;
-            case 'm':
-                rc = PyList_Append(o->mods, val);
-                break;
-            case 'T':
-                Py_XSETREF(o->text_file, Py_NewRef(val));
-                break;
-            case 'D':
-                Py_XSETREF(o->dump_file, Py_NewRef(val));
-                break;
-            case 'u': {
-                const char *u = PyUnicode_AsUTF8(val);
-                char *end = NULL;
-                double d = u ? strtod(u, &end) : 0.0;
-                if (u == NULL || end == u || *end != '\0' || !(d > 0) || !isfinite(d)) {
-                    Py_DECREF(val);
-                    return usage_error("-u takes a time unit in seconds, such as -u 1e-3 for "
-                                       "milliseconds; got %s",
-                                       u ? u : "?");
-                }
-                o->unit = d;
-                break;
-            }
-            }
-            Py_DECREF(val);
-            if (rc < 0)
-                return -1;
-            break; /* an option with a value ends the word */
-        }
-        pos = i;
-        while (pos < n && isspace((unsigned char)s[pos]))
-            pos++;
-    }
+        goto done;
+    o->unit = options_double(&op, LO_U, 0.0);
+    o->strip = options_given(&op, LO_Z) || options_given(&op, LO_S);
+    o->ret = options_given(&op, LO_R);
+    o->text_file = Py_XNewRef(options_last(&op, LO_T));
+    o->dump_file = Py_XNewRef(options_last(&op, LO_D));
     /* The statement: the rest of the line, or the cell body. */
-    size_t end = n;
-    while (end > pos && isspace((unsigned char)s[end - 1]))
+    size_t end = strlen(op.rest);
+    while (end > 0 && isspace((unsigned char)op.rest[end - 1]))
         end--;
     if (cell != NULL && cell != Py_None) {
-        if (end > pos)
-            return usage_error("%%%%lprun takes the statement from the cell body; "
-                               "the line has only options: %%%%lprun -f f");
+        if (end > 0) {
+            usage_error("%%%%lprun takes the statement from the cell body; "
+                        "the line has only options: %%%%lprun -f f");
+            goto done;
+        }
         o->stmt = Py_NewRef(cell);
     } else {
-        o->stmt = PyUnicode_FromStringAndSize(s + pos, (Py_ssize_t)(end - pos));
+        o->stmt = PyUnicode_FromStringAndSize(op.rest, (Py_ssize_t)end);
         if (o->stmt == NULL)
-            return -1;
+            goto done;
     }
-    return 0;
+    rc = 0;
+done:
+    options_clear(&op);
+    return rc;
 }
 
 /* If expr (a -f value) is a call such as f(10), returns a new str with the
@@ -1353,7 +1272,7 @@ static PyObject *lprun_magic(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyObject *ns = args[2], *display = args[3];
-    if (parse_opts(args[0], args[1], &o) < 0)
+    if (parse_opts(module, args[0], args[1], &o) < 0)
         goto done;
     prof = lineprof_new();
     if (prof == NULL)

@@ -1,11 +1,12 @@
 /* mprun.c - the memory magics: %memit / %%memit, %mprun and %%mprof.
  *
- * Parses their options, evaluates -f targets in the user namespace, runs
- * the statement under memprof.c's hooks and renders memory_profiler's text
+ * Declares their options (options.c parses them), evaluates -f targets in
+ * the user namespace, runs the statement under memprof.c's hooks and renders memory_profiler's text
  * layouts plus HTML (tables, an inline SVG chart). Owns no global state:
  * memprof.c's session is the single "a memory magic is running" flag.
  */
 #include "memprof.h"
+#include "options.h"
 #include "report.h"
 
 #include <structmember.h>
@@ -18,224 +19,10 @@
 
 #define MIB (1024.0 * 1024.0)
 
-/* ---- errors --------------------------------------------------------------- */
+/* The most -f functions one %mprun or %%mprof takes. */
+#define MAX_TARGETS 32
 
-/* Raises pyrometer.UsageError(message + "\n" + usage). Returns NULL. */
-static PyObject *usage_error(PyObject *module, const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static PyObject *usage_error(PyObject *module, const char *usage, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    PyObject *cls = PyObject_GetAttrString(module, "UsageError");
-    if (cls == NULL)
-        return NULL;
-    PyErr_Format(cls, "%s\nUsage: %s", msg, usage);
-    Py_DECREF(cls);
-    return NULL;
-}
-
-/* ---- option parsing --------------------------------------------------------
- *
- * getopt-like: "-r3", "-r 3", "-qc", "--dat FILE", "--dat=FILE"; options
- * stop at the first word that does not start with "-<letter>" or at "--".
- * Values may be quoted. The rest of the line is the statement.
- */
-
-typedef struct {
-    char name;       /* short option letter, or 0 */
-    const char *lng; /* long name (without "--"), or NULL */
-    int arg;         /* 1 if it takes a value */
-} optspec;
-
-#define MAX_OPTS 8
-#define MAX_VALS 32
-
-typedef struct {
-    int count;
-    const char *vals[MAX_VALS]; /* point into buf */
-} optval;
-
-typedef struct {
-    char *buf;        /* owned: NUL-separated copies of the values */
-    const char *rest; /* the statement: a suffix of the parsed line */
-    optval v[MAX_OPTS];
-} options;
-
-static void options_free(options *o)
-{
-    PyMem_Free(o->buf);
-    o->buf = NULL;
-}
-
-/* Copies one word (quotes stripped) into *out; returns the position after. */
-static const char *take_word(const char *p, char **out)
-{
-    char *w = *out;
-    while (*p && !Py_ISSPACE(*p)) {
-        if (*p == '"' || *p == '\'') {
-            char q = *p++;
-            while (*p && *p != q)
-                *w++ = *p++;
-            if (*p == q)
-                p++;
-        } else {
-            *w++ = *p++;
-        }
-    }
-    *w++ = '\0';
-    *out = w;
-    return p;
-}
-
-static int add_val(PyObject *module, const char *magic, const char *usage, options *o, int i,
-                   const char *val)
-{
-    if (o->v[i].count == MAX_VALS) {
-        usage_error(module, usage, "%s: too many options", magic);
-        return -1;
-    }
-    o->v[i].vals[o->v[i].count++] = val;
-    return 0;
-}
-
-/* Fills *o from line. Returns 0, or -1 with UsageError set. */
-static int parse_options(PyObject *module, const char *magic, const char *usage,
-                         const optspec *specs, int nspecs, const char *line, options *o)
-{
-    size_t n = strlen(line);
-    const char *p = line;
-    char *w;
-
-    memset(o, 0, sizeof *o);
-    o->buf = PyMem_Malloc(2 * n + 2);
-    if (o->buf == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    w = o->buf;
-    for (;;) {
-        while (Py_ISSPACE(*p))
-            p++;
-        if (p[0] != '-')
-            break;
-        if (p[1] == '-' && (p[2] == '\0' || Py_ISSPACE(p[2]))) {
-            p += 2;
-            break;
-        }
-        if (p[1] == '-' && Py_ISALPHA(p[2])) {
-            /* --long[=value] */
-            const char *name = p + 2;
-            size_t len = 0;
-            while (name[len] && name[len] != '=' && !Py_ISSPACE(name[len]))
-                len++;
-            int i;
-            for (i = 0; i < nspecs; i++)
-                if (specs[i].lng && strlen(specs[i].lng) == len && !strncmp(specs[i].lng, name, len))
-                    break;
-            if (i == nspecs) {
-                usage_error(module, usage, "%s: unknown option --%.*s", magic, (int)len, name);
-                goto error;
-            }
-            p = name + len;
-            if (!specs[i].arg) {
-                if (add_val(module, magic, usage, o, i, "") < 0)
-                    goto error;
-                continue;
-            }
-            if (*p == '=')
-                p++;
-            else
-                while (Py_ISSPACE(*p))
-                    p++;
-            if (*p == '\0') {
-                usage_error(module, usage, "%s: option --%s needs a value", magic, specs[i].lng);
-                goto error;
-            }
-            char *val = w;
-            p = take_word(p, &w);
-            if (add_val(module, magic, usage, o, i, val) < 0)
-                goto error;
-            continue;
-        }
-        if (!Py_ISALPHA(p[1]))
-            break; /* "-1", "-x" is taken as an option, "-(..." as code */
-        p++;
-        while (*p && !Py_ISSPACE(*p)) {
-            int i;
-            for (i = 0; i < nspecs; i++)
-                if (specs[i].name == *p)
-                    break;
-            if (i == nspecs) {
-                usage_error(module, usage, "%s: unknown option -%c", magic, *p);
-                goto error;
-            }
-            p++;
-            if (!specs[i].arg) {
-                if (add_val(module, magic, usage, o, i, "") < 0)
-                    goto error;
-                continue;
-            }
-            while (*p == '\0' || Py_ISSPACE(*p)) {
-                if (*p == '\0') {
-                    usage_error(module, usage, "%s: option -%c needs a value", magic, specs[i].name);
-                    goto error;
-                }
-                p++;
-            }
-            char *val = w;
-            p = take_word(p, &w);
-            if (add_val(module, magic, usage, o, i, val) < 0)
-                goto error;
-            break;
-        }
-    }
-    o->rest = p;
-    return 0;
-error:
-    options_free(o);
-    return -1;
-}
-
-static int opt_int(PyObject *module, const char *magic, const char *usage, const optval *v,
-                   long dflt, long min, long *out)
-{
-    char *end;
-    if (v->count == 0) {
-        *out = dflt;
-        return 0;
-    }
-    long x = strtol(v->vals[v->count - 1], &end, 10);
-    if (*end != '\0' || end == v->vals[v->count - 1] || x < min) {
-        usage_error(module, usage, "%s: expected an integer >= %ld, got '%s'", magic, min,
-                    v->vals[v->count - 1]);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-static int opt_float(PyObject *module, const char *magic, const char *usage, const optval *v,
-                     double dflt, double *out)
-{
-    char *end;
-    if (v->count == 0) {
-        *out = dflt;
-        return 0;
-    }
-    double x = strtod(v->vals[v->count - 1], &end);
-    if (*end != '\0' || end == v->vals[v->count - 1] || !(x >= 0) || !isfinite(x)) {
-        usage_error(module, usage, "%s: expected a number of seconds, got '%s'", magic,
-                    v->vals[v->count - 1]);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
+#define SECONDS_BAD "expected a number of seconds, got '%s'"
 
 /* ---- running code ------------------------------------------------------------ */
 
@@ -308,7 +95,8 @@ static void fmt_bytes(char *out, size_t n, int64_t b, int sign)
 static void cell_label(char *out, size_t n, const char *filename)
 {
     long num;
-    if (sscanf(filename, "<cell-%ld>", &num) == 1 || sscanf(filename, "<ipython-input-%ld-", &num) == 1)
+    if (sscanf(filename, "<cell-%ld>", &num) == 1 ||
+        sscanf(filename, "<ipython-input-%ld-", &num) == 1)
         snprintf(out, n, "In [%ld]", num);
     else
         snprintf(out, n, "%s", filename);
@@ -325,17 +113,16 @@ static const char mp_css[] =
 /* ---- the MemitResult type ---------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *mem_usage;        /* list of float: peak RSS of each run, MiB */
-    PyObject *baseline;         /* float MiB */
-    PyObject *peak;             /* float MiB: max(mem_usage) */
-    PyObject *increment;        /* float MiB: peak - baseline */
-    PyObject *heap_peak;        /* int bytes: allocator peak above baseline */
-    PyObject *heap_net;         /* int bytes: allocator bytes retained */
-    PyObject *repeat;           /* int */
-    PyObject *timeout;          /* float or None */
-    PyObject *interval;         /* float */
-    PyObject *include_children; /* bool */
+    PyObject_HEAD PyObject *mem_usage; /* list of float: peak RSS of each run, MiB */
+    PyObject *baseline;                /* float MiB */
+    PyObject *peak;                    /* float MiB: max(mem_usage) */
+    PyObject *increment;               /* float MiB: peak - baseline */
+    PyObject *heap_peak;               /* int bytes: allocator peak above baseline */
+    PyObject *heap_net;                /* int bytes: allocator bytes retained */
+    PyObject *repeat;                  /* int */
+    PyObject *timeout;                 /* float or None */
+    PyObject *interval;                /* float */
+    PyObject *include_children;        /* bool */
 } MemitResult;
 
 static PyMemberDef memit_members[] = {
@@ -464,16 +251,23 @@ static PyType_Spec memit_spec = {
 /* ---- %memit ------------------------------------------------------------------------- */
 
 static const char memit_usage[] =
-    "%memit [-r N] [-t TIMEOUT] [-i INTERVAL] [-c] [-o] [-q] statement\n"
+    "Usage: %memit [-r N] [-t TIMEOUT] [-i INTERVAL] [-c] [-o] [-q] statement\n"
     "       %%memit [options] [setup statement]  (the cell body is measured)";
 
 enum { MO_R, MO_T, MO_I, MO_C, MO_O, MO_Q };
-static const optspec memit_opts[] = {
-    {'r', NULL, 1}, {'t', NULL, 1}, {'i', NULL, 1}, {'c', NULL, 0}, {'o', NULL, 0}, {'q', NULL, 0},
+static const options_spec memit_opts[] = {
+    [MO_R] = {'r', NULL, OPTIONS_INT, 0, 1.0},
+    [MO_T] = {'t', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
+    [MO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
+    [MO_C] = {'c', NULL, OPTIONS_FLAG},
+    [MO_O] = {'o', NULL, OPTIONS_FLAG},
+    [MO_Q] = {'q', NULL, OPTIONS_FLAG},
 };
+static const options_magic memit_magic_spec = {"%memit", memit_usage, memit_opts,
+                                               sizeof memit_opts / sizeof memit_opts[0], 0};
 
 static const char nested_msg[] =
-    "%s: another memory magic is already running (%%memit, %%mprun and %%%%mprof cannot be "
+    "another memory magic is already running (%%memit, %%mprun and %%%%mprof cannot be "
     "nested); run them one after the other";
 
 /* Measures one run. Fills *peak_rss (bytes) and *heap_peak (bytes above the
@@ -516,7 +310,7 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
     PyObject *line, *cell, *ns, *display;
     PyObject *setup_code = NULL, *code = NULL, *res = NULL, *result = NULL, *usage_list = NULL;
     PyObject *bundle = NULL, *ret = NULL;
-    options o = {0};
+    options_parsed o = OPTIONS_PARSED_INIT;
     long repeat;
     double timeout, interval;
     int64_t baseline, peak = -1, heap_peak = 0;
@@ -531,17 +325,17 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
         return NULL;
     }
     if (memprof_busy())
-        return usage_error(module, memit_usage, nested_msg, "%memit");
+        return options_usage_error(module, &memit_magic_spec, nested_msg), NULL;
     const char *cline = PyUnicode_AsUTF8(line);
     if (cline == NULL)
         return NULL;
-    if (parse_options(module, "%memit", memit_usage, memit_opts, 6, cline, &o) < 0)
-        return NULL;
-    if (opt_int(module, "%memit", memit_usage, &o.v[MO_R], 1, 1, &repeat) < 0 ||
-        opt_float(module, "%memit", memit_usage, &o.v[MO_T], 0, &timeout) < 0 ||
-        opt_float(module, "%memit", memit_usage, &o.v[MO_I], 0.01, &interval) < 0)
+    if (options_parse(module, &memit_magic_spec, cline, &o) < 0)
         goto done;
-    int children = o.v[MO_C].count > 0, want = o.v[MO_O].count > 0, quiet = o.v[MO_Q].count > 0;
+    repeat = options_long(&o, MO_R, 1);
+    timeout = options_double(&o, MO_T, 0);
+    interval = options_double(&o, MO_I, 0.01);
+    int children = options_given(&o, MO_C), want = options_given(&o, MO_O),
+        quiet = options_given(&o, MO_Q);
 
     const char *stmt = o.rest, *setup = NULL;
     if (cell != Py_None) {
@@ -554,8 +348,9 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
     while (Py_ISSPACE(*q))
         q++;
     if (*q == '\0') {
-        usage_error(module, memit_usage, "%%memit: give a statement to measure, e.g. %%memit "
-                                         "x = list(range(10**6))");
+        options_usage_error(module, &memit_magic_spec,
+                            "give a statement to measure, e.g. %%memit "
+                            "x = list(range(10**6))");
         goto done;
     }
     if (setup != NULL) {
@@ -664,11 +459,11 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
         report_buf_printf(&html,
                           "<tr><td class=\"name\">heap (Python allocators%s)</td><td>%+.2f MiB</td>"
                           "<td>net retained %+.2f MiB</td></tr></table>",
-                          np_tracked ? " + NumPy" : "", heap_peak / MIB,
-                          cend.live / MIB);
+                          np_tracked ? " + NumPy" : "", heap_peak / MIB, cend.live / MIB);
         if (repeat > 1)
-            report_buf_printf(&html, "<div class=\"mp-note\">%d of %ld runs; the highest peak "
-                                     "is shown</div>",
+            report_buf_printf(&html,
+                              "<div class=\"mp-note\">%d of %ld runs; the highest peak "
+                              "is shown</div>",
                               runs, repeat);
         report_buf_puts(&html, "</div>");
         bundle = report_bundle_new(&text, &html);
@@ -683,7 +478,7 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
 done:
     if (started)
         memprof_stop();
-    options_free(&o);
+    options_clear(&o);
     report_buf_free(&text);
     report_buf_free(&html);
     Py_XDECREF(bundle);
@@ -732,8 +527,8 @@ static int max_line(PyObject *code, int depth)
         return -1;
     }
     while ((item = PyIter_Next(iter)) != NULL) {
-        PyObject *ln = PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 ? PyTuple_GET_ITEM(item, 2)
-                                                                           : NULL;
+        PyObject *ln =
+            PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 3 ? PyTuple_GET_ITEM(item, 2) : NULL;
         if (ln != NULL && PyLong_Check(ln)) {
             long v = PyLong_AsLong(ln);
             if (v > best)
@@ -788,7 +583,7 @@ static PyObject *as_function(PyObject *obj, PyObject **hold)
 
 /* Evaluates expr in ns and fills *t. Returns 0, or -1 with UsageError (or
  * another exception) set. */
-static int resolve_target(PyObject *module, const char *magic, const char *usage, PyObject *ns,
+static int resolve_target(PyObject *module, const options_magic *spec, PyObject *ns,
                           const char *expr, target_info *t)
 {
     PyObject *obj = NULL, *hold = NULL, *inspect = NULL, *src = NULL, *linecache = NULL;
@@ -805,9 +600,9 @@ static int resolve_target(PyObject *module, const char *magic, const char *usage
         PyErr_Fetch(&exc, &val, &tb);
         PyErr_NormalizeException(&exc, &val, &tb);
         PyObject *msg = val ? PyObject_Str(val) : NULL;
-        usage_error(module, usage, "%s: could not find function %s (%s: %s)", magic, expr,
-                    exc ? ((PyTypeObject *)exc)->tp_name : "error",
-                    msg ? PyUnicode_AsUTF8(msg) : "?");
+        options_usage_error(module, spec, "could not find function %s (%s: %s)", expr,
+                            exc ? ((PyTypeObject *)exc)->tp_name : "error",
+                            msg ? PyUnicode_AsUTF8(msg) : "?");
         Py_XDECREF(msg);
         Py_XDECREF(exc);
         Py_XDECREF(val);
@@ -816,10 +611,10 @@ static int resolve_target(PyObject *module, const char *magic, const char *usage
     }
     PyObject *func = as_function(obj, &hold);
     if (func == NULL) {
-        usage_error(module, usage,
-                    "%s: -f %s is a %s, not a Python function; pass a function or method "
-                    "defined in Python (classes and builtins have no lines to profile)",
-                    magic, expr, Py_TYPE(obj)->tp_name);
+        options_usage_error(module, spec,
+                            "-f %s is a %s, not a Python function; pass a function or method "
+                            "defined in Python (classes and builtins have no lines to profile)",
+                            expr, Py_TYPE(obj)->tp_name);
         goto done;
     }
     t->code = Py_NewRef(PyFunction_GET_CODE(func));
@@ -905,12 +700,18 @@ static const char *source_line(const target_info *t, int lineno, Py_ssize_t *len
 
 /* ---- %mprun -------------------------------------------------------------------------- */
 
-static const char mprun_usage[] = "%mprun -f func [-f func2 ...] [-T file] [-r] [-c] statement";
+static const char mprun_usage[] =
+    "Usage: %mprun -f func [-f func2 ...] [-T file] [-r] [-c] statement";
 
 enum { PO_F, PO_T, PO_R, PO_C };
-static const optspec mprun_opts[] = {
-    {'f', NULL, 1}, {'T', NULL, 1}, {'r', NULL, 0}, {'c', NULL, 0},
+static const options_spec mprun_opts[] = {
+    [PO_F] = {'f', NULL, OPTIONS_STR, 1},
+    [PO_T] = {'T', NULL, OPTIONS_STR},
+    [PO_R] = {'r', NULL, OPTIONS_FLAG},
+    [PO_C] = {'c', NULL, OPTIONS_FLAG},
 };
+static const options_magic mprun_magic_spec = {"%mprun", mprun_usage, mprun_opts,
+                                               sizeof mprun_opts / sizeof mprun_opts[0], 0};
 
 #define HOLD_BYTES ((int64_t)64 * 1024)
 
@@ -931,7 +732,8 @@ static void mprun_text(report_buf *b, target_info *infos, memprof_targets *ts, s
             report_buf_puts(b, "=");
         report_buf_puts(b, "\n");
         for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
-            memprof_line *l = ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
+            memprof_line *l =
+                ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
             Py_ssize_t len;
             const char *srcl = source_line(&infos[i], ln, &len);
             for (int k = 0; k < 8; k++)
@@ -945,8 +747,8 @@ static void mprun_text(report_buf *b, target_info *infos, memprof_targets *ts, s
                 fmt_bytes(c[5], sizeof c[5], (int64_t)(l->allocated - l->freed), 1);
                 fmt_bytes(c[6], sizeof c[6], l->peak, 0);
             }
-            report_buf_printf(b, "%6d %12s %12s  %10s  %11s %11s %12s %11s   ", ln, c[0], c[1], c[2],
-                              c[3], c[4], c[5], c[6]);
+            report_buf_printf(b, "%6d %12s %12s  %10s  %11s %11s %12s %11s   ", ln, c[0], c[1],
+                              c[2], c[3], c[4], c[5], c[6]);
             report_buf_append(b, srcl, (size_t)len);
             while (b->len > 0 && b->data[b->len - 1] == ' ')
                 b->data[--b->len] = '\0';
@@ -987,7 +789,8 @@ static void mprun_html(report_buf *b, target_info *infos, memprof_targets *ts, s
                            "<th>Occurrences</th><th>Allocated</th><th>Freed</th><th>Net</th>"
                            "<th>Peak</th><th class=\"src\">Line Contents</th></tr>\n");
         for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
-            memprof_line *l = ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
+            memprof_line *l =
+                ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
             Py_ssize_t len;
             const char *srcl = source_line(&infos[i], ln, &len);
             int64_t net = 0;
@@ -1004,9 +807,12 @@ static void mprun_html(report_buf *b, target_info *infos, memprof_targets *ts, s
                 fmt_bytes(c[5], sizeof c[5], net, 1);
                 fmt_bytes(c[6], sizeof c[6], l->peak, 0);
             }
-            const char *cls = net >= HOLD_BYTES ? " class=\"mp-hold\"" : net <= -HOLD_BYTES ? " class=\"mp-give\"" : "";
-            report_buf_printf(b, "<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                                 "<td>%s</td><td>",
+            const char *cls = net >= HOLD_BYTES    ? " class=\"mp-hold\""
+                              : net <= -HOLD_BYTES ? " class=\"mp-give\""
+                                                   : "";
+            report_buf_printf(b,
+                              "<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                              "<td>%s</td><td>",
                               cls, ln, c[0], c[1], c[2], c[3], c[4]);
             if (ran && net != 0) {
                 double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
@@ -1019,11 +825,12 @@ static void mprun_html(report_buf *b, target_info *infos, memprof_targets *ts, s
         }
         report_buf_puts(b, "</table>\n");
     }
-    report_buf_printf(b, "<div class=\"mp-note\">Mem usage and Increment: RSS, as memory_profiler "
-                         "reports it. Allocated, Freed, Net and Peak: Python's allocators%s, "
-                         "charged to the running line, callees included; Peak is the highest "
-                         "heap rise within one run of the line. Shaded: lines that hold (orange) "
-                         "or release (blue) at least 64 KiB.</div></div>",
+    report_buf_printf(b,
+                      "<div class=\"mp-note\">Mem usage and Increment: RSS, as memory_profiler "
+                      "reports it. Allocated, Freed, Net and Peak: Python's allocators%s, "
+                      "charged to the running line, callees included; Peak is the highest "
+                      "heap rise within one run of the line. Shaded: lines that hold (orange) "
+                      "or release (blue) at least 64 KiB.</div></div>",
                       np_tracked ? " and NumPy's data buffers" : "");
 }
 
@@ -1043,8 +850,8 @@ static PyObject *mprun_result(target_info *infos, memprof_targets *ts, size_t n,
             if (l->occurrences == 0)
                 continue;
             PyObject *d = Py_BuildValue(
-                "{s:d,s:d,s:K,s:K,s:K,s:L,s:L}", "mem_usage", l->mem / MIB, "increment", l->inc / MIB,
-                "occurrences", (unsigned long long)l->occurrences, "allocated",
+                "{s:d,s:d,s:K,s:K,s:K,s:L,s:L}", "mem_usage", l->mem / MIB, "increment",
+                l->inc / MIB, "occurrences", (unsigned long long)l->occurrences, "allocated",
                 (unsigned long long)l->allocated, "freed", (unsigned long long)l->freed, "net",
                 (long long)(l->allocated - l->freed), "peak", (long long)l->peak);
             PyObject *key = PyLong_FromLong(t->first + k);
@@ -1110,8 +917,8 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
 {
     PyObject *line, *cell, *ns, *display;
     PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL, *src = NULL;
-    options o = {0};
-    target_info infos[MAX_VALS];
+    options_parsed o = OPTIONS_PARSED_INIT;
+    target_info infos[MAX_TARGETS];
     size_t ninfos = 0;
     memprof_targets *ts = NULL;
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
@@ -1124,16 +931,21 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         return NULL;
     }
     if (memprof_busy())
-        return usage_error(module, mprun_usage, nested_msg, "%mprun");
+        return options_usage_error(module, &mprun_magic_spec, nested_msg), NULL;
     const char *cline = PyUnicode_AsUTF8(line);
     if (cline == NULL)
         return NULL;
-    if (parse_options(module, "%mprun", mprun_usage, mprun_opts, 4, cline, &o) < 0)
-        return NULL;
-    if (o.v[PO_F].count == 0) {
-        usage_error(module, mprun_usage,
-                    "%%mprun: say which functions to profile with -f, e.g. %%mprun -f func "
-                    "func(arg)");
+    if (options_parse(module, &mprun_magic_spec, cline, &o) < 0)
+        goto done;
+    if (options_count(&o, PO_F) > MAX_TARGETS) {
+        options_usage_error(module, &mprun_magic_spec, "too many -f functions (at most %d)",
+                            MAX_TARGETS);
+        goto done;
+    }
+    if (!options_given(&o, PO_F)) {
+        options_usage_error(module, &mprun_magic_spec,
+                            "say which functions to profile with -f, e.g. %%mprun -f func "
+                            "func(arg)");
         goto done;
     }
     if (cell != Py_None)
@@ -1149,16 +961,17 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     while (Py_ISSPACE(*q))
         q++;
     if (*q == '\0') {
-        usage_error(module, mprun_usage, "%%mprun: give a statement to run, e.g. %%mprun -f %s %s()",
-                    o.v[PO_F].vals[0], o.v[PO_F].vals[0]);
+        const char *f0 = options_str_at(&o, PO_F, 0);
+        options_usage_error(module, &mprun_magic_spec,
+                            "give a statement to run, e.g. %%mprun -f %s %s()", f0, f0);
         goto done;
     }
     ts = memprof_targets_new();
     if (ts == NULL)
         goto done;
-    for (int i = 0; i < o.v[PO_F].count; i++) {
+    for (Py_ssize_t i = 0; i < options_count(&o, PO_F); i++) {
         target_info ti;
-        if (resolve_target(module, "%mprun", mprun_usage, ns, o.v[PO_F].vals[i], &ti) < 0)
+        if (resolve_target(module, &mprun_magic_spec, ns, options_str_at(&o, PO_F, i), &ti) < 0)
             goto done;
         int idx = memprof_targets_add(ts, ti.code, ti.first, ti.last);
         if (idx < 0) {
@@ -1181,7 +994,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
 
     if (memprof_start() < 0)
         goto done;
-    if (memprof_lines_start(ts, o.v[PO_C].count > 0) < 0) {
+    if (memprof_lines_start(ts, options_given(&o, PO_C)) < 0) {
         memprof_stop();
         goto done;
     }
@@ -1195,8 +1008,8 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         PyObject *exc, *val, *tb;
         PyErr_Fetch(&exc, &val, &tb);
         mprun_text(&text, infos, ts, ninfos);
-        if (o.v[PO_T].count > 0) {
-            const char *path = o.v[PO_T].vals[o.v[PO_T].count - 1];
+        if (options_given(&o, PO_T)) {
+            const char *path = options_str_at(&o, PO_T, options_count(&o, PO_T) - 1);
             if (write_file(path, &text) < 0) {
                 /* Shown after the table (the statement's own error wins). */
                 if (exc != NULL)
@@ -1221,7 +1034,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     }
     if (failed || PyErr_Occurred())
         goto done;
-    if (o.v[PO_R].count > 0)
+    if (options_given(&o, PO_R))
         ret = mprun_result(infos, ts, ninfos, bundle);
     else
         ret = Py_NewRef(Py_None);
@@ -1229,7 +1042,7 @@ done:
     for (size_t i = 0; i < ninfos; i++)
         target_info_clear(&infos[i]);
     memprof_targets_free(ts);
-    options_free(&o);
+    options_clear(&o);
     report_buf_free(&text);
     report_buf_free(&html);
     Py_XDECREF(bundle);
@@ -1241,15 +1054,17 @@ done:
 
 /* ---- %%mprof ------------------------------------------------------------------------- */
 
-static const char mprof_usage[] = "%%mprof [-f func ...] [-i INTERVAL] [--dat FILE]  "
+static const char mprof_usage[] = "Usage: %%mprof [-f func ...] [-i INTERVAL] [--dat FILE]  "
                                   "(a cell magic: the cell body runs under the recorder)";
 
 enum { FO_F, FO_I, FO_DAT };
-static const optspec mprof_opts[] = {
-    {'f', NULL, 1},
-    {'i', NULL, 1},
-    {0, "dat", 1},
+static const options_spec mprof_opts[] = {
+    [FO_F] = {'f', NULL, OPTIONS_STR, 1},
+    [FO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
+    [FO_DAT] = {0, "dat", OPTIONS_STR},
 };
+static const options_magic mprof_magic_spec = {"%%mprof", mprof_usage, mprof_opts,
+                                               sizeof mprof_opts / sizeof mprof_opts[0], 0};
 
 /* A "nice" axis step for a range: 1, 2 or 5 times a power of ten. */
 static double nice_step(double range, int ticks)
@@ -1277,9 +1092,11 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
     ymax = ceil(ymax * 1.05 / ystep) * ystep;
 #define X(t) (L + ((t)-t0) / tmax * (W - L - R))
 #define Y(m) (H - B - (m) / ymax * (H - T - B))
-    report_buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                         "viewBox=\"0 0 %.0f %.0f\" style=\"background:var(--jp-layout-color0,#fff)\">",
-                      W, H, W, H);
+    report_buf_printf(
+        b,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+        "viewBox=\"0 0 %.0f %.0f\" style=\"background:var(--jp-layout-color0,#fff)\">",
+        W, H, W, H);
     /* Spans first, behind the lines. */
     static const char *colors[] = {"#6a51a3", "#2ca02c", "#d62728", "#8c564b", "#e377c2"};
     for (size_t i = 0; i < ninfos; i++) {
@@ -1291,11 +1108,13 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
             memprof_span *s = &t->spans[k];
             double x0 = X(s->start_t), x1 = X(s->end_t);
             double y0 = Y(s->start_mem / MIB), y1 = Y(s->end_mem / MIB);
-            report_buf_printf(b, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" "
-                                 "fill=\"%s\" fill-opacity=\"0.08\"/>",
+            report_buf_printf(b,
+                              "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" "
+                              "fill=\"%s\" fill-opacity=\"0.08\"/>",
                               x0, T, x1 - x0 > 0.5 ? x1 - x0 : 0.5, H - T - B, col);
-            report_buf_printf(b, "<path d=\"M%.1f %.1f h4 M%.1f %.1f v-8 v16 M%.1f %.1f h-4 "
-                                 "M%.1f %.1f v-8 v16\" stroke=\"%s\" fill=\"none\"/>",
+            report_buf_printf(b,
+                              "<path d=\"M%.1f %.1f h4 M%.1f %.1f v-8 v16 M%.1f %.1f h-4 "
+                              "M%.1f %.1f v-8 v16\" stroke=\"%s\" fill=\"none\"/>",
                               x0, y0, x0, y0 - 0.0, x1, y1, x1, y1 - 0.0, col);
             if (k == 0 && name != NULL) {
                 report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" style=\"fill:%s\">", x0 + 2,
@@ -1308,8 +1127,8 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
     /* Axes and grid. */
     report_buf_printf(b, "<g stroke=\"#8888\" stroke-width=\"0.5\">");
     for (double y = 0; y <= ymax + 1e-9; y += ystep)
-        report_buf_printf(b, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\"/>", L, W - R, Y(y),
-                          Y(y));
+        report_buf_printf(b, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\"/>", L, W - R,
+                          Y(y), Y(y));
     report_buf_puts(b, "</g>");
     for (double y = 0; y <= ymax + 1e-9; y += ystep)
         report_buf_printf(b, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>", L - 4,
@@ -1319,8 +1138,9 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
                           X(t0 + x), H - B + 13, x);
     report_buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">time (s)</text>",
                       (L + W - R) / 2, H - 4);
-    report_buf_printf(b, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" "
-                         "text-anchor=\"middle\">memory (MiB)</text>",
+    report_buf_printf(b,
+                      "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" "
+                      "text-anchor=\"middle\">memory (MiB)</text>",
                       (T + H - B) / 2, (T + H - B) / 2);
     /* The two series, thinned to at most ~1500 points each. */
     size_t stride = n > 1500 ? n / 1500 + 1 : 1;
@@ -1338,10 +1158,11 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
         }
         report_buf_puts(b, "\"/>");
     }
-    report_buf_printf(b, "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#e8743b\"/>"
-                         "<text x=\"%.0f\" y=\"10\">RSS</text>"
-                         "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#4c8fd6\"/>"
-                         "<text x=\"%.0f\" y=\"10\">Python heap (allocated since start)</text>",
+    report_buf_printf(b,
+                      "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#e8743b\"/>"
+                      "<text x=\"%.0f\" y=\"10\">RSS</text>"
+                      "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#4c8fd6\"/>"
+                      "<text x=\"%.0f\" y=\"10\">Python heap (allocated since start)</text>",
                       L, L + 14, L + 50, L + 64);
     report_buf_puts(b, "</svg>");
 #undef X
@@ -1352,8 +1173,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
 {
     PyObject *line, *cell, *ns, *display;
     PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL;
-    options o = {0};
-    target_info infos[MAX_VALS];
+    options_parsed o = OPTIONS_PARSED_INIT;
+    target_info infos[MAX_TARGETS];
     size_t ninfos = 0, nsmp = 0;
     memprof_targets *ts = NULL;
     memprof_sampler *sampler = NULL;
@@ -1370,36 +1191,47 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         return NULL;
     }
     if (memprof_busy())
-        return usage_error(module, mprof_usage, nested_msg, "%%mprof");
-    if (cell == Py_None)
-        return usage_error(module, mprof_usage,
-                           "%%%%mprof is a cell magic: put %%%%mprof on the first line of a cell "
-                           "and the code to record below it");
+        return options_usage_error(module, &mprof_magic_spec, nested_msg), NULL;
+    if (cell == Py_None) {
+        PyObject *cls = PyObject_GetAttrString(module, "UsageError");
+        if (cls != NULL)
+            PyErr_Format(cls,
+                         "%%%%mprof is a cell magic: put %%%%mprof on the first line of a cell "
+                         "and the code to record below it\n%s",
+                         mprof_usage);
+        Py_XDECREF(cls);
+        return NULL;
+    }
     const char *cline = PyUnicode_AsUTF8(line);
     const char *body = PyUnicode_AsUTF8(cell);
     if (cline == NULL || body == NULL)
         return NULL;
-    if (parse_options(module, "%%mprof", mprof_usage, mprof_opts, 3, cline, &o) < 0)
-        return NULL;
-    if (opt_float(module, "%%mprof", mprof_usage, &o.v[FO_I], 0.01, &interval) < 0)
+    if (options_parse(module, &mprof_magic_spec, cline, &o) < 0)
         goto done;
+    if (options_count(&o, FO_F) > MAX_TARGETS) {
+        options_usage_error(module, &mprof_magic_spec, "too many -f functions (at most %d)",
+                            MAX_TARGETS);
+        goto done;
+    }
+    interval = options_double(&o, FO_I, 0.01);
     {
         const char *q = o.rest;
         while (Py_ISSPACE(*q))
             q++;
         if (*q != '\0') {
-            usage_error(module, mprof_usage, "%%%%mprof: unexpected '%s' on the first line; the "
-                                             "code goes in the cell body",
-                        q);
+            options_usage_error(module, &mprof_magic_spec,
+                                "unexpected '%s' on the first line; the "
+                                "code goes in the cell body",
+                                q);
             goto done;
         }
     }
     ts = memprof_targets_new();
     if (ts == NULL)
         goto done;
-    for (int i = 0; i < o.v[FO_F].count; i++) {
+    for (Py_ssize_t i = 0; i < options_count(&o, FO_F); i++) {
         target_info ti;
-        if (resolve_target(module, "%%mprof", mprof_usage, ns, o.v[FO_F].vals[i], &ti) < 0)
+        if (resolve_target(module, &mprof_magic_spec, ns, options_str_at(&o, FO_F, i), &ti) < 0)
             goto done;
         int idx = memprof_targets_add(ts, ti.code, ti.first, ti.first);
         if (idx < 0 || (size_t)idx < ninfos) {
@@ -1452,10 +1284,13 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
             }
         }
         int64_t rss0 = nsmp ? smp[0].rss : 0, rss1 = nsmp ? smp[nsmp - 1].rss : 0;
-        report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp, interval);
-        report_buf_printf(&text, "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
+        report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp,
+                          interval);
+        report_buf_printf(&text,
+                          "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
                           rss0 / MIB, max_rss / MIB, (max_rss - rss0) / MIB, rss1 / MIB);
-        report_buf_printf(&text, "Python heap%s: peak %+.2f MiB above start, net retained %+.2f MiB\n",
+        report_buf_printf(&text,
+                          "Python heap%s: peak %+.2f MiB above start, net retained %+.2f MiB\n",
                           np_tracked ? " (+ NumPy)" : "", heap_peak / MIB, cend.live / MIB);
         for (size_t i = 0; i < ninfos; i++) {
             memprof_target *t = memprof_targets_get(ts, i);
@@ -1470,8 +1305,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
             }
             report_buf_puts(&text, t->nspans > 5 ? ", ...\n" : "\n");
         }
-        if (o.v[FO_DAT].count > 0) {
-            const char *path = o.v[FO_DAT].vals[o.v[FO_DAT].count - 1];
+        if (options_given(&o, FO_DAT)) {
+            const char *path = options_str_at(&o, FO_DAT, 0);
             report_buf_printf(&dat, "CMDLINE %%%%mprof %s\n", cline);
             for (size_t i = 0; i < nsmp; i++)
                 report_buf_printf(&dat, "MEM %.6f %.4f\n", smp[i].rss / MIB, smp[i].t);
@@ -1492,7 +1327,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
                 else
                     PyErr_Fetch(&exc, &val, &tb);
             } else {
-                report_buf_printf(&text, "mprofile data written to %s (plot it with: mprof plot %s)\n",
+                report_buf_printf(&text,
+                                  "mprofile data written to %s (plot it with: mprof plot %s)\n",
                                   path, path);
             }
         }
@@ -1526,7 +1362,7 @@ done:
         target_info_clear(&infos[i]);
     memprof_targets_free(ts);
     free(smp);
-    options_free(&o);
+    options_clear(&o);
     report_buf_free(&text);
     report_buf_free(&html);
     report_buf_free(&dat);

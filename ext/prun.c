@@ -1,6 +1,6 @@
 /* prun.c - the %prun, %%prun and %pstats magics.
  *
- * Owns option parsing (a table of option specs per magic), running the
+ * Owns the option specs of each magic (options.c parses them), running the
  * statement under a pyrometer.Profile in the user namespace, and rendering:
  * text/plain through pstats (so the layout is print_stats' own) and
  * text/html (a table with tottime/cumtime bars, a callers/callees view and
@@ -8,6 +8,7 @@
  */
 #include "funcprof.h"
 #include "module.h"
+#include "options.h"
 #include "report.h"
 
 #include <math.h>
@@ -18,250 +19,46 @@
 
 /* ---- option specs -------------------------------------------------------- */
 
-enum { OPT_L, OPT_S, OPT_R, OPT_T, OPT_D, OPT_Q, OPT_THREADS, OPT_CALLERS, OPT_CALLEES, OPT_COUNT };
+/* Indices into the spec tables; -l and -s sit at the same place in both. */
+enum { OPT_L, OPT_S, OPT_R, OPT_T, OPT_D, OPT_Q, OPT_THREADS };
+enum { OPT_CALLERS = 2, OPT_CALLEES };
 
-typedef struct {
-    char short_name;       /* 0 when the option is long-only */
-    const char *long_name; /* NULL when the option is short-only */
-    int takes_arg;
-    int slot;            /* OPT_* */
-    const char *example; /* shown when the value is missing */
-} opt_spec;
-
-typedef struct {
-    const char *name; /* magic name, for messages */
-    const opt_spec *specs;
-    int stop_at_positional; /* %prun: the first non-option starts the statement */
-    const char *usage;
-} magic_spec;
-
-static const opt_spec prun_specs[] = {
-    {'l', NULL, 1, OPT_L, "-l 10, -l 0.25 or -l 'fib'"},
-    {'s', NULL, 1, OPT_S, "-s cumulative"},
-    {'r', NULL, 0, OPT_R, NULL},
-    {'T', NULL, 1, OPT_T, "-T profile.txt"},
-    {'D', NULL, 1, OPT_D, "-D profile.prof"},
-    {'q', NULL, 0, OPT_Q, NULL},
-    {0, "threads", 0, OPT_THREADS, NULL},
-    {0, NULL, 0, 0, NULL},
+static const options_spec prun_specs[] = {
+    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10, -l 0.25 or -l 'fib'"},
+    [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative"},
+    [OPT_R] = {'r', NULL, OPTIONS_FLAG},
+    [OPT_T] = {'T', NULL, OPTIONS_STR, .example = "-T profile.txt"},
+    [OPT_D] = {'D', NULL, OPTIONS_STR, .example = "-D profile.prof"},
+    [OPT_Q] = {'q', NULL, OPTIONS_FLAG},
+    [OPT_THREADS] = {0, "threads", OPTIONS_FLAG},
 };
 
-static const opt_spec pstats_specs[] = {
-    {'l', NULL, 1, OPT_L, "-l 10"},
-    {'s', NULL, 1, OPT_S, "-s cumulative"},
-    {0, "callers", 0, OPT_CALLERS, NULL},
-    {0, "callees", 0, OPT_CALLEES, NULL},
-    {0, NULL, 0, 0, NULL},
+static const options_spec pstats_specs[] = {
+    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10"},
+    [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative"},
+    [OPT_CALLERS] = {0, "callers", OPTIONS_FLAG},
+    [OPT_CALLEES] = {0, "callees", OPTIONS_FLAG},
 };
 
-static const magic_spec prun_magic_spec = {
-    "prun", prun_specs, 1,
-    "usage: %prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT"};
+static const options_magic prun_magic_spec = {
+    "%prun",
+    "usage: %prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT",
+    prun_specs, sizeof prun_specs / sizeof prun_specs[0], 0};
 
-static const magic_spec pstats_magic_spec = {
-    "pstats", pstats_specs, 0,
-    "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]"};
-
-typedef struct {
-    PyObject *values[OPT_COUNT]; /* owned lists: the values (flags: True) */
-    PyObject *positional;        /* owned list of str (%pstats) */
-    const char *rest;            /* %prun: the statement, inside the line */
-} parsed_opts;
-
-static void opts_clear(parsed_opts *o)
-{
-    for (int i = 0; i < OPT_COUNT; i++)
-        Py_CLEAR(o->values[i]);
-    Py_CLEAR(o->positional);
-}
-
-/* Raises pyrometer.UsageError("%name: <message>\n<usage>"). Returns -1. */
-static int usage_error(PyObject *module, const magic_spec *ms, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    PyObject *cls = PyObject_GetAttrString(module, "UsageError");
-    if (cls == NULL)
-        return -1;
-    PyErr_Format(cls, "%%%s: %s\n%s", ms->name, msg, ms->usage);
-    Py_DECREF(cls);
-    return -1;
-}
+static const options_magic pstats_magic_spec = {
+    "%pstats", "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
+    pstats_specs, sizeof pstats_specs / sizeof pstats_specs[0], 1};
 
 static int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Reads one token at *p (quoted with ' or ", or up to whitespace) into a new
- * str; advances *p. Returns NULL with an exception set on failure. */
-static PyObject *read_token(const char **p)
-{
-    const char *s = *p, *start, *end;
-    if (*s == '\'' || *s == '"') {
-        char q = *s++;
-        start = s;
-        while (*s && *s != q)
-            s++;
-        end = s;
-        if (*s == q)
-            s++;
-    } else {
-        start = s;
-        while (*s && !is_space(*s))
-            s++;
-        end = s;
-    }
-    *p = s;
-    return PyUnicode_FromStringAndSize(start, end - start);
-}
-
-static int add_value(parsed_opts *o, int slot, PyObject *v)
-{
-    if (o->values[slot] == NULL) {
-        o->values[slot] = PyList_New(0);
-        if (o->values[slot] == NULL)
-            return -1;
-    }
-    return PyList_Append(o->values[slot], v);
-}
-
-static void options_list(const magic_spec *ms, char *buf, size_t n)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    for (const opt_spec *s = ms->specs; s->slot || s->short_name || s->long_name; s++) {
-        int w = s->short_name
-                    ? snprintf(buf + len, n - len, "%s-%c", len ? " " : "", s->short_name)
-                    : snprintf(buf + len, n - len, "%s--%s", len ? " " : "", s->long_name);
-        if (w < 0 || (size_t)w >= n - len)
-            break;
-        len += (size_t)w;
-    }
-}
-
-/* Parses line against ms. Returns 0, or -1 with an exception set (a
- * UsageError for bad options). */
-static int parse_options(PyObject *module, const magic_spec *ms, const char *line, parsed_opts *o)
-{
-    const char *p = line;
-    char known[128];
-
-    memset(o, 0, sizeof *o);
-    o->positional = PyList_New(0);
-    if (o->positional == NULL)
-        return -1;
-    options_list(ms, known, sizeof known);
-    for (;;) {
-        while (is_space(*p))
-            p++;
-        if (*p == '\0')
-            break;
-        if (*p != '-' || p[1] == '\0' || is_space(p[1])) {
-            if (ms->stop_at_positional)
-                break;
-            PyObject *tok = read_token(&p);
-            if (tok == NULL || PyList_Append(o->positional, tok) < 0) {
-                Py_XDECREF(tok);
-                return -1;
-            }
-            Py_DECREF(tok);
-            continue;
-        }
-        const opt_spec *spec = NULL;
-        const char *attached = NULL;
-        if (p[1] == '-') {
-            if (p[2] == '\0' || is_space(p[2])) { /* "--" ends the options */
-                p += 2;
-                if (ms->stop_at_positional) {
-                    while (is_space(*p))
-                        p++;
-                    break;
-                }
-                continue;
-            }
-            const char *name = p + 2, *e = name;
-            while (*e && !is_space(*e) && *e != '=')
-                e++;
-            for (const opt_spec *s = ms->specs; s->slot || s->short_name || s->long_name; s++)
-                if (s->long_name && strlen(s->long_name) == (size_t)(e - name) &&
-                    strncmp(s->long_name, name, (size_t)(e - name)) == 0)
-                    spec = s;
-            if (spec == NULL)
-                return usage_error(module, ms, "unknown option --%.*s; the options are %s",
-                                   (int)(e - name), name, known);
-            p = e;
-            if (*p == '=') {
-                if (!spec->takes_arg)
-                    return usage_error(module, ms, "option --%s takes no value", spec->long_name);
-                attached = ++p;
-            }
-        } else {
-            /* A cluster of short flags, possibly ending with one that takes a
-             * value: -rq, -s cumulative, -scumulative, -ql5. */
-            p++;
-            for (;;) {
-                char c = *p;
-                spec = NULL;
-                for (const opt_spec *s = ms->specs; s->slot || s->short_name || s->long_name; s++)
-                    if (s->short_name && s->short_name == c)
-                        spec = s;
-                if (spec == NULL)
-                    return usage_error(module, ms, "unknown option -%c; the options are %s", c,
-                                       known);
-                p++;
-                if (spec->takes_arg) {
-                    if (*p && !is_space(*p))
-                        attached = p;
-                    break;
-                }
-                if (add_value(o, spec->slot, Py_True) < 0)
-                    return -1;
-                if (*p == '\0' || is_space(*p)) {
-                    spec = NULL;
-                    break;
-                }
-            }
-            if (spec == NULL)
-                continue;
-        }
-        if (!spec->takes_arg) {
-            if (add_value(o, spec->slot, Py_True) < 0)
-                return -1;
-            continue;
-        }
-        if (attached == NULL) {
-            while (is_space(*p))
-                p++;
-            if (*p == '\0') {
-                if (spec->short_name)
-                    return usage_error(module, ms, "option -%c needs a value, e.g. %s",
-                                       spec->short_name, spec->example);
-                return usage_error(module, ms, "option --%s needs a value", spec->long_name);
-            }
-        } else {
-            p = attached;
-        }
-        PyObject *v = read_token(&p);
-        if (v == NULL)
-            return -1;
-        int rc = add_value(o, spec->slot, v);
-        Py_DECREF(v);
-        if (rc < 0)
-            return -1;
-    }
-    o->rest = p;
-    return 0;
-}
-
 /* ---- validating -s and -l ---------------------------------------------- */
 
 /* Returns a new tuple of sort keys (default: "time"), or NULL with a
  * UsageError for a key pstats does not know. */
-static PyObject *sort_keys(PyObject *module, const magic_spec *ms, PyObject *pstats,
+static PyObject *sort_keys(PyObject *module, const options_magic *ms, PyObject *pstats,
                            PyObject *given)
 {
     PyObject *keys = NULL, *st = NULL, *defs = NULL;
@@ -281,7 +78,7 @@ static PyObject *sort_keys(PyObject *module, const magic_spec *ms, PyObject *pst
         if (has < 0)
             goto error;
         if (!has) {
-            usage_error(
+            options_usage_error(
                 module, ms,
                 "-s %s is not a sort key; use one of calls, cumulative, cumtime, file, filename, "
                 "line, module, name, ncalls, nfl, pcalls, stdname, time, tottime (or an "
@@ -299,7 +96,7 @@ error:
 
 /* Converts -l values as IPython does (int, else float, else regex).
  * Returns a new tuple, or NULL with a UsageError for a bad value. */
-static PyObject *limits(PyObject *module, const magic_spec *ms, PyObject *given)
+static PyObject *limits(PyObject *module, const options_magic *ms, PyObject *given)
 {
     if (given == NULL)
         return PyTuple_New(0);
@@ -315,7 +112,7 @@ static PyObject *limits(PyObject *module, const magic_spec *ms, PyObject *given)
         v = PyLong_FromUnicodeObject(s, 10);
         if (v != NULL && PyLong_AsLong(v) < 0) {
             Py_DECREF(v);
-            usage_error(module, ms, "-l %s: a row count cannot be negative", txt);
+            options_usage_error(module, ms, "-l %s: a row count cannot be negative", txt);
             goto error;
         }
         if (v == NULL) {
@@ -325,8 +122,8 @@ static PyObject *limits(PyObject *module, const magic_spec *ms, PyObject *given)
                 double d = PyFloat_AS_DOUBLE(v);
                 if (!(d >= 0.0 && d < 1.0)) {
                     Py_DECREF(v);
-                    usage_error(module, ms,
-                                "-l %s: a fraction must be between 0 and 1, e.g. -l 0.25", txt);
+                    options_usage_error(
+                        module, ms, "-l %s: a fraction must be between 0 and 1, e.g. -l 0.25", txt);
                     goto error;
                 }
             }
@@ -338,10 +135,11 @@ static PyObject *limits(PyObject *module, const magic_spec *ms, PyObject *given)
             PyObject *c = PyObject_CallMethod(re, "compile", "O", s);
             if (c == NULL) {
                 PyErr_Clear();
-                usage_error(module, ms,
-                            "-l %s is not an int, a fraction or a valid regular expression; "
-                            "e.g. -l 10, -l 0.25 or -l 'fib'",
-                            txt);
+                options_usage_error(
+                    module, ms,
+                    "-l %s is not an int, a fraction or a valid regular expression; "
+                    "e.g. -l 10, -l 0.25 or -l 'fib'",
+                    txt);
                 goto error;
             }
             Py_DECREF(c);
@@ -1148,7 +946,7 @@ static int call_display(PyObject *display, PyObject *bundle)
 
 /* Renders and publishes the report for a finished profile, and writes the
  * -T / -D files. Returns 0, or -1 with an exception set. */
-static int prun_report(PyObject *prof, parsed_opts *o, PyObject *keys, PyObject *lims,
+static int prun_report(PyObject *prof, options_parsed *o, PyObject *keys, PyObject *lims,
                        PyObject *display, const char *sys_exit)
 {
     PyObject *pstats = NULL, *st = NULL, *st_full = NULL, *text = NULL, *order = NULL;
@@ -1358,12 +1156,11 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
 {
     const char *line;
     PyObject *cell, *ns, *display;
-    parsed_opts o;
+    options_parsed o = OPTIONS_PARSED_INIT;
     PyObject *keys = NULL, *lims = NULL, *pstats = NULL, *src = NULL, *code = NULL, *prof = NULL;
     PyObject *result = NULL, *exc = NULL, *val = NULL, *tb = NULL;
     const char *sys_exit = NULL;
 
-    memset(&o, 0, sizeof o);
     if (!PyArg_ParseTuple(args, "sOOO:prun", &line, &cell, &ns, &display))
         return NULL;
     if (!PyDict_Check(ns)) {
@@ -1374,7 +1171,7 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "%%prun: the cell must be a str or None");
         return NULL;
     }
-    if (parse_options(module, &prun_magic_spec, line, &o) < 0)
+    if (options_parse(module, &prun_magic_spec, line, &o) < 0)
         goto done;
     /* %%prun: the statement on the first line, then the cell (line numbers
      * of the cell are kept when the first line has no statement). */
@@ -1390,9 +1187,10 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
     if (csrc == NULL)
         goto done;
     if (is_blank(csrc)) {
-        usage_error(module, &prun_magic_spec,
-                    "nothing to profile; write the statement after the options, e.g. %%prun -s "
-                    "cumulative f(10)");
+        options_usage_error(
+            module, &prun_magic_spec,
+            "nothing to profile; write the statement after the options, e.g. %%prun -s "
+            "cumulative f(10)");
         goto done;
     }
     pstats = PyImport_ImportModule("pstats");
@@ -1405,9 +1203,10 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
     if (lims == NULL)
         goto done;
     if (funcprof_is_active()) {
-        usage_error(module, &prun_magic_spec,
-                    "already profiling: %%prun cannot run inside another %%prun (or while a "
-                    "pyrometer.Profile is enabled); profile the outer statement only");
+        options_usage_error(
+            module, &prun_magic_spec,
+            "already profiling: %%prun cannot run inside another %%prun (or while a "
+            "pyrometer.Profile is enabled); profile the outer statement only");
         goto done;
     }
     code = Py_CompileString(csrc, "<string>", Py_file_input);
@@ -1447,7 +1246,7 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
     }
     result = o.values[OPT_R] != NULL ? result_stats(prof, keys) : Py_NewRef(Py_None);
 done:
-    opts_clear(&o);
+    options_clear(&o);
     Py_XDECREF(keys);
     Py_XDECREF(lims);
     Py_XDECREF(pstats);
@@ -1470,22 +1269,21 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
 {
     const char *line;
     PyObject *cell, *ns, *display;
-    parsed_opts o;
+    options_parsed o = OPTIONS_PARSED_INIT;
     PyObject *keys = NULL, *lims = NULL, *pstats = NULL, *st = NULL, *path = NULL, *order = NULL;
     PyObject *result = NULL;
     report_buf tb = REPORT_BUF_INIT, hb = REPORT_BUF_INIT;
     static const char *const extra[] = {"print_callers", "print_callees"};
 
-    memset(&o, 0, sizeof o);
     if (!PyArg_ParseTuple(args, "sOOO:pstats", &line, &cell, &ns, &display))
         return NULL;
-    if (parse_options(module, &pstats_magic_spec, line, &o) < 0)
+    if (options_parse(module, &pstats_magic_spec, line, &o) < 0)
         goto done;
     if (PyList_GET_SIZE(o.positional) != 1) {
-        usage_error(module, &pstats_magic_spec,
-                    PyList_GET_SIZE(o.positional) == 0
-                        ? "which dump? write %%pstats FILE, e.g. %%pstats profile.prof"
-                        : "one dump at a time; write %%pstats FILE [options]");
+        options_usage_error(module, &pstats_magic_spec,
+                            PyList_GET_SIZE(o.positional) == 0
+                                ? "which dump? write %%pstats FILE, e.g. %%pstats profile.prof"
+                                : "one dump at a time; write %%pstats FILE [options]");
         goto done;
     }
     pstats = PyImport_ImportModule("pstats");
@@ -1506,8 +1304,8 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
             PyObject *e, *v, *t;
             PyErr_Fetch(&e, &v, &t);
             PyObject *s = v ? PyObject_Str(v) : NULL;
-            usage_error(module, &pstats_magic_spec, "cannot read %s: %s", PyUnicode_AsUTF8(path),
-                        s ? PyUnicode_AsUTF8(s) : "error");
+            options_usage_error(module, &pstats_magic_spec, "cannot read %s: %s",
+                                PyUnicode_AsUTF8(path), s ? PyUnicode_AsUTF8(s) : "error");
             Py_XDECREF(s);
             Py_XDECREF(e);
             Py_XDECREF(v);
@@ -1516,10 +1314,11 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
                    PyErr_ExceptionMatches(PyExc_EOFError) ||
                    PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();
-            usage_error(module, &pstats_magic_spec,
-                        "%s is not a pstats dump; make one with %%prun -D FILE or python -m "
-                        "cProfile -o FILE",
-                        PyUnicode_AsUTF8(path));
+            options_usage_error(
+                module, &pstats_magic_spec,
+                "%s is not a pstats dump; make one with %%prun -D FILE or python -m "
+                "cProfile -o FILE",
+                PyUnicode_AsUTF8(path));
         }
         goto done;
     }
@@ -1553,7 +1352,7 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
         goto done;
     result = Py_NewRef(Py_None);
 done:
-    opts_clear(&o);
+    options_clear(&o);
     Py_XDECREF(keys);
     Py_XDECREF(lims);
     Py_XDECREF(pstats);
