@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const port_names[] = {"shell_port", "iopub_port", "stdin_port",
-                                         "control_port", "hb_port"};
+static const char *const port_names[] = {"shell_port", "iopub_port", "stdin_port", "control_port",
+                                         "hb_port"};
 
 static int copy_str(json_t *root, const char *name, char *dst, size_t dstlen, const char *dflt,
                     char *err, size_t errlen)
@@ -37,8 +37,7 @@ static int copy_str(json_t *root, const char *name, char *dst, size_t dstlen, co
 int connection_parse(const char *text, size_t len, connection *c, char *err, size_t errlen)
 {
     json_error_t jerr;
-    int *ports[] = {&c->shell_port, &c->iopub_port, &c->stdin_port, &c->control_port,
-                    &c->hb_port};
+    int *ports[] = {&c->shell_port, &c->iopub_port, &c->stdin_port, &c->control_port, &c->hb_port};
     int rc = -1;
 
     memset(c, 0, sizeof *c);
@@ -48,8 +47,7 @@ int connection_parse(const char *text, size_t len, connection *c, char *err, siz
         char *near = strstr(jerr.text, " near ");
         if (near != NULL)
             *near = '\0';
-        snprintf(err, errlen, "connection file: invalid JSON at line %d: %s", jerr.line,
-                 jerr.text);
+        snprintf(err, errlen, "connection file: invalid JSON at line %d: %s", jerr.line, jerr.text);
         return -1;
     }
     if (!json_is_object(root)) {

@@ -9,8 +9,8 @@
 #include <stddef.h>
 
 typedef struct {
-    char transport[16];      /* "tcp" or "ipc" */
-    char ip[256];            /* address for tcp, path prefix for ipc */
+    char transport[16]; /* "tcp" or "ipc" */
+    char ip[256];       /* address for tcp, path prefix for ipc */
     int shell_port, iopub_port, stdin_port, control_port, hb_port;
     unsigned char key[1024]; /* HMAC key bytes, used as given */
     size_t key_len;          /* 0: messages are neither signed nor checked */

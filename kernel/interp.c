@@ -16,17 +16,17 @@
 
 /* Interpreter-wide state. Protected by the GIL. */
 static struct {
-    publisher *pub;          /* borrowed; outlives the interpreter */
-    const wire_msg *req;     /* the execute_request being run, or NULL */
+    publisher *pub;      /* borrowed; outlives the interpreter */
+    const wire_msg *req; /* the execute_request being run, or NULL */
     int silent, store_history, allow_stdin;
     long execution_count;
-    long serial;             /* every compiled cell, counted or not */
-    PyObject *kmod;          /* owned: the _pyrometer_kernel module */
-    PyObject *main_dict;     /* borrowed from __main__ */
-    PyObject *in_list;       /* owned: In */
-    PyObject *out_dict;      /* owned: Out */
-    PyObject *linecache;     /* owned: linecache.cache dict */
-    PyObject *stdin_error;   /* owned: StdinNotImplementedError */
+    long serial;           /* every compiled cell, counted or not */
+    PyObject *kmod;        /* owned: the _pyrometer_kernel module */
+    PyObject *main_dict;   /* borrowed from __main__ */
+    PyObject *in_list;     /* owned: In */
+    PyObject *out_dict;    /* owned: Out */
+    PyObject *linecache;   /* owned: linecache.cache dict */
+    PyObject *stdin_error; /* owned: StdinNotImplementedError */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -162,10 +162,10 @@ static const struct {
     const char *method;
     const char *mime;
 } repr_methods[] = {
-    {"_repr_html_", "text/html"},         {"_repr_markdown_", "text/markdown"},
-    {"_repr_latex_", "text/latex"},       {"_repr_svg_", "image/svg+xml"},
-    {"_repr_png_", "image/png"},          {"_repr_jpeg_", "image/jpeg"},
-    {"_repr_json_", "application/json"},  {"_repr_javascript_", "application/javascript"},
+    {"_repr_html_", "text/html"},        {"_repr_markdown_", "text/markdown"},
+    {"_repr_latex_", "text/latex"},      {"_repr_svg_", "image/svg+xml"},
+    {"_repr_png_", "image/png"},         {"_repr_jpeg_", "image/jpeg"},
+    {"_repr_json_", "application/json"}, {"_repr_javascript_", "application/javascript"},
     {"_repr_pdf_", "application/pdf"},
 };
 
@@ -211,7 +211,8 @@ PyObject *interp_format(PyObject *obj, PyObject **metadata)
     r = call_repr(obj, "_repr_mimebundle_");
     if (r == NULL) {
         formatter_failed("_repr_mimebundle_");
-    } else if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2 && PyDict_Check(PyTuple_GET_ITEM(r, 0))) {
+    } else if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2 &&
+               PyDict_Check(PyTuple_GET_ITEM(r, 0))) {
         if (PyDict_Update(data, PyTuple_GET_ITEM(r, 0)) < 0)
             goto error;
         if (PyDict_Check(PyTuple_GET_ITEM(r, 1)) && PyDict_Update(md, PyTuple_GET_ITEM(r, 1)) < 0)
@@ -279,7 +280,8 @@ int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display
     }
     if (data == NULL || md == NULL)
         goto error;
-    if (metadata && metadata != Py_None && PyDict_Check(metadata) && PyDict_Update(md, metadata) < 0)
+    if (metadata && metadata != Py_None && PyDict_Check(metadata) &&
+        PyDict_Update(md, metadata) < 0)
         goto error;
     jdata = interp_to_json(data);
     jmd = jdata ? interp_to_json(md) : NULL;
@@ -374,8 +376,8 @@ static json_t *error_content(void)
     }
 done:
     PyErr_Clear();
-    json_t *content = json_pack("{s:s, s:s, s:o}", "ename", ename, "evalue", evalue, "traceback",
-                                tb_lines);
+    json_t *content =
+        json_pack("{s:s, s:s, s:o}", "ename", ename, "evalue", evalue, "traceback", tb_lines);
     Py_XDECREF(lines);
     Py_XDECREF(tbmod);
     Py_XDECREF(evalue_s);
@@ -454,8 +456,8 @@ static PyObject *k_display(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *metadata = Py_None, *display_id = Py_None, *transient = Py_None;
     int raw = 0, update = 0;
     PyObject *empty = NULL;
-    static char *kwlist[] = {"raw", "metadata", "display_id", "update", "transient", "include",
-                             "exclude", NULL};
+    static char *kwlist[] = {"raw",       "metadata", "display_id", "update",
+                             "transient", "include",  "exclude",    NULL};
     PyObject *include = NULL, *exclude = NULL;
 
     empty = PyTuple_New(0);
@@ -532,10 +534,8 @@ static PyObject *read_input(PyObject *prompt, int password)
     const wire_msg *req = st.req;
     publisher *pub = st.pub;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pub->input(pub->self, req, p, password, &line, err, sizeof err);
-    Py_END_ALLOW_THREADS
-    Py_XDECREF(ps);
+    Py_BEGIN_ALLOW_THREADS rc = pub->input(pub->self, req, p, password, &line, err, sizeof err);
+    Py_END_ALLOW_THREADS Py_XDECREF(ps);
     if (rc == 1) {
         if (PyErr_CheckSignals() < 0)
             return NULL;
@@ -591,8 +591,10 @@ static PyMethodDef kernel_methods[] = {
 };
 
 static struct PyModuleDef kernel_module = {
-    PyModuleDef_HEAD_INIT, "_pyrometer_kernel",
-    "The pyrometer kernel's own functions: display, input, magics and streams.", -1,
+    PyModuleDef_HEAD_INIT,
+    "_pyrometer_kernel",
+    "The pyrometer kernel's own functions: display, input, magics and streams.",
+    -1,
     kernel_methods,
 };
 
@@ -770,9 +772,9 @@ json_t *interp_kernel_info(void)
         "{s:s, s:s}], s:b}",
         "status", "ok", "protocol_version", WIRE_PROTOCOL_VERSION, "implementation", "pyrometer",
         "implementation_version", PYROMETER_VERSION, "language_info", "name", "python", "version",
-        version, "mimetype", "text/x-python", "file_extension", ".py", "pygments_lexer",
-        "ipython3", "codemirror_mode", "name", "ipython", "version", 3, "nbconvert_exporter",
-        "python", "banner", banner, "help_links", "text", "Python Reference", "url",
+        version, "mimetype", "text/x-python", "file_extension", ".py", "pygments_lexer", "ipython3",
+        "codemirror_mode", "name", "ipython", "version", 3, "nbconvert_exporter", "python",
+        "banner", banner, "help_links", "text", "Python Reference", "url",
         "https://docs.python.org/3.11", "text", "pyrometer", "url",
         "https://github.com/pyrometer/pyrometer", "debugger", 0);
 }
@@ -883,8 +885,8 @@ static json_t *user_expressions(json_t *exprs)
             r = json_pack("{s:s, s:s, s:s, s:[]}", "status", "error", "ename", "TypeError",
                           "evalue", "user expression must be a string", "traceback");
         } else {
-            PyObject *v = PyRun_String(json_string_value(val), Py_eval_input, st.main_dict,
-                                       st.main_dict);
+            PyObject *v =
+                PyRun_String(json_string_value(val), Py_eval_input, st.main_dict, st.main_dict);
             PyObject *md = NULL, *data = v ? interp_format(v, &md) : NULL;
             json_t *jd = data ? interp_to_json(data) : NULL;
             json_t *jm = jd ? interp_to_json(md) : NULL;
@@ -1023,8 +1025,8 @@ json_t *interp_is_complete(const char *code)
         goto done;
     }
     PyObject *codeop = PyImport_ImportModule("codeop");
-    PyObject *r = codeop ? PyObject_CallMethod(codeop, "compile_command", "ss", src, "<input>")
-                         : NULL;
+    PyObject *r =
+        codeop ? PyObject_CallMethod(codeop, "compile_command", "ss", src, "<input>") : NULL;
     Py_XDECREF(codeop);
     if (r == NULL) {
         PyErr_Clear();

@@ -17,8 +17,8 @@
 
 /* Starts the interpreter with the `pyrometer` extension built in, installs
  * the kernel's stdout/stderr, display hook, input() and magics, and releases
- * the GIL. signal_fd (or -1) becomes Python's signal wakeup fd. pub (borrowed, must outlive the interpreter) carries every
- * stream and display. Returns 0, or -1 with a reason in err. */
+ * the GIL. signal_fd (or -1) becomes Python's signal wakeup fd. pub (borrowed, must outlive the
+ * interpreter) carries every stream and display. Returns 0, or -1 with a reason in err. */
 int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen);
 
 /* Returns a new kernel_info_reply content object (protocol 5.3), or NULL.
@@ -45,8 +45,7 @@ void interp_stop(void);
 /* Publishes obj as display_data (or update_display_data when update is set
  * and display_id is not NULL). raw: obj is already a MIME bundle dict.
  * Returns 0, or -1 with an exception set. */
-int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id,
-                   int update);
+int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id, int update);
 
 /* Publishes clear_output. */
 void interp_clear_output(int wait);

@@ -256,8 +256,8 @@ static PyObject *k_inspect(PyObject *self, PyObject *args)
         Py_DECREF(msg);
         Py_RETURN_NONE;
     }
-    magics_add_payload(json_pack("{s:s, s:{s:s}, s:i}", "source", "page", "data", "text/plain",
-                                 text, "start", 0));
+    magics_add_payload(
+        json_pack("{s:s, s:{s:s}, s:i}", "source", "page", "data", "text/plain", text, "start", 0));
     free(text);
     Py_RETURN_NONE;
 }
@@ -294,7 +294,8 @@ static PyObject *m_load_ext(PyObject *line, PyObject *cell)
     if (*name == '\0')
         return magics_usage_error("%%load_ext: missing module name. Usage: %%load_ext pyrometer");
     return magics_usage_error("%%load_ext: pyrometer does not load IPython extensions "
-                              "(\"%s\"); the pyrometer magics are built in", name);
+                              "(\"%s\"); the pyrometer magics are built in",
+                              name);
 }
 
 static PyObject *m_pwd(PyObject *line, PyObject *cell)

@@ -25,11 +25,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: pyrometer-kernel -f CONNECTION_FILE\n"
-            "       pyrometer-kernel install [--user | --prefix DIR] [--name NAME]\n"
-            "                                [--display-name TEXT] [--interrupt-mode signal|message]\n"
-            "       pyrometer-kernel --version\n");
+    fprintf(
+        out,
+        "usage: pyrometer-kernel -f CONNECTION_FILE\n"
+        "       pyrometer-kernel install [--user | --prefix DIR] [--name NAME]\n"
+        "                                [--display-name TEXT] [--interrupt-mode signal|message]\n"
+        "       pyrometer-kernel --version\n");
 }
 
 static int mkdirs(const char *path)
@@ -81,7 +82,8 @@ static int cmd_install(int argc, char **argv)
         } else if (strcmp(a, "--interrupt-mode") == 0 && i + 1 < argc) {
             mode = argv[++i];
             if (strcmp(mode, "signal") != 0 && strcmp(mode, "message") != 0) {
-                fprintf(stderr, "pyrometer-kernel install: --interrupt-mode is signal or message\n");
+                fprintf(stderr,
+                        "pyrometer-kernel install: --interrupt-mode is signal or message\n");
                 return 2;
             }
         } else {
@@ -106,8 +108,7 @@ static int cmd_install(int argc, char **argv)
         else if (xdg && *xdg)
             snprintf(dir, sizeof dir, "%s/jupyter/kernels/%s", xdg, name);
         else
-            snprintf(dir, sizeof dir, "%s/.local/share/jupyter/kernels/%s", home ? home : "",
-                     name);
+            snprintf(dir, sizeof dir, "%s/.local/share/jupyter/kernels/%s", home ? home : "", name);
     } else {
         snprintf(dir, sizeof dir, "%s/share/jupyter/kernels/%s", prefix ? prefix : "/usr/local",
                  name);

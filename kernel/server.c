@@ -23,10 +23,10 @@
 
 #include "log.h"
 
-#define STREAM_HOLD_MS 20    /* a lone stream item waits this long for more text */
-#define STREAM_MAX (1 << 16) /* ... unless it already holds this many bytes */
-#define MAX_FRAMES 64
-#define IDLE_HOOK_MS 10 /* quiet time on shell before the idle hook runs */
+#define STREAM_HOLD_MS 20        /* a lone stream item waits this long for more text */
+#define STREAM_MAX     (1 << 16) /* ... unless it already holds this many bytes */
+#define MAX_FRAMES     64
+#define IDLE_HOOK_MS   10 /* quiet time on shell before the idle hook runs */
 
 typedef struct relay_item {
     struct relay_item *next;
@@ -65,7 +65,7 @@ struct server {
     int q_efd;             /* eventfd: wakes the relay thread */
     atomic_int relay_stop; /* set by server_stop: drain the queue and exit */
 
-    int wake_fd; /* eventfd: wakes the main loop */
+    int wake_fd;   /* eventfd: wakes the main loop */
     int sig_fd[2]; /* pipe: Python's signal wakeup fd writes [1]; we poll [0] */
     atomic_int shutdown, main_busy;
     json_t *kernel_info; /* immutable once set */
@@ -217,8 +217,7 @@ static int enqueue_locked(server *s, relay_item *it)
     return was_asleep;
 }
 
-static void iopub_topic(server *s, const char *msg_type, wire_frame *topic, char *buf,
-                        size_t len)
+static void iopub_topic(server *s, const char *msg_type, wire_frame *topic, char *buf, size_t len)
 {
     snprintf(buf, len, "%s%s", s->topic, msg_type);
     topic->data = buf;
@@ -266,8 +265,7 @@ void server_stream(server *s, const char *name, const char *data, size_t len, js
         parent = s->stream_parent;
     relay_item *it = s->q_tail;
     int need_wake = 0;
-    if (it == NULL || it->frames != NULL || strcmp(it->name, name) != 0 ||
-        it->parent != parent) {
+    if (it == NULL || it->frames != NULL || strcmp(it->name, name) != 0 || it->parent != parent) {
         it = calloc(1, sizeof *it);
         if (it == NULL)
             goto oom;
@@ -318,8 +316,11 @@ static char *utf8_sanitize(const char *s, size_t len)
         return NULL;
     for (size_t i = 0; i < len;) {
         unsigned c = u[i];
-        size_t k = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c & 0xf0) == 0xe0 ? 3
-                   : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+        size_t k = c < 0x80                   ? 1
+                   : (c >= 0xc2 && c <= 0xdf) ? 2
+                   : (c & 0xf0) == 0xe0       ? 3
+                   : (c >= 0xf0 && c <= 0xf4) ? 4
+                                              : 0;
         int ok = k > 0 && i + k <= len;
         for (size_t j = 1; ok && j < k; j++)
             ok = (u[i + j] & 0xc0) == 0x80;
@@ -489,8 +490,8 @@ static int drain_signals(server *s)
     return got;
 }
 
-static int pub_input(void *self, const wire_msg *req, const char *prompt, int password,
-                     char **out, char *err, size_t errlen)
+static int pub_input(void *self, const wire_msg *req, const char *prompt, int password, char **out,
+                     char *err, size_t errlen)
 {
     server *s = ((channel_pub *)self)->srv;
     wire_msg reply;
@@ -565,8 +566,7 @@ static int pub_no_input(void *self, const wire_msg *req, const char *prompt, int
     return -1;
 }
 
-static void pub_stream(void *self, const char *name, const char *data, size_t len,
-                       json_t *parent)
+static void pub_stream(void *self, const char *name, const char *data, size_t len, json_t *parent)
 {
     server_stream(((channel_pub *)self)->srv, name, data, len, parent);
 }
@@ -636,8 +636,8 @@ static void *capture_main(void *arg)
 {
     server *s = arg;
     for (;;) {
-        struct pollfd p[3] = {{s->cap_fd[0], POLLIN, 0}, {s->cap_fd[1], POLLIN, 0},
-                              {s->cap_stop_fd, POLLIN, 0}};
+        struct pollfd p[3] = {
+            {s->cap_fd[0], POLLIN, 0}, {s->cap_fd[1], POLLIN, 0}, {s->cap_stop_fd, POLLIN, 0}};
         int rc = poll(p, 3, -1);
         if (rc < 0 && errno == EINTR)
             continue;

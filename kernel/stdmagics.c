@@ -274,7 +274,7 @@ static PyObject *m_who_ls(PyObject *line, PyObject *cell)
 static int print_empty(PyObject *types)
 {
     return magics_write_stdout(PyList_GET_SIZE(types) ? "No variables match your requested type.\n"
-                                            : "Interactive namespace is empty.\n");
+                                                      : "Interactive namespace is empty.\n");
 }
 
 /* %who [type ...]: the user's variable names, tab separated, 9 a line. */

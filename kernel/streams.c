@@ -27,9 +27,8 @@ static pid_t kernel_pid;
 static PyObject *orig_start_new_thread;
 
 typedef struct {
-    PyObject_HEAD
-    char name[8]; /* "stdout" or "stderr"; immutable */
-    int fd;       /* the fd that C-level writers of this stream use */
+    PyObject_HEAD char name[8]; /* "stdout" or "stderr"; immutable */
+    int fd;                     /* the fd that C-level writers of this stream use */
     /* In a forked child only: text not yet written to fd, kept until a
      * newline so that lines from several children do not interleave. */
     char *child_buf;
@@ -160,7 +159,9 @@ static PyObject *os_repr(OutStream *self)
 static PyMethodDef os_methods[] = {
     {"write", (PyCFunction)os_write, METH_O, "Write a str; returns its length."},
     {"writelines", (PyCFunction)os_writelines, METH_O, "Write each str of an iterable."},
-    {"flush", (PyCFunction)os_flush, METH_NOARGS, "In the kernel, nothing to do (streams are sent in order); in a forked child, writes the pending partial line."},
+    {"flush", (PyCFunction)os_flush, METH_NOARGS,
+     "In the kernel, nothing to do (streams are sent in order); in a forked child, writes the "
+     "pending partial line."},
     {"isatty", (PyCFunction)os_false, METH_NOARGS, NULL},
     {"readable", (PyCFunction)os_false, METH_NOARGS, NULL},
     {"seekable", (PyCFunction)os_false, METH_NOARGS, NULL},
@@ -197,9 +198,8 @@ static PyType_Spec os_spec = {
 /* ---- threads keep the parent of the cell that started them ---------------- */
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *func, *args, *kwargs; /* owned */
-    json_t *parent;                 /* owned, or NULL */
+    PyObject_HEAD PyObject *func, *args, *kwargs; /* owned */
+    json_t *parent;                               /* owned, or NULL */
 } ThreadBoot;
 
 static void tb_dealloc(ThreadBoot *self)

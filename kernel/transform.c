@@ -48,11 +48,21 @@ static void put_literal(sbuf *b, const char *s, size_t n)
         char c = s[i];
         char esc[8];
         switch (c) {
-        case '\\': puts_(b, "\\\\"); break;
-        case '\'': puts_(b, "\\'"); break;
-        case '\n': puts_(b, "\\n"); break;
-        case '\r': puts_(b, "\\r"); break;
-        case '\t': puts_(b, "\\t"); break;
+        case '\\':
+            puts_(b, "\\\\");
+            break;
+        case '\'':
+            puts_(b, "\\'");
+            break;
+        case '\n':
+            puts_(b, "\\n");
+            break;
+        case '\r':
+            puts_(b, "\\r");
+            break;
+        case '\t':
+            puts_(b, "\\t");
+            break;
         default:
             if ((unsigned char)c < 0x20 || c == 0x7f) {
                 snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)c);
@@ -67,10 +77,10 @@ static void put_literal(sbuf *b, const char *s, size_t n)
 
 /* Lexer state carried from one line to the next. */
 typedef struct {
-    char quote;     /* open triple-quote char, or 0 */
-    char squote;    /* open single-quoted string continued by a backslash, or 0 */
-    int depth;      /* open brackets */
-    int continued;  /* previous line ended with a backslash */
+    char quote;    /* open triple-quote char, or 0 */
+    char squote;   /* open single-quoted string continued by a backslash, or 0 */
+    int depth;     /* open brackets */
+    int continued; /* previous line ended with a backslash */
 } lexstate;
 
 /* Advances st over one line (without its newline). */
@@ -320,8 +330,8 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
         if (at_statement && sn > 0 && (s[0] == '%' || s[0] == '!')) {
             if (sn > 1 && s[0] == '%' && s[1] == '%') {
                 free(b.data);
-                snprintf(err, errlen,
-                         "cell magic %.*s must be on the first line of the cell", (int)(sn > 40 ? 40 : sn), s);
+                snprintf(err, errlen, "cell magic %.*s must be on the first line of the cell",
+                         (int)(sn > 40 ? 40 : sn), s);
                 return NULL;
             }
             /* A trailing backslash continues the magic on the next lines,

@@ -53,8 +53,8 @@ void wire_signer_free(wire_signer *s)
 
 /* HMAC-SHA256 of the concatenated parts into out. On an OpenSSL failure out
  * is zeroed, so verification fails closed. */
-static void raw_hmac(const wire_signer *s, const char *const parts[], const size_t lens[],
-                     size_t n, unsigned char out[32])
+static void raw_hmac(const wire_signer *s, const char *const parts[], const size_t lens[], size_t n,
+                     unsigned char out[32])
 {
     size_t outlen = 0;
     EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(s->keyed);
@@ -348,8 +348,8 @@ wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n
     size_t pl[4];
     for (int i = 0; i < 4; i++) {
         char *txt = i == 1 && dicts[i] ? dump_parent(dicts[i])
-                    : dicts[i]     ? json_dumps(dicts[i], JSON_COMPACT | JSON_ENSURE_ASCII)
-                                   : strdup("{}");
+                    : dicts[i]         ? json_dumps(dicts[i], JSON_COMPACT | JSON_ENSURE_ASCII)
+                                       : strdup("{}");
         if (txt == NULL)
             goto error;
         f[n_ids + 2 + (size_t)i].data = txt;

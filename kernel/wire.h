@@ -13,7 +13,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
-#define WIRE_DELIM "<IDS|MSG>"
+#define WIRE_DELIM            "<IDS|MSG>"
 #define WIRE_PROTOCOL_VERSION "5.3"
 
 typedef struct {
@@ -23,11 +23,11 @@ typedef struct {
 
 typedef struct {
     unsigned char key[1024];
-    size_t key_len;          /* 0: no signing, no checking */
-    EVP_MAC *mac;            /* owned: HMAC, fetched once */
-    EVP_MAC_CTX *keyed;      /* owned: HMAC-SHA256 keyed once; only ever
-                              * duplicated, so any thread may sign */
-    char session[37];        /* fresh uuid4 at each start */
+    size_t key_len;     /* 0: no signing, no checking */
+    EVP_MAC *mac;       /* owned: HMAC, fetched once */
+    EVP_MAC_CTX *keyed; /* owned: HMAC-SHA256 keyed once; only ever
+                         * duplicated, so any thread may sign */
+    char session[37];   /* fresh uuid4 at each start */
     /* Replay guard: open-addressing set of raw digests. Protected by lock. */
     pthread_mutex_t lock;
     unsigned char (*seen)[32];
@@ -35,15 +35,15 @@ typedef struct {
 } wire_signer;
 
 typedef struct {
-    wire_frame *ids;            /* owned copies of the routing identities */
+    wire_frame *ids; /* owned copies of the routing identities */
     size_t n_ids;
-    json_t *header;             /* owned; always an object with a string msg_type */
-    json_t *parent_header;      /* owned object */
-    json_t *metadata;           /* owned object */
-    json_t *content;            /* owned object */
-    wire_frame *buffers;        /* owned copies */
+    json_t *header;        /* owned; always an object with a string msg_type */
+    json_t *parent_header; /* owned object */
+    json_t *metadata;      /* owned object */
+    json_t *content;       /* owned object */
+    wire_frame *buffers;   /* owned copies */
     size_t n_buffers;
-    const char *msg_type;       /* borrowed from header */
+    const char *msg_type; /* borrowed from header */
 } wire_msg;
 
 /* Returns 0, or -1 if out of memory. The key is copied. */
