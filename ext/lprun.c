@@ -1312,8 +1312,10 @@ done:
     return result;
 }
 
-static PyMethodDef lprun_def = {"lprun", (PyCFunction)(void (*)(void))lprun_magic, METH_FASTCALL,
-                                lprun_doc};
+static PyMethodDef lprun_defs[] = {
+    {"lprun", (PyCFunction)(void (*)(void))lprun_magic, METH_FASTCALL, lprun_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 int lprun_module_exec(PyObject *module)
 {
@@ -1327,12 +1329,14 @@ int lprun_module_exec(PyObject *module)
     }
     if (PyModule_AddObjectRef(module, "LineStats", (PyObject *)LineStats_Type) < 0)
         return -1;
-    PyObject *fn = PyCMethod_New(&lprun_def, module, NULL, NULL);
+    static const char *const kinds[] = {"line_cell"};
+    if (module_add_magics(module, lprun_defs, kinds) < 0)
+        return -1;
+    /* pyrometer.lprun: the magic's callable, also as a module attribute. */
+    PyObject *fn = PyCFunction_NewEx(&lprun_defs[0], module, NULL);
     if (fn == NULL)
         return -1;
     int rc = PyModule_AddObjectRef(module, "lprun", fn);
-    if (rc == 0)
-        rc = module_add_magic(module, "lprun", "line_cell", fn);
     Py_DECREF(fn);
     return rc;
 }

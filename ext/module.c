@@ -221,6 +221,20 @@ int module_add_magic(PyObject *module, const char *name, const char *kinds, PyOb
     return rc;
 }
 
+int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *kinds)
+{
+    for (int i = 0; defs[i].ml_name != NULL; i++) {
+        PyObject *fn = PyCFunction_NewEx(&defs[i], module, NULL);
+        if (fn == NULL)
+            return -1;
+        int rc = module_add_magic(module, defs[i].ml_name, kinds[i], fn);
+        Py_DECREF(fn);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- module init --------------------------------------------------------- */
 
 static int pyrometer_exec(PyObject *module)

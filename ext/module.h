@@ -23,6 +23,12 @@ PyMODINIT_FUNC PyInit_pyrometer(void);
  * Returns 0, or -1 with an exception set. The callable is not stolen. */
 int module_add_magic(PyObject *module, const char *name, const char *kinds, PyObject *callable);
 
+/* Registers each magic of defs (up to its {NULL} sentinel) with
+ * module_add_magic(): the callable is PyCFunction_NewEx(&defs[i], module)
+ * and kinds[i] its kinds. defs must outlive the module (a static table).
+ * Returns 0, or -1 with an exception set (earlier entries stay registered). */
+int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *kinds);
+
 /* Component entry points, one per profiler. Each returns 0, or -1 with an
  * exception set. */
 int funcprof_module_exec(PyObject *module);

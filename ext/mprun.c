@@ -1381,11 +1381,12 @@ static PyMethodDef magic_defs[] = {
      "mprun(line, cell, ns, display): %mprun - line-by-line memory of the -f functions."},
     {"mprof", mprof_magic, METH_VARARGS,
      "mprof(line, cell, ns, display): %%mprof - RSS and heap over time, with an SVG chart."},
+    {NULL, NULL, 0, NULL},
 };
 
 int mprun_module_exec(PyObject *module)
 {
-    static const char *kinds[] = {"line_cell", "line_cell", "cell"};
+    static const char *const kinds[] = {"line_cell", "line_cell", "cell"};
     PyObject *type = PyType_FromModuleAndSpec(module, &memit_spec, NULL);
     if (type == NULL)
         return -1;
@@ -1394,14 +1395,5 @@ int mprun_module_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(type);
-    for (size_t i = 0; i < sizeof magic_defs / sizeof magic_defs[0]; i++) {
-        PyObject *fn = PyCFunction_NewEx(&magic_defs[i], module, NULL);
-        if (fn == NULL)
-            return -1;
-        int rc = module_add_magic(module, magic_defs[i].ml_name, kinds[i], fn);
-        Py_DECREF(fn);
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
+    return module_add_magics(module, magic_defs, kinds);
 }

@@ -1373,14 +1373,5 @@ static PyMethodDef prun_defs[] = {
 int prun_module_exec(PyObject *module)
 {
     static const char *const kinds[] = {"line_cell", "line"};
-    for (int i = 0; prun_defs[i].ml_name != NULL; i++) {
-        PyObject *fn = PyCFunction_NewEx(&prun_defs[i], module, NULL);
-        if (fn == NULL)
-            return -1;
-        int rc = module_add_magic(module, prun_defs[i].ml_name, kinds[i], fn);
-        Py_DECREF(fn);
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
+    return module_add_magics(module, prun_defs, kinds);
 }
