@@ -6,7 +6,6 @@
  *
  * Every key in the cases is or contains SECRET: no reason may contain it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -16,27 +15,12 @@
 #include <unistd.h>
 
 #include "connection.h"
+#include "cases.h"
 #include "tap.h"
 
 #define CASES_DIR   "connection_cases"
 #define SECRET      "S3cr3tK3y"
 #define SECRET_PART "S3cr3t" /* catches a key cut short in a reason too */
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = malloc(4096);
-    size_t n = buf ? fread(buf, 1, 4095, f) : 0;
-    fclose(f);
-    if (buf == NULL)
-        return NULL;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    buf[n] = '\0';
-    return buf;
-}
 
 static void check_no_secret(const char *name, const char *err, const char *todo)
 {
@@ -84,9 +68,9 @@ static void run_case(const char *name)
     connection c;
 
     snprintf(path, sizeof path, "%s/%s/error", CASES_DIR, name);
-    char *want_err = read_text(path);
+    char *want_err = cases_read_text(path);
     snprintf(path, sizeof path, "%s/%s/todo", CASES_DIR, name);
-    char *todo = read_text(path);
+    char *todo = cases_read_text(path);
     snprintf(path, sizeof path, "%s/%s/expect.json", CASES_DIR, name);
     json_t *want = json_load_file(path, 0, &jerr);
     if (!tap_ok((want_err != NULL) != (want != NULL), "%s: has either error or expect.json", name))
@@ -112,28 +96,9 @@ done:
     json_decref(want);
 }
 
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void test_cases(void)
 {
-    char *names[256];
-    size_t count = 0;
-    DIR *d = opendir(CASES_DIR);
-    if (!tap_ok(d != NULL, "opendir %s (run from tests/unit)", CASES_DIR))
-        return;
-    for (struct dirent *e; (e = readdir(d)) != NULL && count < 256;)
-        if (e->d_name[0] != '.')
-            names[count++] = strdup(e->d_name);
-    closedir(d);
-    qsort(names, count, sizeof *names, compare_names);
-    tap_ok(count >= 30, "%zu connection cases found", count);
-    for (size_t i = 0; i < count; i++) {
-        run_case(names[i]);
-        free(names[i]);
-    }
+    cases_run(CASES_DIR, "connection", 30, run_case);
 }
 
 /* Files that cannot be read at all. */

@@ -15,12 +15,12 @@
  * msg_type, ids and buffers as lists of frames, header/parent_header/metadata/
  * content compared as JSON).
  */
-#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cases.h"
 #include "tap.h"
 #include "wire.h"
 
@@ -224,22 +224,6 @@ static void test_headers(void)
 
 /* ---- data-driven cases ---- */
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = malloc(4096);
-    size_t n = buf ? fread(buf, 1, 4095, f) : 0;
-    fclose(f);
-    if (buf == NULL)
-        return NULL;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    buf[n] = '\0';
-    return buf;
-}
-
 /* Frees the data of frames kept in a caller's array (wire_frames_free would
  * free the array too). */
 static void free_frames(wire_frame *frames, size_t n)
@@ -388,7 +372,7 @@ static void run_case(const char *name)
         return;
     }
     snprintf(path, sizeof path, "%s/%s/error", CASES_DIR, name);
-    char *want_err = read_text(path);
+    char *want_err = cases_read_text(path);
     snprintf(path, sizeof path, "%s/%s/accept.json", CASES_DIR, name);
     json_t *want_ok = json_load_file(path, 0, &jerr);
     if (!tap_ok((want_err != NULL) != (want_ok != NULL), "%s: has either error or accept.json",
@@ -443,28 +427,9 @@ done:
     json_decref(spec);
 }
 
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void test_cases(void)
 {
-    char *names[256];
-    size_t count = 0;
-    DIR *d = opendir(CASES_DIR);
-    if (!tap_ok(d != NULL, "opendir %s (run from tests/unit)", CASES_DIR))
-        return;
-    for (struct dirent *e; (e = readdir(d)) != NULL && count < 256;)
-        if (e->d_name[0] != '.')
-            names[count++] = strdup(e->d_name);
-    closedir(d);
-    qsort(names, count, sizeof *names, compare_names);
-    tap_ok(count >= 20, "%zu wire cases found", count);
-    for (size_t i = 0; i < count; i++) {
-        run_case(names[i]);
-        free(names[i]);
-    }
+    cases_run(CASES_DIR, "wire", 20, run_case);
 }
 
 int main(void)
