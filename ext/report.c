@@ -9,10 +9,12 @@
 
 const char report_css[] =
     "<style>\n"
-    ".pyro{font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,12px);"
+    ".pyro{font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,12px)"
+    ";"
     "color:var(--jp-content-font-color1,#111)}\n"
     ".pyro table{border-collapse:collapse;margin:4px 0}\n"
-    ".pyro th{text-align:right;padding:2px 8px;border-bottom:1px solid var(--jp-border-color1,#aaa);"
+    ".pyro th{text-align:right;padding:2px 8px;border-bottom:1px solid "
+    "var(--jp-border-color1,#aaa);"
     "font-weight:600}\n"
     ".pyro td{text-align:right;padding:1px 8px;white-space:pre}\n"
     ".pyro td.src,.pyro th.src,.pyro td.name,.pyro th.name{text-align:left}\n"
@@ -95,12 +97,23 @@ void report_buf_html(report_buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         const char *rep = NULL;
         switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: continue;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&#39;";
+            break;
+        default:
+            continue;
         }
         report_buf_append(b, s + start, i - start);
         report_buf_puts(b, rep);
@@ -140,4 +153,20 @@ error:
     Py_XDECREF(t);
     Py_XDECREF(h);
     return d;
+}
+
+long report_cell_number(const char *filename)
+{
+    const char *p;
+    if (strncmp(filename, "<cell-", 6) == 0)
+        p = filename + 6;
+    else if (strncmp(filename, "<ipython-input-", 15) == 0)
+        p = filename + 15;
+    else
+        return -1;
+    char *end;
+    long n = strtol(p, &end, 10);
+    if (end == p || (*end != '>' && *end != '-'))
+        return -1;
+    return n;
 }

@@ -13,13 +13,16 @@
 #include <stddef.h>
 
 typedef struct {
-    char *data;    /* owned, NUL-terminated when len > 0 */
+    char *data; /* owned, NUL-terminated when len > 0 */
     size_t len;
     size_t cap;
-    int failed;    /* set once an allocation failed; later appends are no-ops */
+    int failed; /* set once an allocation failed; later appends are no-ops */
 } report_buf;
 
-#define REPORT_BUF_INIT {NULL, 0, 0, 0}
+#define REPORT_BUF_INIT                                                                            \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 void report_buf_free(report_buf *b);
 void report_buf_append(report_buf *b, const char *s, size_t n);
@@ -38,6 +41,11 @@ PyObject *report_buf_to_str(const report_buf *b);
 /* Returns a new dict {"text/plain": text, "text/html": html}, or NULL with an
  * exception set. Neither buffer is freed. */
 PyObject *report_bundle_new(const report_buf *text, const report_buf *html);
+
+/* Matches a notebook cell's filename, "<cell-N>" (pyrometer's kernel) or
+ * "<ipython-input-N-hash>" (IPython): returns N, or -1 for any other name.
+ * Reports name such code "In [N]". */
+long report_cell_number(const char *filename);
 
 /* The <style> block every HTML report starts with. It uses JupyterLab's CSS
  * variables with fallbacks, so it reads in light and dark themes. */

@@ -1,0 +1,699 @@
+/* prun_render.c - the text and HTML of %prun and %pstats.
+ *
+ * Owns the rendering of a sorted pstats.Stats: its text through pstats'
+ * own printers (captured from st.stream), and the HTML report: a table with
+ * tottime/cumtime bars, the callers/callees view and an inline SVG icicle
+ * graph with <title> hover text, no JavaScript. Reads stats, never changes
+ * what was profiled.
+ */
+#include "prun_render.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+PyObject *prun_render_capture(PyObject *st, const char *method, PyObject *args)
+{
+    PyObject *io = NULL, *sio = NULL, *fn = NULL, *r = NULL, *text = NULL;
+    io = PyImport_ImportModule("io");
+    if (io == NULL)
+        goto done;
+    sio = PyObject_CallMethod(io, "StringIO", NULL);
+    if (sio == NULL || PyObject_SetAttrString(st, "stream", sio) < 0)
+        goto done;
+    fn = PyObject_GetAttrString(st, method);
+    if (fn == NULL)
+        goto done;
+    r = PyObject_Call(fn, args, NULL);
+    if (r == NULL)
+        goto done;
+    PyObject *v = PyObject_CallMethod(sio, "getvalue", NULL);
+    if (v == NULL)
+        goto done;
+    text = PyObject_CallMethod(v, "rstrip", NULL);
+    Py_DECREF(v);
+done:
+    Py_XDECREF(io);
+    Py_XDECREF(sio);
+    Py_XDECREF(fn);
+    Py_XDECREF(r);
+    return text;
+}
+
+/* ---- HTML --------------------------------------------------------------- */
+
+static const char prun_css[] =
+    "<style>\n"
+    ".pyro-prun .fn{font-weight:600}\n"
+    ".pyro-prun .loc,.pyro-prun .dim{color:var(--jp-content-font-color2,#666)}\n"
+    ".pyro-prun td.b{padding-left:0;width:64px}\n"
+    ".pyro-prun details{margin:4px 0}\n"
+    ".pyro-prun summary{cursor:pointer;color:var(--jp-content-font-color2,#555)}\n"
+    ".pyro-prun .cc{display:inline-block;vertical-align:top;margin:2px 16px 6px 0}\n"
+    ".pyro-prun svg{display:block;max-width:100%}\n"
+    ".pyro-prun svg rect{stroke:var(--jp-layout-color0,#fff);stroke-width:0.5}\n"
+    ".pyro-prun .err{color:var(--jp-error-color1,#c00)}\n"
+    "</style>\n";
+
+/* Writes a function's name for HTML: a cell-defined function as
+ * "name In [N]:line", a file's as "name file.py:line" (full path in the
+ * title), a builtin as pstats does, "{built-in method builtins.len}". */
+static void html_name(report_buf *b, PyObject *label)
+{
+    const char *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
+    long line = PyLong_AsLong(PyTuple_GET_ITEM(label, 1));
+    const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 2));
+    if (file == NULL || name == NULL) {
+        PyErr_Clear();
+        report_buf_puts(b, "?");
+        return;
+    }
+    if (strcmp(file, "~") == 0 && line == 0) {
+        size_t n = strlen(name);
+        report_buf_puts(b, "<span class=\"dim\">");
+        if (n >= 2 && name[0] == '<' && name[n - 1] == '>') {
+            report_buf_puts(b, "{");
+            report_buf_html(b, name + 1, n - 2);
+            report_buf_puts(b, "}");
+        } else {
+            report_buf_html(b, name, n);
+        }
+        report_buf_puts(b, "</span>");
+        return;
+    }
+    report_buf_puts(b, "<span class=\"fn\">");
+    report_buf_html(b, name, strlen(name));
+    report_buf_puts(b, "</span> <span class=\"loc\"");
+    long cell = report_cell_number(file);
+    if (cell >= 0) {
+        report_buf_printf(b, ">In [%ld]:%ld</span>", cell, line);
+        return;
+    }
+    if (strcmp(file, "<string>") == 0) {
+        report_buf_printf(b, ">the profiled statement</span>");
+        return;
+    }
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    report_buf_puts(b, " title=\"");
+    report_buf_html(b, file, strlen(file));
+    report_buf_puts(b, "\">");
+    report_buf_html(b, base, strlen(base));
+    report_buf_printf(b, ":%ld</span>", line);
+}
+
+/* Plain-text name for SVG titles and labels. */
+static void text_name(report_buf *b, PyObject *label, int with_loc)
+{
+    const char *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
+    long line = PyLong_AsLong(PyTuple_GET_ITEM(label, 1));
+    const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 2));
+    if (file == NULL || name == NULL) {
+        PyErr_Clear();
+        report_buf_puts(b, "?");
+        return;
+    }
+    if (strcmp(file, "~") == 0 && line == 0) {
+        size_t n = strlen(name);
+        if (n >= 2 && name[0] == '<' && name[n - 1] == '>')
+            report_buf_html(b, name + 1, n - 2);
+        else
+            report_buf_html(b, name, n);
+        return;
+    }
+    report_buf_html(b, name, strlen(name));
+    if (!with_loc)
+        return;
+    long cell = report_cell_number(file);
+    if (cell >= 0) {
+        report_buf_printf(b, " (In [%ld]:%ld)", cell, line);
+    } else if (strcmp(file, "<string>") == 0) {
+        report_buf_puts(b, " (the profiled statement)");
+    } else {
+        report_buf_puts(b, " (");
+        report_buf_html(b, file, strlen(file));
+        report_buf_printf(b, ":%ld)", line);
+    }
+}
+
+/* Appends a duration in human units. */
+static void fmt_time(report_buf *b, double s)
+{
+    if (s >= 1.0)
+        report_buf_printf(b, "%.3f s", s);
+    else if (s >= 1e-3)
+        report_buf_printf(b, "%.3f ms", s * 1e3);
+    else if (s > 0)
+        report_buf_printf(b, "%.2f \u00b5s", s * 1e6);
+    else
+        report_buf_puts(b, "0");
+}
+
+typedef struct {
+    PyObject *label; /* borrowed */
+    double cc, nc, tt, ct;
+    PyObject *callers; /* borrowed */
+} prow;
+
+static int get_row(PyObject *stats, PyObject *label, prow *r)
+{
+    PyObject *v = PyDict_GetItemWithError(stats, label);
+    if (v == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "missing stats row");
+        return -1;
+    }
+    if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) != 5) {
+        PyErr_SetString(PyExc_ValueError, "stats rows must be (cc, nc, tt, ct, callers)");
+        return -1;
+    }
+    r->label = label;
+    r->cc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 0));
+    r->nc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 1));
+    r->tt = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 2));
+    r->ct = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 3));
+    r->callers = PyTuple_GET_ITEM(v, 4);
+    if (!PyDict_Check(r->callers)) {
+        PyErr_SetString(PyExc_ValueError, "stats callers must be a dict");
+        return -1;
+    }
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static void ncalls_cell(report_buf *b, double nc, double cc)
+{
+    if (nc != cc)
+        report_buf_printf(b, "%.0f/%.0f", nc, cc);
+    else
+        report_buf_printf(b, "%.0f", nc);
+}
+
+/* Appends one caller/callee sub-table. entries: list of (label, value)
+ * where value is (nc, cc, tt, ct) or an int (old-style dumps). */
+static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
+{
+    Py_ssize_t n = PyList_GET_SIZE(pairs);
+    report_buf_printf(b, "<div class=\"cc\"><div class=\"hdr\">%s</div>", title);
+    if (n == 0) {
+        report_buf_puts(b, "<div class=\"dim\">(none)</div></div>");
+        return 0;
+    }
+    report_buf_puts(b, "<table><tr><th>ncalls</th><th>tottime</th><th>cumtime</th><th "
+                       "class=\"name\">function</th></tr>");
+    for (Py_ssize_t i = 0; i < n && i < 40; i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        PyObject *label = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
+        report_buf_puts(b, "<tr><td>");
+        if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 4) {
+            double nc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 0)),
+                   cc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 1));
+            double tt = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 2)),
+                   ct = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 3));
+            if (PyErr_Occurred())
+                return -1;
+            ncalls_cell(b, nc, cc);
+            report_buf_puts(b, "</td><td>");
+            fmt_time(b, tt);
+            report_buf_puts(b, "</td><td>");
+            fmt_time(b, ct);
+        } else {
+            double nc = PyFloat_AsDouble(v);
+            if (PyErr_Occurred())
+                return -1;
+            report_buf_printf(b, "%.0f</td><td></td><td>", nc);
+        }
+        report_buf_puts(b, "</td><td class=\"name\">");
+        html_name(b, label);
+        report_buf_puts(b, "</td></tr>");
+    }
+    if (n > 40)
+        report_buf_printf(b, "<tr><td colspan=\"4\" class=\"dim\">\u2026 %zd more</td></tr>",
+                          n - 40);
+    report_buf_puts(b, "</table></div>");
+    return 0;
+}
+
+/* Sorts a list of (label, value) pairs by cumtime, largest first. */
+static int sort_pairs(PyObject *pairs)
+{
+    PyObject *op = PyImport_ImportModule("operator");
+    if (op == NULL)
+        return -1;
+    /* value[3] is cumtime for tuples; ints sort as themselves. */
+    PyObject *key = PyObject_CallMethod(op, "itemgetter", "i", 1);
+    Py_DECREF(op);
+    if (key == NULL)
+        return -1;
+    PyObject *kw = Py_BuildValue("{s:O,s:O}", "key", key, "reverse", Py_True);
+    Py_DECREF(key);
+    if (kw == NULL)
+        return -1;
+    PyObject *sort = PyObject_GetAttrString(pairs, "sort");
+    PyObject *args = PyTuple_New(0);
+    PyObject *r = sort && args ? PyObject_Call(sort, args, kw) : NULL;
+    Py_XDECREF(sort);
+    Py_XDECREF(args);
+    Py_DECREF(kw);
+    if (r == NULL) {
+        PyErr_Clear(); /* mixed value kinds: keep the dict's order */
+        return 0;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* callees[label] = list of (callee, edge value), from every row's callers. */
+static PyObject *invert_callers(PyObject *stats)
+{
+    PyObject *callees = PyDict_New(), *label, *v;
+    Py_ssize_t pos = 0;
+    if (callees == NULL)
+        return NULL;
+    while (PyDict_Next(stats, &pos, &label, &v)) {
+        if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) != 5 || !PyDict_Check(PyTuple_GET_ITEM(v, 4)))
+            continue;
+        PyObject *caller, *ev;
+        Py_ssize_t p2 = 0;
+        while (PyDict_Next(PyTuple_GET_ITEM(v, 4), &p2, &caller, &ev)) {
+            PyObject *lst = PyDict_GetItemWithError(callees, caller);
+            if (lst == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                lst = PyList_New(0);
+                if (lst == NULL || PyDict_SetItem(callees, caller, lst) < 0) {
+                    Py_XDECREF(lst);
+                    goto error;
+                }
+                Py_DECREF(lst);
+            }
+            PyObject *pair = PyTuple_Pack(2, label, ev);
+            if (pair == NULL || PyList_Append(lst, pair) < 0) {
+                Py_XDECREF(pair);
+                goto error;
+            }
+            Py_DECREF(pair);
+        }
+    }
+    return callees;
+error:
+    Py_DECREF(callees);
+    return NULL;
+}
+
+/* Returns the cumtime of an edge value (nc, cc, tt, ct); 0 for old dumps. */
+static double edge_ct(PyObject *v)
+{
+    if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 4) {
+        double d = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 3));
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return d;
+    }
+    return 0;
+}
+
+/* ---- the icicle graph ---------------------------------------------------- */
+
+#define SVG_W         960.0
+#define SVG_ROW       18
+#define SVG_MAX_DEPTH 48
+#define SVG_MAX_RECTS 2500
+
+typedef struct {
+    report_buf *b;
+    PyObject *stats;   /* borrowed */
+    PyObject *callees; /* borrowed */
+    PyObject *path;    /* owned set: labels on the current path */
+    double total;
+    int rects;
+    int max_depth;
+} icicle;
+
+static unsigned int label_hue(PyObject *label)
+{
+    const char *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
+    unsigned int h = 2166136261u;
+    if (file == NULL) {
+        PyErr_Clear();
+        return 30;
+    }
+    for (const char *p = file; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % 360;
+}
+
+static int icicle_node(icicle *g, PyObject *label, double x, double w, double value, int depth)
+{
+    if (w < 0.4 || depth >= SVG_MAX_DEPTH || g->rects >= SVG_MAX_RECTS)
+        return 0;
+    prow row;
+    if (get_row(g->stats, label, &row) < 0)
+        return -1;
+    const char *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
+    if (file == NULL)
+        return -1;
+    int builtin = strcmp(file, "~") == 0;
+    double y = depth * SVG_ROW;
+    g->rects++;
+    if (depth + 1 > g->max_depth)
+        g->max_depth = depth + 1;
+    report_buf_printf(g->b, "<g><title>");
+    text_name(g->b, label, 1);
+    report_buf_printf(g->b, "\ncumtime here ");
+    fmt_time(g->b, value);
+    report_buf_printf(g->b, " (%.1f%%)\nin all: ", g->total > 0 ? value / g->total * 100 : 0.0);
+    ncalls_cell(g->b, row.nc, row.cc);
+    report_buf_puts(g->b, " calls, tottime ");
+    fmt_time(g->b, row.tt);
+    report_buf_puts(g->b, ", cumtime ");
+    fmt_time(g->b, row.ct);
+    if (builtin)
+        report_buf_printf(g->b,
+                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
+                          "fill=\"hsl(0,0%%,76%%)\"/>",
+                          x, y, w, SVG_ROW - 1);
+    else
+        report_buf_printf(g->b,
+                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
+                          "fill=\"hsl(%u,75%%,72%%)\"/>",
+                          x, y, w, SVG_ROW - 1, label_hue(label));
+    int chars = (int)((w - 6) / 6.2);
+    if (chars >= 3) {
+        report_buf b2 = REPORT_BUF_INIT;
+        text_name(&b2, label, 0);
+        report_buf_printf(g->b, "<text x=\"%.2f\" y=\"%.0f\">", x + 3, y + SVG_ROW - 5);
+        /* b2 holds HTML-escaped text: cut at a character boundary, not
+         * inside an entity. */
+        int shown = 0;
+        size_t i = 0;
+        while (i < b2.len && shown < chars) {
+            size_t j = i + 1;
+            if (b2.data[i] == '&') {
+                while (j < b2.len && b2.data[j - 1] != ';')
+                    j++;
+            } else {
+                while (j < b2.len && ((unsigned char)b2.data[j] & 0xC0) == 0x80)
+                    j++;
+            }
+            if (shown == chars - 1 && j < b2.len) {
+                report_buf_puts(g->b, "\u2026");
+                shown++;
+                break;
+            }
+            report_buf_append(g->b, b2.data + i, j - i);
+            shown++;
+            i = j;
+        }
+        report_buf_free(&b2);
+        report_buf_puts(g->b, "</text>");
+    }
+    report_buf_puts(g->b, "</g>\n");
+
+    PyObject *kids = PyDict_GetItemWithError(g->callees, label);
+    if (kids == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (PySet_Add(g->path, label) < 0)
+        return -1;
+    /* The children's share of this node, from their edge cumtimes as a
+     * fraction of this function's cumtime over all its calls. */
+    double sum = 0, own_ct = row.ct > 0 ? row.ct : 1e-300;
+    Py_ssize_t n = PyList_GET_SIZE(kids);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(kids, i);
+        int on_path = PySet_Contains(g->path, PyTuple_GET_ITEM(pair, 0));
+        if (on_path < 0)
+            return -1;
+        if (!on_path)
+            sum += edge_ct(PyTuple_GET_ITEM(pair, 1));
+    }
+    double scale = sum > own_ct ? own_ct / sum : 1.0;
+    double cx = x;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(kids, i);
+        PyObject *kid = PyTuple_GET_ITEM(pair, 0);
+        int on_path = PySet_Contains(g->path, kid);
+        if (on_path < 0)
+            return -1;
+        if (on_path)
+            continue;
+        double frac = edge_ct(PyTuple_GET_ITEM(pair, 1)) / own_ct * scale;
+        double kw = w * frac;
+        if (icicle_node(g, kid, cx, kw, value * frac, depth + 1) < 0)
+            return -1;
+        cx += kw;
+    }
+    if (PySet_Discard(g->path, label) < 0)
+        return -1;
+    return 0;
+}
+
+/* Appends the icicle graph (roots: functions nobody called). */
+static int html_icicle(report_buf *b, PyObject *stats, PyObject *callees)
+{
+    report_buf body = REPORT_BUF_INIT;
+    icicle g = {&body, stats, callees, NULL, 0, 0, 0};
+    PyObject *roots = PyList_New(0), *label, *v;
+    Py_ssize_t pos = 0;
+    int rc = -1;
+
+    g.path = PySet_New(NULL);
+    if (roots == NULL || g.path == NULL)
+        goto done;
+    while (PyDict_Next(stats, &pos, &label, &v)) {
+        prow row;
+        if (get_row(stats, label, &row) < 0)
+            goto done;
+        if (PyDict_GET_SIZE(row.callers) == 0 && row.ct > 0) {
+            PyObject *pair = Py_BuildValue("(Od)", label, row.ct);
+            if (pair == NULL || PyList_Append(roots, pair) < 0) {
+                Py_XDECREF(pair);
+                goto done;
+            }
+            Py_DECREF(pair);
+            g.total += row.ct;
+        }
+    }
+    if (g.total <= 0) {
+        rc = 0;
+        goto done;
+    }
+    if (sort_pairs(roots) < 0)
+        goto done;
+    double x = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(roots); i++) {
+        PyObject *pair = PyList_GET_ITEM(roots, i);
+        double ct = PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 1));
+        double w = SVG_W * ct / g.total;
+        if (icicle_node(&g, PyTuple_GET_ITEM(pair, 0), x, w, ct, 0) < 0)
+            goto done;
+        x += w;
+    }
+    report_buf_puts(
+        b, "<details open><summary>Call graph: an icicle of cumulative time, callers above "
+           "callees (hover a box for its times)</summary>\n");
+    report_buf_printf(b,
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%d\" "
+                      "viewBox=\"0 0 %.0f %d\" "
+                      "font-family=\"var(--jp-code-font-family,monospace)\" role=\"img\">\n",
+                      SVG_W, g.max_depth * SVG_ROW, SVG_W, g.max_depth * SVG_ROW);
+    report_buf_append(b, body.data ? body.data : "", body.len);
+    report_buf_puts(b, "</svg>");
+    if (g.rects >= SVG_MAX_RECTS)
+        report_buf_printf(b, "<div class=\"dim\">(the graph stops at %d boxes)</div>",
+                          SVG_MAX_RECTS);
+    report_buf_puts(b, "</details>\n");
+    rc = 0;
+done:
+    Py_XDECREF(roots);
+    Py_XDECREF(g.path);
+    report_buf_free(&body);
+    return rc;
+}
+
+/* ---- the whole HTML report ------------------------------------------------ */
+
+#define HTML_MAX_ROWS 200
+
+int prun_render_html(report_buf *b, const prun_html_args *a)
+{
+    PyObject *stats = NULL, *callees = NULL, *sort_type = NULL;
+    double total_tt = 0, total_calls = 0, prim_calls = 0, max_tt = 0, max_ct = 0;
+    int rc = -1;
+
+    stats = PyObject_GetAttrString(a->st, "stats");
+    if (stats == NULL || !PyDict_Check(stats)) {
+        if (stats != NULL)
+            PyErr_SetString(PyExc_TypeError, "pstats.Stats.stats must be a dict");
+        goto done;
+    }
+    PyObject *v;
+#define NUM_ATTR(dst, name)                                                                        \
+    v = PyObject_GetAttrString(a->st, name);                                                       \
+    if (v == NULL)                                                                                 \
+        goto done;                                                                                 \
+    dst = PyFloat_AsDouble(v);                                                                     \
+    Py_DECREF(v);                                                                                  \
+    if (PyErr_Occurred())                                                                          \
+        goto done;
+    NUM_ATTR(total_tt, "total_tt")
+    NUM_ATTR(total_calls, "total_calls")
+    NUM_ATTR(prim_calls, "prim_calls")
+#undef NUM_ATTR
+    sort_type = PyObject_GetAttrString(a->st, "sort_type");
+    if (sort_type == NULL)
+        goto done;
+    const char *sort_txt = PyUnicode_Check(sort_type) ? PyUnicode_AsUTF8(sort_type) : NULL;
+    if (sort_txt == NULL) {
+        PyErr_Clear();
+        sort_txt = "?";
+    }
+    callees = invert_callers(stats);
+    if (callees == NULL)
+        goto done;
+
+    Py_ssize_t listed = PyList_GET_SIZE(a->order);
+    Py_ssize_t n = listed < HTML_MAX_ROWS ? listed : HTML_MAX_ROWS; /* the text has them all */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        prow r;
+        if (get_row(stats, PyList_GET_ITEM(a->order, i), &r) < 0)
+            goto done;
+        if (r.tt > max_tt)
+            max_tt = r.tt;
+        if (r.ct > max_ct)
+            max_ct = r.ct;
+    }
+    report_buf_puts(b, report_css);
+    report_buf_puts(b, prun_css);
+    report_buf_puts(b, "<div class=\"pyro pyro-prun\">\n<div class=\"hdr\">");
+    report_buf_printf(b, "%.0f function calls", total_calls);
+    if (total_calls != prim_calls)
+        report_buf_printf(b, " (%.0f primitive calls)", prim_calls);
+    report_buf_puts(b, " in ");
+    fmt_time(b, total_tt);
+    report_buf_puts(b, " \u00b7 ordered by ");
+    report_buf_html(b, sort_txt, strlen(sort_txt));
+    if (listed != PyDict_GET_SIZE(stats))
+        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", listed,
+                          PyDict_GET_SIZE(stats));
+    report_buf_puts(b, "</div>\n");
+    report_buf_puts(
+        b, "<table>\n<tr><th>ncalls</th><th>tottime</th><th></th><th>percall</th>"
+           "<th>cumtime</th><th></th><th>percall</th><th class=\"name\">function</th></tr>\n");
+    for (Py_ssize_t i = 0; i < n; i++) {
+        prow r;
+        if (get_row(stats, PyList_GET_ITEM(a->order, i), &r) < 0)
+            goto done;
+        report_buf_puts(b, "<tr><td>");
+        ncalls_cell(b, r.nc, r.cc);
+        report_buf_puts(b, "</td><td>");
+        fmt_time(b, r.tt);
+        report_buf_printf(
+            b, "</td><td class=\"b\"><span class=\"bar\" style=\"width:%.1fpx\"></span></td><td>",
+            max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0);
+        if (r.nc > 0)
+            fmt_time(b, r.tt / r.nc);
+        report_buf_puts(b, "</td><td>");
+        fmt_time(b, r.ct);
+        report_buf_printf(
+            b, "</td><td class=\"b\"><span class=\"bar2\" style=\"width:%.1fpx\"></span></td><td>",
+            max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0);
+        if (r.cc > 0)
+            fmt_time(b, r.ct / r.cc);
+        report_buf_puts(b, "</td><td class=\"name\">");
+        html_name(b, r.label);
+        report_buf_puts(b, "</td></tr>\n");
+    }
+    if (listed > n)
+        report_buf_printf(
+            b,
+            "<tr><td colspan=\"8\" class=\"dim name\">\u2026 %zd more rows in the text "
+            "version (narrow them with -l)</td></tr>\n",
+            listed - n);
+    report_buf_puts(b, "</table>\n");
+
+    /* Callers and callees of the listed functions (the first 30). */
+    report_buf_printf(b, "<details%s><summary>Callers and callees</summary>\n",
+                      a->open_callers ? " open" : "");
+    for (Py_ssize_t i = 0; i < n && i < 30; i++) {
+        prow r;
+        PyObject *label = PyList_GET_ITEM(a->order, i);
+        if (get_row(stats, label, &r) < 0)
+            goto done;
+        PyObject *callers = PyDict_Items(r.callers);
+        if (callers == NULL || sort_pairs(callers) < 0) {
+            Py_XDECREF(callers);
+            goto done;
+        }
+        PyObject *kids = PyDict_GetItemWithError(callees, label);
+        if (kids == NULL && PyErr_Occurred()) {
+            Py_DECREF(callers);
+            goto done;
+        }
+        PyObject *kidlist = kids ? PyList_GetSlice(kids, 0, PyList_GET_SIZE(kids)) : PyList_New(0);
+        if (kidlist == NULL || sort_pairs(kidlist) < 0) {
+            Py_DECREF(callers);
+            Py_XDECREF(kidlist);
+            goto done;
+        }
+        report_buf_puts(b, "<div style=\"margin-top:6px\">");
+        html_name(b, label);
+        report_buf_puts(b, "</div>");
+        int bad = html_call_table(b, "called by", callers) < 0 ||
+                  html_call_table(b, "calls", kidlist) < 0;
+        Py_DECREF(callers);
+        Py_DECREF(kidlist);
+        if (bad)
+            goto done;
+    }
+    report_buf_puts(b, "</details>\n");
+    if (html_icicle(b, stats, callees) < 0)
+        goto done;
+    if (a->note != NULL) {
+        report_buf_puts(b, "<div class=\"hdr\">");
+        report_buf_html(b, a->note, strlen(a->note));
+        report_buf_puts(b, "</div>\n");
+    }
+    report_buf_puts(b, "</div>\n");
+    rc = 0;
+done:
+    Py_XDECREF(stats);
+    Py_XDECREF(callees);
+    Py_XDECREF(sort_type);
+    return rc;
+}
+
+PyObject *prun_render_print_list(PyObject *st, PyObject *lims)
+{
+    PyObject *io = PyImport_ImportModule("io"), *sio = NULL, *old = NULL, *r = NULL, *list = NULL;
+    if (io == NULL)
+        return NULL;
+    sio = PyObject_CallMethod(io, "StringIO", NULL);
+    Py_DECREF(io);
+    if (sio == NULL)
+        return NULL;
+    old = PyObject_GetAttrString(st, "stream");
+    if (old == NULL || PyObject_SetAttrString(st, "stream", sio) < 0)
+        goto done;
+    PyObject *lst = PySequence_List(lims);
+    if (lst == NULL)
+        goto done;
+    r = PyObject_CallMethod(st, "get_print_list", "O", lst);
+    Py_DECREF(lst);
+    if (r == NULL)
+        goto done;
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+        PyErr_SetString(PyExc_TypeError, "pstats.Stats.get_print_list() changed shape");
+        goto done;
+    }
+    list = PySequence_List(PyTuple_GET_ITEM(r, 1));
+done:
+    if (old != NULL && PyObject_SetAttrString(st, "stream", old) < 0 && list != NULL)
+        Py_CLEAR(list);
+    Py_XDECREF(old);
+    Py_XDECREF(sio);
+    Py_XDECREF(r);
+    return list;
+}
