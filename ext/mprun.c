@@ -1,18 +1,18 @@
 /* mprun.c - the memory magics: %memit / %%memit, %mprun and %%mprof.
  *
  * Declares their options (options.c parses them), evaluates -f targets in
- * the user namespace, runs the statement under memprof.c's hooks and renders memory_profiler's text
- * layouts plus HTML (tables, an inline SVG chart). Owns no global state:
+ * the user namespace, runs the statement under memprof.c's hooks, writes the
+ * -T / --dat files and builds %memit's result and text. The %mprun tables
+ * and the %%mprof chart are mprun_render.c's. Owns no global state:
  * memprof.c's session is the single "a memory magic is running" flag.
  */
 #include "memprof.h"
+#include "mprun_render.h"
 #include "options.h"
 #include "report.h"
 
 #include <structmember.h>
 
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,43 +72,6 @@ static int show(PyObject *display, PyObject *bundle)
     }
     return rc;
 }
-
-/* ---- formatting ---------------------------------------------------------------- */
-
-/* "640 B", "27.3 KiB", "50.00 MiB", "1.20 GiB"; with a sign if `sign`. */
-static void fmt_bytes(char *out, size_t n, int64_t b, int sign)
-{
-    const char *s = b < 0 ? "-" : (sign && b > 0 ? "+" : "");
-    double a = b < 0 ? -(double)b : (double)b;
-    if (a < 1024)
-        snprintf(out, n, "%s%.0f B", s, a);
-    else if (a < MIB)
-        snprintf(out, n, "%s%.1f KiB", s, a / 1024);
-    else if (a < 1024 * MIB)
-        snprintf(out, n, "%s%.2f MiB", s, a / MIB);
-    else
-        snprintf(out, n, "%s%.2f GiB", s, a / (1024 * MIB));
-}
-
-/* "In [N]" for a notebook cell's filename (<cell-N>, <ipython-input-N-...>),
- * else the filename itself. */
-static void cell_label(char *out, size_t n, const char *filename)
-{
-    long num;
-    if (sscanf(filename, "<cell-%ld>", &num) == 1 ||
-        sscanf(filename, "<ipython-input-%ld-", &num) == 1)
-        snprintf(out, n, "In [%ld]", num);
-    else
-        snprintf(out, n, "%s", filename);
-}
-
-static const char mp_css[] =
-    "<style>\n"
-    ".pyro tr.mp-hold td{background:rgba(232,116,59,.16)}\n"
-    ".pyro tr.mp-give td{background:rgba(76,143,214,.13)}\n"
-    ".pyro td.mp-dim{color:var(--jp-content-font-color3,#999)}\n"
-    ".pyro .mp-note{color:var(--jp-content-font-color2,#555);margin:2px 0}\n"
-    "</style>\n";
 
 /* ---- the MemitResult type ---------------------------------------------------------- */
 
@@ -492,16 +455,7 @@ done:
 
 /* ---- -f targets ----------------------------------------------------------------------- */
 
-typedef struct {
-    PyObject *code;     /* owned */
-    PyObject *filename; /* owned str */
-    PyObject *qualname; /* owned str */
-    PyObject *fullname; /* owned str: "module.name", as mprof writes it */
-    PyObject *lines;    /* owned list of str: the file's lines (linecache) */
-    int first, last;    /* the function's source lines */
-} target_info;
-
-static void target_info_clear(target_info *t)
+static void target_info_clear(mprun_target *t)
 {
     Py_CLEAR(t->code);
     Py_CLEAR(t->filename);
@@ -584,7 +538,7 @@ static PyObject *as_function(PyObject *obj, PyObject **hold)
 /* Evaluates expr in ns and fills *t. Returns 0, or -1 with UsageError (or
  * another exception) set. */
 static int resolve_target(PyObject *module, const options_magic *spec, PyObject *ns,
-                          const char *expr, target_info *t)
+                          const char *expr, mprun_target *t)
 {
     PyObject *obj = NULL, *hold = NULL, *inspect = NULL, *src = NULL, *linecache = NULL;
     int rc = -1;
@@ -679,25 +633,6 @@ done:
     return rc;
 }
 
-/* Line `lineno` of t's file without its newline ("" if absent), as UTF-8
- * borrowed from the list item. */
-static const char *source_line(const target_info *t, int lineno, Py_ssize_t *len)
-{
-    *len = 0;
-    if (lineno < 1 || lineno > PyList_GET_SIZE(t->lines))
-        return "";
-    PyObject *s = PyList_GET_ITEM(t->lines, lineno - 1);
-    const char *u = PyUnicode_Check(s) ? PyUnicode_AsUTF8AndSize(s, len) : NULL;
-    if (u == NULL) {
-        PyErr_Clear();
-        *len = 0;
-        return "";
-    }
-    while (*len > 0 && (u[*len - 1] == '\n' || u[*len - 1] == '\r'))
-        (*len)--;
-    return u;
-}
-
 /* ---- %mprun -------------------------------------------------------------------------- */
 
 static const char mprun_usage[] =
@@ -713,129 +648,8 @@ static const options_spec mprun_opts[] = {
 static const options_magic mprun_magic_spec = {"%mprun", mprun_usage, mprun_opts,
                                                sizeof mprun_opts / sizeof mprun_opts[0], 0};
 
-#define HOLD_BYTES ((int64_t)64 * 1024)
-
-static void mprun_text(report_buf *b, target_info *infos, memprof_targets *ts, size_t n)
-{
-    char c[8][48];
-    for (size_t i = 0; i < n; i++) {
-        memprof_target *t = memprof_targets_get(ts, i);
-        const char *fn = PyUnicode_AsUTF8(infos[i].filename);
-        report_buf_printf(b, "Filename: %s\n\n", fn ? fn : "?");
-        size_t start = b->len;
-        report_buf_printf(b, "%6s %12s %12s  %10s  %11s %11s %12s %11s   %s", "Line #", "Mem usage",
-                          "Increment", "Occurrences", "Allocated", "Freed", "Net", "Peak",
-                          "Line Contents");
-        size_t width = b->len - start;
-        report_buf_puts(b, "\n");
-        for (size_t k = 0; k < width; k++)
-            report_buf_puts(b, "=");
-        report_buf_puts(b, "\n");
-        for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
-            memprof_line *l =
-                ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
-            Py_ssize_t len;
-            const char *srcl = source_line(&infos[i], ln, &len);
-            for (int k = 0; k < 8; k++)
-                c[k][0] = '\0';
-            if (l != NULL && l->occurrences > 0) {
-                snprintf(c[0], sizeof c[0], "%5.1f MiB", l->mem / MIB);
-                snprintf(c[1], sizeof c[1], "%5.1f MiB", l->inc / MIB);
-                snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
-                fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
-                fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
-                fmt_bytes(c[5], sizeof c[5], (int64_t)(l->allocated - l->freed), 1);
-                fmt_bytes(c[6], sizeof c[6], l->peak, 0);
-            }
-            report_buf_printf(b, "%6d %12s %12s  %10s  %11s %11s %12s %11s   ", ln, c[0], c[1],
-                              c[2], c[3], c[4], c[5], c[6]);
-            report_buf_append(b, srcl, (size_t)len);
-            while (b->len > 0 && b->data[b->len - 1] == ' ')
-                b->data[--b->len] = '\0';
-            report_buf_puts(b, "\n");
-        }
-        report_buf_puts(b, "\n\n");
-    }
-    while (b->len > 0 && (b->data[b->len - 1] == '\n' || b->data[b->len - 1] == ' '))
-        b->data[--b->len] = '\0';
-}
-
-static void mprun_html(report_buf *b, target_info *infos, memprof_targets *ts, size_t n,
-                       int np_tracked)
-{
-    char c[8][48], label[256];
-    report_buf_puts(b, report_css);
-    report_buf_puts(b, mp_css);
-    report_buf_puts(b, "<div class=\"pyro\">");
-    for (size_t i = 0; i < n; i++) {
-        memprof_target *t = memprof_targets_get(ts, i);
-        const char *fn = PyUnicode_AsUTF8(infos[i].filename);
-        const char *qn = PyUnicode_AsUTF8(infos[i].qualname);
-        int64_t maxnet = 1;
-        for (int k = 0; k < t->nlines; k++) {
-            int64_t net = (int64_t)(t->lines[k].allocated - t->lines[k].freed);
-            if (net < 0)
-                net = -net;
-            if (net > maxnet)
-                maxnet = net;
-        }
-        cell_label(label, sizeof label, fn ? fn : "?");
-        report_buf_puts(b, "<div class=\"hdr\">Filename: <b>");
-        report_buf_html(b, label, strlen(label));
-        report_buf_puts(b, "</b> &mdash; function <code>");
-        report_buf_html(b, qn ? qn : "?", qn ? strlen(qn) : 1);
-        report_buf_printf(b, "</code> at line %d</div>\n", infos[i].first);
-        report_buf_puts(b, "<table><tr><th>Line #</th><th>Mem usage</th><th>Increment</th>"
-                           "<th>Occurrences</th><th>Allocated</th><th>Freed</th><th>Net</th>"
-                           "<th>Peak</th><th class=\"src\">Line Contents</th></tr>\n");
-        for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
-            memprof_line *l =
-                ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
-            Py_ssize_t len;
-            const char *srcl = source_line(&infos[i], ln, &len);
-            int64_t net = 0;
-            for (int k = 0; k < 8; k++)
-                c[k][0] = '\0';
-            int ran = l != NULL && l->occurrences > 0;
-            if (ran) {
-                net = (int64_t)(l->allocated - l->freed);
-                snprintf(c[0], sizeof c[0], "%.1f MiB", l->mem / MIB);
-                snprintf(c[1], sizeof c[1], "%.1f MiB", l->inc / MIB);
-                snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
-                fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
-                fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
-                fmt_bytes(c[5], sizeof c[5], net, 1);
-                fmt_bytes(c[6], sizeof c[6], l->peak, 0);
-            }
-            const char *cls = net >= HOLD_BYTES    ? " class=\"mp-hold\""
-                              : net <= -HOLD_BYTES ? " class=\"mp-give\""
-                                                   : "";
-            report_buf_printf(b,
-                              "<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                              "<td>%s</td><td>",
-                              cls, ln, c[0], c[1], c[2], c[3], c[4]);
-            if (ran && net != 0) {
-                double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
-                report_buf_printf(b, "<span class=\"%s\" style=\"width:%.0fpx\"></span> ",
-                                  net > 0 ? "bar" : "bar2", w < 1 ? 1 : w);
-            }
-            report_buf_printf(b, "%s</td><td>%s</td><td class=\"src\">", c[5], c[6]);
-            report_buf_html(b, srcl, (size_t)len);
-            report_buf_puts(b, "</td></tr>\n");
-        }
-        report_buf_puts(b, "</table>\n");
-    }
-    report_buf_printf(b,
-                      "<div class=\"mp-note\">Mem usage and Increment: RSS, as memory_profiler "
-                      "reports it. Allocated, Freed, Net and Peak: Python's allocators%s, "
-                      "charged to the running line, callees included; Peak is the highest "
-                      "heap rise within one run of the line. Shaded: lines that hold (orange) "
-                      "or release (blue) at least 64 KiB.</div></div>",
-                      np_tracked ? " and NumPy's data buffers" : "");
-}
-
 /* The -r result: SimpleNamespace(functions=[...], text=..., html=...). */
-static PyObject *mprun_result(target_info *infos, memprof_targets *ts, size_t n, PyObject *bundle)
+static PyObject *mprun_result(mprun_target *infos, memprof_targets *ts, size_t n, PyObject *bundle)
 {
     PyObject *funcs = PyList_New(0), *types = NULL, *ns_type = NULL, *kw = NULL, *res = NULL;
     if (funcs == NULL)
@@ -918,7 +732,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     PyObject *line, *cell, *ns, *display;
     PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL, *src = NULL;
     options_parsed o = OPTIONS_PARSED_INIT;
-    target_info infos[MAX_TARGETS];
+    mprun_target infos[MAX_TARGETS];
     size_t ninfos = 0;
     memprof_targets *ts = NULL;
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
@@ -970,7 +784,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     if (ts == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < options_count(&o, PO_F); i++) {
-        target_info ti;
+        mprun_target ti;
         if (resolve_target(module, &mprun_magic_spec, ns, options_str_at(&o, PO_F, i), &ti) < 0)
             goto done;
         int idx = memprof_targets_add(ts, ti.code, ti.first, ti.last);
@@ -1007,7 +821,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     {
         PyObject *exc, *val, *tb;
         PyErr_Fetch(&exc, &val, &tb);
-        mprun_text(&text, infos, ts, ninfos);
+        mprun_render_lines_text(&text, infos, ts, ninfos);
         if (options_given(&o, PO_T)) {
             const char *path = options_str_at(&o, PO_T, options_count(&o, PO_T) - 1);
             if (write_file(path, &text) < 0) {
@@ -1023,7 +837,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         if (memprof_lost() || memprof_trace_lost())
             report_buf_puts(&text, "\n(out of memory or recursion too deep: some allocations "
                                    "were not attributed)");
-        mprun_html(&html, infos, ts, ninfos, np_tracked);
+        mprun_render_lines_html(&html, infos, ts, ninfos, np_tracked);
         bundle = report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (exc == NULL)
@@ -1066,115 +880,12 @@ static const options_spec mprof_opts[] = {
 static const options_magic mprof_magic_spec = {"%%mprof", mprof_usage, mprof_opts,
                                                sizeof mprof_opts / sizeof mprof_opts[0], 0};
 
-/* A "nice" axis step for a range: 1, 2 or 5 times a power of ten. */
-static double nice_step(double range, int ticks)
-{
-    double raw = range / ticks, p = pow(10, floor(log10(raw > 0 ? raw : 1)));
-    double m = raw / p;
-    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
-}
-
-/* The inline chart: RSS and heap over time, target spans bracketed. */
-static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double t0,
-                      target_info *infos, memprof_targets *ts, size_t ninfos)
-{
-    const double W = 720, H = 280, L = 60, R = 16, T = 22, B = 34;
-    double tmax = 1e-3, ymax = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (smp[i].t - t0 > tmax)
-            tmax = smp[i].t - t0;
-        if (smp[i].rss / MIB > ymax)
-            ymax = smp[i].rss / MIB;
-        if (smp[i].heap / MIB > ymax)
-            ymax = smp[i].heap / MIB;
-    }
-    double ystep = nice_step(ymax, 5), xstep = nice_step(tmax, 6);
-    ymax = ceil(ymax * 1.05 / ystep) * ystep;
-#define X(t) (L + ((t)-t0) / tmax * (W - L - R))
-#define Y(m) (H - B - (m) / ymax * (H - T - B))
-    report_buf_printf(
-        b,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-        "viewBox=\"0 0 %.0f %.0f\" style=\"background:var(--jp-layout-color0,#fff)\">",
-        W, H, W, H);
-    /* Spans first, behind the lines. */
-    static const char *colors[] = {"#6a51a3", "#2ca02c", "#d62728", "#8c564b", "#e377c2"};
-    for (size_t i = 0; i < ninfos; i++) {
-        memprof_target *t = memprof_targets_get(ts, i);
-        const char *col = colors[i % 5];
-        const char *name = PyUnicode_AsUTF8(infos[i].fullname);
-        size_t shown = t->nspans < 200 ? t->nspans : 200;
-        for (size_t k = 0; k < shown; k++) {
-            memprof_span *s = &t->spans[k];
-            double x0 = X(s->start_t), x1 = X(s->end_t);
-            double y0 = Y(s->start_mem / MIB), y1 = Y(s->end_mem / MIB);
-            report_buf_printf(b,
-                              "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" "
-                              "fill=\"%s\" fill-opacity=\"0.08\"/>",
-                              x0, T, x1 - x0 > 0.5 ? x1 - x0 : 0.5, H - T - B, col);
-            report_buf_printf(b,
-                              "<path d=\"M%.1f %.1f h4 M%.1f %.1f v-8 v16 M%.1f %.1f h-4 "
-                              "M%.1f %.1f v-8 v16\" stroke=\"%s\" fill=\"none\"/>",
-                              x0, y0, x0, y0 - 0.0, x1, y1, x1, y1 - 0.0, col);
-            if (k == 0 && name != NULL) {
-                report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" style=\"fill:%s\">", x0 + 2,
-                                  T + 10 + 11 * (double)(i % 4), col);
-                report_buf_html(b, name, strlen(name));
-                report_buf_puts(b, "</text>");
-            }
-        }
-    }
-    /* Axes and grid. */
-    report_buf_printf(b, "<g stroke=\"#8888\" stroke-width=\"0.5\">");
-    for (double y = 0; y <= ymax + 1e-9; y += ystep)
-        report_buf_printf(b, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\"/>", L, W - R,
-                          Y(y), Y(y));
-    report_buf_puts(b, "</g>");
-    for (double y = 0; y <= ymax + 1e-9; y += ystep)
-        report_buf_printf(b, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>", L - 4,
-                          Y(y) + 3, y);
-    for (double x = 0; x <= tmax + 1e-9; x += xstep)
-        report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g</text>",
-                          X(t0 + x), H - B + 13, x);
-    report_buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">time (s)</text>",
-                      (L + W - R) / 2, H - 4);
-    report_buf_printf(b,
-                      "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" "
-                      "text-anchor=\"middle\">memory (MiB)</text>",
-                      (T + H - B) / 2, (T + H - B) / 2);
-    /* The two series, thinned to at most ~1500 points each. */
-    size_t stride = n > 1500 ? n / 1500 + 1 : 1;
-    for (int series = 0; series < 2; series++) {
-        report_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
-                          series == 0 ? "#e8743b" : "#4c8fd6");
-        for (size_t i = 0; i < n; i += stride) {
-            int64_t v = series == 0 ? smp[i].rss : smp[i].heap;
-            for (size_t j = i; j < i + stride && j < n; j++) {
-                int64_t w = series == 0 ? smp[j].rss : smp[j].heap;
-                if (w > v)
-                    v = w;
-            }
-            report_buf_printf(b, "%.1f,%.1f ", X(smp[i].t), Y(v / MIB));
-        }
-        report_buf_puts(b, "\"/>");
-    }
-    report_buf_printf(b,
-                      "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#e8743b\"/>"
-                      "<text x=\"%.0f\" y=\"10\">RSS</text>"
-                      "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#4c8fd6\"/>"
-                      "<text x=\"%.0f\" y=\"10\">Python heap (allocated since start)</text>",
-                      L, L + 14, L + 50, L + 64);
-    report_buf_puts(b, "</svg>");
-#undef X
-#undef Y
-}
-
 static PyObject *mprof_magic(PyObject *module, PyObject *args)
 {
     PyObject *line, *cell, *ns, *display;
     PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL;
     options_parsed o = OPTIONS_PARSED_INIT;
-    target_info infos[MAX_TARGETS];
+    mprun_target infos[MAX_TARGETS];
     size_t ninfos = 0, nsmp = 0;
     memprof_targets *ts = NULL;
     memprof_sampler *sampler = NULL;
@@ -1230,7 +941,7 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
     if (ts == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < options_count(&o, FO_F); i++) {
-        target_info ti;
+        mprun_target ti;
         if (resolve_target(module, &mprof_magic_spec, ns, options_str_at(&o, FO_F, i), &ti) < 0)
             goto done;
         int idx = memprof_targets_add(ts, ti.code, ti.first, ti.first);
@@ -1334,13 +1045,7 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         }
         if (text.len > 0)
             text.data[--text.len] = '\0';
-        report_buf_puts(&html, report_css);
-        report_buf_puts(&html, mp_css);
-        report_buf_puts(&html, "<div class=\"pyro\">");
-        mprof_svg(&html, smp, nsmp, t0, infos, ts, ninfos);
-        report_buf_puts(&html, "<pre class=\"mp-note\">");
-        report_buf_html(&html, text.data ? text.data : "", text.len);
-        report_buf_puts(&html, "</pre></div>");
+        mprun_render_mprof_html(&html, smp, nsmp, t0, infos, ts, ninfos, &text);
         bundle = report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (exc == NULL)

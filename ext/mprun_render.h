@@ -1,0 +1,33 @@
+/* mprun_render.h - rendering of the memory magics' results: the %mprun
+ * line tables and the %%mprof chart.
+ */
+#ifndef PYROMETER_MPRUN_RENDER_H
+#define PYROMETER_MPRUN_RENDER_H
+
+#include "memprof.h"
+#include "report.h"
+
+/* One -f function of %mprun / %%mprof, as resolved by mprun.c. */
+typedef struct {
+    PyObject *code;     /* owned */
+    PyObject *filename; /* owned str */
+    PyObject *qualname; /* owned str */
+    PyObject *fullname; /* owned str: "module.name", as mprof writes it */
+    PyObject *lines;    /* owned list of str: the file's lines (linecache) */
+    int first, last;    /* the function's source lines */
+} mprun_target;
+
+/* Append the line tables of the n targets (infos[i] describes
+ * memprof_targets_get(ts, i)): memory_profiler's text layout, or the HTML
+ * (stylesheet first; np_tracked: NumPy's buffers were counted too). */
+void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n);
+void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n,
+                             int np_tracked);
+
+/* Appends the %%mprof HTML: the SVG chart of the n samples (times from t0),
+ * the target calls bracketed, then the text summary. */
+void mprun_render_mprof_html(report_buf *b, const memprof_sample *smp, size_t n, double t0,
+                             mprun_target *infos, memprof_targets *ts, size_t ninfos,
+                             const report_buf *summary);
+
+#endif
