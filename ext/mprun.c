@@ -233,6 +233,45 @@ static const char nested_msg[] =
     "another memory magic is already running (%%memit, %%mprun and %%%%mprof cannot be "
     "nested); run them one after the other";
 
+/* What every memory magic does first: unpacks (line, cell, ns, display),
+ * refuses to nest, refuses a line for a cell-only magic and parses the
+ * line's options into *o (the caller clears it either way). Returns the line
+ * as UTF-8 (owned by args), or NULL with an exception set. */
+static const char *magic_start(PyObject *module, PyObject *args, const options_magic *spec,
+                               int cell_only, PyObject **cell, PyObject **ns, PyObject **display,
+                               options_parsed *o)
+{
+    const char *name = spec->name + strspn(spec->name, "%");
+    char fmt[32];
+    PyObject *line;
+
+    snprintf(fmt, sizeof fmt, "UOOO:%s", name);
+    if (!PyArg_ParseTuple(args, fmt, &line, cell, ns, display))
+        return NULL;
+    if (!PyDict_Check(*ns)) {
+        PyErr_Format(PyExc_TypeError, "%s: the namespace must be a dict", name);
+        return NULL;
+    }
+    if (memprof_busy()) {
+        options_usage_error(module, spec, nested_msg);
+        return NULL;
+    }
+    if (cell_only && *cell == Py_None) {
+        PyObject *cls = PyObject_GetAttrString(module, "UsageError");
+        if (cls != NULL)
+            PyErr_Format(cls,
+                         "%%%%%s is a cell magic: put %%%%%s on the first line of a cell and the "
+                         "code to record below it\n%s",
+                         name, name, spec->usage);
+        Py_XDECREF(cls);
+        return NULL;
+    }
+    const char *cline = PyUnicode_AsUTF8(line);
+    if (cline == NULL || options_parse(module, spec, cline, o) < 0)
+        return NULL;
+    return cline;
+}
+
 /* Measures one run. Fills *peak_rss (bytes) and *heap_peak (bytes above the
  * heap at the start of the run). Returns the statement's result or NULL. */
 static PyObject *memit_run(PyObject *code, PyObject *ns, int children, double timeout,
@@ -270,7 +309,7 @@ static PyObject *memit_run(PyObject *code, PyObject *ns, int children, double ti
 
 static PyObject *memit_magic(PyObject *module, PyObject *args)
 {
-    PyObject *line, *cell, *ns, *display;
+    PyObject *cell, *ns, *display;
     PyObject *setup_code = NULL, *code = NULL, *res = NULL, *result = NULL, *usage_list = NULL;
     PyObject *bundle = NULL, *ret = NULL;
     options_parsed o = OPTIONS_PARSED_INIT;
@@ -281,18 +320,7 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
     int started = 0, runs = 0, failed = 0, np_tracked = 0;
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
 
-    if (!PyArg_ParseTuple(args, "UOOO:memit", &line, &cell, &ns, &display))
-        return NULL;
-    if (!PyDict_Check(ns)) {
-        PyErr_SetString(PyExc_TypeError, "memit: the namespace must be a dict");
-        return NULL;
-    }
-    if (memprof_busy())
-        return options_usage_error(module, &memit_magic_spec, nested_msg), NULL;
-    const char *cline = PyUnicode_AsUTF8(line);
-    if (cline == NULL)
-        return NULL;
-    if (options_parse(module, &memit_magic_spec, cline, &o) < 0)
+    if (magic_start(module, args, &memit_magic_spec, 0, &cell, &ns, &display, &o) == NULL)
         goto done;
     repeat = options_long(&o, MO_R, 1);
     timeout = options_double(&o, MO_T, 0);
@@ -729,7 +757,7 @@ static int write_file(const char *path, const report_buf *b)
 
 static PyObject *mprun_magic(PyObject *module, PyObject *args)
 {
-    PyObject *line, *cell, *ns, *display;
+    PyObject *cell, *ns, *display;
     PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL, *src = NULL;
     options_parsed o = OPTIONS_PARSED_INIT;
     mprun_target infos[MAX_TARGETS];
@@ -738,18 +766,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
     int failed = 0, np_tracked = 0;
 
-    if (!PyArg_ParseTuple(args, "UOOO:mprun", &line, &cell, &ns, &display))
-        return NULL;
-    if (!PyDict_Check(ns)) {
-        PyErr_SetString(PyExc_TypeError, "mprun: the namespace must be a dict");
-        return NULL;
-    }
-    if (memprof_busy())
-        return options_usage_error(module, &mprun_magic_spec, nested_msg), NULL;
-    const char *cline = PyUnicode_AsUTF8(line);
-    if (cline == NULL)
-        return NULL;
-    if (options_parse(module, &mprun_magic_spec, cline, &o) < 0)
+    if (magic_start(module, args, &mprun_magic_spec, 0, &cell, &ns, &display, &o) == NULL)
         goto done;
     if (options_count(&o, PO_F) > MAX_TARGETS) {
         options_usage_error(module, &mprun_magic_spec, "too many -f functions (at most %d)",
@@ -882,7 +899,7 @@ static const options_magic mprof_magic_spec = {"%%mprof", mprof_usage, mprof_opt
 
 static PyObject *mprof_magic(PyObject *module, PyObject *args)
 {
-    PyObject *line, *cell, *ns, *display;
+    PyObject *cell, *ns, *display;
     PyObject *code = NULL, *res = NULL, *bundle = NULL, *ret = NULL;
     options_parsed o = OPTIONS_PARSED_INIT;
     mprun_target infos[MAX_TARGETS];
@@ -895,29 +912,9 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
     double interval;
     int started = 0, spans = 0;
 
-    if (!PyArg_ParseTuple(args, "UOOO:mprof", &line, &cell, &ns, &display))
-        return NULL;
-    if (!PyDict_Check(ns)) {
-        PyErr_SetString(PyExc_TypeError, "mprof: the namespace must be a dict");
-        return NULL;
-    }
-    if (memprof_busy())
-        return options_usage_error(module, &mprof_magic_spec, nested_msg), NULL;
-    if (cell == Py_None) {
-        PyObject *cls = PyObject_GetAttrString(module, "UsageError");
-        if (cls != NULL)
-            PyErr_Format(cls,
-                         "%%%%mprof is a cell magic: put %%%%mprof on the first line of a cell "
-                         "and the code to record below it\n%s",
-                         mprof_usage);
-        Py_XDECREF(cls);
-        return NULL;
-    }
-    const char *cline = PyUnicode_AsUTF8(line);
-    const char *body = PyUnicode_AsUTF8(cell);
-    if (cline == NULL || body == NULL)
-        return NULL;
-    if (options_parse(module, &mprof_magic_spec, cline, &o) < 0)
+    const char *cline = magic_start(module, args, &mprof_magic_spec, 1, &cell, &ns, &display, &o);
+    const char *body = cline ? PyUnicode_AsUTF8(cell) : NULL;
+    if (body == NULL)
         goto done;
     if (options_count(&o, FO_F) > MAX_TARGETS) {
         options_usage_error(module, &mprof_magic_spec, "too many -f functions (at most %d)",

@@ -155,11 +155,11 @@ error:
 
 /* ---- text through pstats ------------------------------------------------ */
 
-/* Returns a new pstats.Stats for src (a Profile or a file name), with
- * dirs stripped if strip, sorted by keys; or NULL with an exception set. */
-static PyObject *make_stats(PyObject *pstats, PyObject *src, int strip, PyObject *keys)
+/* Takes st (a new reference, or NULL with an exception set): strips its
+ * dirs if strip, sorts it by keys. Returns st, or NULL with an exception set
+ * (st released). */
+static PyObject *sorted_stats(PyObject *st, int strip, PyObject *keys)
 {
-    PyObject *st = PyObject_CallMethod(pstats, "Stats", "O", src);
     if (st == NULL)
         return NULL;
     PyObject *r;
@@ -181,6 +181,13 @@ static PyObject *make_stats(PyObject *pstats, PyObject *src, int strip, PyObject
 error:
     Py_DECREF(st);
     return NULL;
+}
+
+/* Returns a new pstats.Stats for src (a Profile or a file name), with
+ * dirs stripped if strip, sorted by keys; or NULL with an exception set. */
+static PyObject *make_stats(PyObject *pstats, PyObject *src, int strip, PyObject *keys)
+{
+    return sorted_stats(PyObject_CallMethod(pstats, "Stats", "O", src), strip, keys);
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -398,25 +405,7 @@ static PyObject *result_stats(PyObject *prof, PyObject *keys)
             return NULL;
         }
     }
-    PyObject *st = PyObject_CallOneArg(stats_class, prof);
-    if (st == NULL)
-        return NULL;
-    PyObject *r = PyObject_CallMethod(st, "strip_dirs", NULL);
-    if (r == NULL)
-        goto error;
-    Py_DECREF(r);
-    PyObject *sort = PyObject_GetAttrString(st, "sort_stats");
-    if (sort == NULL)
-        goto error;
-    r = PyObject_Call(sort, keys, NULL);
-    Py_DECREF(sort);
-    if (r == NULL)
-        goto error;
-    Py_DECREF(r);
-    return st;
-error:
-    Py_DECREF(st);
-    return NULL;
+    return sorted_stats(PyObject_CallOneArg(stats_class, prof), 1, keys);
 }
 
 static int is_blank(const char *s)
