@@ -592,28 +592,6 @@ done:
     return rc;
 }
 
-static int write_text_file(PyObject *text, PyObject *filename)
-{
-    PyObject *path = NULL;
-    Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(text, &len);
-    if (s == NULL || !PyUnicode_FSConverter(filename, &path))
-        return -1;
-    FILE *fp = fopen(PyBytes_AS_STRING(path), "w");
-    Py_DECREF(path);
-    if (fp == NULL || fwrite(s, 1, (size_t)len, fp) != (size_t)len) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
-        if (fp)
-            fclose(fp);
-        return -1;
-    }
-    if (fclose(fp) != 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
-        return -1;
-    }
-    return 0;
-}
-
 static int ls_traverse(LineStats *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
@@ -799,7 +777,7 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
     st = stats_from_report(&rep, &text, &html);
     if (st == NULL)
         goto done;
-    if (o->text_file && write_text_file(((LineStats *)st)->text, o->text_file) < 0)
+    if (o->text_file && report_write_text(o->text_file, ((LineStats *)st)->text) < 0)
         goto done;
     if (o->dump_file && write_dump(((LineStats *)st)->timings, 1e-9, o->dump_file) < 0)
         goto done;

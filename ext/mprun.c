@@ -661,6 +661,38 @@ done:
     return rc;
 }
 
+/* Resolves the -f values (option slot of o) and adds them to ts: each
+ * function's lines first..last if lines, else its first line only (%%mprof
+ * brackets calls). A function nested in an earlier one, or given twice, is
+ * skipped. Appends to infos[*ninfos...] (room for MAX_TARGETS). Returns 0,
+ * or -1 with an exception set. */
+static int add_targets(PyObject *module, const options_magic *spec, PyObject *ns,
+                       const options_parsed *o, int slot, int lines, memprof_targets *ts,
+                       mprun_target *infos, size_t *ninfos)
+{
+    if (options_count(o, slot) > MAX_TARGETS)
+        return options_usage_error(module, spec, "too many -f functions (at most %d)", MAX_TARGETS);
+    for (Py_ssize_t i = 0; i < options_count(o, slot); i++) {
+        mprun_target ti;
+        if (resolve_target(module, spec, ns, options_str_at(o, slot, i), &ti) < 0)
+            return -1;
+        int idx = memprof_targets_add(ts, ti.code, ti.first, lines ? ti.last : ti.first);
+        if (idx < 0) {
+            target_info_clear(&ti);
+            if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                return -1;
+            PyErr_Clear(); /* nested in an earlier target: already covered */
+            continue;
+        }
+        if ((size_t)idx < *ninfos) {
+            target_info_clear(&ti); /* the same function twice */
+            continue;
+        }
+        infos[(*ninfos)++] = ti;
+    }
+    return 0;
+}
+
 /* ---- %mprun -------------------------------------------------------------------------- */
 
 static const char mprun_usage[] =
@@ -739,22 +771,6 @@ done:
 }
 
 /* Writes text to path. Returns 0, or -1 with OSError set. */
-static int write_file(const char *path, const report_buf *b)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-        return -1;
-    }
-    size_t n = b->len ? fwrite(b->data, 1, b->len, f) : 0;
-    int bad = n != b->len;
-    if (fclose(f) != 0 || bad) {
-        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *mprun_magic(PyObject *module, PyObject *args)
 {
     PyObject *cell, *ns, *display;
@@ -768,11 +784,6 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
 
     if (magic_start(module, args, &mprun_magic_spec, 0, &cell, &ns, &display, &o) == NULL)
         goto done;
-    if (options_count(&o, PO_F) > MAX_TARGETS) {
-        options_usage_error(module, &mprun_magic_spec, "too many -f functions (at most %d)",
-                            MAX_TARGETS);
-        goto done;
-    }
     if (!options_given(&o, PO_F)) {
         options_usage_error(module, &mprun_magic_spec,
                             "say which functions to profile with -f, e.g. %%mprun -f func "
@@ -800,25 +811,8 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     ts = memprof_targets_new();
     if (ts == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < options_count(&o, PO_F); i++) {
-        mprun_target ti;
-        if (resolve_target(module, &mprun_magic_spec, ns, options_str_at(&o, PO_F, i), &ti) < 0)
-            goto done;
-        int idx = memprof_targets_add(ts, ti.code, ti.first, ti.last);
-        if (idx < 0) {
-            target_info_clear(&ti);
-            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-                PyErr_Clear();
-                continue; /* nested in an earlier target: already covered */
-            }
-            goto done;
-        }
-        if ((size_t)idx < ninfos) {
-            target_info_clear(&ti); /* the same function twice */
-            continue;
-        }
-        infos[ninfos++] = ti;
-    }
+    if (add_targets(module, &mprun_magic_spec, ns, &o, PO_F, 1, ts, infos, &ninfos) < 0)
+        goto done;
     code = compile_src(stmt, "<mprun>");
     if (code == NULL)
         goto done;
@@ -841,7 +835,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
         mprun_render_lines_text(&text, infos, ts, ninfos);
         if (options_given(&o, PO_T)) {
             const char *path = options_str_at(&o, PO_T, options_count(&o, PO_T) - 1);
-            if (write_file(path, &text) < 0) {
+            if (report_write_file(path, text.data, text.len) < 0) {
                 /* Shown after the table (the statement's own error wins). */
                 if (exc != NULL)
                     PyErr_Clear();
@@ -916,11 +910,6 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
     const char *body = cline ? PyUnicode_AsUTF8(cell) : NULL;
     if (body == NULL)
         goto done;
-    if (options_count(&o, FO_F) > MAX_TARGETS) {
-        options_usage_error(module, &mprof_magic_spec, "too many -f functions (at most %d)",
-                            MAX_TARGETS);
-        goto done;
-    }
     interval = options_double(&o, FO_I, 0.01);
     {
         const char *q = o.rest;
@@ -937,20 +926,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
     ts = memprof_targets_new();
     if (ts == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < options_count(&o, FO_F); i++) {
-        mprun_target ti;
-        if (resolve_target(module, &mprof_magic_spec, ns, options_str_at(&o, FO_F, i), &ti) < 0)
-            goto done;
-        int idx = memprof_targets_add(ts, ti.code, ti.first, ti.first);
-        if (idx < 0 || (size_t)idx < ninfos) {
-            target_info_clear(&ti);
-            if (idx < 0 && !PyErr_ExceptionMatches(PyExc_ValueError))
-                goto done;
-            PyErr_Clear();
-            continue;
-        }
-        infos[ninfos++] = ti;
-    }
+    if (add_targets(module, &mprof_magic_spec, ns, &o, FO_F, 0, ts, infos, &ninfos) < 0)
+        goto done;
     code = compile_src(body, "<mprof>");
     if (code == NULL)
         goto done;
@@ -1028,7 +1005,7 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
                                       s->level);
                 }
             }
-            if (write_file(path, &dat) < 0) {
+            if (report_write_file(path, dat.data, dat.len) < 0) {
                 /* Shown after the chart (the statement's own error wins). */
                 if (exc != NULL)
                     PyErr_Clear();

@@ -203,29 +203,6 @@ static PyObject *expand_path(PyObject *path)
     return r;
 }
 
-static int write_text_file(PyObject *path, PyObject *text)
-{
-    PyObject *fs = NULL;
-    Py_ssize_t n;
-    const char *data = PyUnicode_AsUTF8AndSize(text, &n);
-    if (data == NULL || !PyUnicode_FSConverter(path, &fs))
-        return -1;
-    FILE *f = fopen(PyBytes_AS_STRING(fs), "wb");
-    if (f == NULL) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
-        Py_DECREF(fs);
-        return -1;
-    }
-    int bad = fwrite(data, 1, (size_t)n, f) != (size_t)n;
-    if (fclose(f) != 0 || bad) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
-        Py_DECREF(fs);
-        return -1;
-    }
-    Py_DECREF(fs);
-    return 0;
-}
-
 /* ---- %prun / %%prun --------------------------------------------------------- */
 
 static int call_display(PyObject *display, PyObject *bundle)
@@ -300,7 +277,7 @@ static int prun_report(PyObject *prof, options_parsed *o, PyObject *keys, PyObje
         if (path == NULL)
             goto done;
         PyObject *body = text ? Py_NewRef(text) : PyUnicode_FromString(tb.data ? tb.data : "");
-        int bad = body == NULL || write_text_file(path, body) < 0;
+        int bad = body == NULL || report_write_text(path, body) < 0;
         Py_XDECREF(body);
         Py_DECREF(path);
         if (bad)

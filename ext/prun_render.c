@@ -56,20 +56,34 @@ static const char prun_css[] =
     ".pyro-prun .err{color:var(--jp-error-color1,#c00)}\n"
     "</style>\n";
 
+/* Unpacks a pstats label (file, line, name). Returns 1 for a builtin
+ * ("~", 0, "<built-in method ...>"), 0 for Python code, or -1 after
+ * appending "?" to b when the label cannot be read. */
+static int label_parts(report_buf *b, PyObject *label, const char **file, long *line,
+                       const char **name)
+{
+    *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
+    *line = PyLong_AsLong(PyTuple_GET_ITEM(label, 1));
+    *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 2));
+    if (*file == NULL || *name == NULL) {
+        PyErr_Clear();
+        report_buf_puts(b, "?");
+        return -1;
+    }
+    return strcmp(*file, "~") == 0 && *line == 0;
+}
+
 /* Writes a function's name for HTML: a cell-defined function as
  * "name In [N]:line", a file's as "name file.py:line" (full path in the
  * title), a builtin as pstats does, "{built-in method builtins.len}". */
 static void html_name(report_buf *b, PyObject *label)
 {
-    const char *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
-    long line = PyLong_AsLong(PyTuple_GET_ITEM(label, 1));
-    const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 2));
-    if (file == NULL || name == NULL) {
-        PyErr_Clear();
-        report_buf_puts(b, "?");
+    const char *file, *name;
+    long line;
+    int builtin = label_parts(b, label, &file, &line, &name);
+    if (builtin < 0)
         return;
-    }
-    if (strcmp(file, "~") == 0 && line == 0) {
+    if (builtin) {
         size_t n = strlen(name);
         report_buf_puts(b, "<span class=\"dim\">");
         if (n >= 2 && name[0] == '<' && name[n - 1] == '>') {
@@ -106,15 +120,12 @@ static void html_name(report_buf *b, PyObject *label)
 /* Plain-text name for SVG titles and labels. */
 static void text_name(report_buf *b, PyObject *label, int with_loc)
 {
-    const char *file = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 0));
-    long line = PyLong_AsLong(PyTuple_GET_ITEM(label, 1));
-    const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(label, 2));
-    if (file == NULL || name == NULL) {
-        PyErr_Clear();
-        report_buf_puts(b, "?");
+    const char *file, *name;
+    long line;
+    int builtin = label_parts(b, label, &file, &line, &name);
+    if (builtin < 0)
         return;
-    }
-    if (strcmp(file, "~") == 0 && line == 0) {
+    if (builtin) {
         size_t n = strlen(name);
         if (n >= 2 && name[0] == '<' && name[n - 1] == '>')
             report_buf_html(b, name + 1, n - 2);

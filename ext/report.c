@@ -170,3 +170,30 @@ long report_cell_number(const char *filename)
         return -1;
     return n;
 }
+
+int report_write_file(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    int bad = n > 0 && fwrite(data, 1, n, f) != n;
+    if (fclose(f) != 0 || bad) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    return 0;
+}
+
+int report_write_text(PyObject *path, PyObject *text)
+{
+    PyObject *fs = NULL;
+    Py_ssize_t n;
+    const char *data = PyUnicode_AsUTF8AndSize(text, &n);
+    if (data == NULL || !PyUnicode_FSConverter(path, &fs))
+        return -1;
+    int rc = report_write_file(PyBytes_AS_STRING(fs), data, (size_t)n);
+    Py_DECREF(fs);
+    return rc;
+}

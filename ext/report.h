@@ -47,6 +47,14 @@ PyObject *report_bundle_new(const report_buf *text, const report_buf *html);
  * Reports name such code "In [N]". */
 long report_cell_number(const char *filename);
 
+/* Writes n bytes of data to the file path (file-system encoded), replacing
+ * it. Returns 0, or -1 with OSError set (naming path). */
+int report_write_file(const char *path, const char *data, size_t n);
+
+/* Writes the str text (as UTF-8) to path (a str, bytes or os.PathLike).
+ * Returns 0, or -1 with an exception set. */
+int report_write_text(PyObject *path, PyObject *text);
+
 /* The <style> block every HTML report starts with. It uses JupyterLab's CSS
  * variables with fallbacks, so it reads in light and dark themes. */
 extern const char report_css[];
