@@ -367,9 +367,9 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
                 fmt_time(t3, sizeof t3, t / (double)f->r.hits[k]);
                 report_buf_printf(b, "<td>%llu</td><td>%s</td><td>%s</td><td>%.1f</td>",
                                   (unsigned long long)f->r.hits[k], t2, t3, pct);
-                report_buf_printf(
-                    b, "<td class=\"heat\"><span class=\"bar\" style=\"width:%dpx\"></span></td>",
-                    (int)(pct + 0.5));
+                report_buf_puts(b, "<td class=\"heat\">");
+                report_buf_bar(b, "bar", (int)(pct + 0.5), 0);
+                report_buf_puts(b, "</td>");
             } else {
                 report_buf_puts(b, "<td></td><td></td><td></td><td></td><td class=\"heat\"></td>");
             }

@@ -164,8 +164,8 @@ void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets
                               cls, ln, c[0], c[1], c[2], c[3], c[4]);
             if (ran && net != 0) {
                 double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
-                report_buf_printf(b, "<span class=\"%s\" style=\"width:%.0fpx\"></span> ",
-                                  net > 0 ? "bar" : "bar2", w < 1 ? 1 : w);
+                report_buf_bar(b, net > 0 ? "bar" : "bar2", w < 1 ? 1 : w, 0);
+                report_buf_puts(b, " ");
             }
             report_buf_printf(b, "%s</td><td>%s</td><td class=\"src\">", c[5], c[6]);
             report_buf_html(b, srcl, (size_t)len);

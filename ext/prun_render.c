@@ -601,16 +601,16 @@ int prun_render_html(report_buf *b, const prun_html_args *a)
         ncalls_cell(b, r.nc, r.cc);
         report_buf_puts(b, "</td><td>");
         fmt_time(b, r.tt);
-        report_buf_printf(
-            b, "</td><td class=\"b\"><span class=\"bar\" style=\"width:%.1fpx\"></span></td><td>",
-            max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0);
+        report_buf_puts(b, "</td><td class=\"b\">");
+        report_buf_bar(b, "bar", max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0, 1);
+        report_buf_puts(b, "</td><td>");
         if (r.nc > 0)
             fmt_time(b, r.tt / r.nc);
         report_buf_puts(b, "</td><td>");
         fmt_time(b, r.ct);
-        report_buf_printf(
-            b, "</td><td class=\"b\"><span class=\"bar2\" style=\"width:%.1fpx\"></span></td><td>",
-            max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0);
+        report_buf_puts(b, "</td><td class=\"b\">");
+        report_buf_bar(b, "bar2", max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0, 1);
+        report_buf_puts(b, "</td><td>");
         if (r.cc > 0)
             fmt_time(b, r.ct / r.cc);
         report_buf_puts(b, "</td><td class=\"name\">");

@@ -197,3 +197,8 @@ int report_write_text(PyObject *path, PyObject *text)
     Py_DECREF(fs);
     return rc;
 }
+
+void report_buf_bar(report_buf *b, const char *cls, double px, int decimals)
+{
+    report_buf_printf(b, "<span class=\"%s\" style=\"width:%.*fpx\"></span>", cls, decimals, px);
+}

@@ -47,6 +47,11 @@ PyObject *report_bundle_new(const report_buf *text, const report_buf *html);
  * Reports name such code "In [N]". */
 long report_cell_number(const char *filename);
 
+/* Appends a horizontal bar, <span class="cls" style="width:Wpx"></span>,
+ * W printed with `decimals` decimals; cls is "bar" (orange) or "bar2" (blue)
+ * from report_css. */
+void report_buf_bar(report_buf *b, const char *cls, double px, int decimals);
+
 /* Writes n bytes of data to the file path (file-system encoded), replacing
  * it. Returns 0, or -1 with OSError set (naming path). */
 int report_write_file(const char *path, const char *data, size_t n);
