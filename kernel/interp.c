@@ -10,6 +10,7 @@
 #include "history.h"
 #include "magics.h"
 #include "module.h"
+#include "shell.h"
 #include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
@@ -534,8 +535,10 @@ static PyObject *read_input(PyObject *prompt, int password)
     const wire_msg *req = st.req;
     publisher *pub = st.pub;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = pub->input(pub->self, req, p, password, &line, err, sizeof err);
-    Py_END_ALLOW_THREADS Py_XDECREF(ps);
+    Py_BEGIN_ALLOW_THREADS
+    rc = pub->input(pub->self, req, p, password, &line, err, sizeof err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(ps);
     if (rc == 1) {
         if (PyErr_CheckSignals() < 0)
             return NULL;
@@ -641,7 +644,8 @@ static int install(void)
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||
         set_builtin(builtins, "clear_output", "clear_output") < 0 ||
-        PyObject_SetAttrString(builtins, "__pyrometer__", st.kmod) < 0)
+        PyObject_SetAttrString(builtins, "__pyrometer__", st.kmod) < 0 ||
+        shell_install(st.kmod, builtins) < 0)
         goto error;
     PyObject *hook = PyObject_GetAttrString(st.kmod, "displayhook");
     if (hook == NULL)
@@ -747,6 +751,7 @@ void interp_stop(void)
 {
     history_close();
     PyGILState_Ensure();
+    shell_clear();
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);

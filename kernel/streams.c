@@ -27,8 +27,9 @@ static pid_t kernel_pid;
 static PyObject *orig_start_new_thread;
 
 typedef struct {
-    PyObject_HEAD char name[8]; /* "stdout" or "stderr"; immutable */
-    int fd;                     /* the fd that C-level writers of this stream use */
+    PyObject_HEAD
+    char name[8]; /* "stdout" or "stderr"; immutable */
+    int fd;       /* the fd that C-level writers of this stream use */
     /* In a forked child only: text not yet written to fd, kept until a
      * newline so that lines from several children do not interleave. */
     char *child_buf;
@@ -198,8 +199,9 @@ static PyType_Spec os_spec = {
 /* ---- threads keep the parent of the cell that started them ---------------- */
 
 typedef struct {
-    PyObject_HEAD PyObject *func, *args, *kwargs; /* owned */
-    json_t *parent;                               /* owned, or NULL */
+    PyObject_HEAD
+    PyObject *func, *args, *kwargs; /* owned */
+    json_t *parent;                 /* owned, or NULL */
 } ThreadBoot;
 
 static void tb_dealloc(ThreadBoot *self)

@@ -177,3 +177,22 @@ def test_output_from_forked_children(kernel):
     assert sorted(l for l in out.splitlines() if l.startswith("child")) == \
         ["child 0", "child 1", "child 2", "child 3"]
     assert out.rstrip().endswith("[0, 1, 4, 9]")
+
+
+def test_get_ipython_shim(kernel):
+    """Code exported by nbconvert calls get_ipython().run_line_magic(...)."""
+    km, kc = kernel
+    reply, msgs = execute(kc, "ip = get_ipython()\n"
+                              "ip.run_line_magic('env', 'PYRO_SHIM=1')\n"
+                              "ip.system('echo $PYRO_SHIM')\n"
+                              "print(ip.getoutput('echo a; echo b'))\n"
+                              "ip.user_ns['shim_seen'] = 7\n"
+                              "ip.run_cell_magic('time', '', 'q = 2')\n"
+                              "print(type(ip).__name__, shim_seen, q)")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    out = stdout_of(msgs)
+    assert out.startswith("env: PYRO_SHIM=1\n1\n['a', 'b']\n")
+    assert "Wall time:" in out
+    assert out.endswith("Shell 7 2\n")
+    reply, msgs = execute(kc, "get_ipython().run_line_magic('nosuch', '')")
+    assert reply["content"]["ename"] == "UsageError"
