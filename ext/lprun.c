@@ -430,31 +430,23 @@ static PyObject *eval_target(PyObject *expr, PyObject *ns)
     Py_XDECREF(code);
     if (v != NULL)
         return v;
-    PyObject *exc, *val, *tb;
-    PyErr_Fetch(&exc, &val, &tb);
-    PyErr_NormalizeException(&exc, &val, &tb);
-    PyObject *msg = val ? PyObject_Str(val) : NULL;
-    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
-    PyErr_Clear();
-    usage_error("-f %s: could not evaluate it in the user namespace (%s: %s); -f takes a function "
+    char why[512];
+    options_take_error(why, sizeof why);
+    usage_error("-f %s: could not evaluate it in the user namespace (%s); -f takes a function "
                 "defined there, e.g. %%lprun -f f f(10)",
-                e, exc ? ((PyTypeObject *)exc)->tp_name : "error", m ? m : "");
-    Py_XDECREF(msg);
-    Py_XDECREF(exc);
-    Py_XDECREF(val);
-    Py_XDECREF(tb);
+                e, why);
     return NULL;
 }
 
 /* ---- pyrometer.LineStats ------------------------------------------------------------ */
 
 typedef struct {
-    PyObject_HEAD PyObject
-        *timings;   /* owned dict: (filename, first_lineno, name) -> [(lineno, nhits, time)] */
-    double unit;    /* seconds per time unit: 1e-9 */
-    PyObject *text; /* owned str */
-    PyObject *html; /* owned str */
-    PyObject *dict; /* owned, may be NULL: instance __dict__ */
+    PyObject_HEAD
+    PyObject *timings; /* owned dict: (filename, first_lineno, name) -> [(lineno, nhits, time)] */
+    double unit;       /* seconds per time unit: 1e-9 */
+    PyObject *text;    /* owned str */
+    PyObject *html;    /* owned str */
+    PyObject *dict;    /* owned, may be NULL: instance __dict__ */
 } LineStats;
 
 /* Returns a new timings dict in line_profiler's layout, or NULL. */
@@ -730,20 +722,11 @@ static int add_targets(PyObject *prof, lp_opts *o, PyObject *ns)
             return -1;
         PyObject *mod = lineprof_import(m);
         if (mod == NULL) {
-            PyObject *exc, *val, *tb;
-            PyErr_Fetch(&exc, &val, &tb);
-            PyErr_NormalizeException(&exc, &val, &tb);
-            PyObject *msg = val ? PyObject_Str(val) : NULL;
-            const char *why = msg ? PyUnicode_AsUTF8(msg) : NULL;
-            PyErr_Clear();
-            usage_error("-m %s: could not import it (%s: %s); -m takes a module name, e.g. "
-                        "-m mypkg.mymod",
-                        m, exc ? ((PyTypeObject *)exc)->tp_name : "error", why ? why : "");
-            Py_XDECREF(msg);
-            Py_XDECREF(exc);
-            Py_XDECREF(val);
-            Py_XDECREF(tb);
-            return -1;
+            char why[512];
+            options_take_error(why, sizeof why);
+            return usage_error("-m %s: could not import it (%s); -m takes a module name, e.g. "
+                               "-m mypkg.mymod",
+                               m, why);
         }
         char what[300];
         snprintf(what, sizeof what, "-m %s", m);

@@ -76,16 +76,17 @@ static int show(PyObject *display, PyObject *bundle)
 /* ---- the MemitResult type ---------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD PyObject *mem_usage; /* list of float: peak RSS of each run, MiB */
-    PyObject *baseline;                /* float MiB */
-    PyObject *peak;                    /* float MiB: max(mem_usage) */
-    PyObject *increment;               /* float MiB: peak - baseline */
-    PyObject *heap_peak;               /* int bytes: allocator peak above baseline */
-    PyObject *heap_net;                /* int bytes: allocator bytes retained */
-    PyObject *repeat;                  /* int */
-    PyObject *timeout;                 /* float or None */
-    PyObject *interval;                /* float */
-    PyObject *include_children;        /* bool */
+    PyObject_HEAD
+    PyObject *mem_usage;        /* list of float: peak RSS of each run, MiB */
+    PyObject *baseline;         /* float MiB */
+    PyObject *peak;             /* float MiB: max(mem_usage) */
+    PyObject *increment;        /* float MiB: peak - baseline */
+    PyObject *heap_peak;        /* int bytes: allocator peak above baseline */
+    PyObject *heap_net;         /* int bytes: allocator bytes retained */
+    PyObject *repeat;           /* int */
+    PyObject *timeout;          /* float or None */
+    PyObject *interval;         /* float */
+    PyObject *include_children; /* bool */
 } MemitResult;
 
 static PyMemberDef memit_members[] = {
@@ -578,18 +579,9 @@ static int resolve_target(PyObject *module, const options_magic *spec, PyObject 
         Py_DECREF(ecode);
     }
     if (obj == NULL) {
-        PyObject *exc, *val, *tb;
-        PyErr_Fetch(&exc, &val, &tb);
-        PyErr_NormalizeException(&exc, &val, &tb);
-        PyObject *msg = val ? PyObject_Str(val) : NULL;
-        options_usage_error(module, spec, "could not find function %s (%s: %s)", expr,
-                            exc ? ((PyTypeObject *)exc)->tp_name : "error",
-                            msg ? PyUnicode_AsUTF8(msg) : "?");
-        Py_XDECREF(msg);
-        Py_XDECREF(exc);
-        Py_XDECREF(val);
-        Py_XDECREF(tb);
-        return -1;
+        char why[512];
+        options_take_error(why, sizeof why);
+        return options_usage_error(module, spec, "could not find function %s (%s)", expr, why);
     }
     PyObject *func = as_function(obj, &hold);
     if (func == NULL) {

@@ -42,6 +42,21 @@ int options_usage_error(PyObject *module, const options_magic *m, const char *fm
     return -1;
 }
 
+void options_take_error(char *buf, size_t n)
+{
+    PyObject *exc, *val, *tb;
+    PyErr_Fetch(&exc, &val, &tb);
+    PyErr_NormalizeException(&exc, &val, &tb);
+    PyObject *msg = val ? PyObject_Str(val) : NULL;
+    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    snprintf(buf, n, "%s: %s", exc ? ((PyTypeObject *)exc)->tp_name : "error", m ? m : "");
+    PyErr_Clear();
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
+    Py_XDECREF(val);
+    Py_XDECREF(tb);
+}
+
 /* Length of the Python expression at s: up to whitespace outside brackets
  * and quotes (a backslash escapes inside quotes). */
 static size_t expr_len(const char *s)

@@ -81,6 +81,10 @@ PyObject *options_last(const options_parsed *o, int i);
 long options_long(const options_parsed *o, int i, long dflt);
 double options_double(const options_parsed *o, int i, double dflt);
 
+/* Takes (clears) the pending exception and writes "TypeName: message" into
+ * buf, for a UsageError that explains why a target could not be used. */
+void options_take_error(char *buf, size_t n);
+
 /* Raises pyrometer.UsageError (found on module) with
  * "<m->name>: <message>\n<m->usage>". Returns -1. */
 int options_usage_error(PyObject *module, const options_magic *m, const char *fmt, ...)
