@@ -653,26 +653,32 @@ done:
     return rc;
 }
 
-/* Resolves the -f values (option slot of o) and adds them to ts: each
+/* Resolves the -f values (option slot of o) into new targets: each
  * function's lines first..last if lines, else its first line only (%%mprof
  * brackets calls). A function nested in an earlier one, or given twice, is
- * skipped. Appends to infos[*ninfos...] (room for MAX_TARGETS). Returns 0,
- * or -1 with an exception set. */
-static int add_targets(PyObject *module, const options_magic *spec, PyObject *ns,
-                       const options_parsed *o, int slot, int lines, memprof_targets *ts,
-                       mprun_target *infos, size_t *ninfos)
+ * skipped. Appends to infos[*ninfos...] (room for MAX_TARGETS; the caller
+ * clears them). Returns the targets (free with memprof_targets_free), or
+ * NULL with an exception set. */
+static memprof_targets *targets_new(PyObject *module, const options_magic *spec, PyObject *ns,
+                                    const options_parsed *o, int slot, int lines,
+                                    mprun_target *infos, size_t *ninfos)
 {
-    if (options_count(o, slot) > MAX_TARGETS)
-        return options_usage_error(module, spec, "too many -f functions (at most %d)", MAX_TARGETS);
+    if (options_count(o, slot) > MAX_TARGETS) {
+        options_usage_error(module, spec, "too many -f functions (at most %d)", MAX_TARGETS);
+        return NULL;
+    }
+    memprof_targets *ts = memprof_targets_new();
+    if (ts == NULL)
+        return NULL;
     for (Py_ssize_t i = 0; i < options_count(o, slot); i++) {
         mprun_target ti;
         if (resolve_target(module, spec, ns, options_str_at(o, slot, i), &ti) < 0)
-            return -1;
+            goto error;
         int idx = memprof_targets_add(ts, ti.code, ti.first, lines ? ti.last : ti.first);
         if (idx < 0) {
             target_info_clear(&ti);
             if (!PyErr_ExceptionMatches(PyExc_ValueError))
-                return -1;
+                goto error;
             PyErr_Clear(); /* nested in an earlier target: already covered */
             continue;
         }
@@ -682,7 +688,10 @@ static int add_targets(PyObject *module, const options_magic *spec, PyObject *ns
         }
         infos[(*ninfos)++] = ti;
     }
-    return 0;
+    return ts;
+error:
+    memprof_targets_free(ts);
+    return NULL;
 }
 
 /* ---- %mprun -------------------------------------------------------------------------- */
@@ -800,10 +809,8 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
                             "give a statement to run, e.g. %%mprun -f %s %s()", f0, f0);
         goto done;
     }
-    ts = memprof_targets_new();
+    ts = targets_new(module, &mprun_magic_spec, ns, &o, PO_F, 1, infos, &ninfos);
     if (ts == NULL)
-        goto done;
-    if (add_targets(module, &mprun_magic_spec, ns, &o, PO_F, 1, ts, infos, &ninfos) < 0)
         goto done;
     code = compile_src(stmt, "<mprun>");
     if (code == NULL)
@@ -915,10 +922,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
             goto done;
         }
     }
-    ts = memprof_targets_new();
+    ts = targets_new(module, &mprof_magic_spec, ns, &o, FO_F, 0, infos, &ninfos);
     if (ts == NULL)
-        goto done;
-    if (add_targets(module, &mprof_magic_spec, ns, &o, FO_F, 0, ts, infos, &ninfos) < 0)
         goto done;
     code = compile_src(body, "<mprof>");
     if (code == NULL)
