@@ -136,7 +136,8 @@ enum {
 
 /* pyrometer.LineProfiler. Protected by the GIL, like everything here. */
 typedef struct {
-    PyObject_HEAD lp_code **codes; /* owned, ncodes entries */
+    PyObject_HEAD
+    lp_code **codes; /* owned, ncodes entries */
     int ncodes;
     int capcodes;
     /* Open-addressing table, code object pointer -> lp_code. */
@@ -155,9 +156,10 @@ typedef struct {
 /* The per-thread state, passed to the hook as its `obj`. Owned by the thread
  * state it is installed on (c_traceobj); touched only by that thread. */
 typedef struct {
-    PyObject_HEAD LineProfiler *prof; /* owned */
-    lp_rec *stack;                    /* owned, cap entries */
-    lp_rec *top;                      /* &stack[depth - 1], or NULL */
+    PyObject_HEAD
+    LineProfiler *prof; /* owned */
+    lp_rec *stack;      /* owned, cap entries */
+    lp_rec *top;        /* &stack[depth - 1], or NULL */
     int depth;
     int cap;
     int *top_of; /* owned, prof->ncodes entries: topmost activation of each code, or -1 */

@@ -62,13 +62,13 @@ typedef struct {
     size_t size;
 } slot;
 
-#define PAGE_SHIFT 12
-#define GRAN_SHIFT 4
-#define GRANS (1 << (PAGE_SHIFT - GRAN_SHIFT))
-#define BIG 0xFFFFu
-#define CHUNK_RECS 2048 /* records per mmap'ed chunk (1 MiB) */
-#define PCACHE 64       /* direct-mapped page cache entries */
-#define BIG_INITIAL_SLOTS ((size_t)1 << 10)
+#define PAGE_SHIFT         12
+#define GRAN_SHIFT         4
+#define GRANS              (1 << (PAGE_SHIFT - GRAN_SHIFT))
+#define BIG                0xFFFFu
+#define CHUNK_RECS         2048 /* records per mmap'ed chunk (1 MiB) */
+#define PCACHE             64   /* direct-mapped page cache entries */
+#define BIG_INITIAL_SLOTS  ((size_t)1 << 10)
 #define PMAP_INITIAL_SLOTS ((size_t)1 << 12)
 
 typedef struct {
@@ -113,7 +113,7 @@ static int64_t peak_live; /* highest gil_grp.live + raw_grp.live; atomic max */
  * raw_lock held. */
 static atomic_int tracking;
 
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define LOAD(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 static inline void lock(void)
@@ -387,8 +387,8 @@ static void tab_fini(table *t)
 
 /* ---- line attribution state (owned by the traced thread) ------------------ */
 
-static memprof_line *cur_line;  /* line charged for allocations, or NULL */
-static int64_t cur_start_live;  /* total live bytes when cur_line started */
+static memprof_line *cur_line; /* line charged for allocations, or NULL */
+static int64_t cur_start_live; /* total live bytes when cur_line started */
 
 ALWAYS_INLINE void charge_alloc(size_t size, int64_t live)
 {
@@ -422,8 +422,8 @@ ALWAYS_INLINE void bump_peak(const int raw, int64_t live)
             STORE(peak_live, live);
         return;
     }
-    while (live > p &&
-           !__atomic_compare_exchange_n(&peak_live, &p, live, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    while (live > p && !__atomic_compare_exchange_n(&peak_live, &p, live, 1, __ATOMIC_RELAXED,
+                                                    __ATOMIC_RELAXED))
         ;
 }
 
@@ -525,8 +525,8 @@ ALWAYS_INLINE void put_back(const int raw, void *p, size_t size)
 typedef struct {
     PyMemAllocatorEx prev; /* the allocator we chain to */
     PyMemAllocatorDomain domain;
-    int raw;               /* 1 for the RAW domain: raw_tab, no GIL */
-    int active;            /* 0 once uninstalled or stranded: pass through */
+    int raw;    /* 1 for the RAW domain: raw_tab, no GIL */
+    int active; /* 0 once uninstalled or stranded: pass through */
 } hook_ctx;
 
 /* The contexts of the running session's hooks (NULL when not installed).
@@ -679,9 +679,10 @@ static int hooks_install(void)
     for (int i = 0; i < 3; i++) {
         made[i]->domain = domain_ids[i];
         made[i]->raw = domain_ids[i] == PYMEM_DOMAIN_RAW;
-        PyMemAllocatorEx ours = made[i]->raw
-            ? (PyMemAllocatorEx){made[i], raw_malloc, raw_calloc, raw_realloc, raw_free}
-            : (PyMemAllocatorEx){made[i], gil_malloc, gil_calloc, gil_realloc, gil_free};
+        PyMemAllocatorEx ours =
+            made[i]->raw
+                ? (PyMemAllocatorEx){made[i], raw_malloc, raw_calloc, raw_realloc, raw_free}
+                : (PyMemAllocatorEx){made[i], gil_malloc, gil_calloc, gil_realloc, gil_free};
         PyMem_GetAllocator(domain_ids[i], &made[i]->prev);
         made[i]->active = 1;
         PyMem_SetAllocator(domain_ids[i], &ours);
@@ -741,13 +742,13 @@ typedef struct {
     np_allocator prev;  /* a copy of the wrapped handler's allocator */
 } np_wrap;
 
-#define NP_CAPSULE "mem_handler"
+#define NP_CAPSULE             "mem_handler"
 #define NP_API_FEATURE_VERSION 211 /* PyArray_GetNDArrayCFeatureVersion */
-#define NP_API_SET_HANDLER 304     /* PyDataMem_SetHandler */
-#define NP_API_GET_HANDLER 305     /* PyDataMem_GetHandler */
-#define NP_FEATURE_1_22 0x0f
+#define NP_API_SET_HANDLER     304 /* PyDataMem_SetHandler */
+#define NP_API_GET_HANDLER     305 /* PyDataMem_GetHandler */
+#define NP_FEATURE_1_22        0x0f
 
-static PyObject *np_restore;              /* owned: handler to put back; GIL */
+static PyObject *np_restore; /* owned: handler to put back; GIL */
 static PyObject *(*np_set_handler)(PyObject *);
 
 static void *np_malloc(void *ctx, size_t size)
@@ -1509,7 +1510,7 @@ int memprof_targets_add(memprof_targets *ts, PyObject *code, int first, int last
  * ticks (a few ms) or the heap moved by RSS_HEAP_STEP; otherwise reused.
  */
 
-#define MAX_DEPTH 1024
+#define MAX_DEPTH     1024
 #define RSS_HEAP_STEP ((int64_t)256 * 1024)
 
 typedef struct {
@@ -1533,7 +1534,7 @@ static PyObject *saved_traceobj; /* owned while installed */
 /* A cheap clock for "has a few milliseconds passed": the TSC on x86-64
  * (at least 1 GHz there), else the coarse monotonic clock in ns. */
 #if defined(__x86_64__)
-#define TICKS() ((long long)__rdtsc())
+#define TICKS()   ((long long)__rdtsc())
 #define RSS_TICKS 4000000LL
 #else
 static long long coarse_ns(void)
@@ -1542,7 +1543,7 @@ static long long coarse_ns(void)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
-#define TICKS() coarse_ns()
+#define TICKS()   coarse_ns()
 #define RSS_TICKS 1LL
 #endif
 
@@ -1780,7 +1781,7 @@ int memprof_trace_lost(void)
 typedef struct {
     PyFrameObject *frame; /* borrowed */
     memprof_target *t;
-    size_t span;          /* index into t->spans */
+    size_t span; /* index into t->spans */
 } sframe;
 
 /* Owned by the profiled thread (and the GIL). */

@@ -15,8 +15,8 @@
 /* ---- allocator hooks ------------------------------------------------------ */
 
 typedef struct {
-    int64_t live;       /* bytes allocated since start and not yet freed */
-    int64_t peak;       /* highest `live` since start or memprof_reset_peak() */
+    int64_t live; /* bytes allocated since start and not yet freed */
+    int64_t peak; /* highest `live` since start or memprof_reset_peak() */
 } memprof_counters;
 
 /* Installs the hooks on PyMem's RAW, MEM and OBJ domains (chaining to the
@@ -104,19 +104,19 @@ typedef struct {
 } memprof_line;
 
 typedef struct {
-    double start_t, end_t;     /* wall clock */
-    int64_t start_mem, end_mem;/* RSS bytes */
-    int level;                 /* nesting depth among the targets, from 0 */
+    double start_t, end_t;      /* wall clock */
+    int64_t start_mem, end_mem; /* RSS bytes */
+    int level;                  /* nesting depth among the targets, from 0 */
 } memprof_span;
 
 typedef struct {
-    PyObject *code;       /* owned: the function's code object */
-    int first;            /* first line number covered by `lines` */
-    int nlines;           /* lines [first, first + nlines) */
-    memprof_line *lines;  /* owned (calloc) */
-    memprof_span *spans;  /* owned (malloc), nspans used of capspans */
+    PyObject *code;      /* owned: the function's code object */
+    int first;           /* first line number covered by `lines` */
+    int nlines;          /* lines [first, first + nlines) */
+    memprof_line *lines; /* owned (calloc) */
+    memprof_span *spans; /* owned (malloc), nspans used of capspans */
     size_t nspans, capspans;
-    int open_spans;       /* spans started but not ended */
+    int open_spans; /* spans started but not ended */
 } memprof_target;
 
 typedef struct memprof_targets memprof_targets;

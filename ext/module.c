@@ -184,7 +184,8 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *shell)
         ipm->shell = Py_NewRef(shell);
         ipm->display = Py_NewRef(display);
         PyObject_GC_Track(ipm);
-        PyObject *res = PyObject_CallFunctionObjArgs(register_fn, (PyObject *)ipm, kinds, key, NULL);
+        PyObject *res =
+            PyObject_CallFunctionObjArgs(register_fn, (PyObject *)ipm, kinds, key, NULL);
         Py_DECREF(ipm);
         if (res == NULL)
             goto error;
@@ -287,17 +288,14 @@ static PyModuleDef_Slot pyrometer_slots[] = {
     {0, NULL},
 };
 
-PyDoc_STRVAR(pyrometer_doc, "pyrometer: native function, line and memory profilers for notebooks.\n\n"
-                            "In IPython or ipykernel: %load_ext pyrometer, then %prun, %lprun, "
-                            "%memit, %mprun.");
+PyDoc_STRVAR(pyrometer_doc,
+             "pyrometer: native function, line and memory profilers for notebooks.\n\n"
+             "In IPython or ipykernel: %load_ext pyrometer, then %prun, %lprun, "
+             "%memit, %mprun.");
 
 static struct PyModuleDef pyrometer_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "pyrometer",
-    .m_doc = pyrometer_doc,
-    .m_size = 0,
-    .m_methods = pyrometer_methods,
-    .m_slots = pyrometer_slots,
+    PyModuleDef_HEAD_INIT, .m_name = "pyrometer",          .m_doc = pyrometer_doc,
+    .m_size = 0,           .m_methods = pyrometer_methods, .m_slots = pyrometer_slots,
 };
 
 PyMODINIT_FUNC PyInit_pyrometer(void)

@@ -2,9 +2,10 @@
 """run_suite.py - runs every test stage and ends with one closing line,
 "N passed, N failed", that CI reads.
 
-Stages: the C unit tests (each TAP assertion counts), the pytest suite
-against the normal build, and the C unit tests and protocol suite again
-against the AddressSanitizer+UBSan build.
+Stages: the C sources' formatting against .clang-format (each file counts),
+the C unit tests (each TAP assertion counts), the pytest suite against the
+normal build, and the C unit tests and protocol suite again against the
+AddressSanitizer+UBSan build.
 
 usage: run_suite.py BUILD_DIR ASAN_BUILD_DIR
 """
@@ -41,6 +42,26 @@ def tap_stage(name, build, env=None):
     return passed, failed
 
 
+def format_stage():
+    """Each C file must be exactly as clang-format (.clang-format) writes it."""
+    passed = failed = 0
+    for folder in ("kernel", "ext", "tests/unit"):
+        for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if not name.endswith((".c", ".h")):
+                continue
+            path = os.path.join(folder, name)
+            p = subprocess.run(["clang-format", "--dry-run", "--Werror", path], cwd=ROOT,
+                               capture_output=True, text=True)
+            if p.returncode == 0:
+                passed += 1
+            else:
+                failed += 1
+                print(f"  format: {path} differs from clang-format's output "
+                      f"(run: clang-format -i {path})")
+    print(f"  format: {passed} files ok, {failed} differ")
+    return passed, failed
+
+
 def pytest_stage(name, build, paths, env_extra=None):
     env = dict(os.environ, PYROMETER_BUILD=build, **(env_extra or {}))
     with tempfile.NamedTemporaryFile(suffix=".xml") as xml:
@@ -67,6 +88,7 @@ def main():
                % os.path.join(ROOT, "tests", "lsan.supp"),
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     results = [
+        format_stage(),
         tap_stage("unit", build),
         pytest_stage("pytest", build, ["tests"]),
         tap_stage("unit[asan]", asan, env=san),

@@ -131,17 +131,12 @@ static const transform_case cases[] = {
 
     /* bugs found by these tests, now fixed */
     {"continued line magic joins its continuation (as IPython does)", "%time x + \\\n  y",
-     P "line_magic('time', 'x +    y')\n", NULL,
-     NULL},
-    {"backslash-continued '...' string", "s = 'abc\\\n%not'", "s = 'abc\\\n%not'", NULL,
-     NULL},
-    {"keyword argument = %x inside a call", "f(a = %b)", "f(a = %b)", NULL,
-     NULL},
-    {"blank line before %%time", "\n%%time\nx", "\n" P "cell_magic('time', '', 'x')\n", NULL,
-     NULL},
+     P "line_magic('time', 'x +    y')\n", NULL, NULL},
+    {"backslash-continued '...' string", "s = 'abc\\\n%not'", "s = 'abc\\\n%not'", NULL, NULL},
+    {"keyword argument = %x inside a call", "f(a = %b)", "f(a = %b)", NULL, NULL},
+    {"blank line before %%time", "\n%%time\nx", "\n" P "cell_magic('time', '', 'x')\n", NULL, NULL},
     {"CRLF line ending after a line magic", "%time x\r\ny\r\n",
-     P "line_magic('time', 'x')\r\ny\r\n", NULL,
-     NULL},
+     P "line_magic('time', 'x')\r\ny\r\n", NULL, NULL},
 };
 
 static int count_lines(const char *s)
