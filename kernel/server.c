@@ -91,6 +91,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Blocks SIGINT in the calling thread (threads created meanwhile inherit
+ * the mask: only the main thread takes SIGINT); *old receives the previous
+ * mask for pthread_sigmask(SIG_SETMASK, old, NULL). */
+static void block_sigint(sigset_t *old)
+{
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, old);
+}
+
 /* ---- frames on zmq sockets ---------------------------------------------- */
 
 static int send_frames(void *sock, const wire_frame *f, size_t n)
@@ -680,10 +691,8 @@ int server_capture_fds(server *s)
     s->cap_fd[1] = errp[0];
     s->cap_stop_fd = eventfd(0, EFD_CLOEXEC);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigset_t old;
+    block_sigint(&old);
     int rc = s->cap_stop_fd < 0 ? -1 : pthread_create(&s->capture_thread, NULL, capture_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
@@ -746,10 +755,8 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     }
     /* Only the main thread takes SIGINT: every thread started from here on,
      * libzmq's I/O threads included, blocks it. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigset_t old;
+    block_sigint(&old);
     s->signer = signer;
     s->on_control = on_control;
     s->on_control_arg = arg;
@@ -859,10 +866,8 @@ static void *watchdog_main(void *arg)
 void server_arm_exit_watchdog(server *s, unsigned seconds)
 {
     pthread_t t;
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigset_t old;
+    block_sigint(&old);
     if (pthread_create(&t, NULL, watchdog_main, (void *)(uintptr_t)seconds) == 0)
         pthread_detach(t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
