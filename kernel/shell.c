@@ -69,24 +69,25 @@ static PyObject *sh_magic(Shell *self, PyObject *arg)
     return r;
 }
 
-static PyObject *sh_system(Shell *self, PyObject *cmd)
+/* Calls kmod.fn(arg). */
+static PyObject *forward1(Shell *self, const char *fn, PyObject *arg)
 {
-    PyObject *args = PyTuple_Pack(1, cmd);
+    PyObject *args = PyTuple_Pack(1, arg);
     if (args == NULL)
         return NULL;
-    PyObject *r = forward(self, "system", args);
+    PyObject *r = forward(self, fn, args);
     Py_DECREF(args);
     return r;
 }
 
+static PyObject *sh_system(Shell *self, PyObject *cmd)
+{
+    return forward1(self, "system", cmd);
+}
+
 static PyObject *sh_getoutput(Shell *self, PyObject *cmd)
 {
-    PyObject *args = PyTuple_Pack(1, cmd);
-    if (args == NULL)
-        return NULL;
-    PyObject *r = forward(self, "getoutput", args);
-    Py_DECREF(args);
-    return r;
+    return forward1(self, "getoutput", cmd);
 }
 
 static PyObject *sh_user_ns(Shell *self, void *closure)
