@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
+#include "paths.h"
 #include "transform.h"
 
 /* All of it is owned by the main thread: the kernel calls history_* only
@@ -35,21 +35,6 @@ static const char schema[] =
 
 #define NOW "strftime('%Y-%m-%d %H:%M:%f', 'now', 'localtime')"
 
-/* Creates dir and its parents (mode 0700). Returns 0 or -1 (errno set). */
-static int mkdirs(char *dir)
-{
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = mkdir(dir, 0700);
-        *p = '/';
-        if (rc < 0 && errno != EEXIST)
-            return -1;
-    }
-    return mkdir(dir, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Writes the database path into buf: $PYROMETER_HISTORY, else
  * <Jupyter data dir>/pyrometer/history.sqlite, creating its directory.
  * Returns 0, or -1 when there is no usable path (":memory:" is written). */
@@ -61,26 +46,19 @@ static int db_path(char *buf, size_t len)
         char *slash = strrchr(buf, '/');
         if (slash != NULL && slash != buf && strcmp(buf, ":memory:") != 0) {
             *slash = '\0';
-            if (mkdirs(buf) < 0)
+            if (paths_mkdirs(buf, 0700) < 0)
                 log_msg("history: cannot create %s: %s", buf, strerror(errno));
             *slash = '/';
         }
         return 0;
     }
-    const char *data = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
-    const char *home = getenv("HOME");
-    int n;
-    if (data != NULL && *data != '\0')
-        n = snprintf(buf, len, "%s/pyrometer", data);
-    else if (xdg != NULL && *xdg != '\0')
-        n = snprintf(buf, len, "%s/jupyter/pyrometer", xdg);
-    else if (home != NULL && *home != '\0')
-        n = snprintf(buf, len, "%s/.local/share/jupyter/pyrometer", home);
-    else
+    if (paths_jupyter_data_dir(buf, len) < 0)
         goto memory;
-    if (n < 0 || (size_t)n + sizeof "/history.sqlite" > len)
+    size_t used = strlen(buf);
+    if (used + sizeof "/pyrometer/history.sqlite" > len)
         goto memory;
-    if (mkdirs(buf) < 0) {
+    strcat(buf, "/pyrometer");
+    if (paths_mkdirs(buf, 0700) < 0) {
         log_msg("history: cannot create %s: %s", buf, strerror(errno));
         goto memory;
     }

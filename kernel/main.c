@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -19,6 +18,7 @@
 #include "dispatch.h"
 #include "interp.h"
 #include "log.h"
+#include "paths.h"
 #include "server.h"
 #include "share_embed.h"
 #include "wire.h"
@@ -31,21 +31,6 @@ static void usage(FILE *out)
         "       pyrometer-kernel install [--user | --prefix DIR] [--name NAME]\n"
         "                                [--display-name TEXT] [--interrupt-mode signal|message]\n"
         "       pyrometer-kernel --version\n");
-}
-
-static int mkdirs(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return (mkdir(buf, 0755) < 0 && errno != EEXIST) ? -1 : 0;
 }
 
 static int write_file(const char *dir, const char *name, const void *data, size_t len)
@@ -101,14 +86,16 @@ static int cmd_install(int argc, char **argv)
         return 2;
     }
     if (user) {
-        const char *jd = getenv("JUPYTER_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
-        const char *home = getenv("HOME");
-        if (jd && *jd)
-            snprintf(dir, sizeof dir, "%s/kernels/%s", jd, name);
-        else if (xdg && *xdg)
-            snprintf(dir, sizeof dir, "%s/jupyter/kernels/%s", xdg, name);
-        else
-            snprintf(dir, sizeof dir, "%s/.local/share/jupyter/kernels/%s", home ? home : "", name);
+        char data[PATH_MAX];
+        if (paths_jupyter_data_dir(data, sizeof data) < 0) {
+            fprintf(stderr, "pyrometer-kernel install: no Jupyter data dir for --user "
+                            "(set HOME or JUPYTER_DATA_DIR)\n");
+            return 2;
+        }
+        if (snprintf(dir, sizeof dir, "%s/kernels/%s", data, name) >= (int)sizeof dir) {
+            fprintf(stderr, "pyrometer-kernel install: the kernelspec path is too long\n");
+            return 2;
+        }
     } else {
         snprintf(dir, sizeof dir, "%s/share/jupyter/kernels/%s", prefix ? prefix : "/usr/local",
                  name);
@@ -124,7 +111,7 @@ static int cmd_install(int argc, char **argv)
                              "interrupt_mode", mode, "metadata", "debugger", 0);
     char *text = spec ? json_dumps(spec, JSON_INDENT(2)) : NULL;
     json_decref(spec);
-    if (text == NULL || mkdirs(dir) < 0) {
+    if (text == NULL || paths_mkdirs(dir, 0755) < 0) {
         fprintf(stderr, "pyrometer-kernel install: cannot create %s: %s\n", dir, strerror(errno));
         free(text);
         return 1;
