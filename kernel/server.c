@@ -309,10 +309,11 @@ oom:
 
 void server_set_stream_parent(server *s, json_t *parent)
 {
-    json_t *copy = parent ? json_deep_copy(parent) : NULL;
+    /* A parsed header is never modified: sharing it is enough. */
+    json_t *ref = json_incref(parent);
     pthread_mutex_lock(&s->q_lock);
     json_decref(s->stream_parent);
-    s->stream_parent = copy;
+    s->stream_parent = ref;
     pthread_mutex_unlock(&s->q_lock);
 }
 

@@ -32,7 +32,8 @@ publisher *server_shell_publisher(server *s);
  * with every other iopub message. */
 void server_stream(server *s, const char *name, const char *data, size_t len, json_t *parent);
 
-/* Sets the parent header (borrowed, copied) that streams attach to. */
+/* Sets the parent header that streams attach to (a reference is kept; the
+ * header must not be modified afterwards). */
 void server_set_stream_parent(server *s, json_t *parent);
 
 /* Runs the shell loop on the calling (main) thread until shutdown, without
