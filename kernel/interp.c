@@ -328,10 +328,8 @@ void interp_clear_output(int wait)
 
 static int is_usage_error(PyObject *exc)
 {
-    PyObject *mod = PyImport_ImportModule("pyrometer");
-    PyObject *ue = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
+    PyObject *ue = magics_usage_error_type();
     int r = ue ? PyObject_IsInstance(exc, ue) : 0;
-    Py_XDECREF(mod);
     Py_XDECREF(ue);
     PyErr_Clear();
     return r > 0;

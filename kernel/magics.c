@@ -71,6 +71,14 @@ int magics_register_py(const char *name, const char *kinds, PyObject *callable)
     return 0;
 }
 
+PyObject *magics_usage_error_type(void)
+{
+    PyObject *mod = PyImport_ImportModule("pyrometer");
+    PyObject *exc = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
+    Py_XDECREF(mod);
+    return exc;
+}
+
 PyObject *magics_usage_error(const char *fmt, ...)
 {
     char msg[1024];
@@ -78,9 +86,7 @@ PyObject *magics_usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    PyObject *mod = PyImport_ImportModule("pyrometer");
-    PyObject *exc = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
-    Py_XDECREF(mod);
+    PyObject *exc = magics_usage_error_type();
     if (exc == NULL)
         return NULL;
     PyErr_SetString(exc, msg);

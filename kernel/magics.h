@@ -46,6 +46,10 @@ int magics_write_stdout(const char *text);
 /* Appends a payload item (stolen) for the current cell. */
 void magics_add_payload(json_t *item);
 
+/* Returns a new reference to pyrometer.UsageError, or NULL with an
+ * exception set. */
+PyObject *magics_usage_error_type(void);
+
 /* Raises UsageError(msg): pyrometer.UsageError, the error every magic uses
  * for bad options. Returns NULL for convenience. */
 PyObject *magics_usage_error(const char *fmt, ...);
