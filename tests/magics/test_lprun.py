@@ -188,7 +188,7 @@ def test_many_threads_interleaved(magic):
 
 def test_line_times_add_up_to_the_function_time(magic):
     ns = {"T": T, "time": time}
-    stmt = "t0 = time.perf_counter(); T.long_case(200000); elapsed = time.perf_counter() - t0"
+    stmt = "t0 = time.perf_counter(); T.long_case(600000); elapsed = time.perf_counter() - t0"
     stats = lprun(magic, "-r -f T.long_case " + stmt, ns=ns)
     (entries,) = [v for k, v in stats.timings.items() if k[2] == "long_case"]
     total = sum(t for _, _, t in entries) * stats.unit
