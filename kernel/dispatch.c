@@ -36,9 +36,15 @@ static const dispatch_entry control_table[] = {
     {NULL, NULL, 0},
 };
 
+/* busy is an announcement: a quick request's busy, reply and idle leave
+ * together (see iopub.h). */
 static void publish_status(publisher *pub, const wire_msg *msg, const char *state)
 {
-    pub->iopub(pub->self, "status", json_pack("{s:s}", "execution_state", state), msg->header);
+    json_t *content = json_pack("{s:s}", "execution_state", state);
+    if (strcmp(state, "busy") == 0)
+        pub->announce(pub->self, "status", content, msg->header);
+    else
+        pub->iopub(pub->self, "status", content, msg->header);
 }
 
 static void run(server *s, publisher *pub, const dispatch_entry *table, const char *channel,

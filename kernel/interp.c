@@ -968,10 +968,10 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     else
         snprintf(filename, sizeof filename, "<cell-%ld.%ld>", st.execution_count, st.serial);
     if (!silent)
-        pub->iopub(pub->self, "execute_input",
-                   json_pack("{s:s, s:I}", "code", code, "execution_count",
-                             (json_int_t)st.execution_count),
-                   req->header);
+        pub->announce(pub->self, "execute_input",
+                      json_pack("{s:s, s:I}", "code", code, "execution_count",
+                                (json_int_t)st.execution_count),
+                      req->header);
     if (store_history) {
         remember_input(code);
         history_store_input(st.execution_count, code);

@@ -19,6 +19,10 @@ struct publisher {
      * (borrowed; NULL for none). Ordered after every earlier publish and
      * stream write of any thread. */
     void (*iopub)(void *self, const char *msg_type, json_t *content, json_t *parent);
+    /* The same, for a message that announces what follows (status busy,
+     * execute_input): it may wait up to 10 ms for the next message on any
+     * channel, so that a quick request's messages leave together. */
+    void (*announce)(void *self, const char *msg_type, json_t *content, json_t *parent);
     /* Sends a reply to req on the channel it came from. content and metadata
      * are stolen (metadata may be NULL). */
     void (*reply)(void *self, const wire_msg *req, const char *msg_type, json_t *content,

@@ -1,8 +1,7 @@
 /* server.c - sockets and threads. The main thread owns shell and stdin, the
- * control thread owns control, the relay thread owns iopub (XPUB), the
- * heartbeat thread echoes on its own socket, and a capture thread turns bytes
- * written to fd 1/2 into stream messages. Every thread publishes by appending
- * to one ordered queue that only the relay thread drains.
+ * control thread owns control, the heartbeat thread echoes on its own
+ * socket, and a capture thread turns bytes written to fd 1/2 into stream
+ * messages. IOPub, shared by every thread, is iopub.c's.
  */
 #include "server.h"
 
@@ -17,28 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "iopub.h"
 #include "log.h"
 
-#define STREAM_HOLD_MS 20        /* a lone stream item waits this long for more text */
-#define STREAM_MAX     (1 << 16) /* ... unless it already holds this many bytes */
-#define MAX_FRAMES     64
-#define IDLE_HOOK_MS   10 /* quiet time on shell before the idle hook runs */
-
-typedef struct relay_item {
-    struct relay_item *next;
-    wire_frame *frames; /* owned: a serialised message; NULL for a stream item */
-    size_t n_frames;
-    /* stream items only */
-    char name[8];
-    char *text; /* owned */
-    size_t len, cap;
-    json_t *parent; /* owned */
-    double t0;      /* when the first byte arrived */
-} relay_item;
+#define MAX_FRAMES   64
+#define IDLE_HOOK_MS 10 /* quiet time on shell before the idle hook runs */
 
 typedef struct {
     server *srv;
@@ -50,20 +35,12 @@ struct server {
     void *ctx;
     void *shell, *stdin_sock; /* Owned by the main thread. */
     void *control;            /* Owned by the control thread. */
-    void *iopub;              /* Owned by the relay thread. */
+    iopub *iopub;             /* the IOPub channel: any thread */
     void *hb;                 /* Owned by the heartbeat thread. */
-    pthread_t main_thread, hb_thread, relay_thread, control_thread, capture_thread;
+    pthread_t main_thread, hb_thread, control_thread, capture_thread;
     int have_capture;
     server_handler on_control;
     void *on_control_arg;
-
-    /* The iopub queue and the current stream parent. Protected by q_lock. */
-    pthread_mutex_t q_lock;
-    relay_item *q_head, *q_tail;
-    json_t *stream_parent;
-    int relay_asleep;      /* the relay is (about to be) waiting in poll */
-    int q_efd;             /* eventfd: wakes the relay thread */
-    atomic_int relay_stop; /* set by server_stop: drain the queue and exit */
 
     int wake_fd;   /* eventfd: wakes the main loop */
     int sig_fd[2]; /* pipe: Python's signal wakeup fd writes [1]; we poll [0] */
@@ -79,17 +56,9 @@ struct server {
     void (*idle_hook)(void *); /* Main thread only. */
     void *idle_arg;
 
-    char topic[64];
     channel_pub shell_ch, control_ch;
     publisher shell_pub, control_pub;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Blocks SIGINT in the calling thread (threads created meanwhile inherit
  * the mask: only the main thread takes SIGINT); *old receives the previous
@@ -103,18 +72,6 @@ static void block_sigint(sigset_t *old)
 }
 
 /* ---- frames on zmq sockets ---------------------------------------------- */
-
-static int send_frames(void *sock, const wire_frame *f, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int flags = i + 1 < n ? ZMQ_SNDMORE : 0;
-        while (zmq_send(sock, f[i].data, f[i].len, flags) < 0) {
-            if (errno != EINTR)
-                return -1;
-        }
-    }
-    return 0;
-}
 
 /* Receives one multipart message into msgs (initialised here). Returns the
  * number of parts, or -1 (errno set; ETERM at shutdown). Extra parts beyond
@@ -191,12 +148,10 @@ static int send_msg(server *s, void *sock, const wire_frame *ids, size_t n_ids,
     json_decref(header);
     if (f == NULL)
         return -1;
-    int rc = send_frames(sock, f, n);
+    int rc = wire_send(sock, f, n);
     wire_frames_free(f, n);
     return rc;
 }
-
-/* ---- the iopub queue ------------------------------------------------------ */
 
 static void wake(int efd)
 {
@@ -205,266 +160,24 @@ static void wake(int efd)
     (void)w;
 }
 
-static void item_free(relay_item *it)
-{
-    wire_frames_free(it->frames, it->n_frames);
-    free(it->text);
-    json_decref(it->parent);
-    free(it);
-}
-
-/* Appends it to the queue. Call with q_lock held. Returns 1 if the relay is
- * asleep and needs a wake-up; a relay that is awake drains the whole queue
- * before it sleeps, so one wake-up per sleep is enough. */
-static int enqueue_locked(server *s, relay_item *it)
-{
-    int was_asleep = s->relay_asleep;
-    s->relay_asleep = 0;
-    if (s->q_tail)
-        s->q_tail->next = it;
-    else
-        s->q_head = it;
-    s->q_tail = it;
-    return was_asleep;
-}
-
-static void iopub_topic(server *s, const char *msg_type, wire_frame *topic, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s%s", s->topic, msg_type);
-    topic->data = buf;
-    topic->len = strlen(buf);
-}
-
 static void pub_iopub(void *self, const char *msg_type, json_t *content, json_t *parent)
 {
-    server *s = ((channel_pub *)self)->srv;
-    char tbuf[128];
-    wire_frame topic;
-    size_t n;
+    iopub_publish(((channel_pub *)self)->srv->iopub, msg_type, content, parent);
+}
 
-    iopub_topic(s, msg_type, &topic, tbuf, sizeof tbuf);
-    json_t *header = wire_header_new(s->signer, msg_type);
-    relay_item *it = calloc(1, sizeof *it);
-    if (header == NULL || it == NULL)
-        goto error;
-    /* Serialise outside the lock; the header's date is the publish time. */
-    it->frames = wire_serialize(s->signer, &topic, 1, header, parent, NULL, content, &n);
-    if (it->frames == NULL)
-        goto error;
-    it->n_frames = n;
-    json_decref(header);
-    json_decref(content);
-    pthread_mutex_lock(&s->q_lock);
-    int need_wake = enqueue_locked(s, it);
-    pthread_mutex_unlock(&s->q_lock);
-    if (need_wake)
-        wake(s->q_efd);
-    return;
-error:
-    log_msg("iopub: out of memory, dropped %s", msg_type);
-    json_decref(header);
-    json_decref(content);
-    free(it);
+static void pub_announce(void *self, const char *msg_type, json_t *content, json_t *parent)
+{
+    iopub_announce(((channel_pub *)self)->srv->iopub, msg_type, content, parent);
 }
 
 void server_stream(server *s, const char *name, const char *data, size_t len, json_t *parent)
 {
-    if (len == 0)
-        return;
-    pthread_mutex_lock(&s->q_lock);
-    if (parent == NULL)
-        parent = s->stream_parent;
-    relay_item *it = s->q_tail;
-    int need_wake = 0;
-    if (it == NULL || it->frames != NULL || strcmp(it->name, name) != 0 || it->parent != parent) {
-        it = calloc(1, sizeof *it);
-        if (it == NULL)
-            goto oom;
-        snprintf(it->name, sizeof it->name, "%s", name);
-        it->parent = json_incref(parent);
-        it->t0 = now_s();
-        need_wake = enqueue_locked(s, it);
-    }
-    if (it->len + len + 1 > it->cap) {
-        size_t cap = it->cap ? it->cap : 256;
-        while (cap < it->len + len + 1)
-            cap *= 2;
-        char *p = realloc(it->text, cap);
-        if (p == NULL)
-            goto oom;
-        it->text = p;
-        it->cap = cap;
-    }
-    memcpy(it->text + it->len, data, len);
-    it->len += len;
-    it->text[it->len] = '\0';
-    pthread_mutex_unlock(&s->q_lock);
-    if (need_wake)
-        wake(s->q_efd);
-    return;
-oom:
-    pthread_mutex_unlock(&s->q_lock);
-    log_msg("iopub: out of memory, dropped %zu bytes of %s", len, name);
+    iopub_stream(s->iopub, name, data, len, parent);
 }
 
 void server_set_stream_parent(server *s, json_t *parent)
 {
-    /* A parsed header is never modified: sharing it is enough. */
-    json_t *ref = json_incref(parent);
-    pthread_mutex_lock(&s->q_lock);
-    json_decref(s->stream_parent);
-    s->stream_parent = ref;
-    pthread_mutex_unlock(&s->q_lock);
-}
-
-/* Returns a malloc'ed NUL-terminated copy of s[0:len] in which every byte
- * that does not start a well-formed UTF-8 sequence is replaced by U+FFFD. */
-static char *utf8_sanitize(const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    char *out = malloc(len * 3 + 1);
-    size_t o = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len;) {
-        unsigned c = u[i];
-        size_t k = c < 0x80                   ? 1
-                   : (c >= 0xc2 && c <= 0xdf) ? 2
-                   : (c & 0xf0) == 0xe0       ? 3
-                   : (c >= 0xf0 && c <= 0xf4) ? 4
-                                              : 0;
-        int ok = k > 0 && i + k <= len;
-        for (size_t j = 1; ok && j < k; j++)
-            ok = (u[i + j] & 0xc0) == 0x80;
-        if (ok && k == 3) {
-            unsigned cp = ((c & 0x0fu) << 12) | ((u[i + 1] & 0x3fu) << 6) | (u[i + 2] & 0x3fu);
-            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-        }
-        if (ok && k == 4) {
-            unsigned cp = ((c & 0x07u) << 18) | ((u[i + 1] & 0x3fu) << 12);
-            ok = cp >= 0x10000 && cp <= 0x10ffff;
-        }
-        if (ok) {
-            memcpy(out + o, s + i, k);
-            o += k;
-            i += k;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* Sends a stream item; runs on the relay thread without q_lock. */
-static void send_stream(server *s, relay_item *it)
-{
-    char tbuf[128];
-    wire_frame topic;
-    /* Invalid UTF-8 from fd capture becomes U+FFFD, one per bad byte. */
-    json_t *text = json_stringn(it->text, it->len);
-    if (text == NULL) {
-        char *fixed = utf8_sanitize(it->text, it->len);
-        text = fixed ? json_string(fixed) : NULL;
-        free(fixed);
-        if (text == NULL)
-            return;
-    }
-    json_t *content = json_pack("{s:s, s:o}", "name", it->name, "text", text);
-    if (content == NULL)
-        return;
-    iopub_topic(s, "stream", &topic, tbuf, sizeof tbuf);
-    if (send_msg(s, s->iopub, &topic, 1, "stream", it->parent, NULL, content) < 0)
-        log_msg("iopub: send failed: %s", zmq_strerror(errno));
-    json_decref(content);
-}
-
-/* Pops and sends every item that is due. Returns the poll timeout in ms until
- * a held stream item is due, or -1. */
-static long relay_flush(server *s)
-{
-    for (;;) {
-        pthread_mutex_lock(&s->q_lock);
-        relay_item *it = s->q_head;
-        if (it == NULL) {
-            s->relay_asleep = 1;
-            pthread_mutex_unlock(&s->q_lock);
-            return -1;
-        }
-        if (it->frames == NULL && it->next == NULL && it->len < STREAM_MAX &&
-            !atomic_load(&s->relay_stop)) {
-            double age = now_s() - it->t0;
-            if (age * 1000.0 < STREAM_HOLD_MS) {
-                s->relay_asleep = 1;
-                pthread_mutex_unlock(&s->q_lock);
-                return (long)(STREAM_HOLD_MS - age * 1000.0) + 1;
-            }
-        }
-        s->q_head = it->next;
-        if (s->q_head == NULL)
-            s->q_tail = NULL;
-        pthread_mutex_unlock(&s->q_lock);
-        if (it->frames) {
-            if (send_frames(s->iopub, it->frames, it->n_frames) < 0)
-                log_msg("iopub: send failed: %s", zmq_strerror(errno));
-        } else {
-            send_stream(s, it);
-        }
-        item_free(it);
-    }
-}
-
-static void relay_subscription(server *s)
-{
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, s->iopub, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
-        return;
-    }
-    const unsigned char *d = zmq_msg_data(&m);
-    size_t len = zmq_msg_size(&m);
-    if (len >= 1 && d[0] == 1) {
-        json_t *content = json_pack("{s:s%}", "subscription", (const char *)d + 1, len - 1);
-        if (content != NULL) {
-            wire_frame topic;
-            char tbuf[128];
-            iopub_topic(s, "iopub_welcome", &topic, tbuf, sizeof tbuf);
-            if (send_msg(s, s->iopub, &topic, 1, "iopub_welcome", NULL, NULL, content) < 0)
-                log_msg("iopub: welcome failed: %s", zmq_strerror(errno));
-            json_decref(content);
-        }
-    }
-    zmq_msg_close(&m);
-}
-
-static void *relay_main(void *arg)
-{
-    server *s = arg;
-    long timeout = -1;
-    for (;;) {
-        zmq_pollitem_t items[2] = {{s->iopub, 0, ZMQ_POLLIN, 0}, {NULL, s->q_efd, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, 2, timeout);
-        if (rc < 0 && errno != EINTR)
-            break;
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
-            relay_subscription(s);
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
-            uint64_t v;
-            ssize_t r = read(s->q_efd, &v, sizeof v);
-            (void)r;
-        }
-        timeout = relay_flush(s);
-        if (atomic_load(&s->relay_stop) && timeout < 0)
-            break;
-    }
-    relay_flush(s);
-    int linger = 2000;
-    zmq_setsockopt(s->iopub, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(s->iopub);
-    return NULL;
+    iopub_set_stream_parent(s->iopub, parent);
 }
 
 /* ---- heartbeat ------------------------------------------------------------ */
@@ -485,6 +198,7 @@ static void pub_reply(void *self, const wire_msg *req, const char *msg_type, jso
                       json_t *metadata)
 {
     channel_pub *ch = self;
+    iopub_flush(ch->srv->iopub); /* what the request announced goes first */
     if (send_msg(ch->srv, ch->sock, req->ids, req->n_ids, msg_type, req->header, metadata,
                  content) < 0)
         log_msg("reply %s: send failed: %s", msg_type, zmq_strerror(errno));
@@ -518,6 +232,7 @@ static int pub_input(void *self, const wire_msg *req, const char *prompt, int pa
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    iopub_flush(s->iopub);
     int rc = send_msg(s, s->stdin_sock, req->ids, req->n_ids, "input_request", req->header, NULL,
                       content);
     json_decref(content);
@@ -762,16 +477,11 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->on_control = on_control;
     s->on_control_arg = arg;
     s->main_thread = pthread_self();
-    pthread_mutex_init(&s->q_lock, NULL);
     pthread_mutex_init(&s->cap_lock, NULL);
     s->cap_fd[0] = s->cap_fd[1] = -1;
-    snprintf(s->topic, sizeof s->topic, "kernel.%.8s.", signer->session);
-    s->q_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    s->relay_asleep = 1; /* until its first drain, the relay waits on q_efd */
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->ctx = zmq_ctx_new();
-    if (s->q_efd < 0 || s->wake_fd < 0 || s->ctx == NULL ||
-        pipe2(s->sig_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+    if (s->wake_fd < 0 || s->ctx == NULL || pipe2(s->sig_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, errlen, "cannot create zmq context or eventfd");
         goto error;
     }
@@ -784,21 +494,22 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->stdin_sock = make_socket(s, ZMQ_ROUTER, conn, conn->stdin_port, err, errlen);
     if (!s->stdin_sock)
         goto error;
-    s->iopub = make_socket(s, ZMQ_XPUB, conn, conn->iopub_port, err, errlen);
-    if (!s->iopub)
-        goto error;
     s->hb = make_socket(s, ZMQ_ROUTER, conn, conn->hb_port, err, errlen);
     if (!s->hb)
+        goto error;
+    void *xpub = make_socket(s, ZMQ_XPUB, conn, conn->iopub_port, err, errlen);
+    s->iopub = xpub ? iopub_start(xpub, signer, err, errlen) : NULL;
+    if (!s->iopub)
         goto error;
 
     s->shell_ch = (channel_pub){s, s->shell};
     s->control_ch = (channel_pub){s, s->control};
-    s->shell_pub = (publisher){&s->shell_ch, pub_iopub, pub_reply, pub_input, pub_stream, pub_sync};
-    s->control_pub =
-        (publisher){&s->control_ch, pub_iopub, pub_reply, pub_no_input, pub_stream, pub_sync};
+    s->shell_pub = (publisher){&s->shell_ch, pub_iopub,  pub_announce, pub_reply,
+                               pub_input,    pub_stream, pub_sync};
+    s->control_pub = (publisher){&s->control_ch, pub_iopub,  pub_announce, pub_reply,
+                                 pub_no_input,   pub_stream, pub_sync};
 
     int rc = pthread_create(&s->hb_thread, NULL, hb_main, s);
-    rc = rc ? rc : pthread_create(&s->relay_thread, NULL, relay_main, s);
     rc = rc ? rc : pthread_create(&s->control_thread, NULL, control_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
@@ -814,8 +525,6 @@ error:
         zmq_close(s->control);
     if (s->stdin_sock)
         zmq_close(s->stdin_sock);
-    if (s->iopub)
-        zmq_close(s->iopub);
     if (s->hb)
         zmq_close(s->hb);
     if (s->ctx)
@@ -950,24 +659,20 @@ void server_stop(server *s)
         wake(s->cap_stop_fd);
         pthread_join(s->capture_thread, NULL);
     }
-    atomic_store(&s->relay_stop, 1);
-    wake(s->q_efd);
-    pthread_join(s->relay_thread, NULL);
+    iopub_close(s->iopub);
     zmq_close(s->shell);
     zmq_close(s->stdin_sock);
     zmq_ctx_shutdown(s->ctx);
     pthread_join(s->hb_thread, NULL);
     pthread_join(s->control_thread, NULL);
     zmq_ctx_term(s->ctx);
-    close(s->q_efd);
+    iopub_free(s->iopub);
     close(s->wake_fd);
     close(s->sig_fd[0]);
     close(s->sig_fd[1]);
     if (s->cap_stop_fd > 0)
         close(s->cap_stop_fd);
-    json_decref(s->stream_parent);
     json_decref(s->kernel_info);
-    pthread_mutex_destroy(&s->q_lock);
     pthread_mutex_destroy(&s->cap_lock);
     free(s);
 }

@@ -1,8 +1,9 @@
 /* wire.c - the Jupyter wire format: splitting and joining frames, HMAC-SHA256
  * signing and constant-time verification (OpenSSL), replay refusal, headers
- * with uuid message ids and ISO 8601 dates. */
+ * with uuid message ids and ISO 8601 dates, and sending frames on zmq. */
 #include "wire.h"
 
+#include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,6 +15,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define SEEN_MAX (1u << 16) /* remembered signatures before the guard is reset */
 
@@ -255,6 +257,18 @@ void wire_frames_free(wire_frame *frames, size_t n)
     for (size_t i = 0; i < n; i++)
         free(frames[i].data);
     free(frames);
+}
+
+int wire_send(void *sock, const wire_frame *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int flags = i + 1 < n ? ZMQ_SNDMORE : 0;
+        while (zmq_send(sock, f[i].data, f[i].len, flags) < 0) {
+            if (errno != EINTR)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 void wire_msg_clear(wire_msg *m)

@@ -71,6 +71,10 @@ wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n
                            size_t *n);
 void wire_frames_free(wire_frame *frames, size_t n);
 
+/* Sends n frames (borrowed) as one multipart message on a zmq socket,
+ * retrying on EINTR. Returns 0, or -1 with errno set. */
+int wire_send(void *sock, const wire_frame *f, size_t n);
+
 /* Frees the calling thread's cache of the last parent header it serialised
  * (it is freed at thread exit anyway; the main thread calls this before it
  * returns from main, where no thread-exit destructor runs). */

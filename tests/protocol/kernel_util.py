@@ -29,6 +29,16 @@ def execute(kc, code, timeout=20, **kw):
             return reply, msgs
 
 
+def wait_idle(kc, msg_id, timeout=10):
+    """Reads iopub until the idle status parented to msg_id."""
+    deadline = time.time() + timeout
+    while True:
+        m = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
+        if (m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"):
+            return
+
+
 def stdout_of(msgs, name="stdout"):
     return "".join(m["content"]["text"] for m in msgs
                    if m["msg_type"] == "stream" and m["content"]["name"] == name)

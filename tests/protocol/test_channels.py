@@ -2,6 +2,7 @@
 shutdown and transports, through jupyter_client against the built kernel."""
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 
 from pyrometer_testing import KERNEL, start_kernel
-from kernel_util import execute, of_type, stdout_of, wait_for_iopub
+from kernel_util import execute, of_type, stdout_of, wait_for_iopub, wait_idle
 
 
 def test_kernel_info(kernel):
@@ -265,6 +266,64 @@ def test_iopub_welcome_on_subscribe(kernel):
         assert json.loads(frames[i + 5]) == {"subscription": ""}
     finally:
         sub.close(0)
+
+
+def test_announcements_do_not_wait_for_a_long_cell(kernel):
+    """busy and execute_input may wait for the next message only briefly:
+    while a 1.5 s cell still runs, the frontend has both (and no reply)."""
+    km, kc = kernel
+    msg_id = kc.execute("import time; time.sleep(1.5)")
+    seen = []
+    deadline = time.time() + 0.8
+    while time.time() < deadline:
+        try:
+            m = kc.get_iopub_msg(timeout=max(0.01, deadline - time.time()))
+        except queue.Empty:
+            break
+        if m["parent_header"].get("msg_id") == msg_id:
+            seen.append(m["msg_type"] if m["msg_type"] != "status"
+                        else m["content"]["execution_state"])
+    with pytest.raises(queue.Empty):
+        kc.get_shell_msg(timeout=0)
+    assert seen == ["busy", "execute_input"]
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    wait_idle(kc, msg_id)
+
+
+def test_quick_cells_publish_in_order(kernel):
+    """Announcements held for a quick cell leave before everything after
+    them: exactly busy, execute_input, stream, execute_result, idle, and
+    for a silent cell busy and idle, each time."""
+    km, kc = kernel
+    for i in range(20):
+        reply, msgs = execute(kc, f"print({i}); {i}")
+        assert [m["msg_type"] if m["msg_type"] != "status" else m["content"]["execution_state"]
+                for m in msgs] == ["busy", "execute_input", "stream", "execute_result", "idle"]
+        assert msgs[2]["content"]["text"] == f"{i}\n"
+        reply, msgs = execute(kc, "x = 1", silent=True)
+        assert [m["content"].get("execution_state") for m in msgs] == ["busy", "idle"]
+
+
+def test_input_request_follows_the_announcements(kernel):
+    """By the time input() asks, the frontend has busy and execute_input."""
+    km, kc = kernel
+    msg_id = kc.execute("v = input('? ')", allow_stdin=True)
+    req = kc.get_stdin_msg(timeout=5)
+    assert req["msg_type"] == "input_request"
+    seen = []
+    while True:
+        try:
+            m = kc.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            break
+        if m["parent_header"].get("msg_id") == msg_id:
+            seen.append(m["msg_type"])
+    assert seen == ["status", "execute_input"]
+    kc.input("42")
+    reply = kc.get_shell_msg(timeout=5)
+    assert reply["content"]["status"] == "ok"
+    wait_idle(kc, msg_id)
 
 
 def test_shutdown_with_a_thread_that_never_ends(fresh_kernel):
