@@ -10,7 +10,7 @@ ASAN     := build-asan
 PREFIX   := /usr/local
 PYTEST   := $(PYTHON) -m pytest -p no:cacheprovider
 
-DEB_BUILD := gcc meson ninja-build pkg-config python3-dev libzmq3-dev libjansson-dev \
+DEB_BUILD := gcc libstdc++-12-dev meson ninja-build pkg-config python3-dev libzmq3-dev libjansson-dev \
              libssl-dev libsqlite3-dev
 DEB_RUN   := jupyter-client python3-jupyter-client jupyter-console python3-nbclient \
              jupyter-notebook python3-nbconvert python3-jedi python3-pygments \

@@ -26,7 +26,7 @@ static struct {
     PyObject *main_dict;   /* borrowed from __main__ */
     PyObject *in_list;     /* owned: In */
     PyObject *out_dict;    /* owned: Out */
-    PyObject *linecache;   /* owned: linecache.cache dict */
+    PyObject *linecache;   /* owned: linecache.cache, or the cells until linecache is imported */
     PyObject *stdin_error; /* owned: StdinNotImplementedError */
 } st;
 
@@ -613,7 +613,7 @@ static int set_builtin(PyObject *builtins, const char *name, const char *attr)
 
 static int install(void)
 {
-    PyObject *builtins = NULL, *sys = NULL, *main_mod, *getpass = NULL, *lc = NULL;
+    PyObject *builtins = NULL, *sys = NULL, *main_mod;
     int rc = -1;
 
     st.kmod = PyModule_Create(&kernel_module);
@@ -637,6 +637,11 @@ static int install(void)
     sys = PyImport_ImportModule("sys");
     if (builtins == NULL || sys == NULL)
         goto error;
+    /* Cell sources wait here until linecache is imported (the import hook
+     * then calls interp_patch_linecache). */
+    st.linecache = PyDict_New();
+    if (st.linecache == NULL)
+        goto error;
     if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0)
         goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
@@ -653,21 +658,6 @@ static int install(void)
     if (rc < 0)
         goto error;
     rc = -1;
-    getpass = PyImport_ImportModule("getpass");
-    if (getpass == NULL)
-        goto error;
-    PyObject *gp = PyObject_GetAttrString(st.kmod, "getpass");
-    if (gp == NULL || PyObject_SetAttrString(getpass, "getpass", gp) < 0) {
-        Py_XDECREF(gp);
-        goto error;
-    }
-    Py_DECREF(gp);
-    lc = PyImport_ImportModule("linecache");
-    if (lc == NULL)
-        goto error;
-    st.linecache = PyObject_GetAttrString(lc, "cache");
-    if (st.linecache == NULL)
-        goto error;
     st.in_list = Py_BuildValue("[s]", "");
     st.out_dict = PyDict_New();
     if (st.in_list == NULL || st.out_dict == NULL)
@@ -689,8 +679,37 @@ static int install(void)
 error:
     Py_XDECREF(builtins);
     Py_XDECREF(sys);
-    Py_XDECREF(getpass);
-    Py_XDECREF(lc);
+    return rc;
+}
+
+int interp_patch_linecache(PyObject *linecache)
+{
+    PyObject *cache = PyObject_GetAttrString(linecache, "cache");
+    if (cache == NULL)
+        return -1;
+    if (!PyDict_Check(cache)) {
+        PyErr_SetString(PyExc_TypeError, "linecache.cache is not a dict");
+        Py_DECREF(cache);
+        return -1;
+    }
+    if (st.linecache && cache != st.linecache && PyDict_Update(cache, st.linecache) < 0) {
+        Py_DECREF(cache);
+        return -1;
+    }
+    Py_XSETREF(st.linecache, cache);
+    return 0;
+}
+
+int interp_patch_getpass(PyObject *getpass)
+{
+    PyObject *gp = st.kmod ? PyObject_GetAttrString(st.kmod, "getpass") : NULL;
+    if (gp == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "the kernel module is not ready");
+        return -1;
+    }
+    int rc = PyObject_SetAttrString(getpass, "getpass", gp);
+    Py_DECREF(gp);
     return rc;
 }
 
@@ -731,7 +750,8 @@ int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen)
         return -1;
     }
     if (signal_fd >= 0) {
-        PyObject *sigmod = PyImport_ImportModule("signal");
+        /* _signal, the C module: signal.py would import enum for nothing. */
+        PyObject *sigmod = PyImport_ImportModule("_signal");
         PyObject *r = sigmod ? PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd) : NULL;
         Py_XDECREF(sigmod);
         if (r == NULL) {

@@ -72,4 +72,15 @@ const wire_msg *interp_current_request(void);
 /* The publisher given to interp_start. */
 publisher *interp_publisher(void);
 
+/* The kernel does not import linecache or getpass itself; the import hook
+ * calls these when the user's code does (or at start-up, if something
+ * already had). GIL held. Return 0, or -1 with an exception set. */
+
+/* Moves the cells registered so far into linecache.cache, and registers
+ * later cells there, so tracebacks and inspect.getsource() see them. */
+int interp_patch_linecache(PyObject *linecache);
+
+/* getpass.getpass asks the frontend, as input() does. */
+int interp_patch_getpass(PyObject *getpass);
+
 #endif

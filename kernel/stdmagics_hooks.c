@@ -14,6 +14,10 @@
  *   matplotlib.figure: Figure._repr_png_, so display(fig) shows the image.
  *   _pyrometer_kernel_mpl: the backend module itself, built in C: Agg's
  *     canvas, the base manager, and a show() that publishes the figures.
+ *   linecache, getpass, threading: the kernel's own connections (cell
+ *     sources, getpass() through the frontend, a thread's output parent),
+ *     made when the user's code imports them, so that an idle kernel has
+ *     not paid for them (with re, enum and tokenize, about 1 MiB).
  * We do not set MPLBACKEND in the environment: child processes (!python
  * script.py, multiprocessing) could not import our backend module.
  * After each cell, open figures are published as image/png and closed.
@@ -26,6 +30,7 @@
 #include <string.h>
 
 #include "interp.h"
+#include "streams.h"
 #include "wire.h"
 
 /* Hook state. Protected by the GIL. */
@@ -516,6 +521,10 @@ static const struct {
     {"IPython.core.display_functions", patch_ipython_display},
     {"matplotlib", patch_matplotlib},
     {"matplotlib.figure", patch_figure},
+    /* The kernel's own connections, deferred so it need not import them. */
+    {"linecache", interp_patch_linecache},
+    {"getpass", interp_patch_getpass},
+    {"threading", streams_patch_threading},
 };
 
 /* Wraps the loader that the import system found for a patched module:

@@ -267,28 +267,34 @@ static PyMethodDef start_def = {"_start_new_thread", start_new_thread, METH_VARA
                                 "start_new_thread(function, args[, kwargs]) that keeps the "
                                 "starting cell as the thread's output parent."};
 
-static int wrap_threads(PyObject *kmod)
+/* Makes threading start its threads through start_new_thread above, so a
+ * thread's output goes to the cell that started it. Called by the import
+ * hook when threading is imported (the kernel itself does not need it). */
+int streams_patch_threading(PyObject *threading)
 {
-    PyObject *thread = NULL, *threading = NULL, *fn = NULL;
+    PyObject *thread = NULL, *kmod = NULL, *fn = NULL;
     int rc = -1;
 
-    tb_type = PyType_FromSpec(&tb_spec);
-    if (tb_type == NULL)
-        goto error;
-    thread = PyImport_ImportModule("_thread");
-    threading = PyImport_ImportModule("threading");
-    if (thread == NULL || threading == NULL)
-        goto error;
-    orig_start_new_thread = PyObject_GetAttrString(thread, "start_new_thread");
-    if (orig_start_new_thread == NULL)
-        goto error;
-    fn = PyCFunction_New(&start_def, kmod);
+    if (tb_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the kernel's streams are not installed");
+        return -1;
+    }
+    if (orig_start_new_thread == NULL) {
+        thread = PyImport_ImportModule("_thread");
+        if (thread == NULL)
+            goto error;
+        orig_start_new_thread = PyObject_GetAttrString(thread, "start_new_thread");
+        if (orig_start_new_thread == NULL)
+            goto error;
+    }
+    kmod = PyImport_ImportModule("_pyrometer_kernel");
+    fn = kmod ? PyCFunction_New(&start_def, kmod) : NULL;
     if (fn == NULL || PyObject_SetAttrString(threading, "_start_new_thread", fn) < 0)
         goto error;
     rc = 0;
 error:
     Py_XDECREF(thread);
-    Py_XDECREF(threading);
+    Py_XDECREF(kmod);
     Py_XDECREF(fn);
     return rc;
 }
@@ -323,7 +329,10 @@ int streams_install(PyObject *kmod, PyObject *sys)
     if (rc == 0)
         rc = install_one(type, "stderr", 2);
     Py_DECREF(type);
-    if (rc == 0)
-        rc = wrap_threads(kmod);
+    if (rc == 0) {
+        tb_type = PyType_FromSpec(&tb_spec);
+        if (tb_type == NULL)
+            rc = -1;
+    }
     return rc;
 }

@@ -10,4 +10,9 @@
  * (sys.__stdout__ / __stderr__ too). GIL held. Returns 0 or -1. */
 int streams_install(PyObject *kmod, PyObject *sys);
 
+/* Makes threading (the module, just imported) start threads that keep the
+ * starting cell as their output parent. The import hook calls it, so the
+ * kernel does not import threading itself. GIL held. Returns 0 or -1. */
+int streams_patch_threading(PyObject *threading);
+
 #endif

@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #define SEEN_MAX (1u << 16) /* remembered signatures before the guard is reset */
+#define SEEN_MIN 64         /* slots of the guard's first table (2 KiB) */
 
 int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
 {
@@ -38,7 +39,7 @@ int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
             return -1;
     }
     pthread_mutex_init(&s->lock, NULL);
-    s->seen_cap = SEEN_MAX * 2;
+    s->seen_cap = SEEN_MIN;
     s->seen = calloc(s->seen_cap, sizeof *s->seen);
     return s->seen ? 0 : -1;
 }
@@ -107,29 +108,66 @@ static int unhex(const char *in, size_t len, unsigned char out[32])
     return 0;
 }
 
-/* Records digest; returns 1 if it had been seen before. Takes s->lock. */
-static int seen_before(wire_signer *s, const unsigned char d[32])
+static const unsigned char zero_digest[32];
+
+/* The slot of d in a table of cap (a power of two) slots: the slot that
+ * holds d, or the empty slot where it belongs. The table is never full. */
+static size_t seen_slot(unsigned char (*table)[32], size_t cap, const unsigned char d[32])
 {
     size_t h;
     memcpy(&h, d, sizeof h); /* the digest is already uniformly random */
-    pthread_mutex_lock(&s->lock);
-    if (s->seen_count >= SEEN_MAX) {
-        memset(s->seen, 0, s->seen_cap * sizeof *s->seen);
+    size_t i = h & (cap - 1);
+    while (memcmp(table[i], zero_digest, 32) != 0 && memcmp(table[i], d, 32) != 0)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+/* Replaces the guard's table by an empty one of cap slots (keep: move the
+ * digests over). On allocation failure the old table stays, and is emptied
+ * unless keep is set. Returns 0, or -1 when no new table was made. Under
+ * s->lock. */
+static int seen_resize(wire_signer *s, size_t cap, int keep)
+{
+    unsigned char(*table)[32] = calloc(cap, sizeof *table);
+    if (table == NULL) {
+        if (!keep) {
+            memset(s->seen, 0, s->seen_cap * sizeof *s->seen);
+            s->seen_count = 0;
+        }
+        return -1;
+    }
+    for (size_t i = 0; keep && i < s->seen_cap; i++)
+        if (memcmp(s->seen[i], zero_digest, 32) != 0)
+            memcpy(table[seen_slot(table, cap, s->seen[i])], s->seen[i], 32);
+    free(s->seen);
+    s->seen = table;
+    s->seen_cap = cap;
+    if (!keep)
         s->seen_count = 0;
+    return 0;
+}
+
+/* Records digest; returns 1 if it had been seen before. Takes s->lock.
+ * The table starts small and doubles at half full, so its memory follows
+ * the number of messages received (a digest lands on a random slot: a table
+ * made at full size would have a page touched per message); after SEEN_MAX
+ * digests the guard starts again from a small table. */
+static int seen_before(wire_signer *s, const unsigned char d[32])
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->seen_count >= SEEN_MAX)
+        seen_resize(s, SEEN_MIN, 0);
+    else if ((s->seen_count + 1) * 2 > s->seen_cap && seen_resize(s, s->seen_cap * 2, 1) < 0 &&
+             s->seen_count + 1 >= s->seen_cap)
+        seen_resize(s, s->seen_cap, 0); /* no memory to grow, and no room left: forget */
+    size_t i = seen_slot(s->seen, s->seen_cap, d);
+    int seen = memcmp(s->seen[i], d, 32) == 0;
+    if (!seen) {
+        memcpy(s->seen[i], d, 32);
+        s->seen_count++;
     }
-    for (size_t i = h & (s->seen_cap - 1);; i = (i + 1) & (s->seen_cap - 1)) {
-        static const unsigned char zero[32];
-        if (memcmp(s->seen[i], zero, 32) == 0) {
-            memcpy(s->seen[i], d, 32);
-            s->seen_count++;
-            pthread_mutex_unlock(&s->lock);
-            return 0;
-        }
-        if (memcmp(s->seen[i], d, 32) == 0) {
-            pthread_mutex_unlock(&s->lock);
-            return 1;
-        }
-    }
+    pthread_mutex_unlock(&s->lock);
+    return seen;
 }
 
 static json_t *load_dict(const wire_frame *f, const char *what, char *err, size_t errlen)

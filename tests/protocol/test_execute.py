@@ -165,6 +165,28 @@ def test_threads_print_into_their_cell(kernel):
     assert second == [(id2, "second cell\n")]
 
 
+def test_deferred_imports_connect_when_imported(fresh_kernel):
+    """The kernel does not import linecache, getpass or threading itself (an
+    idle kernel would pay about 1 MiB for them and for re, enum, tokenize);
+    its import hook connects them when a cell imports them, and cells run
+    before that are still in linecache."""
+    km, kc = fresh_kernel
+    reply, msgs = execute(kc, "import sys\n"
+                              "print(sorted(m for m in ('linecache', 'getpass', 'threading', 're',"
+                              " 'enum', 'tokenize') if m in sys.modules))")
+    assert stdout_of(msgs) == "[]\n"
+    execute(kc, "def early(a):\n    return 1 / a\n")
+    reply, msgs = execute(kc, "early(0)")
+    tb = "\n".join(of_type(msgs, "error")[0]["content"]["traceback"])
+    assert "return 1 / a" in tb
+    reply, msgs = execute(kc, "import inspect, getpass, threading\n"
+                              "print(inspect.getsource(early), end='')\n"
+                              "print(getpass.getpass.__module__, "
+                              "threading._start_new_thread.__self__.__name__)")
+    assert stdout_of(msgs) == ("def early(a):\n    return 1 / a\n"
+                               "_pyrometer_kernel _pyrometer_kernel\n")
+
+
 def test_output_from_forked_children(kernel):
     km, kc = kernel
     reply, msgs = execute(kc, "import multiprocessing as mp\n"
