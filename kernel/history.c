@@ -1,12 +1,16 @@
 /* history.c - the input/output history behind history_request: an SQLite
  * database in IPython's shape (sessions, history, output_history), a new
- * session at each start, and every write committed at once in WAL mode, so
- * that a kernel killed mid-cell loses nothing it already recorded. */
+ * session at each start, in WAL mode. A writer thread commits each cell's
+ * input while the cell runs; the reply waits for that commit, so a cell
+ * whose reply was seen is on disk even if the kernel is killed next. */
 #include "history.h"
 
 #include <errno.h>
-#include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +20,34 @@
 #include "paths.h"
 #include "transform.h"
 
-/* All of it is owned by the main thread: the kernel calls history_* only
- * from there (cells and shell requests). */
+/* The kernel calls history_* only from the main thread. The connection is
+ * used by the writer thread while jobs are pending and by the main thread
+ * only when none are (history_reply and history_close wait for that). */
 static sqlite3 *db;              /* owned; NULL before open / after close */
-static sqlite3_stmt *ins_input;  /* owned: INSERT of one input */
-static sqlite3_stmt *ins_output; /* owned: INSERT of one output */
+static sqlite3_stmt *ins_input;  /* owned: INSERT of one input (writer thread) */
+static sqlite3_stmt *ins_output; /* owned: INSERT of one output (writer thread) */
 static sqlite3_int64 session;    /* this kernel's session number */
-static long n_cmds;              /* inputs stored in this session */
-static int write_failed;         /* a write failed: logged once */
+static long n_cmds;              /* inputs stored in this session (main thread) */
+static int write_failed;         /* a write failed: logged once (writer thread) */
+
+/* One row to write. */
+typedef struct job {
+    struct job *next;
+    int output; /* output_history rather than history */
+    long count; /* execution count */
+    char *text; /* owned: the source as typed, or the output */
+} job;
+
+/* The writer's queue. Protected by q_lock. */
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_work = PTHREAD_COND_INITIALIZER; /* jobs, or stop */
+static pthread_cond_t q_done = PTHREAD_COND_INITIALIZER; /* done_seq moved */
+static job *q_head, *q_tail;
+static int writer_waiting, writer_stop, done_waiters;
+static long queued_seq;      /* jobs ever queued */
+static atomic_long done_seq; /* jobs ever written */
+static pthread_t writer;     /* runs while have_writer */
+static int have_writer;      /* main thread */
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS sessions (session integer primary key autoincrement,"
@@ -121,13 +145,10 @@ error:
     return rc;
 }
 
-void history_open(void)
+/* Opens the file, a fresh one if it was damaged, or else :memory:. */
+static void open_db(void)
 {
     char path[4096];
-    if (db != NULL)
-        return;
-    n_cmds = 0;
-    write_failed = 0;
     if (db_path(path, sizeof path) == 0) {
         int rc = open_at(path);
         if (rc == SQLITE_OK)
@@ -148,7 +169,8 @@ void history_open(void)
         log_msg("history: no history for this session");
 }
 
-/* Runs a prepared INSERT and resets it; logs the first failure only. */
+/* Runs a prepared INSERT and resets it; logs the first failure only.
+ * Writer thread (or the main thread when there is no writer). */
 static void step(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
@@ -160,29 +182,180 @@ static void step(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
-void history_store_input(long count, const char *source)
+static void write_job(const job *j)
 {
     char err[256];
-    if (db == NULL || source == NULL)
+    if (j->output) {
+        sqlite3_bind_int64(ins_output, 1, session);
+        sqlite3_bind_int64(ins_output, 2, j->count);
+        sqlite3_bind_text(ins_output, 3, j->text, -1, SQLITE_STATIC);
+        step(ins_output);
         return;
-    char *translated = transform_cell(source, err, sizeof err);
+    }
+    char *translated = transform_cell(j->text, err, sizeof err);
     sqlite3_bind_int64(ins_input, 1, session);
-    sqlite3_bind_int64(ins_input, 2, count);
-    sqlite3_bind_text(ins_input, 3, translated ? translated : source, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(ins_input, 4, source, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(ins_input, 2, j->count);
+    sqlite3_bind_text(ins_input, 3, translated ? translated : j->text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins_input, 4, j->text, -1, SQLITE_STATIC);
     step(ins_input);
     free(translated);
+}
+
+/* Writes every queued job, several in one transaction, until stopped. */
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&q_lock);
+    for (;;) {
+        while (q_head == NULL && !writer_stop) {
+            writer_waiting = 1;
+            pthread_cond_wait(&q_work, &q_lock);
+            writer_waiting = 0;
+        }
+        if (q_head == NULL)
+            break;
+        job *jobs = q_head;
+        long last = queued_seq;
+        q_head = q_tail = NULL;
+        pthread_mutex_unlock(&q_lock);
+        int batch = jobs->next != NULL;
+        if (batch)
+            sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+        for (job *j = jobs; j != NULL;) {
+            job *next = j->next;
+            write_job(j);
+            free(j->text);
+            free(j);
+            j = next;
+        }
+        if (batch)
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        atomic_store(&done_seq, last);
+        pthread_mutex_lock(&q_lock);
+        if (done_waiters)
+            pthread_cond_broadcast(&q_done);
+    }
+    pthread_mutex_unlock(&q_lock);
+    return NULL;
+}
+
+/* Queues a row for the writer (or writes it at once without one). Returns
+ * its ticket for history_wait, or 0 when nothing was queued. */
+static long submit(int output, long count, const char *text)
+{
+    job *j = calloc(1, sizeof *j);
+    if (j != NULL)
+        j->text = strdup(text);
+    if (j == NULL || j->text == NULL) {
+        free(j);
+        log_msg("history: out of memory, not recorded");
+        return 0;
+    }
+    j->output = output;
+    j->count = count;
+    if (!have_writer) {
+        write_job(j);
+        free(j->text);
+        free(j);
+        return 0;
+    }
+    pthread_mutex_lock(&q_lock);
+    if (q_tail)
+        q_tail->next = j;
+    else
+        q_head = j;
+    q_tail = j;
+    long ticket = ++queued_seq;
+    if (writer_waiting)
+        pthread_cond_signal(&q_work);
+    pthread_mutex_unlock(&q_lock);
+    return ticket;
+}
+
+long history_store_input(long count, const char *source)
+{
+    if (db == NULL || source == NULL)
+        return 0;
     n_cmds++;
+    return submit(0, count, source);
 }
 
 void history_store_output(long count, const char *text_plain)
 {
     if (db == NULL || text_plain == NULL)
         return;
-    sqlite3_bind_int64(ins_output, 1, session);
-    sqlite3_bind_int64(ins_output, 2, count);
-    sqlite3_bind_text(ins_output, 3, text_plain, -1, SQLITE_TRANSIENT);
-    step(ins_output);
+    submit(1, count, text_plain);
+}
+
+void history_wait(long ticket)
+{
+    if (ticket <= 0 || atomic_load(&done_seq) >= ticket)
+        return;
+    /* The commit runs on the other core meanwhile: a short spin is
+     * cheaper than sleeping and being woken. */
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned i = 1;; i++) {
+        if (atomic_load(&done_seq) >= ticket)
+            return;
+        if ((i & 63) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > 200000)
+                break;
+        }
+        __builtin_ia32_pause();
+    }
+    pthread_mutex_lock(&q_lock);
+    done_waiters++;
+    while (atomic_load(&done_seq) < ticket)
+        pthread_cond_wait(&q_done, &q_lock);
+    done_waiters--;
+    pthread_mutex_unlock(&q_lock);
+}
+
+/* Waits until every queued row is written. */
+static void wait_all(void)
+{
+    pthread_mutex_lock(&q_lock);
+    long last = queued_seq;
+    pthread_mutex_unlock(&q_lock);
+    history_wait(last);
+}
+
+static void start_writer(void)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT); /* only the main thread takes SIGINT */
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    writer_stop = 0;
+    have_writer = pthread_create(&writer, NULL, writer_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!have_writer)
+        log_msg("history: no writer thread; recording on the main thread");
+}
+
+void history_open(void)
+{
+    if (db != NULL)
+        return;
+    n_cmds = 0;
+    write_failed = 0;
+    open_db();
+    if (db != NULL)
+        start_writer();
+}
+
+static void stop_writer(void)
+{
+    if (!have_writer)
+        return;
+    pthread_mutex_lock(&q_lock);
+    writer_stop = 1;
+    pthread_cond_signal(&q_work);
+    pthread_mutex_unlock(&q_lock);
+    pthread_join(writer, NULL);
+    have_writer = 0;
 }
 
 /* ---- history_request ------------------------------------------------------ */
@@ -257,6 +430,7 @@ json_t *history_reply(json_t *request)
         type = "";
     if (db == NULL)
         return json_pack("{s:s, s:[]}", "status", "ok", "history");
+    wait_all(); /* every cell so far is in the answer; the writer is idle */
     if (strcmp(type, "tail") == 0) {
         /* The last n inputs of every session, oldest first. */
         ints[n_ints++] = int_field(request, "n", 10);
@@ -306,6 +480,7 @@ void history_close(void)
     sqlite3_stmt *st = NULL;
     if (db == NULL)
         return;
+    stop_writer(); /* it writes what is queued first */
     if (sqlite3_prepare_v2(db, "UPDATE sessions SET end = " NOW ", num_cmds = ? WHERE session = ?",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, n_cmds);

@@ -11,9 +11,13 @@
 void history_open(void);
 
 /* Records cell input / the text/plain of its result under the current
- * session and execution count. Main thread. */
-void history_store_input(long count, const char *source);
+ * session and execution count: a writer thread commits it meanwhile.
+ * history_store_input returns a ticket for history_wait. Main thread. */
+long history_store_input(long count, const char *source);
 void history_store_output(long count, const char *text_plain);
+
+/* Returns once the input behind ticket is committed (at once for 0). */
+void history_wait(long ticket);
 
 /* Returns a new history_reply content for a history_request content. */
 json_t *history_reply(json_t *request);

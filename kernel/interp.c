@@ -992,9 +992,10 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
                       json_pack("{s:s, s:I}", "code", code, "execution_count",
                                 (json_int_t)st.execution_count),
                       req->header);
+    long recorded = 0;
     if (store_history) {
+        recorded = history_store_input(st.execution_count, code);
         remember_input(code);
-        history_store_input(st.execution_count, code);
     }
 
     char *src = NULL, terr[256];
@@ -1032,6 +1033,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     pub->sync(pub->self);
     st.req = NULL;
     PyGILState_Release(g);
+    history_wait(recorded); /* a reply means the cell is on disk */
     return reply;
 }
 
