@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -299,6 +300,7 @@ void history_wait(long ticket)
         if (atomic_load(&done_seq) >= ticket)
             return;
         if ((i & 63) == 0) {
+            sched_yield(); /* in case the writer waits for this CPU */
             clock_gettime(CLOCK_MONOTONIC, &t);
             if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > 200000)
                 break;

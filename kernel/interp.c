@@ -28,6 +28,9 @@ static struct {
     PyObject *out_dict;    /* owned: Out */
     PyObject *linecache;   /* owned: linecache.cache, or the cells until linecache is imported */
     PyObject *stdin_error; /* owned: StdinNotImplementedError */
+    PyObject *compile;     /* owned: builtins.compile */
+    PyObject *ast_expr;    /* owned: _ast.Expr */
+    PyObject *ast_interactive; /* owned: _ast.Interactive */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -613,7 +616,7 @@ static int set_builtin(PyObject *builtins, const char *name, const char *attr)
 
 static int install(void)
 {
-    PyObject *builtins = NULL, *sys = NULL, *main_mod;
+    PyObject *builtins = NULL, *sys = NULL, *astm = NULL, *main_mod;
     int rc = -1;
 
     st.kmod = PyModule_Create(&kernel_module);
@@ -635,7 +638,13 @@ static int install(void)
     st.main_dict = PyModule_GetDict(main_mod);
     builtins = PyImport_ImportModule("builtins");
     sys = PyImport_ImportModule("sys");
-    if (builtins == NULL || sys == NULL)
+    astm = PyImport_ImportModule("_ast"); /* the C node types; ast.py is not needed */
+    if (builtins == NULL || sys == NULL || astm == NULL)
+        goto error;
+    st.compile = PyObject_GetAttrString(builtins, "compile");
+    st.ast_expr = PyObject_GetAttrString(astm, "Expr");
+    st.ast_interactive = PyObject_GetAttrString(astm, "Interactive");
+    if (st.compile == NULL || st.ast_expr == NULL || st.ast_interactive == NULL)
         goto error;
     /* Cell sources wait here until linecache is imported (the import hook
      * then calls interp_patch_linecache). */
@@ -679,6 +688,7 @@ static int install(void)
 error:
     Py_XDECREF(builtins);
     Py_XDECREF(sys);
+    Py_XDECREF(astm);
     return rc;
 }
 
@@ -775,6 +785,9 @@ void interp_stop(void)
     Py_CLEAR(st.out_dict);
     Py_CLEAR(st.linecache);
     Py_CLEAR(st.stdin_error);
+    Py_CLEAR(st.compile);
+    Py_CLEAR(st.ast_expr);
+    Py_CLEAR(st.ast_interactive);
     if (Py_FinalizeEx() < 0) {
         /* buffered data could not be flushed; nothing more to do */
     }
@@ -830,7 +843,7 @@ static int register_source(const char *filename, const char *src)
  * hook. Returns 0, or -1 with an exception set. */
 static int run_source(const char *src, const char *filename, int display_last)
 {
-    PyObject *ast_mod = NULL, *body = NULL, *astm = NULL, *compile = NULL, *code = NULL;
+    PyObject *ast_mod = NULL, *body = NULL, *code = NULL;
     PyObject *last = NULL, *interactive = NULL, *res = NULL, *fname = NULL;
     int rc = -1;
     PyCompilerFlags flags = {PyCF_ONLY_AST, PY_MINOR_VERSION};
@@ -842,18 +855,11 @@ static int run_source(const char *src, const char *filename, int display_last)
     if (ast_mod == NULL)
         goto error;
     body = PyObject_GetAttrString(ast_mod, "body");
-    astm = PyImport_ImportModule("_ast") /* the C node types; ast.py is not needed */;
-    compile = PyDict_GetItemString(PyEval_GetBuiltins(), "compile");
-    Py_XINCREF(compile);
-    if (body == NULL || astm == NULL || compile == NULL || !PyList_Check(body))
+    if (body == NULL || !PyList_Check(body))
         goto error;
     Py_ssize_t n = PyList_GET_SIZE(body);
     if (display_last && n > 0) {
-        PyObject *expr_t = PyObject_GetAttrString(astm, "Expr");
-        if (expr_t == NULL)
-            goto error;
-        int is_expr = PyObject_IsInstance(PyList_GET_ITEM(body, n - 1), expr_t);
-        Py_DECREF(expr_t);
+        int is_expr = PyObject_IsInstance(PyList_GET_ITEM(body, n - 1), st.ast_expr);
         if (is_expr < 0)
             goto error;
         if (is_expr) {
@@ -862,7 +868,7 @@ static int run_source(const char *src, const char *filename, int display_last)
                 goto error;
         }
     }
-    code = PyObject_CallFunction(compile, "OOs", ast_mod, fname, "exec");
+    code = PyObject_CallFunction(st.compile, "OOs", ast_mod, fname, "exec");
     if (code == NULL)
         goto error;
     res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
@@ -871,10 +877,10 @@ static int run_source(const char *src, const char *filename, int display_last)
     Py_CLEAR(res);
     Py_CLEAR(code);
     if (last) {
-        interactive = PyObject_CallMethod(astm, "Interactive", "([O])", last);
+        interactive = PyObject_CallFunction(st.ast_interactive, "([O])", last);
         if (interactive == NULL)
             goto error;
-        code = PyObject_CallFunction(compile, "OOs", interactive, fname, "single");
+        code = PyObject_CallFunction(st.compile, "OOs", interactive, fname, "single");
         if (code == NULL)
             goto error;
         res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
@@ -886,8 +892,6 @@ error:
     Py_XDECREF(fname);
     Py_XDECREF(ast_mod);
     Py_XDECREF(body);
-    Py_XDECREF(astm);
-    Py_XDECREF(compile);
     Py_XDECREF(code);
     Py_XDECREF(last);
     Py_XDECREF(interactive);
@@ -980,8 +984,12 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     st.silent = silent;
     st.store_history = store_history;
     st.allow_stdin = allow_stdin;
-    if (store_history)
+    long recorded = 0;
+    if (store_history) {
         st.execution_count++;
+        /* First, so that the writer thread commits it while the cell runs. */
+        recorded = history_store_input(st.execution_count, code);
+    }
     st.serial++;
     if (store_history)
         snprintf(filename, sizeof filename, "<cell-%ld>", st.execution_count);
@@ -992,11 +1000,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
                       json_pack("{s:s, s:I}", "code", code, "execution_count",
                                 (json_int_t)st.execution_count),
                       req->header);
-    long recorded = 0;
-    if (store_history) {
-        recorded = history_store_input(st.execution_count, code);
+    if (store_history)
         remember_input(code);
-    }
 
     char *src = NULL, terr[256];
     int rc = -1;
