@@ -11,13 +11,16 @@
 void history_open(void);
 
 /* Records cell input / the text/plain of its result under the current
- * session and execution count: a writer thread commits it meanwhile.
- * history_store_input returns a ticket for history_wait. Main thread. */
-long history_store_input(long count, const char *source);
+ * session and execution count; a writer thread commits it off the
+ * request's path. Main thread. */
+void history_store_input(long count, const char *source);
 void history_store_output(long count, const char *text_plain);
 
-/* Returns once the input behind ticket is committed (at once for 0). */
-void history_wait(long ticket);
+/* Returns once every row recorded so far is committed (usually at once:
+ * the writer runs while the cell runs or the kernel waits). The kernel calls
+ * it before each cell, so a killed kernel loses at most the rows of the last
+ * request. Main thread. */
+void history_sync(void);
 
 /* Returns a new history_reply content for a history_request content. */
 json_t *history_reply(json_t *request);

@@ -984,11 +984,10 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     st.silent = silent;
     st.store_history = store_history;
     st.allow_stdin = allow_stdin;
-    long recorded = 0;
+    history_sync(); /* the cells before this one are on disk */
     if (store_history) {
         st.execution_count++;
-        /* First, so that the writer thread commits it while the cell runs. */
-        recorded = history_store_input(st.execution_count, code);
+        history_store_input(st.execution_count, code);
     }
     st.serial++;
     if (store_history)
@@ -1038,7 +1037,6 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     pub->sync(pub->self);
     st.req = NULL;
     PyGILState_Release(g);
-    history_wait(recorded); /* a reply means the cell is on disk */
     return reply;
 }
 
