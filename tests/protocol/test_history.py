@@ -31,6 +31,20 @@ def run(kc, *cells, **kw):
         assert reply["content"]["status"] in ("ok", "error")
 
 
+def history_after_kill(km, kc, db):
+    """SIGKILLs the kernel, starts a new one on db and returns the killed
+    session's history (the new session is empty)."""
+    os.kill(km.provisioner.process.pid, signal.SIGKILL)
+    km.provisioner.process.wait()
+    stop(km, kc)
+    km, kc = start(db)  # recovers the WAL
+    try:
+        assert history(kc, hist_access_type="range", session=0)["history"] == []
+        return history(kc, hist_access_type="range", session=-1)["history"]
+    finally:
+        stop(km, kc)
+
+
 def history(kc, **kw):
     kw.setdefault("raw", True)
     kw.setdefault("output", False)
@@ -123,16 +137,8 @@ def test_sessions_across_restart_and_kill(tmp_path):
     # nothing), so the cell is there for the next kernel.
     run(kc, "killed = 3")
     run(kc, "pass", silent=True)
-    os.kill(km.provisioner.process.pid, signal.SIGKILL)
-    km.provisioner.process.wait()
-    stop(km, kc)
-    km, kc = start(db)
-    try:
-        assert history(kc, hist_access_type="range", session=-1)["history"] == [
-            [2, 1, "second = 2"], [2, 2, "killed = 3"]]
-        assert history(kc, hist_access_type="range", session=0)["history"] == []
-    finally:
-        stop(km, kc)
+    assert history_after_kill(km, kc, db) == [
+        [2, 1, "second = 2"], [2, 2, "killed = 3"]]
 
     # The file is IPython's shape; sessions that ended cleanly say so.
     con = sqlite3.connect(db)
@@ -152,15 +158,8 @@ def test_killed_while_a_cell_runs(tmp_path):
     run(kc, "a = 1")
     kc.execute("import time; time.sleep(30)")
     time.sleep(0.5)
-    os.kill(km.provisioner.process.pid, signal.SIGKILL)
-    km.provisioner.process.wait()
-    stop(km, kc)
-    km, kc = start(db)
-    try:
-        assert history(kc, hist_access_type="range", session=-1)["history"] == [
-            [1, 1, "a = 1"], [1, 2, "import time; time.sleep(30)"]]
-    finally:
-        stop(km, kc)
+    assert history_after_kill(km, kc, db) == [
+        [1, 1, "a = 1"], [1, 2, "import time; time.sleep(30)"]]
 
 
 def test_killed_while_writing(tmp_path):
@@ -172,14 +171,7 @@ def test_killed_while_writing(tmp_path):
         kc.execute(f"v{i} = {i}")
     for _ in range(50):  # 50 have run, so the first 49 are committed
         kc.get_shell_msg(timeout=10)
-    os.kill(km.provisioner.process.pid, signal.SIGKILL)
-    km.provisioner.process.wait()
-    stop(km, kc)
-    km, kc = start(db)  # recovers the WAL
-    try:
-        got = history(kc, hist_access_type="range", session=-1)["history"]
-    finally:
-        stop(km, kc)
+    got = history_after_kill(km, kc, db)
     assert 49 <= len(got) <= 300, len(got)
     assert got == [[1, i + 1, f"v{i} = {i}"] for i in range(len(got))]
     con = sqlite3.connect(db)
