@@ -1,5 +1,6 @@
 /* server.h - sockets and threads: the shell+stdin loop on the main thread,
- * the control thread, the iopub relay, the heartbeat and fd 1/2 capture.
+ * the control thread, the heartbeat and fd 1/2 capture; IOPub is iopub.h's,
+ * reached through the publishers and server_stream.
  */
 #ifndef PYROMETER_SERVER_H
 #define PYROMETER_SERVER_H
@@ -14,8 +15,8 @@ typedef struct server server;
 
 typedef void (*server_handler)(server *s, wire_msg *msg, void *arg);
 
-/* Binds every socket named by conn and starts the heartbeat, relay and
- * control threads; control messages go to on_control on the control thread
+/* Binds every socket named by conn and starts the heartbeat, IOPub relay
+ * and control threads; control messages go to on_control on the control thread
  * (which must not wait for the GIL). Must be called from the main thread.
  * Returns a new server, or NULL with a reason in err. */
 server *server_start(const connection *conn, wire_signer *signer, server_handler on_control,
