@@ -435,6 +435,25 @@ void server_sync_fds(server *s)
 
 /* ---- start, run, stop ----------------------------------------------------- */
 
+static void *try_sched_batch(void *arg)
+{
+    struct sched_param sp = {0};
+    *(int *)arg = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    return NULL;
+}
+
+/* 1 if a thread may switch itself to SCHED_BATCH here (a seccomp filter or
+ * another OS may refuse); tried on a thread that ends at once. */
+static int sched_batch_allowed(void)
+{
+    pthread_t t;
+    int rc = -1;
+    if (pthread_create(&t, NULL, try_sched_batch, &rc) != 0)
+        return 0;
+    pthread_join(t, NULL);
+    return rc == 0;
+}
+
 static void *make_socket(server *s, int type, const connection *c, int port, char *err,
                          size_t errlen)
 {
@@ -484,8 +503,10 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->ctx = zmq_ctx_new();
     /* libzmq's I/O thread never preempts the thread that woke it: the
      * busy, reply and idle of a request then leave in one go, not one
-     * context switch each (SCHED_BATCH: no wake-up preemption). */
-    if (s->ctx != NULL && zmq_ctx_set(s->ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH) < 0)
+     * context switch each (SCHED_BATCH: no wake-up preemption). libzmq
+     * aborts if it cannot apply the policy, so ask only where it can. */
+    if (s->ctx != NULL && sched_batch_allowed() &&
+        zmq_ctx_set(s->ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH) < 0)
         log_msg("zmq: cannot make the I/O thread SCHED_BATCH: %s", zmq_strerror(errno));
     if (s->wake_fd < 0 || s->ctx == NULL || pipe2(s->sig_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, errlen, "cannot create zmq context or eventfd");
