@@ -94,12 +94,7 @@ static wire_frame *serialize(const iopub *io, const char *msg_type, json_t *cont
     char tbuf[128];
     snprintf(tbuf, sizeof tbuf, "%s%s", io->topic, msg_type);
     wire_frame topic = {tbuf, strlen(tbuf)};
-    json_t *header = wire_header_new(io->signer, msg_type);
-    if (header == NULL)
-        return NULL;
-    wire_frame *f = wire_serialize(io->signer, &topic, 1, header, parent, NULL, content, n);
-    json_decref(header);
-    return f;
+    return wire_build(io->signer, &topic, 1, msg_type, parent, NULL, content, n);
 }
 
 /* ---- the socket (io_lock held) --------------------------------------------- */

@@ -142,11 +142,7 @@ static int send_msg(server *s, void *sock, const wire_frame *ids, size_t n_ids,
                     const char *msg_type, json_t *parent, json_t *metadata, json_t *content)
 {
     size_t n;
-    json_t *header = wire_header_new(s->signer, msg_type);
-    if (header == NULL)
-        return -1;
-    wire_frame *f = wire_serialize(s->signer, ids, n_ids, header, parent, metadata, content, &n);
-    json_decref(header);
+    wire_frame *f = wire_build(s->signer, ids, n_ids, msg_type, parent, metadata, content, &n);
     if (f == NULL)
         return -1;
     int rc = wire_send(sock, f, n);

@@ -297,6 +297,18 @@ void wire_frames_free(wire_frame *frames, size_t n)
     free(frames);
 }
 
+wire_frame *wire_build(const wire_signer *s, const wire_frame *ids, size_t n_ids,
+                       const char *msg_type, json_t *parent, json_t *metadata, json_t *content,
+                       size_t *n)
+{
+    json_t *header = wire_header_new(s, msg_type);
+    if (header == NULL)
+        return NULL;
+    wire_frame *f = wire_serialize(s, ids, n_ids, header, parent, metadata, content, n);
+    json_decref(header);
+    return f;
+}
+
 int wire_send(void *sock, const wire_frame *f, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

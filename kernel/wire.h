@@ -71,6 +71,12 @@ wire_frame *wire_serialize(const wire_signer *s, const wire_frame *ids, size_t n
                            size_t *n);
 void wire_frames_free(wire_frame *frames, size_t n);
 
+/* wire_serialize for a new message of msg_type: with a fresh header
+ * (wire_header_new). Returns the frames, or NULL. */
+wire_frame *wire_build(const wire_signer *s, const wire_frame *ids, size_t n_ids,
+                       const char *msg_type, json_t *parent, json_t *metadata, json_t *content,
+                       size_t *n);
+
 /* Sends n frames (borrowed) as one multipart message on a zmq socket,
  * retrying on EINTR. Returns 0, or -1 with errno set. */
 int wire_send(void *sock, const wire_frame *f, size_t n);

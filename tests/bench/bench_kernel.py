@@ -76,11 +76,6 @@ class LeanClient:
         self.shell.send_multipart([b"<IDS|MSG>", mac.hexdigest().encode()] + parts)
         return msg_id
 
-    @staticmethod
-    def parse(frames):
-        i = frames.index(b"<IDS|MSG>")
-        return json.loads(frames[i + 2]), json.loads(frames[i + 3]), json.loads(frames[i + 5])
-
     # Frames after <IDS|MSG>: signature, header, parent, metadata, content;
     # counted from the end, so identities need no search. A message is
     # decoded only once its raw parent frame names our request.
