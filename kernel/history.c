@@ -1,9 +1,12 @@
 /* history.c - the input/output history behind history_request: an SQLite
  * database in IPython's shape (sessions, history, output_history), a new
- * session at each start, in WAL mode. A writer thread commits each row in
- * CPU time nobody else wants, while the cell runs or once the kernel waits;
- * the next cell and every history_request wait until all earlier rows are
- * committed. A killed kernel loses at most the rows of the last request. */
+ * session at each start, in WAL mode. A writer thread commits the rows in
+ * CPU time nobody else wants: a row waits at most HOLD_MS for others to
+ * share its transaction, so a run of quick cells costs one commit, not one
+ * each. A killed kernel loses at most the rows of its last HOLD_MS (more
+ * only while the machine gives the writer no CPU, and never rows older
+ * than LATE_MS when a cell starts). Every history_request waits until all
+ * earlier rows are committed. */
 #include "history.h"
 
 #include <errno.h>
@@ -40,12 +43,19 @@ typedef struct job {
     char *text; /* owned: the source as typed, or the output */
 } job;
 
+/* A row waits at most HOLD_MS for company before its commit. A cell that
+ * starts while a row has waited LATE_MS (the writer was starved of CPU)
+ * waits for the commit first. */
+#define HOLD_MS 10
+#define LATE_MS 50
+
 /* The writer's queue. Protected by q_lock. */
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t q_work = PTHREAD_COND_INITIALIZER; /* jobs, or stop */
+static pthread_cond_t q_work = PTHREAD_COND_INITIALIZER; /* jobs, a flush, or stop */
 static pthread_cond_t q_done = PTHREAD_COND_INITIALIZER; /* done_seq moved */
 static job *q_head, *q_tail;
-static int writer_waiting, writer_stop, done_waiters;
+static struct timespec q_since; /* when q_head was queued (CLOCK_MONOTONIC) */
+static int writer_waiting, writer_stop, flush_wanted, done_waiters;
 static long queued_seq;      /* jobs ever queued */
 static atomic_long done_seq; /* jobs ever written */
 static pthread_t writer;     /* runs while have_writer */
@@ -203,15 +213,24 @@ static void write_job(const job *j)
     free(translated);
 }
 
-/* Writes every queued job, several in one transaction, until stopped. */
+static long ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000L + (t.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+/* Writes the queued jobs, each batch in one transaction, until stopped.
+ * A batch is what was queued within HOLD_MS of its first job, or until
+ * somebody waits for it. */
 static void *writer_main(void *arg)
 {
     (void)arg;
     /* SCHED_IDLE: the commit takes only CPU time nobody else wants, so it
      * never delays the cell, the replies or libzmq's I/O thread. On a
      * 2-core machine it would otherwise preempt the main thread it was
-     * woken from (measured: round trip 296 -> 274 us). history_sync bounds
-     * how long it can be starved. */
+     * woken from (measured: round trip 296 -> 274 us). history_catch_up
+     * bounds how long it can be starved. */
     struct sched_param sp = {0};
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         log_msg("history: the writer runs at normal priority");
@@ -224,9 +243,15 @@ static void *writer_main(void *arg)
         }
         if (q_head == NULL)
             break;
+        long ns = q_since.tv_nsec + HOLD_MS * 1000000L;
+        struct timespec due = {q_since.tv_sec + ns / 1000000000L, ns % 1000000000L};
+        while (!writer_stop && !flush_wanted &&
+               pthread_cond_clockwait(&q_work, &q_lock, CLOCK_MONOTONIC, &due) == 0)
+            ; /* woken: by a flush or stop, or for nothing */
         job *jobs = q_head;
         long last = queued_seq;
         q_head = q_tail = NULL;
+        flush_wanted = 0;
         pthread_mutex_unlock(&q_lock);
         int batch = jobs->next != NULL;
         if (batch)
@@ -269,14 +294,16 @@ static void submit(int output, long count, const char *text)
         return;
     }
     pthread_mutex_lock(&q_lock);
-    if (q_tail)
-        q_tail->next = j;
-    else
+    if (q_tail) {
+        q_tail->next = j; /* the writer is holding q_head: no need to wake it */
+    } else {
         q_head = j;
+        clock_gettime(CLOCK_MONOTONIC, &q_since);
+        if (writer_waiting)
+            pthread_cond_signal(&q_work);
+    }
     q_tail = j;
     ++queued_seq;
-    if (writer_waiting)
-        pthread_cond_signal(&q_work);
     pthread_mutex_unlock(&q_lock);
 }
 
@@ -295,27 +322,20 @@ void history_store_output(long count, const char *text_plain)
     submit(1, count, text_plain);
 }
 
-/* Returns once the row numbered ticket is committed. */
-static void wait_for(long ticket)
+/* Returns once every row queued so far is committed, the writer told to
+ * stop holding them. Called with q_lock held. */
+static void flush_locked(void)
 {
-    if (atomic_load(&done_seq) >= ticket)
+    long last = queued_seq;
+    if (atomic_load(&done_seq) >= last)
         return;
-    /* Rare: the writer has not had a free CPU yet. Yielding lets it run
-     * here; after 200 us, sleep until it is done. */
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do {
-        sched_yield();
-        if (atomic_load(&done_seq) >= ticket)
-            return;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 200000);
-    pthread_mutex_lock(&q_lock);
+    flush_wanted = 1;
+    pthread_cond_signal(&q_work);
     done_waiters++;
-    while (atomic_load(&done_seq) < ticket)
+    while (atomic_load(&done_seq) < last)
         pthread_cond_wait(&q_done, &q_lock);
     done_waiters--;
-    pthread_mutex_unlock(&q_lock);
+    flush_wanted = 0; /* nothing new was queued meanwhile: only we queue */
 }
 
 void history_sync(void)
@@ -323,9 +343,18 @@ void history_sync(void)
     if (!have_writer)
         return;
     pthread_mutex_lock(&q_lock);
-    long last = queued_seq;
+    flush_locked();
     pthread_mutex_unlock(&q_lock);
-    wait_for(last);
+}
+
+void history_catch_up(void)
+{
+    if (!have_writer)
+        return;
+    pthread_mutex_lock(&q_lock);
+    if (q_head != NULL && ms_since(&q_since) >= LATE_MS)
+        flush_locked();
+    pthread_mutex_unlock(&q_lock);
 }
 
 static void start_writer(void)

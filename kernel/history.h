@@ -16,11 +16,15 @@ void history_open(void);
 void history_store_input(long count, const char *source);
 void history_store_output(long count, const char *text_plain);
 
-/* Returns once every row recorded so far is committed (usually at once:
- * the writer runs while the cell runs or the kernel waits). The kernel calls
- * it before each cell, so a killed kernel loses at most the rows of the last
- * request. Main thread. */
+/* Returns once every row recorded so far is committed. Main thread. */
 void history_sync(void);
+
+/* Waits for the writer only if it has fallen behind: a row queued 50 ms
+ * ago or more is not committed yet (the machine gave the writer no CPU).
+ * The kernel calls it before each cell, so a killed kernel loses at most
+ * the rows of its last 10 ms, or of its last cell when the writer
+ * starves. Main thread. */
+void history_catch_up(void);
 
 /* Returns a new history_reply content for a history_request content. */
 json_t *history_reply(json_t *request);

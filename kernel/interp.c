@@ -984,7 +984,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     st.silent = silent;
     st.store_history = store_history;
     st.allow_stdin = allow_stdin;
-    history_sync(); /* the cells before this one are on disk */
+    history_catch_up(); /* the cells before this one are on disk, or soon */
     if (store_history) {
         st.execution_count++;
         history_store_input(st.execution_count, code);
