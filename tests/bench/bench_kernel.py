@@ -3,7 +3,11 @@
 run: start to first kernel_info_reply, `pass` execute round trip (a lean
 raw-zmq client, and jupyter_client's blocking client), and idle RSS.
 
-usage: bench_kernel.py [--runs N]   (PYROMETER_BUILD selects the build)
+The lean round trip is also measured against echo_kernel (built from
+echo_kernel.c), which answers on the same libraries and runs no code: the
+floor that this client, libzmq and this machine allow.
+
+usage: bench_kernel.py [--runs N] [--rounds N]   (PYROMETER_BUILD selects the build)
 Prints a markdown table of medians and ratios (pyrometer / ipykernel).
 """
 import argparse
@@ -26,6 +30,7 @@ BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
 KERNELS = {
     "pyrometer": [os.path.join(BUILD, "kernel", "pyrometer-kernel"), "-f"],
     "ipykernel": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f"],
+    "echo": [os.path.join(BUILD, "tests", "echo_kernel"), "-f"],
 }
 
 
@@ -191,6 +196,9 @@ def measure_once(name, rounds, tmp, res):
         t = time.perf_counter()
         client.execute("pass")
         res["lean"].append(time.perf_counter() - t)
+    if name == "echo":  # no heartbeat for jupyter_client; its RSS says nothing
+        stop(proc, client)
+        return
     kc = BlockingKernelClient()
     kc.load_connection_file(path)
     kc.start_channels()
@@ -208,12 +216,12 @@ def measure_once(name, rounds, tmp, res):
 def measure(runs, rounds, tmp):
     """Starts the two kernels in turn, runs times each, so that a slow
     stretch of this shared machine weighs on both alike; returns medians."""
-    names = ("pyrometer", "ipykernel")
+    names = ("pyrometer", "ipykernel", "echo")
     res = {n: {k: [] for k in ("startup", "first", "lean", "jc", "rss")} for n in names}
     for _ in range(runs):
         for n in names:
             measure_once(n, rounds, tmp, res[n])
-    return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in res.items()}
+    return {n: {k: statistics.median(v) for k, v in r.items() if v} for n, r in res.items()}
 
 
 def main():
@@ -223,7 +231,7 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         res = measure(args.runs, args.rounds, tmp)
-    p, i = res["pyrometer"], res["ipykernel"]
+    p, i, e = res["pyrometer"], res["ipykernel"], res["echo"]
     print(f"kernel benchmark: median of {args.runs} starts of each kernel, taken in turn, "
           f"{args.rounds} round trips each\n")
     print("| measure | ipykernel | pyrometer | pyrometer / ipykernel |")
@@ -234,6 +242,9 @@ def main():
           f"| {p['first']/i['first']:.3f} (1/{i['first']/p['first']:.0f}) |")
     print(f"| `pass` round trip, lean raw-zmq client | {i['lean']*1e3:.2f} ms | {p['lean']*1e3:.3f} ms "
           f"| {p['lean']/i['lean']:.3f} (1/{i['lean']/p['lean']:.0f}) |")
+    print(f"| `pass` round trip, lean client, C echo kernel (the floor) | {i['lean']*1e3:.2f} ms "
+          f"| {e['lean']*1e3:.3f} ms (echo) | {e['lean']/i['lean']:.3f} (echo / ipykernel); "
+          f"pyrometer / echo {p['lean']/e['lean']:.2f} |")
     print(f"| `pass` round trip, jupyter_client | {i['jc']*1e3:.2f} ms | {p['jc']*1e3:.2f} ms "
           f"| {p['jc']/i['jc']:.2f} |")
     print(f"| idle RSS | {i['rss']:.1f} MiB | {p['rss']:.1f} MiB | {p['rss']/i['rss']:.3f} "
