@@ -828,12 +828,13 @@ static int register_source(const char *filename, const char *src)
     Py_DECREF(text);
     if (lines == NULL)
         return -1;
-    PyObject *entry = Py_BuildValue("(nOOs)", (Py_ssize_t)strlen(src), Py_None, lines, filename);
+    PyObject *name = PyUnicode_FromString(filename); /* the key and the entry's name: one string */
+    PyObject *entry =
+        name ? Py_BuildValue("(nOOO)", (Py_ssize_t)strlen(src), Py_None, lines, name) : NULL;
     Py_DECREF(lines);
-    if (entry == NULL)
-        return -1;
-    int rc = PyDict_SetItemString(st.linecache, filename, entry);
-    Py_DECREF(entry);
+    int rc = entry ? PyDict_SetItem(st.linecache, name, entry) : -1;
+    Py_XDECREF(name);
+    Py_XDECREF(entry);
     return rc;
 }
 
