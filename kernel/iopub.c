@@ -50,7 +50,8 @@ struct iopub {
     item *head, *tail;
     json_t *stream_parent;
     int relay_asleep; /* the relay is (about to be) waiting in poll */
-    int timer_armed;  /* timer_fd will wake the relay for an announcement */
+    int timer_armed;  /* timer_fd will wake the relay: armed by an announcement,
+                       * left armed when it is sent, cleared when it fires */
 
     /* The XPUB socket. Protected by io_lock. */
     pthread_mutex_t io_lock;
@@ -147,15 +148,14 @@ static void set_timer(iopub *io, long ms)
         log_msg("iopub: timerfd: %s", strerror(errno));
 }
 
-/* Takes the whole queue (q_lock held); disarms the relay's timer. */
+/* Takes the whole queue (q_lock held). The relay's timer stays armed: in a
+ * run of quick requests, arming it once per ANNOUNCE_MS rather than arming
+ * and disarming it for each saves two system calls a request, and costs
+ * the relay one wake-up that finds nothing due. */
 static item *take_all_locked(iopub *io)
 {
     item *all = io->head;
     io->head = io->tail = NULL;
-    if (io->timer_armed) {
-        io->timer_armed = 0;
-        set_timer(io, 0);
-    }
     return all;
 }
 
@@ -372,10 +372,6 @@ static long relay_flush(iopub *io)
         item *it = io->head;
         if (it == NULL) {
             io->relay_asleep = 1;
-            if (io->timer_armed) {
-                io->timer_armed = 0;
-                set_timer(io, 0);
-            }
             pthread_mutex_unlock(&io->q_lock);
             return -1;
         }
@@ -422,6 +418,11 @@ static void *relay_main(void *arg)
             uint64_t v;
             if (rc > 0 && (items[i].revents & ZMQ_POLLIN) && read(items[i].fd, &v, sizeof v) < 0)
                 v = 0; /* already read: nothing to do */
+        }
+        if (rc > 0 && (items[2].revents & ZMQ_POLLIN)) {
+            pthread_mutex_lock(&io->q_lock);
+            io->timer_armed = 0; /* it fired; the next announcement re-arms it */
+            pthread_mutex_unlock(&io->q_lock);
         }
         timeout = relay_flush(io);
         if (atomic_load(&io->stop) && timeout < 0)

@@ -252,7 +252,7 @@ def main():
           f"| {p['jc']/i['jc']:.2f} |")
     print(f"| idle RSS, after start and 21 warm-up cells | {i['rss']:.1f} MiB | {p['rss']:.1f} MiB "
           f"| {p['rss']/i['rss']:.3f} (1/{i['rss']/p['rss']:.1f}) |")
-    print(f"| RSS after {2 * rounds} more cells | {i['rss_after']:.1f} MiB | {p['rss_after']:.1f} MiB "
+    print(f"| RSS after {2 * args.rounds} more cells | {i['rss_after']:.1f} MiB | {p['rss_after']:.1f} MiB "
           f"| {p['rss_after']/i['rss_after']:.3f} (1/{i['rss_after']/p['rss_after']:.1f}) |")
 
 
