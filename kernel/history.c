@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -21,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kthread.h"
 #include "log.h"
 #include "paths.h"
 #include "transform.h"
@@ -359,13 +359,8 @@ void history_catch_up(void)
 
 static void start_writer(void)
 {
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT); /* only the main thread takes SIGINT */
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     writer_stop = 0;
-    have_writer = pthread_create(&writer, NULL, writer_main, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    have_writer = kthread_start(&writer, writer_main, NULL) == 0;
     if (!have_writer)
         log_msg("history: no writer thread; recording on the main thread");
 }

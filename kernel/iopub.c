@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "kthread.h"
 #include "log.h"
 
 #define STREAM_HOLD_MS 20        /* a lone stream item waits this long for more text */
@@ -70,13 +71,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void wake(iopub *io)
-{
-    uint64_t one = 1;
-    ssize_t w = write(io->wake_fd, &one, sizeof one);
-    (void)w;
 }
 
 static void item_free(item *it)
@@ -277,7 +271,7 @@ void iopub_stream(iopub *io, const char *name, const char *data, size_t len, jso
     it->text[it->len] = '\0';
     pthread_mutex_unlock(&io->q_lock);
     if (need_wake)
-        wake(io);
+        kthread_wake(io->wake_fd);
     return;
 oom:
     pthread_mutex_unlock(&io->q_lock);
@@ -483,7 +477,7 @@ error:
 void iopub_close(iopub *io)
 {
     atomic_store(&io->stop, 1);
-    wake(io);
+    kthread_wake(io->wake_fd);
     pthread_join(io->relay, NULL);
 }
 

@@ -21,6 +21,7 @@
 #include <zmq.h>
 
 #include "iopub.h"
+#include "kthread.h"
 #include "log.h"
 
 #define MAX_FRAMES   64
@@ -60,17 +61,6 @@ struct server {
     channel_pub shell_ch, control_ch;
     publisher shell_pub, control_pub;
 };
-
-/* Blocks SIGINT in the calling thread (threads created meanwhile inherit
- * the mask: only the main thread takes SIGINT); *old receives the previous
- * mask for pthread_sigmask(SIG_SETMASK, old, NULL). */
-static void block_sigint(sigset_t *old)
-{
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, old);
-}
 
 /* ---- frames on zmq sockets ---------------------------------------------- */
 
@@ -148,13 +138,6 @@ static int send_msg(server *s, void *sock, const wire_frame *ids, size_t n_ids,
     int rc = wire_send(sock, f, n);
     wire_frames_free(f, n);
     return rc;
-}
-
-static void wake(int efd)
-{
-    uint64_t one = 1;
-    ssize_t w = write(efd, &one, sizeof one);
-    (void)w;
 }
 
 static void pub_iopub(void *self, const char *msg_type, json_t *content, json_t *parent)
@@ -404,10 +387,7 @@ int server_capture_fds(server *s)
     s->cap_fd[1] = errp[0];
     s->cap_stop_fd = eventfd(0, EFD_CLOEXEC);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    sigset_t old;
-    block_sigint(&old);
-    int rc = s->cap_stop_fd < 0 ? -1 : pthread_create(&s->capture_thread, NULL, capture_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = s->cap_stop_fd < 0 ? -1 : kthread_start(&s->capture_thread, capture_main, s);
     if (rc != 0)
         return orig; /* fd output is still drained by server_sync_fds */
     s->have_capture = 1;
@@ -488,7 +468,7 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     /* Only the main thread takes SIGINT: every thread started from here on,
      * libzmq's I/O threads included, blocks it. */
     sigset_t old;
-    block_sigint(&old);
+    kthread_block_sigint(&old);
     s->signer = signer;
     s->on_control = on_control;
     s->on_control_arg = arg;
@@ -599,11 +579,8 @@ static void *watchdog_main(void *arg)
 void server_arm_exit_watchdog(server *s, unsigned seconds)
 {
     pthread_t t;
-    sigset_t old;
-    block_sigint(&old);
-    if (pthread_create(&t, NULL, watchdog_main, (void *)(uintptr_t)seconds) == 0)
+    if (kthread_start(&t, watchdog_main, (void *)(uintptr_t)seconds) == 0)
         pthread_detach(t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int server_signal_fd(server *s)
@@ -615,7 +592,7 @@ void server_request_shutdown(server *s, int restart)
 {
     (void)restart; /* the kernel manager restarts us; we just exit */
     atomic_store(&s->shutdown, 1);
-    wake(s->wake_fd);
+    kthread_wake(s->wake_fd);
     if (atomic_load(&s->main_busy))
         server_interrupt_main(s);
 }
@@ -679,7 +656,7 @@ void server_stop(server *s)
 {
     /* Send what is queued, then let every blocking call return ETERM. */
     if (s->have_capture) {
-        wake(s->cap_stop_fd);
+        kthread_wake(s->cap_stop_fd);
         pthread_join(s->capture_thread, NULL);
     }
     iopub_close(s->iopub);
