@@ -1035,7 +1035,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         if (payload)
             json_object_set_new(reply, "payload", payload);
     }
-    pub->sync(pub->self);
+    if (json_object_size(exprs) > 0)
+        pub->sync(pub->self); /* what user_expressions wrote to fd 1/2 */
     st.req = NULL;
     PyGILState_Release(g);
     return reply;

@@ -177,8 +177,10 @@ static void send_items_locked(iopub *io, item *it)
 
 /* ---- publishing (any thread) ---------------------------------------------- */
 
-/* Sends everything queued and then f (may be NULL) on the calling thread. */
-static void send_now(iopub *io, wire_frame *f, size_t n)
+/* Sends everything queued and then f (may be NULL) on the calling thread;
+ * then, if welcome, answers new subscribers (any zmq call may have taken
+ * the edge of ZMQ_FD that would wake the relay for them). */
+static void send_now(iopub *io, wire_frame *f, size_t n, int welcome)
 {
     pthread_mutex_lock(&io->q_lock);
     item *queued = io->head ? take_all_locked(io) : NULL;
@@ -187,7 +189,8 @@ static void send_now(iopub *io, wire_frame *f, size_t n)
     send_items_locked(io, queued);
     if (f != NULL)
         send_locked(io, f, n);
-    welcome_locked(io);
+    if (welcome)
+        welcome_locked(io);
     pthread_mutex_unlock(&io->io_lock);
 }
 
@@ -201,7 +204,7 @@ void iopub_publish(iopub *io, const char *msg_type, json_t *content, json_t *par
         log_msg("iopub: out of memory, dropped %s", msg_type);
         return;
     }
-    send_now(io, f, n);
+    send_now(io, f, n, 1);
     wire_frames_free(f, n);
 }
 
@@ -231,7 +234,12 @@ void iopub_announce(iopub *io, const char *msg_type, json_t *content, json_t *pa
 
 void iopub_flush(iopub *io)
 {
-    send_now(io, NULL, 0);
+    send_now(io, NULL, 0, 1);
+}
+
+void iopub_flush_before_reply(iopub *io)
+{
+    send_now(io, NULL, 0, 0);
 }
 
 void iopub_stream(iopub *io, const char *name, const char *data, size_t len, json_t *parent)

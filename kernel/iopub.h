@@ -37,6 +37,11 @@ void iopub_announce(iopub *io, const char *msg_type, json_t *content, json_t *pa
 /* Sends everything queued now (before a reply on another channel). */
 void iopub_flush(iopub *io);
 
+/* The same, before a request's reply: it leaves the check for new
+ * subscribers (two system calls in libzmq) to the request's idle status,
+ * which the same thread always publishes next. */
+void iopub_flush_before_reply(iopub *io);
+
 /* Appends text to stream name ("stdout"/"stderr") for parent (borrowed), or
  * for the current stream parent when NULL. Any thread. Consecutive writes to
  * one stream with one parent become one message (held at most 20 ms). */

@@ -178,7 +178,7 @@ static void pub_reply(void *self, const wire_msg *req, const char *msg_type, jso
                       json_t *metadata)
 {
     channel_pub *ch = self;
-    iopub_flush(ch->srv->iopub); /* what the request announced goes first */
+    iopub_flush_before_reply(ch->srv->iopub); /* what the request announced goes first */
     if (send_msg(ch->srv, ch->sock, req->ids, req->n_ids, msg_type, req->header, metadata,
                  content) < 0)
         log_msg("reply %s: send failed: %s", msg_type, zmq_strerror(errno));
@@ -404,8 +404,13 @@ void server_sync_fds(server *s)
         return;
     fflush(stdout);
     fflush(stderr);
+    /* One poll asks both pipes, where reading each would cost a failed
+     * read apiece when (as after most cells) nothing was written. Under
+     * cap_lock, so that what the capture thread has read is published. */
+    struct pollfd p[2] = {{s->cap_fd[0], POLLIN, 0}, {s->cap_fd[1], POLLIN, 0}};
     pthread_mutex_lock(&s->cap_lock);
-    capture_read_locked(s);
+    if (poll(p, 2, 0) != 0)
+        capture_read_locked(s);
     pthread_mutex_unlock(&s->cap_lock);
 }
 
