@@ -608,35 +608,59 @@ void server_set_idle_hook(server *s, void (*hook)(void *), void *arg)
     s->idle_arg = arg;
 }
 
+/* Waits until the shell socket may have a message, a wake-up or a signal
+ * arrives, or (with an idle hook) IDLE_HOOK_MS pass. Returns what poll
+ * returned. shell_fd is the socket's ZMQ_FD: edge-triggered, and any zmq
+ * call may take its edge, so ZMQ_EVENTS is asked first. This costs three
+ * system calls where zmq_poll, which asks ZMQ_EVENTS before and after,
+ * costs five or more. */
+static int wait_shell(server *s, int shell_fd)
+{
+    int events = 0;
+    size_t sz = sizeof events;
+    if (zmq_getsockopt(s->shell, ZMQ_EVENTS, &events, &sz) < 0)
+        return -1;
+    if (events & ZMQ_POLLIN)
+        return 1;
+    struct pollfd p[3] = {
+        {shell_fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}, {s->sig_fd[0], POLLIN, 0}};
+    int rc = poll(p, 3, s->idle_hook ? IDLE_HOOK_MS : -1);
+    if (rc > 0 && (p[2].revents & POLLIN))
+        drain_signals(s); /* an interrupt while idle: nothing to stop */
+    return rc;
+}
+
 int server_run(server *s, server_handler handle, void *arg)
 {
+    int shell_fd;
+    size_t sz = sizeof shell_fd;
+    if (zmq_getsockopt(s->shell, ZMQ_FD, &shell_fd, &sz) < 0) {
+        log_msg("shell: no ZMQ_FD: %s", zmq_strerror(errno));
+        return -1;
+    }
     while (!atomic_load(&s->shutdown)) {
-        zmq_pollitem_t items[3] = {{s->shell, 0, ZMQ_POLLIN, 0},
-                                   {NULL, s->wake_fd, ZMQ_POLLIN, 0},
-                                   {NULL, s->sig_fd[0], ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, 3, s->idle_hook ? IDLE_HOOK_MS : -1);
+        /* A request already queued needs no poll. */
+        wire_msg msg;
+        int rc = recv_msg(s, s->shell, "shell", &msg, ZMQ_DONTWAIT);
+        if (rc > 0) {
+            atomic_store(&s->main_busy, 1);
+            handle(s, &msg, arg);
+            atomic_store(&s->main_busy, 0);
+            wire_msg_clear(&msg);
+            continue;
+        }
+        if (rc == 0 || errno == EINTR)
+            continue; /* a bad message, dropped and logged */
+        if (errno != EAGAIN)
+            break; /* the context is shutting down */
+        rc = wait_shell(s, shell_fd);
         if (rc == 0 && s->idle_hook) {
             void (*hook)(void *) = s->idle_hook;
             s->idle_hook = NULL;
             hook(s->idle_arg);
-            continue;
         }
-        if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
-            drain_signals(s); /* an interrupt while idle: nothing to stop */
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0)
+        if (rc < 0 && errno != EINTR)
             break;
-        if (!(items[0].revents & ZMQ_POLLIN))
-            continue;
-        wire_msg msg;
-        rc = recv_msg(s, s->shell, "shell", &msg, ZMQ_DONTWAIT);
-        if (rc <= 0)
-            continue;
-        atomic_store(&s->main_busy, 1);
-        handle(s, &msg, arg);
-        atomic_store(&s->main_busy, 0);
-        wire_msg_clear(&msg);
     }
     return 0;
 }
