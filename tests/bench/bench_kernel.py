@@ -168,6 +168,18 @@ def stop(proc, client):
         proc.wait()
 
 
+def cpu_ns(pid):
+    """CPU time of each of pid's threads, in ns (/proc/PID/task/*/schedstat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[tid] = int(f.read().split()[0])
+        except OSError:
+            pass  # the thread ended
+    return out
+
+
 def rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -194,10 +206,13 @@ def measure_once(name, rounds, tmp, res):
         sys.exit(f"{name}: unexpected execute_reply {reply}")
     time.sleep(0.5)
     res["rss"].append(rss_mib(proc.pid))  # idle, started and warmed up
+    cpu0 = cpu_ns(proc.pid)
     for _ in range(rounds):
         t = time.perf_counter()
         client.execute("pass")
         res["lean"].append(time.perf_counter() - t)
+    cpu1 = cpu_ns(proc.pid)
+    res["cpu"].append(sum(cpu1[t] - cpu0.get(t, 0) for t in cpu1) / rounds / 1e9)
     if name == "echo":  # no heartbeat for jupyter_client; its RSS says nothing
         stop(proc, client)
         return
@@ -219,7 +234,7 @@ def measure(runs, rounds, tmp):
     """Starts the two kernels in turn, runs times each, so that a slow
     stretch of this shared machine weighs on both alike; returns medians."""
     names = ("pyrometer", "ipykernel", "echo")
-    res = {n: {k: [] for k in ("startup", "first", "lean", "jc", "rss", "rss_after")}
+    res = {n: {k: [] for k in ("startup", "first", "lean", "cpu", "jc", "rss", "rss_after")}
            for n in names}
     for _ in range(runs):
         for n in names:
@@ -248,6 +263,8 @@ def main():
     print(f"| `pass` round trip, lean client, C echo kernel (the floor) | {i['lean']*1e3:.2f} ms "
           f"| {e['lean']*1e3:.3f} ms (echo) | {e['lean']/i['lean']:.3f} (echo / ipykernel); "
           f"pyrometer / echo {p['lean']/e['lean']:.2f} |")
+    print(f"| kernel CPU per lean round trip, all threads | {i['cpu']*1e6:.0f} µs | {p['cpu']*1e6:.0f} µs "
+          f"| {p['cpu']/i['cpu']:.3f}; echo {e['cpu']*1e6:.0f} µs |")
     print(f"| `pass` round trip, jupyter_client | {i['jc']*1e3:.2f} ms | {p['jc']*1e3:.2f} ms "
           f"| {p['jc']/i['jc']:.2f} |")
     print(f"| idle RSS, after start and 21 warm-up cells | {i['rss']:.1f} MiB | {p['rss']:.1f} MiB "
