@@ -38,13 +38,14 @@ static const dispatch_entry control_table[] = {
 
 /* busy is an announcement: a quick request's busy, reply and idle leave
  * together (see iopub.h). */
-static void publish_status(publisher *pub, const wire_msg *msg, const char *state)
+static void publish_busy(publisher *pub, const wire_msg *msg)
 {
-    json_t *content = json_pack("{s:s}", "execution_state", state);
-    if (strcmp(state, "busy") == 0)
-        pub->announce(pub->self, "status", content, msg->header);
-    else
-        pub->iopub(pub->self, "status", content, msg->header);
+    pub->announce(pub->self, "status", json_pack("{s:s}", "execution_state", "busy"), msg->header);
+}
+
+static void publish_idle(publisher *pub, const wire_msg *msg)
+{
+    pub->iopub(pub->self, "status", json_pack("{s:s}", "execution_state", "idle"), msg->header);
 }
 
 static void run(server *s, publisher *pub, const dispatch_entry *table, const char *channel,
@@ -58,10 +59,10 @@ static void run(server *s, publisher *pub, const dispatch_entry *table, const ch
         return;
     }
     if (e->status)
-        publish_status(pub, msg, "busy");
+        publish_busy(pub, msg);
     e->fn(s, pub, msg);
     if (e->status)
-        publish_status(pub, msg, "idle");
+        publish_idle(pub, msg);
 }
 
 /* Set once at start-up, before server_run. Main thread only. */
@@ -94,12 +95,12 @@ static void abort_one(server *s, wire_msg *msg, void *arg)
         return;
     }
     publisher *pub = server_shell_publisher(s);
-    publish_status(pub, msg, "busy");
+    publish_busy(pub, msg);
     pub->reply(pub->self, msg, "execute_reply",
                json_pack("{s:s, s:I}", "status", "aborted", "execution_count",
                          (json_int_t)interp_execution_count()),
                json_pack("{s:s}", "status", "aborted"));
-    publish_status(pub, msg, "idle");
+    publish_idle(pub, msg);
 }
 
 void dispatch_abort_queued(server *s)
