@@ -268,13 +268,11 @@ def test_iopub_welcome_on_subscribe(kernel):
         sub.close(0)
 
 
-def test_announcements_do_not_wait_for_a_long_cell(kernel):
-    """busy and execute_input may wait for the next message only briefly:
-    while a 1.5 s cell still runs, the frontend has both (and no reply)."""
-    km, kc = kernel
-    msg_id = kc.execute("import time; time.sleep(1.5)")
+def announcements_while_running(kc, msg_id, seconds=0.8):
+    """What iopub brings for msg_id within seconds (statuses by state),
+    asserting that its reply has not come meanwhile."""
     seen = []
-    deadline = time.time() + 0.8
+    deadline = time.time() + seconds
     while time.time() < deadline:
         try:
             m = kc.get_iopub_msg(timeout=max(0.01, deadline - time.time()))
@@ -285,7 +283,31 @@ def test_announcements_do_not_wait_for_a_long_cell(kernel):
                         else m["content"]["execution_state"])
     with pytest.raises(queue.Empty):
         kc.get_shell_msg(timeout=0)
-    assert seen == ["busy", "execute_input"]
+    return seen
+
+
+def test_announcements_do_not_wait_for_a_long_cell(kernel):
+    """busy and execute_input may wait for the next message only briefly:
+    while a 1.5 s cell still runs, the frontend has both (and no reply)."""
+    km, kc = kernel
+    msg_id = kc.execute("import time; time.sleep(1.5)")
+    assert announcements_while_running(kc, msg_id) == ["busy", "execute_input"]
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    wait_idle(kc, msg_id)
+
+
+def test_announcements_of_a_long_cell_right_after_quick_ones(kernel):
+    """The relay's timer, armed by a quick cell's announcements and left
+    armed when they left with its reply, fires early for the next cell's:
+    a 1.5 s cell queued right behind quick ones still has its busy and
+    execute_input out while it runs."""
+    km, kc = kernel
+    quick = [kc.execute(f"q = {i}") for i in range(10)]
+    msg_id = kc.execute("import time; time.sleep(1.5)")
+    for _ in quick:
+        assert kc.get_shell_msg(timeout=10)["parent_header"]["msg_id"] in quick
+    assert announcements_while_running(kc, msg_id) == ["busy", "execute_input"]
     reply = kc.get_shell_msg(timeout=10)
     assert reply["parent_header"]["msg_id"] == msg_id
     wait_idle(kc, msg_id)
