@@ -817,9 +817,9 @@ json_t *interp_kernel_info(void)
 
 /* ---- running a cell --------------------------------------------------------- */
 
-/* Registers src under filename in linecache so tracebacks and
+/* Registers src under fname in linecache so tracebacks and
  * inspect.getsource() see the cell. Returns 0 or -1. */
-static int register_source(const char *filename, const char *src)
+static int register_source(PyObject *fname, const char *src)
 {
     PyObject *text = PyUnicode_FromString(src);
     if (text == NULL)
@@ -828,12 +828,10 @@ static int register_source(const char *filename, const char *src)
     Py_DECREF(text);
     if (lines == NULL)
         return -1;
-    PyObject *name = PyUnicode_FromString(filename); /* the key and the entry's name: one string */
-    PyObject *entry =
-        name ? Py_BuildValue("(nOOO)", (Py_ssize_t)strlen(src), Py_None, lines, name) : NULL;
+    /* fname is both the key and the entry's name: one string */
+    PyObject *entry = Py_BuildValue("(nOOO)", (Py_ssize_t)strlen(src), Py_None, lines, fname);
     Py_DECREF(lines);
-    int rc = entry ? PyDict_SetItem(st.linecache, name, entry) : -1;
-    Py_XDECREF(name);
+    int rc = entry ? PyDict_SetItem(st.linecache, fname, entry) : -1;
     Py_XDECREF(entry);
     return rc;
 }
@@ -842,16 +840,13 @@ static int register_source(const char *filename, const char *src)
  * namespace; when display_last is set and the last statement is an
  * expression, it runs in 'single' mode so its value reaches the display
  * hook. Returns 0, or -1 with an exception set. */
-static int run_source(const char *src, const char *filename, int display_last)
+static int run_source(const char *src, PyObject *fname, int display_last)
 {
     PyObject *ast_mod = NULL, *body = NULL, *code = NULL;
-    PyObject *last = NULL, *interactive = NULL, *res = NULL, *fname = NULL;
+    PyObject *last = NULL, *interactive = NULL, *res = NULL;
     int rc = -1;
     PyCompilerFlags flags = {PyCF_ONLY_AST, PY_MINOR_VERSION};
 
-    fname = PyUnicode_FromString(filename);
-    if (fname == NULL)
-        goto error;
     ast_mod = Py_CompileStringObject(src, fname, Py_file_input, &flags, -1);
     if (ast_mod == NULL)
         goto error;
@@ -890,7 +885,6 @@ static int run_source(const char *src, const char *filename, int display_last)
     }
     rc = 0;
 error:
-    Py_XDECREF(fname);
     Py_XDECREF(ast_mod);
     Py_XDECREF(body);
     Py_XDECREF(code);
@@ -1005,14 +999,19 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 
     char *src = NULL, terr[256];
     int rc = -1;
-    if (register_source(filename, code) < 0)
-        PyErr_Clear();
-    src = transform_cell(code, terr, sizeof terr);
-    if (src == NULL) {
-        PyErr_SetString(PyExc_SyntaxError, terr);
-    } else {
-        rc = run_source(src, filename, !silent);
-        free(src);
+    /* The cell's name in linecache and in its code: one string for both. */
+    PyObject *fname = PyUnicode_FromString(filename); /* NULL: its error is the cell's */
+    if (fname != NULL) {
+        if (register_source(fname, code) < 0)
+            PyErr_Clear();
+        src = transform_cell(code, terr, sizeof terr);
+        if (src == NULL) {
+            PyErr_SetString(PyExc_SyntaxError, terr);
+        } else {
+            rc = run_source(src, fname, !silent);
+            free(src);
+        }
+        Py_DECREF(fname);
     }
     json_t *err = NULL;
     if (rc < 0)
