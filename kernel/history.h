@@ -22,8 +22,8 @@ void history_sync(void);
 /* Waits for the writer only if it has fallen behind: a row queued 50 ms
  * ago or more is not committed yet (the machine gave the writer no CPU).
  * The kernel calls it before each cell, so a killed kernel loses at most
- * the rows of its last 10 ms, or of its last cell when the writer
- * starves. Main thread. */
+ * the rows of its last 10 ms, and while the writer starves, at most those
+ * of its last 50 ms and the running cell. Main thread. */
 void history_catch_up(void);
 
 /* Returns a new history_reply content for a history_request content. */

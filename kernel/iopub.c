@@ -142,10 +142,7 @@ static void set_timer(iopub *io, long ms)
         log_msg("iopub: timerfd: %s", strerror(errno));
 }
 
-/* Takes the whole queue (q_lock held). The relay's timer stays armed: in a
- * run of quick requests, arming it once per ANNOUNCE_MS rather than arming
- * and disarming it for each saves two system calls a request, and costs
- * the relay one wake-up that finds nothing due. */
+/* Takes the whole queue (q_lock held). */
 static item *take_all_locked(iopub *io)
 {
     item *all = io->head;
@@ -224,7 +221,11 @@ void iopub_announce(iopub *io, const char *msg_type, json_t *content, json_t *pa
     it->due = now_s() + ANNOUNCE_MS / 1000.0;
     pthread_mutex_lock(&io->q_lock);
     append_locked(io, it);
-    /* No wake-up: a timer rouses the relay if nothing else sends it first. */
+    /* No wake-up: a timer rouses the relay if nothing else sends it first.
+     * The timer stays armed when the announcement leaves with the next
+     * message, and the relay then finds nothing due: in a run of quick
+     * requests it is armed once per ANNOUNCE_MS instead of armed and
+     * disarmed for each, two system calls fewer a request. */
     if (!io->timer_armed) {
         io->timer_armed = 1;
         set_timer(io, ANNOUNCE_MS);

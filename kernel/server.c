@@ -650,7 +650,7 @@ int server_run(server *s, server_handler handle, void *arg)
             continue;
         }
         if (rc == 0 || errno == EINTR)
-            continue; /* a bad message, dropped and logged */
+            continue; /* a bad message (dropped and logged), or a signal */
         if (errno != EAGAIN)
             break; /* the context is shutting down */
         rc = wait_shell(s, shell_fd);
