@@ -45,19 +45,20 @@ def tap_stage(name, build, env=None):
 def format_stage():
     """Each C file must be exactly as clang-format (.clang-format) writes it."""
     passed = failed = 0
-    for folder in ("kernel", "ext", "tests/unit"):
-        for name in sorted(os.listdir(os.path.join(ROOT, folder))):
-            if not name.endswith((".c", ".h")):
-                continue
-            path = os.path.join(folder, name)
-            p = subprocess.run(["clang-format", "--dry-run", "--Werror", path], cwd=ROOT,
-                               capture_output=True, text=True)
-            if p.returncode == 0:
-                passed += 1
-            else:
-                failed += 1
-                print(f"  format: {path} differs from clang-format's output "
-                      f"(run: clang-format -i {path})")
+    paths = []
+    for folder in ("kernel", "ext", "tests"):
+        for dirpath, _, names in os.walk(os.path.join(ROOT, folder)):
+            paths += [os.path.relpath(os.path.join(dirpath, n), ROOT)
+                      for n in names if n.endswith((".c", ".h"))]
+    for path in sorted(paths):
+        p = subprocess.run(["clang-format", "--dry-run", "--Werror", path], cwd=ROOT,
+                           capture_output=True, text=True)
+        if p.returncode == 0:
+            passed += 1
+        else:
+            failed += 1
+            print(f"  format: {path} differs from clang-format's output "
+                  f"(run: clang-format -i {path})")
     print(f"  format: {passed} files ok, {failed} differ")
     return passed, failed
 

@@ -1,5 +1,5 @@
-/* lineprof.h - the line profiler: its core (lineprof.c: the hook, the
- * per-line counters, pyrometer.LineProfiler) and the %lprun magic (lprun.c:
+/* lineprof/lineprof.h - the line profiler: its core (lineprof/engine.c: the hook, the
+ * per-line counters, pyrometer.LineProfiler) and the %lprun magic (lineprof/magic.c:
  * target resolution, rendering, pyrometer.LineStats). Shared declarations.
  */
 #ifndef PYROMETER_LINEPROF_H
@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-/* ---- lineprof.c ------------------------------------------------------------ */
+/* ---- lineprof/engine.c ------------------------------------------------------------ */
 
 /* What the profiler measured for one target code object. Read only after
  * lineprof_disable(); every pointer is borrowed from the profiler. */
@@ -58,7 +58,7 @@ PyObject *lineprof_import(const char *name);
 /* Registers pyrometer.LineProfiler and the test helpers, then %lprun. */
 int lineprof_module_exec(PyObject *module);
 
-/* ---- lprun.c --------------------------------------------------------------- */
+/* ---- lineprof/magic.c --------------------------------------------------------------- */
 
 /* Registers %lprun and pyrometer.LineStats. Returns 0, or -1 with an
  * exception set. */

@@ -1,4 +1,4 @@
-/* prun_render.c - the text and HTML of %prun and %pstats.
+/* funcprof/render.c - the text and HTML of %prun and %pstats.
  *
  * Owns the rendering of a sorted pstats.Stats: its text through pstats'
  * own printers (captured from st.stream), and the HTML report: a table with
@@ -6,7 +6,7 @@
  * graph with <title> hover text, no JavaScript. Reads stats, never changes
  * what was profiled.
  */
-#include "prun_render.h"
+#include "funcprof/render.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* memprof.c - the memory profiler's engine: hooks on PyMem's three domains
+/* memprof/engine.c - the memory profiler's engine: hooks on PyMem's three domains
  * and on NumPy's data handler feeding a pointer->size table, the line
  * attribution trace function of %mprun, the span recorder of %%mprof, and
  * RSS probes (/proc/self/statm, VmHWM, a sampling thread).
@@ -8,7 +8,7 @@
  * `raw_lock`, a spinlock. Line statistics are owned by the thread that runs
  * the traced statement (tl_traced).
  */
-#include "memprof.h"
+#include "memprof/memprof.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,13 +1,13 @@
-/* mprun_render.h - rendering of the memory magics' results: the %mprun
+/* memprof/render.h - rendering of the memory magics' results: the %mprun
  * line tables and the %%mprof chart.
  */
 #ifndef PYROMETER_MPRUN_RENDER_H
 #define PYROMETER_MPRUN_RENDER_H
 
-#include "memprof.h"
+#include "memprof/memprof.h"
 #include "report.h"
 
-/* One -f function of %mprun / %%mprof, as resolved by mprun.c. */
+/* One -f function of %mprun / %%mprof, as resolved by memprof/magic.c. */
 typedef struct {
     PyObject *code;     /* owned */
     PyObject *filename; /* owned str */

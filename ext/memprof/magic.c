@@ -1,13 +1,13 @@
-/* mprun.c - the memory magics: %memit / %%memit, %mprun and %%mprof.
+/* memprof/magic.c - the memory magics: %memit / %%memit, %mprun and %%mprof.
  *
  * Declares their options (options.c parses them), evaluates -f targets in
- * the user namespace, runs the statement under memprof.c's hooks, writes the
+ * the user namespace, runs the statement under memprof/engine.c's hooks, writes the
  * -T / --dat files and builds %memit's result and text. The %mprun tables
- * and the %%mprof chart are mprun_render.c's. Owns no global state:
- * memprof.c's session is the single "a memory magic is running" flag.
+ * and the %%mprof chart are memprof/render.c's. Owns no global state:
+ * memprof/engine.c's session is the single "a memory magic is running" flag.
  */
-#include "memprof.h"
-#include "mprun_render.h"
+#include "memprof/memprof.h"
+#include "memprof/render.h"
 #include "options.h"
 #include "report.h"
 

@@ -1,6 +1,6 @@
-/* memprof.h - the memory profiler's engine: allocator hooks, line
+/* memprof/memprof.h - the memory profiler's engine: allocator hooks, line
  * attribution, function spans and RSS probes behind %memit, %mprun and
- * %%mprof (whose magics live in mprun.c).
+ * %%mprof (whose magics live in memprof/magic.c).
  *
  * One profiling session at a time per process: memprof_start() fails with
  * memprof_busy() set while another session runs (nested memory magics).
@@ -154,7 +154,7 @@ void memprof_spans_stop(void);
  * recursion deeper than it follows). */
 int memprof_trace_lost(void);
 
-/* mprun.c: registers %memit, %mprun and %%mprof. Returns 0, or -1 with an
+/* memprof/magic.c: registers %memit, %mprun and %%mprof. Returns 0, or -1 with an
  * exception set. */
 int mprun_module_exec(PyObject *module);
 

@@ -1,11 +1,11 @@
-/* mprun_render.c - the text and HTML of %mprun and %%mprof.
+/* memprof/render.c - the text and HTML of %mprun and %%mprof.
  *
  * Owns the %mprun line tables (memory_profiler's text layout; HTML with
  * net-allocation bars and hold/release shading) and the %%mprof chart (an
  * inline SVG of RSS and heap over time, target calls bracketed). Reads
- * memprof.c's results, never changes them.
+ * memprof/engine.c's results, never changes them.
  */
-#include "mprun_render.h"
+#include "memprof/render.h"
 
 #include <math.h>
 #include <stdio.h>

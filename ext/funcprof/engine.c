@@ -1,17 +1,17 @@
-/* funcprof.c - deterministic function profiler: the hook, its tables and
+/* funcprof/engine.c - deterministic function profiler: the hook, its tables and
  * the `pyrometer.Profile` type.
  *
  * Owns the per-thread state (an open-addressing table of functions keyed by
  * code object or PyMethodDef pointer, a table of caller->callee edges, a
  * call stack), the clock, and the conversion of all that into cProfile's
- * stats dict. Rendering and the magics live in prun.c.
+ * stats dict. Rendering and the magics live in funcprof/magic.c.
  *
  * Counting follows cProfile: a call is counted when it returns; a call made
  * while the same function (or the same caller->callee edge) is already on
  * the thread's stack is a recursive call, and its time is not added to
  * cumtime again; each resumption of a generator or coroutine is a call.
  */
-#include "funcprof.h"
+#include "funcprof/funcprof.h"
 #include "module.h"
 
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* prun_render.h - text and HTML rendering of %prun / %pstats results (a
+/* funcprof/render.h - text and HTML rendering of %prun / %pstats results (a
  * sorted pstats.Stats): pstats' own text, an HTML table with bars, the
  * callers/callees view and an SVG icicle graph.
  */

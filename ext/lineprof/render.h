@@ -1,10 +1,10 @@
-/* lprun_render.h - what %lprun shows: a snapshot of a LineProfiler's
+/* lineprof/render.h - what %lprun shows: a snapshot of a LineProfiler's
  * results (lprun_report) and its text and HTML renderings.
  */
 #ifndef PYROMETER_LPRUN_RENDER_H
 #define PYROMETER_LPRUN_RENDER_H
 
-#include "lineprof.h"
+#include "lineprof/lineprof.h"
 #include "report.h"
 
 typedef struct {

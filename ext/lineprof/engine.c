@@ -1,4 +1,4 @@
-/* lineprof.c - the line profiler core behind %lprun and pyrometer.LineProfiler.
+/* lineprof/engine.c - the line profiler core behind %lprun and pyrometer.LineProfiler.
  *
  * Owns the trace hook, the per-thread tracer objects and the per-line
  * counters of every target code object. The hook sits behind a small backend
@@ -16,7 +16,7 @@
  * Non-target frames get f_trace_lines switched off as they start (one byte
  * store) and back on as they leave, so their lines cost nothing more.
  */
-#include "lineprof.h"
+#include "lineprof/lineprof.h"
 
 #include "structmember.h"
 

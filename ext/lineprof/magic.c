@@ -1,12 +1,12 @@
-/* lprun.c - the %lprun magic and pyrometer.LineStats.
+/* lineprof/magic.c - the %lprun magic and pyrometer.LineStats.
  *
  * Owns the option spec (options.c parses it), turning -f/-m targets into
- * code objects, running the statement under the line profiler (lineprof.c),
+ * code objects, running the statement under the line profiler (lineprof/engine.c),
  * the line_profiler-compatible pickle (-D), the -T file and the -r stats
- * object. The text and HTML are lprun_render.c's.
+ * object. The text and HTML are lineprof/render.c's.
  */
-#include "lineprof.h"
-#include "lprun_render.h"
+#include "lineprof/lineprof.h"
+#include "lineprof/render.h"
 #include "options.h"
 #include "report.h"
 

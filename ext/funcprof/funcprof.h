@@ -1,7 +1,7 @@
-/* funcprof.h - the deterministic function profiler behind %prun.
+/* funcprof/funcprof.h - the deterministic function profiler behind %prun.
  *
- * funcprof.c owns the profile hook, its per-thread tables and the
- * `pyrometer.Profile` type; prun.c owns the %prun / %%prun / %pstats magics
+ * funcprof/engine.c owns the profile hook, its per-thread tables and the
+ * `pyrometer.Profile` type; funcprof/magic.c owns the %prun / %%prun / %pstats magics
  * and their rendering. This header is the contract between the two.
  */
 #ifndef PYROMETER_FUNCPROF_H
@@ -34,7 +34,7 @@ PyObject *funcprof_snapshot(PyObject *profile);
 /* 1 while some pyrometer.Profile is enabled in this process, else 0. */
 int funcprof_is_active(void);
 
-/* prun.c: registers %prun, %%prun and %pstats. Returns 0, or -1 with an
+/* funcprof/magic.c: registers %prun, %%prun and %pstats. Returns 0, or -1 with an
  * exception set. Called from funcprof_module_exec(). */
 int prun_module_exec(PyObject *module);
 

@@ -1,14 +1,14 @@
-/* prun.c - the %prun, %%prun and %pstats magics.
+/* funcprof/magic.c - the %prun, %%prun and %pstats magics.
  *
  * Owns the option specs of each magic (options.c parses them), checking -s
  * and -l, running the statement under a pyrometer.Profile in the user
  * namespace, the -T / -D files and the -r result. The text and HTML of the
- * report are prun_render.c's.
+ * report are funcprof/render.c's.
  */
-#include "funcprof.h"
+#include "funcprof/funcprof.h"
 #include "module.h"
 #include "options.h"
-#include "prun_render.h"
+#include "funcprof/render.h"
 #include "report.h"
 
 #include <stdio.h>

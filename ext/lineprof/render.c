@@ -1,11 +1,11 @@
-/* lprun_render.c - the results of %lprun: gathered, then laid out as text
+/* lineprof/render.c - the results of %lprun: gathered, then laid out as text
  * (line_profiler's layout) and HTML (one table per function, with bars and
  * highlighted source).
  *
  * Owns lprun_report: a snapshot of a LineProfiler's timings with each
  * function's source block, sorted as line_profiler sorts them.
  */
-#include "lprun_render.h"
+#include "lineprof/render.h"
 
 #include <math.h>
 #include <stdio.h>
