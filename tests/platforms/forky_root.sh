@@ -3,7 +3,8 @@
 # runs on Python 3.13, 3.14 and 3.15 with JupyterLab 4.4 and Notebook 7.4.
 #
 #   tests/platforms/forky_root.sh            make the root if needed, print its path
-#   tests/platforms/forky_root.sh run CMD..  run CMD inside it (as root, cwd /src = this checkout)
+#   tests/platforms/forky_root.sh run CMD..  run CMD inside it, as root, in this checkout
+#                                            (bind-mounted at the same path inside the root)
 #
 # The root lives outside the work tree: $PYROMETER_FORKY_ROOT, by default
 # /var/lib/pyrometer/forky. It is reused when its stamp names the same package
@@ -41,10 +42,15 @@ mount_all() {
             *) mount --bind "/$d" "$ROOT/$d" ;;
         esac
     done
-    mkdir -p "$ROOT/src"
-    mountpoint -q "$ROOT/src" || mount --bind "$SRC" "$ROOT/src"
+    # The checkout appears at its own path inside the root, so several
+    # checkouts (worktrees) can use one root at once.
+    mkdir -p "$ROOT$SRC"
+    mountpoint -q "$ROOT$SRC" || mount --bind "$SRC" "$ROOT$SRC"
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 }
+
+# apt waits for another apt in the same root instead of failing.
+APT="apt-get -o DPkg::Lock::Timeout=900"
 
 in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
@@ -70,16 +76,16 @@ make_root() {
     printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' > "$ROOT/etc/apt/preferences.d/trixie"
     mount_all
     echo "forky_root: installing packages" >&2
-    in_root apt-get update -q >&2
+    in_root $APT update -q >&2
     # shellcheck disable=SC2086
-    in_root apt-get install -y -q $PACKAGES >&2
-    for p in $TRIXIE_PACKAGES; do in_root apt-get install -y -q "$p/trixie" >&2; done
-    in_root apt-get clean
+    in_root $APT install -y -q $PACKAGES >&2
+    for p in $TRIXIE_PACKAGES; do in_root $APT install -y -q "$p/trixie" >&2; done
+    in_root $APT clean
     echo "$want" > "$ROOT/.pyrometer-stamp"
 }
 
 case ${1:-make} in
     make) make_root; echo "$ROOT" ;;
-    run) shift; make_root; mount_all; cd /; in_root sh -c 'cd /src && exec "$@"' sh "$@" ;;
+    run) shift; make_root; mount_all; cd /; in_root sh -c 'cd "$0" && exec "$@"' "$SRC" "$@" ;;
     *) echo "usage: $0 [make | run CMD...]" >&2; exit 2 ;;
 esac
