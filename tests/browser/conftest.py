@@ -1,7 +1,9 @@
-"""Fixtures for the browser tests: a headless Jupyter Notebook server whose
+"""Fixtures for the browser tests: a headless Jupyter server (classic Notebook
+6 on the host; JupyterLab 4 or Notebook 7 in the forky root) whose
 JUPYTER_PATH offers the built kernel (the one tests/conftest.py creates), and a
 headless Chromium driven by Selenium. Everything is local: the server listens
-on 127.0.0.1 with a random token, and the browser is told not to go online."""
+on 127.0.0.1 with a random token, and neither it nor the browser is told to go
+online."""
 import json
 import os
 import shutil
@@ -51,35 +53,88 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class NotebookServer:
-    """A `python3 -m notebook` child process on a free localhost port."""
+def _die_with_parent():
+    """In the server child: SIGTERM when the test process dies, so a killed
+    or timed-out run leaves no server (or its kernels) behind."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    def __init__(self, root):
+
+def _notebook_major():
+    """The major version of this Python's `notebook` package, or None."""
+    try:
+        import notebook
+    except ImportError:
+        return None
+    return int(notebook.__version__.split(".")[0])
+
+
+def _artifact(name):
+    """A path for a file the tests leave for people to look at (screenshots):
+    under $PYROMETER_ARTIFACTS (tests/run_suite.py sets it to
+    out/test-artifacts/STAGE), else under /tmp/pyrometer-artifacts."""
+    folder = os.environ.get("PYROMETER_ARTIFACTS") or "/tmp/pyrometer-artifacts"
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, name)
+
+
+@pytest.fixture(scope="session")
+def artifact():
+    """artifact(name) -> the path to save a screenshot or other artifact at."""
+    return _artifact
+
+
+class JupyterServer:
+    """A Jupyter server child process on a free localhost port, with config,
+    data and runtime dirs of its own. app is "classic" (Notebook 6,
+    `python3 -m notebook` on the Debian 12 host), "lab" (JupyterLab 4) or
+    "notebook7" (Notebook 7); the last two run on jupyter_server and expose
+    their frontend as window.jupyterapp, so the tests can read its state."""
+
+    def __init__(self, root, app="classic"):
         self.root = root
+        self.app = app
         self.notebook_dir = os.path.join(root, "notebooks")
         os.makedirs(self.notebook_dir)
         self.token = uuid.uuid4().hex
         self.port = _free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.log_path = os.path.join(root, "server.log")
+        config = os.path.join(root, "config")
         env = dict(os.environ)
         env.update(JUPYTER_PATH=SPEC_DIR,
-                   JUPYTER_CONFIG_DIR=os.path.join(root, "config"),
+                   JUPYTER_CONFIG_DIR=config,
                    JUPYTER_RUNTIME_DIR=os.path.join(root, "runtime"),
                    JUPYTER_DATA_DIR=os.path.join(root, "data"),
                    JUPYTER_PLATFORM_DIRS="1",
                    PYROMETER_HISTORY=os.path.join(root, "history.sqlite"),
                    BROWSER="true")
+        common = ["--no-browser", "--ip=127.0.0.1", "--port=%d" % self.port, "--port-retries=0"]
+        if os.geteuid() == 0:
+            common.append("--allow-root")
+        if app == "classic":
+            argv = [sys.executable, "-m", "notebook"] + common + [
+                "--NotebookApp.token=" + self.token,
+                "--NotebookApp.notebook_dir=" + self.notebook_dir,
+                "--NotebookApp.open_browser=False"]
+        else:
+            # No news or update checks (their pop-up would cover the page) and
+            # no extension manager: nothing asks the network.
+            settings = os.path.join(config, "lab", "user-settings", "@jupyterlab",
+                                    "apputils-extension")
+            os.makedirs(settings)
+            with open(os.path.join(settings, "notification.jupyterlab-settings"), "w") as f:
+                json.dump({"fetchNews": "false", "checkForUpdates": False}, f)
+            argv = [sys.executable, "-m", "jupyterlab" if app == "lab" else "notebook"] + common + [
+                "--IdentityProvider.token=" + self.token,
+                "--ServerApp.root_dir=" + self.notebook_dir]
+            if app == "lab":
+                argv += ["--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly"]
+            else:  # (a trait Notebook 7 lacks fails its whole configuration)
+                argv += ["--JupyterNotebookApp.expose_app_in_browser=True"]
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notebook", "--no-browser",
-             "--ip=127.0.0.1", "--port=%d" % self.port, "--port-retries=0",
-             "--NotebookApp.token=" + self.token,
-             "--NotebookApp.notebook_dir=" + self.notebook_dir,
-             "--NotebookApp.open_browser=False"]
-            + (["--allow-root"] if os.geteuid() == 0 else []),
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
 
     def api(self, path, method="GET"):
         """The JSON answer of a REST call, authenticated with the token."""
@@ -99,7 +154,7 @@ class NotebookServer:
                 return
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.2)
-        raise RuntimeError("notebook server did not start:\n" + self.server_log())
+        raise RuntimeError("%s server did not start:\n%s" % (self.app, self.server_log()))
 
     def server_log(self):
         self.log.flush()
@@ -122,23 +177,58 @@ class NotebookServer:
         self.log.close()
 
 
-@pytest.fixture(scope="session")
-def notebook_server():
-    """A running notebook server offering the `pyrometer` kernelspec."""
+def _serve(app):
+    """A running server of app offering the `pyrometer` kernelspec."""
     if not os.path.exists(SPEC):
         pytest.fail("no kernelspec from tests/conftest.py at %r" % SPEC)
     with open(SPEC) as f:
         kernel = json.load(f)["argv"][0]
     if not os.access(kernel, os.X_OK):
         pytest.fail("kernel not built: %s (set PYROMETER_BUILD)" % kernel)
-    root = tempfile.mkdtemp(prefix="pyrometer-nbserver-")
-    server = NotebookServer(root)
+    root = tempfile.mkdtemp(prefix="pyrometer-%s-" % app)
+    server = JupyterServer(root, app)
     try:
         server.wait_ready()
         yield server
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def notebook_server():
+    """The classic Notebook 6 (Debian 12's jupyter-notebook)."""
+    major = _notebook_major()
+    if major is None:
+        pytest.skip("notebook not installed (apt-get install jupyter-notebook)")
+    if major >= 7:
+        pytest.skip("the classic Notebook 6 test runs on the Debian 12 host; this Python has "
+                    "Notebook %d, which test_jupyter_ui.py drives" % major)
+    yield from _serve("classic")
+
+
+@pytest.fixture(scope="session")
+def lab_server():
+    """JupyterLab 4 (the forky root's jupyterlab)."""
+    try:
+        import jupyterlab
+    except ImportError:
+        pytest.skip("jupyterlab not installed: the JupyterLab 4 test runs in the forky root "
+                    "(tests/run_suite.py --forky)")
+    if int(jupyterlab.__version__.split(".")[0]) < 4:
+        pytest.skip("JupyterLab %s installed: the test is for JupyterLab 4" % jupyterlab.__version__)
+    yield from _serve("lab")
+
+
+@pytest.fixture(scope="session")
+def notebook7_server():
+    """Notebook 7 (the forky root's jupyter-notebook)."""
+    major = _notebook_major()
+    if major is None or major < 7:
+        pytest.skip("Notebook 7 not installed (this Python has %s): its test runs in the forky "
+                    "root (tests/run_suite.py --forky)"
+                    % ("no notebook" if major is None else "Notebook %d" % major))
+    yield from _serve("notebook7")
 
 
 @pytest.fixture(scope="session")

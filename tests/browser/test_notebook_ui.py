@@ -12,8 +12,9 @@ KeyboardInterrupt while the namespace survives.
 Needs Debian's chromium, chromium-driver and python3-selenium (skipped, with
 the reason, when one is missing). Run it alone with
   PYROMETER_BUILD=build /usr/bin/python3 -m pytest tests/browser -q
-A screenshot of the finished notebook is left at /tmp/pyrometer-notebook.png
-(or $PYROMETER_SCREENSHOT)."""
+A screenshot of the finished notebook is left at classic-notebook.png under
+$PYROMETER_ARTIFACTS (tests/run_suite.py: out/test-artifacts/pytest), else
+under /tmp/pyrometer-artifacts."""
 import json
 import os
 import re
@@ -23,7 +24,6 @@ import pytest
 
 NB_NAME = "pyrometer-ui.ipynb"
 DISPLAY = "Python 3 (pyrometer)"
-SCREENSHOT = os.environ.get("PYROMETER_SCREENSHOT", "/tmp/pyrometer-notebook.png")
 TIMEOUT = 30
 
 
@@ -160,7 +160,7 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def page(notebook_server, driver):
+def page(notebook_server, driver, artifact):
     """The notebook NB_NAME, on the pyrometer kernel, open and idle."""
     nb = {"nbformat": 4, "nbformat_minor": 5,
           "metadata": {"kernelspec": {"name": "pyrometer", "display_name": DISPLAY,
@@ -176,7 +176,7 @@ def page(notebook_server, driver):
     p.wait_loaded()
     yield p
     driver.execute_script("window.scrollTo(0, 0);")
-    driver.save_screenshot(SCREENSHOT)
+    driver.save_screenshot(artifact("classic-notebook.png"))
     # Close and Halt: end the session and its kernel (the server's teardown
     # shuts down any kernel still running).
     driver.execute_script("Jupyter.notebook.session.delete();")
