@@ -15,6 +15,8 @@
 #include "streams.h"
 #include "transform.h"
 
+#define UNSTORED_KEPT 256
+
 /* Interpreter-wide state. Protected by the GIL. */
 static struct {
     publisher *pub;      /* borrowed; outlives the interpreter */
@@ -31,6 +33,12 @@ static struct {
     PyObject *compile;     /* owned: builtins.compile */
     PyObject *ast_expr;    /* owned: _ast.Expr */
     PyObject *ast_interactive; /* owned: _ast.Interactive */
+    /* The linecache names of the last UNSTORED_KEPT cells run with
+     * store_history false (owned; a ring). Frontends send such cells all the
+     * time (VS Code's variable view, widgets); older ones leave linecache so
+     * they do not pile up (about 500 bytes each). */
+    PyObject *unstored[UNSTORED_KEPT];
+    size_t unstored_next;
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -784,6 +792,8 @@ void interp_stop(void)
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);
     Py_CLEAR(st.linecache);
+    for (size_t i = 0; i < UNSTORED_KEPT; i++)
+        Py_CLEAR(st.unstored[i]);
     Py_CLEAR(st.stdin_error);
     Py_CLEAR(st.compile);
     Py_CLEAR(st.ast_expr);
@@ -834,6 +844,18 @@ static int register_source(PyObject *fname, const char *src)
     int rc = entry ? PyDict_SetItem(st.linecache, fname, entry) : -1;
     Py_XDECREF(entry);
     return rc;
+}
+
+/* Remembers fname, the source name of a cell not stored in history, and
+ * drops from linecache the one UNSTORED_KEPT such cells before it. */
+static void forget_old_unstored(PyObject *fname)
+{
+    PyObject **slot = &st.unstored[st.unstored_next];
+    st.unstored_next = (st.unstored_next + 1) % UNSTORED_KEPT;
+    if (*slot != NULL && PyDict_DelItem(st.linecache, *slot) < 0)
+        PyErr_Clear(); /* already gone (linecache.clearcache) */
+    Py_INCREF(fname);
+    Py_XSETREF(*slot, fname);
 }
 
 /* Compiles src (already transformed) as a module and runs it in the user
@@ -1004,6 +1026,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     if (fname != NULL) {
         if (register_source(fname, code) < 0)
             PyErr_Clear();
+        else if (!store_history)
+            forget_old_unstored(fname);
         src = transform_cell(code, terr, sizeof terr);
         if (src == NULL) {
             PyErr_SetString(PyExc_SyntaxError, terr);
