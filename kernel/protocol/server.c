@@ -471,9 +471,13 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
         return NULL;
     }
     /* Only the main thread takes SIGINT: every thread started from here on,
-     * libzmq's I/O threads included, blocks it. */
+     * libzmq's I/O threads included, blocks it. The main thread takes it
+     * whatever the parent did: ignored or blocked, it would make Interrupt
+     * do nothing. */
     sigset_t old;
+    kthread_catch_sigint();
     kthread_block_sigint(&old);
+    sigdelset(&old, SIGINT);
     s->signer = signer;
     s->on_control = on_control;
     s->on_control_arg = arg;

@@ -2,10 +2,15 @@
 the parent passed SIGINT on as ignored, the parent's death, and the command
 line that `jupyter run` gives."""
 import os
+import queue
 import signal
 import subprocess
+import time
 
-from kernel_util import execute, stdout_of
+import pytest
+
+from kernel_util import execute, of_type, stdout_of
+from pyrometer_testing import start_kernel
 
 
 def test_forked_child_writes_empty_string(kernel):
@@ -68,3 +73,40 @@ def test_jupyter_run_extra_argument(tmp_path):
     assert out.read_text() == "ran 42\n"
     warnings = [l for l in err.read_text().splitlines() if "extra argument" in l]
     assert warnings == [f"pyrometer-kernel: ignoring extra argument {script}"]
+
+
+@pytest.mark.parametrize("mode", ["pyrometer", "pyrometer-msg"])
+@pytest.mark.parametrize("code", ["while True: pass", "%lprun -f spin spin()"])
+def test_interrupt_when_launched_with_sigint_ignored(mode, code):
+    """A server started in the background (`jupyter lab &`, nohup) passes
+    SIGINT on as ignored; the kernel takes it anyway, in both interrupt
+    modes, and a loop (under %lprun too) stops at once (it ran on: %lprun
+    for 104 s after the click; ipykernel stops in 0.33 s)."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
+    try:
+        km, kc = start_kernel(mode)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    try:
+        reply, _ = execute(kc, "marker = 'still here'\n"
+                               "def spin():\n    n = 0\n    while True:\n        n += 1\n")
+        assert reply["content"]["status"] == "ok"
+        msg_id = kc.execute(code)
+        time.sleep(0.5)
+        t0 = time.time()
+        km.interrupt_kernel()
+        try:
+            reply = kc.get_shell_msg(timeout=5)
+        except queue.Empty:
+            raise AssertionError("the cell did not stop within 5 s of the interrupt") from None
+        elapsed = time.time() - t0
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert elapsed < 1.0, elapsed  # ipykernel: 0.33 s; the machine is shared
+        r, msgs = execute(kc, "marker")
+        assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == \
+            "'still here'"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
