@@ -69,6 +69,11 @@ def test_jupyter_run_extra_argument(tmp_path):
             finally:
                 p.kill()
                 p.wait()
+        # jupyter run leaves its kernel to go with it (JPY_PARENT_PID)
+        deadline = time.time() + 3
+        while kernels_with(str(runtime)) and time.time() < deadline:
+            time.sleep(0.05)
+        left = kernels_with(str(runtime))
     finally:
         for pid in kernels_with(str(runtime)):
             os.kill(pid, signal.SIGKILL)
@@ -76,6 +81,7 @@ def test_jupyter_run_extra_argument(tmp_path):
     assert out.read_text() == "ran 42\n"
     warnings = [l for l in err.read_text().splitlines() if "extra argument" in l]
     assert warnings == [f"pyrometer-kernel: ignoring extra argument {script}"]
+    assert left == [], "jupyter run left its kernel behind"
 
 
 @pytest.mark.parametrize("mode", ["pyrometer", "pyrometer-msg"])
