@@ -5,6 +5,7 @@
  */
 #include "interp.h"
 
+#include <signal.h>
 #include <string.h>
 
 #include "history.h"
@@ -767,17 +768,22 @@ int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen)
         Py_XDECREF(exc);
         return -1;
     }
-    if (signal_fd >= 0) {
-        /* _signal, the C module: signal.py would import enum for nothing. */
-        PyObject *sigmod = PyImport_ImportModule("_signal");
-        PyObject *r = sigmod ? PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd) : NULL;
-        Py_XDECREF(sigmod);
-        if (r == NULL) {
-            snprintf(err, errlen, "cannot set the signal wakeup fd");
-            return -1;
-        }
-        Py_DECREF(r);
+    /* _signal, the C module: signal.py would import enum for nothing.
+     * Python installs its SIGINT handler only over SIG_DFL; the kernel's
+     * own (kthread_catch_sigint) is there instead, so set it here: SIGINT
+     * raises KeyboardInterrupt whatever the parent passed on. */
+    PyObject *sigmod = PyImport_ImportModule("_signal");
+    PyObject *handler = sigmod ? PyObject_GetAttrString(sigmod, "default_int_handler") : NULL;
+    PyObject *r = handler ? PyObject_CallMethod(sigmod, "signal", "iO", SIGINT, handler) : NULL;
+    Py_XDECREF(handler);
+    if (r != NULL && signal_fd >= 0)
+        Py_SETREF(r, PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd));
+    Py_XDECREF(sigmod);
+    if (r == NULL) {
+        snprintf(err, errlen, "cannot set the SIGINT handler or the signal wakeup fd");
+        return -1;
     }
+    Py_DECREF(r);
     history_open();
     PyEval_SaveThread();
     return 0;
