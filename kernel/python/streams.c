@@ -86,6 +86,11 @@ static PyObject *os_write(OutStream *self, PyObject *arg)
         return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
     }
     publisher *pub = interp_publisher();
+    if (pub == NULL) { /* the kernel has stopped; its hosting interpreter lives on */
+        write_all(self->fd, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        Py_DECREF(b);
+        return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+    }
     pub->sync(pub->self); /* what C code wrote to fd 1/2 so far goes first */
     pub->stream(pub->self, self->name, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
                 thread_parent);
