@@ -55,21 +55,18 @@ static int write_file(const char *prog, const char *dir, const char *name, const
     return 0;
 }
 
-/* The interpreter a hosted kernelspec starts: sys.executable when Python
- * runs this; for the executable, the python3.X beside it (a venv's bin/),
- * else the one it was built for. Writes into buf; returns 0 or -1. */
+/* The interpreter a hosted kernelspec starts: the python3.X beside
+ * sys.executable (when Python runs this) or beside the executable (a venv's
+ * bin/), so that an upgrade that repoints python3 to another version does
+ * not change the kernel's Python; else sys.executable, else the Python the
+ * executable was built for. Writes into buf; returns 0 or -1. */
 static int hosted_python(const cli_host *host, const char *exe, char *buf, size_t len)
 {
-    if (host->python != NULL) {
-        if (snprintf(buf, len, "%s", host->python) >= (int)len)
-            return -1;
-        return 0;
-    }
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", exe);
+    snprintf(dir, sizeof dir, "%s", host->python ? host->python : exe);
     if (snprintf(buf, len, "%s/python" PY_XY, dirname(dir)) < (int)len && access(buf, X_OK) == 0)
         return 0;
-    if (snprintf(buf, len, "%s", PYROMETER_PYTHON) >= (int)len)
+    if (snprintf(buf, len, "%s", host->python ? host->python : PYROMETER_PYTHON) >= (int)len)
         return -1;
     return 0;
 }
