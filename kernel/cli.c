@@ -222,6 +222,10 @@ static int run_kernel(const char *conn_path, const cli_host *host)
         fprintf(stderr, "%s: %s\n", host->prog, err);
         return 2;
     }
+    if (!host->hosted && interp_check_stdlib(err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", host->prog, err);
+        return 1;
+    }
     if (wire_signer_init(&signer, conn.key, conn.key_len) < 0) {
         fprintf(stderr, "%s: out of memory\n", host->prog);
         return 1;

@@ -727,11 +727,7 @@ int interp_patch_getpass(PyObject *getpass)
     return rc;
 }
 
-/* Before an embedded interpreter starts: the standard library it was built
- * with must still be there. An upgrade that replaced or removed it would
- * otherwise end in a fatal error inside Py_Initialize. Returns 0, or -1
- * with one line in err. */
-static int check_stdlib(char *err, size_t errlen)
+int interp_check_stdlib(char *err, size_t errlen)
 {
     char path[4096];
     const char *home = getenv("PYTHONHOME");
@@ -746,9 +742,10 @@ static int check_stdlib(char *err, size_t errlen)
     if (access(path, R_OK) == 0)
         return 0;
     snprintf(err, errlen,
-             "this kernel embeds Python %s, whose standard library is gone (%s is missing): "
-             "the interpreter changed since pyrometer was built; rebuild or reinstall it",
-             PY_VERSION, path);
+             "Python %d.%d's standard library is not where this kernel expects it (%s is "
+             "missing): was the interpreter upgraded or removed since pyrometer was built? "
+             "Rebuild or reinstall pyrometer",
+             PY_MAJOR_VERSION, PY_MINOR_VERSION, path);
     return -1;
 }
 
@@ -838,8 +835,6 @@ int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t er
         if (adopt_interpreter() < 0)
             goto py_error;
     } else {
-        if (check_stdlib(err, errlen) < 0)
-            return -1;
         if (PyImport_AppendInittab("pyrometer", PyInit_pyrometer) < 0) {
             snprintf(err, errlen, "cannot register the pyrometer module");
             return -1;

@@ -23,6 +23,12 @@
  * and display. Returns 0, or -1 with a one-line reason in err. */
 int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t errlen);
 
+/* For the embedded interpreter, before it starts: the standard library it
+ * was built with must still be there (an upgrade that replaced or removed it
+ * would otherwise end inside Py_Initialize). Returns 0, or -1 with one line
+ * in err. Needs no interpreter. */
+int interp_check_stdlib(char *err, size_t errlen);
+
 /* Returns a new kernel_info_reply content object (protocol 5.3), or NULL.
  * Needs no interpreter: may be called before interp_start. */
 json_t *interp_kernel_info(void);

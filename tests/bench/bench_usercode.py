@@ -43,8 +43,8 @@ def reprs(n=4000):
     return len(repr([{i: (str(i), float(i), [i])} for i in range(n)]))
 '''
 TIMER = '''
-import timeit as _timeit, json as _json
-_r = _json.dumps({f.__name__: min(_timeit.repeat(f, number=1, repeat=5))
+import timeit as _timeit, json as _json, time as _time
+_r = _json.dumps({f.__name__: min(_timeit.repeat(f, number=1, repeat=5, timer=_time.thread_time))
                   for f in (loop, dict_sort, reprs)})
 '''
 FUNCS = ("loop", "dict_sort", "reprs")
@@ -108,7 +108,7 @@ def main():
         for proc, client in kernels.values():
             bench_kernel.stop(proc, client)
     print(f"Python {version} ({PYTHON}); {args.rounds} interleaved rounds, best of 5 timeit "
-          f"runs each; {args.starts} starts of each kernel\n")
+          f"runs each (thread CPU time); {args.starts} starts of each kernel\n")
     print("| form | function | ipykernel | " + " | ".join(f"pyrometer {m} | {m} / ipykernel" for m in modes) + " |")
     print("| --- | --- | ---: | " + " | ".join("---: | ---:" for _ in modes) + " |")
     for form in ("next", "inline"):
