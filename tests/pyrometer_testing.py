@@ -31,11 +31,21 @@ def _build_python():
         argv = json.load(f)["argv"]
     if argv[1:3] == ["-m", "pyrometer_kernel"]:
         return argv[0]
-    with open(os.path.join(BUILD, "meson-info", "intro-buildoptions.json")) as f:
-        opts = {o["name"]: o["value"] for o in json.load(f)}
-    return shutil.which(opts["python"]) or opts["python"]
+    python = _build_option("python", "/usr/bin/python3")
+    return shutil.which(python) or python
 
 
+def _build_option(name, default=None):
+    try:
+        with open(os.path.join(BUILD, "meson-info", "intro-buildoptions.json")) as f:
+            return {o["name"]: o["value"] for o in json.load(f)}.get(name, default)
+    except (OSError, ValueError):
+        return default
+
+
+# A sanitizer build's modules cannot load into a plain python: its tests of
+# the hosted kernel and of pip installs skip.
+SANITIZED = _build_option("b_sanitize", "none") != "none"
 MODE = _build_mode()
 # The argv and environment of the kernelspec under test. Hosted, the build's
 # kernel/ folder (the launcher and _pyrometer_host) goes on PYTHONPATH.

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pyrometer_testing import BUILD, KERNEL, _build_python
+from pyrometer_testing import BUILD, KERNEL, SANITIZED, _build_python
 
 PYTHON = _build_python()
 XY = subprocess.run([PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -47,6 +47,7 @@ def other_pythons():
 
 @pytest.mark.parametrize("other", other_pythons() or [pytest.param(None, marks=pytest.mark.skip(
     reason="no other /usr/bin/python3.X here (the forky root has 3.13-3.15)"))])
+@pytest.mark.skipif(SANITIZED, reason="a sanitizer build's module does not load into python")
 def test_hosted_other_python(tmp_path, other):
     """python -m pyrometer_kernel run by another Python than the one it was
     built for (a venv's python3 repointed by an upgrade)."""

@@ -12,7 +12,9 @@ import textwrap
 
 import pytest
 
-from pyrometer_testing import BUILD, ROOT, _build_python
+from pyrometer_testing import BUILD, ROOT, SANITIZED, _build_python
+
+pytestmark = pytest.mark.skipif(SANITIZED, reason="a sanitizer build: pip builds its own wheel; run once, in the normal build's stage")
 
 PYTHON = _build_python()
 XY = subprocess.run([PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
