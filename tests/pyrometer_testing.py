@@ -45,7 +45,7 @@ def _build_option(name, default=None):
 
 # A sanitizer build's modules cannot load into a plain python: its tests of
 # the hosted kernel and of pip installs skip.
-SANITIZED = _build_option("b_sanitize", "none") != "none"
+SANITIZED = _build_option("b_sanitize", "none") not in ("none", "", [], ["none"])  # meson 1.8+: a list
 MODE = _build_mode()
 # The argv and environment of the kernelspec under test. Hosted, the build's
 # kernel/ folder (the launcher and _pyrometer_host) goes on PYTHONPATH.
