@@ -4,8 +4,9 @@
 
 On the host (Python 3.11): the C sources' formatting against .clang-format
 (each file counts), the C unit tests (each TAP assertion counts), the pytest
-suite against the normal build, and the C unit tests and protocol suite again
-against the AddressSanitizer+UBSan build.
+suite against the normal build, the libFuzzer targets for 20 s each
+(tests/fuzz/run.sh), and the C unit tests and protocol suite again against
+the AddressSanitizer+UBSan build.
 
 With --forky, then in the Debian forky root (tests/platforms/forky_root.sh
 makes it the first time, about 5-10 minutes, and reuses it after): each
@@ -138,6 +139,21 @@ def pytest_stage(name, build, paths, env_extra=None, python=PY, place=HOST):
     return tests - bad - skipped, bad
 
 
+def fuzz_stage(seconds=20):
+    """tests/fuzz/run.sh: each libFuzzer target for a short while; a target
+    with no finding counts as passed, one with a finding as failed."""
+    p = subprocess.run([os.path.join(ROOT, "tests", "fuzz", "run.sh"), str(seconds)],
+                       cwd=ROOT, capture_output=True, text=True)
+    sys.stdout.write("".join("  " + l + "\n" for l in p.stdout.splitlines()))
+    if p.stderr.strip():
+        sys.stdout.write(p.stderr)
+    passed = len(re.findall(r"^target \S+: .*no findings$", p.stdout, re.M))
+    failed = len(re.findall(r"^target \S+: FINDING", p.stdout, re.M))
+    if p.returncode != 0 and failed == 0:
+        failed = 1  # the build or the script itself failed
+    return passed, failed
+
+
 def timed(label, fn, *args, **kw):
     """Runs one stage, printing its name before and its time after."""
     print(f"== {label}", flush=True)
@@ -156,6 +172,7 @@ def host_stages(build, asan):
         timed("format", format_stage),
         timed("unit", tap_stage, "unit", build),
         timed("pytest", pytest_stage, "pytest", build, ["tests"]),
+        timed("fuzz", fuzz_stage),
         timed("unit[asan]", tap_stage, "unit[asan]", asan, san),
         timed("protocol[asan]", pytest_stage, "protocol[asan]", asan, ["tests/protocol"], san),
     ]
