@@ -13,12 +13,6 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
 KERNEL = os.path.join(BUILD, "kernel", "pyrometer-kernel")
-# The Python the build under test was made for, and so the one its kernel
-# runs. tests/run_suite.py sets it when a test process of one Python drives
-# a kernel built for another (the forky root's 3.13 has no pyzmq, so
-# python3.14 drives its kernel); otherwise it is this process's Python.
-PYTHON = os.environ.get("PYROMETER_PYTHON", sys.executable)
-
 
 def _build_mode():
     """embedded (the executable) or hosted (python3.X -m pyrometer_kernel):
@@ -35,8 +29,11 @@ def _build_mode():
 
 def _build_python():
     """The interpreter the build is for (the hosted kernelspec's argv[0])."""
-    with open(os.path.join(BUILD, "kernelspec", "kernel.json")) as f:
-        argv = json.load(f)["argv"]
+    try:
+        with open(os.path.join(BUILD, "kernelspec", "kernel.json")) as f:
+            argv = json.load(f)["argv"]
+    except (OSError, ValueError, KeyError):
+        argv = []
     if argv[1:3] == ["-m", "pyrometer_kernel"]:
         return argv[0]
     python = _build_option("python", "/usr/bin/python3")
@@ -58,13 +55,16 @@ MODE = _build_mode()
 # The argv and environment of the kernelspec under test. Hosted, the build's
 # kernel/ folder (the launcher and _pyrometer_host) goes on PYTHONPATH.
 if MODE == "hosted":
-    PYTHON = _build_python()
-    KERNEL_ARGV = [PYTHON, "-m", "pyrometer_kernel", "-f", "{connection_file}"]
+    KERNEL_ARGV = [_build_python(), "-m", "pyrometer_kernel", "-f", "{connection_file}"]
     KERNEL_ENV = {"PYTHONPATH": os.path.join(BUILD, "kernel")}
 else:
-    PYTHON = None
     KERNEL_ARGV = [KERNEL, "-f", "{connection_file}"]
     KERNEL_ENV = {}
+# The Python the build under test was made for, and so the one its kernel
+# runs, in either form: $PYROMETER_PYTHON, else the build's own. It may not
+# be this process's: the forky root's 3.13 has no pyzmq, so python3.14
+# drives the kernel built for 3.13 (tests/run_suite.py --forky).
+PYTHON = os.environ.get("PYROMETER_PYTHON") or _build_python()
 
 SPEC_DIR = tempfile.mkdtemp(prefix="pyrometer-jupyter-")
 for _name, _mode, _display in (
@@ -85,7 +85,7 @@ os.environ["PYROMETER_HISTORY"] = os.path.join(SPEC_DIR, "history.sqlite")
 @functools.lru_cache(maxsize=None)
 def python_version():
     """(major, minor, micro) of PYTHON."""
-    if PYTHON == sys.executable:
+    if os.path.realpath(PYTHON) == os.path.realpath(sys.executable):
         return tuple(sys.version_info[:3])
     out = subprocess.run([PYTHON, "-c", "import sys; print(*sys.version_info[:3])"],
                          capture_output=True, text=True, check=True, timeout=60).stdout
