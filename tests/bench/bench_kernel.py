@@ -27,11 +27,32 @@ import zmq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
+
+
+def build_kernelspec():
+    """(form, python) of the build's own kernelspec: hosted (python3.X -m
+    pyrometer_kernel, the form on 3.12+) or embedded (pyrometer-kernel,
+    Debian 12's 3.11), and the Python it runs."""
+    try:
+        with open(os.path.join(BUILD, "kernelspec", "kernel.json")) as f:
+            argv = json.load(f)["argv"]
+    except (OSError, ValueError, KeyError):
+        argv = []
+    if argv[1:3] == ["-m", "pyrometer_kernel"]:
+        return "hosted", argv[0]
+    return "embedded", "/usr/bin/python3"
+
+
+# pyrometer in the form its kernelspec starts, and ipykernel on the same Python.
+FORM, PYTHON = build_kernelspec()
 KERNELS = {
-    "pyrometer": [os.path.join(BUILD, "kernel", "pyrometer-kernel"), "-f"],
-    "ipykernel": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f"],
+    "pyrometer": ([os.path.join(BUILD, "kernel", "pyrometer-kernel"), "-f"] if FORM == "embedded"
+                  else [PYTHON, "-m", "pyrometer_kernel", "-f"]),
+    "ipykernel": [PYTHON, "-m", "ipykernel_launcher", "-f"],
     "echo": [os.path.join(BUILD, "tests", "echo_kernel"), "-f"],
 }
+if FORM == "hosted":  # where the launcher and _pyrometer_host are
+    os.environ["PYTHONPATH"] = os.path.join(BUILD, "kernel")
 
 
 def free_ports(n):
@@ -250,8 +271,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         res = measure(args.runs, args.rounds, tmp)
     p, i, e = res["pyrometer"], res["ipykernel"], res["echo"]
+    version = subprocess.run([PYTHON, "-c", "import sys, ipykernel; print(sys.version.split()[0], "
+                              "ipykernel.__version__)"], capture_output=True, text=True).stdout.split()
     print(f"kernel benchmark: median of {args.runs} starts of each kernel, taken in turn, "
-          f"{args.rounds} round trips each\n")
+          f"{args.rounds} round trips each; Python {version[0]}, pyrometer {FORM} "
+          f"({' '.join(KERNELS['pyrometer'][:3])}), ipykernel {version[1]}\n")
     print("| measure | ipykernel | pyrometer | pyrometer / ipykernel |")
     print("| --- | --- | --- | --- |")
     print(f"| start to first kernel_info_reply | {i['startup']*1e3:.0f} ms | {p['startup']*1e3:.1f} ms "
