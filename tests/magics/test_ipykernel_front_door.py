@@ -1,12 +1,13 @@
 """The third front door: inside Debian's ipykernel, `%load_ext pyrometer`
 registers the same magics, and they answer with the same MIME bundles."""
+import json
 import os
 import re
 import sys
 
 import pytest
 
-from pyrometer_testing import BUILD, ROOT
+from pyrometer_testing import BUILD, PYTHON, ROOT, SPEC_DIR, python_lacks, python_version
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "protocol"))
 from kernel_util import execute, of_type  # noqa: E402
@@ -14,10 +15,21 @@ from kernel_util import execute, of_type  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ipk():
+    """ipykernel on the Python the module was built for (not whatever the
+    system's "python3" kernelspec names: in the forky root that is 3.14)."""
+    pytest.importorskip("jupyter_client.manager")
+    if python_lacks("ipykernel"):
+        pytest.skip("needs ipykernel, which Python %d.%d cannot import (%s)"
+                    % (python_version()[:2] + (python_lacks("ipykernel"),)))
     from jupyter_client.manager import start_new_kernel
+    kdir = os.path.join(SPEC_DIR, "kernels", "ipykernel-under-test")
+    os.makedirs(kdir, exist_ok=True)
+    with open(os.path.join(kdir, "kernel.json"), "w") as f:
+        json.dump({"argv": [PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                   "display_name": "ipykernel", "language": "python"}, f)
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "ext"),
                PYDEVD_DISABLE_FILE_VALIDATION="1")
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60, env=env)
+    km, kc = start_new_kernel(kernel_name="ipykernel-under-test", startup_timeout=60, env=env)
     yield kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
