@@ -122,8 +122,9 @@ def pytest_stage(name, build, paths, env_extra=None, python=PY, place=HOST):
         os.unlink(xml)
     env = dict(PYROMETER_BUILD=build, PYROMETER_ARTIFACTS=os.path.join(ARTIFACTS, name),
                **(env_extra or {}))
+    # A test stuck for 10 minutes gets every thread's stack printed.
     p = place.run([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
-                   f"--junitxml={xml}"] + paths, env_extra=env)
+                   "-o", "faulthandler_timeout=600", f"--junitxml={xml}"] + paths, env_extra=env)
     try:
         root = ET.parse(xml).getroot()
     except (ET.ParseError, OSError):

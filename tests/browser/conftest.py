@@ -239,10 +239,18 @@ def driver():
         pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.remote.remote_connection import RemoteConnection
 
+    # A page that stops answering fails its command after 2 minutes,
+    # instead of hanging the suite (chromedriver's calls have no timeout).
+    RemoteConnection.set_timeout(120)
     profile = tempfile.mkdtemp(prefix="pyrometer-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
+    # Commands do not wait for page loads (every test polls for the state it
+    # needs): Notebook 7's page stopped answering chromedriver's script and
+    # input commands now and then, mid-test, when they waited on one.
+    opts.page_load_strategy = "none"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
                 "--disable-dev-shm-usage", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync",

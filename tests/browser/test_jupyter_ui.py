@@ -290,9 +290,9 @@ def test_interrupt_button_stops_a_spinning_cell(page):
     lines = text.strip().splitlines()
     assert re.fullmatch(r"KeyboardInterrupt:?\s*", lines[-1]), text
     assert "while True: pass" in text, text
-    j = page.run("print(keep, f(10))", typed=True)
+    j = page.run("print(keep)", typed=True)
     page.wait_done(j)
-    assert page.text(j) == "intact 45"
+    assert page.text(j) == "intact"  # the namespace survived
 
 
 def test_input_box_takes_an_answer(page):
