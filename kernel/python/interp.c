@@ -7,10 +7,14 @@
 
 #include <string.h>
 
+#include "events.h"
 #include "history.h"
+#include "ipybridge.h"
 #include "magics.h"
 #include "module.h"
+#include "session.h"
 #include "shell.h"
+#include "stdmagics.h"
 #include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
@@ -31,6 +35,7 @@ static struct {
     PyObject *compile;     /* owned: builtins.compile */
     PyObject *ast_expr;    /* owned: _ast.Expr */
     PyObject *ast_interactive; /* owned: _ast.Interactive */
+    PyObject *cell_value;      /* owned: what the display hook showed in this cell, or NULL */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -335,15 +340,22 @@ static int is_usage_error(PyObject *exc)
     int r = ue ? PyObject_IsInstance(exc, ue) : 0;
     Py_XDECREF(ue);
     PyErr_Clear();
+    if (r > 0)
+        return 1;
+    /* IPython's magics raise IPython's UsageError (only if it is loaded). */
+    PyObject *err = PyDict_GetItemString(PyImport_GetModuleDict(), "IPython.core.error");
+    PyObject *ipy = err ? PyObject_GetAttrString(err, "UsageError") : NULL;
+    r = ipy ? PyObject_IsInstance(exc, ipy) : 0;
+    Py_XDECREF(ipy);
+    PyErr_Clear();
     return r > 0;
 }
 
-/* Turns the raised exception into {ename, evalue, traceback} and clears it.
- * The traceback holds the user's frames only: the cell is the outermost
- * frame that the kernel evaluates, so nothing of the kernel appears. */
-static json_t *error_content(void)
+/* {ename, evalue, traceback} for exc (stolen; NULL: SystemError). The
+ * traceback holds the user's frames only: the cell is the outermost frame
+ * that the kernel evaluates, so nothing of the kernel appears. */
+static json_t *error_content_of(PyObject *exc)
 {
-    PyObject *exc = take_exception();
     json_t *tb_lines = json_array();
     PyObject *lines = NULL, *tbmod = NULL;
     const char *ename = "Exception", *evalue = "";
@@ -387,6 +399,46 @@ done:
     return content;
 }
 
+/* Turns the raised exception into {ename, evalue, traceback} and clears it. */
+static json_t *error_content(void)
+{
+    return error_content_of(take_exception());
+}
+
+json_t *interp_error_content(PyObject *exc)
+{
+    Py_XINCREF(exc);
+    return error_content_of(exc);
+}
+
+void interp_publish(const char *msg_type, json_t *content)
+{
+    if (content == NULL)
+        return;
+    if (st.pub == NULL || (st.silent && st.req != NULL)) {
+        json_decref(content);
+        return;
+    }
+    st.pub->sync(st.pub->self);
+    st.pub->iopub(st.pub->self, msg_type, content, st.req ? st.req->header : NULL);
+}
+
+/* sys.last_type, last_value, last_traceback (and last_exc from 3.12): what
+ * pdb.pm() and IPython's %debug look at. */
+static void set_last_exception(PyObject *exc)
+{
+    PyObject *tb = PyException_GetTraceback(exc);
+    if (PySys_SetObject("last_type", (PyObject *)Py_TYPE(exc)) < 0 ||
+        PySys_SetObject("last_value", exc) < 0 ||
+        PySys_SetObject("last_traceback", tb ? tb : Py_None) < 0
+#if PY_VERSION_HEX >= 0x030C0000
+        || PySys_SetObject("last_exc", exc) < 0
+#endif
+    )
+        PyErr_Clear();
+    Py_XDECREF(tb);
+}
+
 /* ---- the display hook and output history ----------------------------------- */
 
 static int set_main(const char *name, PyObject *v)
@@ -424,6 +476,7 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
 {
     if (obj == Py_None || st.silent)
         Py_RETURN_NONE;
+    Py_XSETREF(st.cell_value, Py_NewRef(obj));
     if (st.store_history && store_output(obj) < 0)
         return NULL;
     PyObject *md = NULL;
@@ -651,7 +704,10 @@ static int install(void)
     st.linecache = PyDict_New();
     if (st.linecache == NULL)
         goto error;
-    if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0)
+    /* The registry first, then its members register themselves. */
+    if (streams_install(st.kmod, sys) < 0 || events_install(st.kmod) < 0 ||
+        magics_install(st.kmod) < 0 || stdmagics_register() < 0 ||
+        magics_register_extension() < 0)
         goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||
@@ -779,7 +835,10 @@ void interp_stop(void)
 {
     history_close();
     PyGILState_Ensure();
+    ipybridge_clear();
     shell_clear();
+    events_clear();
+    Py_CLEAR(st.cell_value);
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);
@@ -999,6 +1058,11 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 
     char *src = NULL, terr[256];
     int rc = -1;
+    /* Extensions' callbacks (IPython fires none for a blank cell). */
+    const char *cell_id = json_string_value(json_object_get(req->metadata, "cellId"));
+    int blank = code[strspn(code, " \t\r\n\f\v")] == '\0';
+    if (!blank)
+        events_pre_cell(code, silent, store_history, cell_id);
     /* The cell's name in linecache and in its code: one string for both. */
     PyObject *fname = PyUnicode_FromString(filename); /* NULL: its error is the cell's */
     if (fname != NULL) {
@@ -1014,9 +1078,15 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         Py_DECREF(fname);
     }
     json_t *err = NULL;
+    PyObject *exc = rc < 0 ? take_exception() : NULL;
+    if (exc != NULL)
+        set_last_exception(exc);
+    if (!blank)
+        events_post_cell(st.execution_count, st.cell_value, exc);
+    Py_CLEAR(st.cell_value);
     if (rc < 0)
-        err = error_content();
-    magics_after_cell();
+        err = error_content_of(exc); /* steals exc */
+    stdmagics_after_cell();
     pub->sync(pub->self);
     if (err) {
         *failed = 1;
@@ -1030,7 +1100,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         reply = json_pack("{s:s, s:I, s:[], s:o}", "status", "ok", "execution_count",
                           (json_int_t)st.execution_count, "payload", "user_expressions",
                           json_is_object(exprs) ? user_expressions(exprs) : json_object());
-        json_t *payload = magics_take_payload();
+        json_t *payload = session_take_payload();
         if (payload)
             json_object_set_new(reply, "payload", payload);
     }
