@@ -18,9 +18,13 @@ typedef struct {
 static const char *const event_names[] = {"pre_execute", "pre_run_cell", "post_execute",
                                           "post_run_cell", "shell_initialized"};
 
-/* The one events object and the running cell's info. Protected by the GIL. */
+/* The one events object and the running cell. Protected by the GIL. */
 static PyObject *the_events;
 static PyObject *cell_info; /* owned: the info given to pre_run_cell, or NULL */
+static struct {
+    const char *code, *cell_id; /* borrowed from the request, which outlives the cell */
+    int silent, store_history, running;
+} cell;
 
 static int ev_traverse(Events *self, visitproc visit, void *arg)
 {
@@ -378,20 +382,20 @@ done:
 void events_pre_cell(const char *code, int silent, int store_history, const char *cell_id)
 {
     Py_CLEAR(cell_info);
-    int pre_run = !silent && wanted("pre_run_cell");
-    if (!pre_run && !wanted("post_run_cell") && !wanted("pre_execute"))
-        return;
-    cell_info = make_info(code, silent, store_history, cell_id);
-    if (cell_info == NULL) {
-        PyErr_Clear();
-        return;
+    cell.code = code;
+    cell.cell_id = cell_id;
+    cell.silent = silent;
+    cell.store_history = store_history;
+    cell.running = 1;
+    if (wanted("pre_execute")) {
+        PyObject *none = PyTuple_New(0);
+        if (none != NULL)
+            events_trigger("pre_execute", none);
+        Py_XDECREF(none);
     }
-    PyObject *none = PyTuple_New(0);
-    if (none != NULL)
-        events_trigger("pre_execute", none);
-    Py_XDECREF(none);
-    if (pre_run) {
-        PyObject *args = PyTuple_Pack(1, cell_info);
+    if (!silent && wanted("pre_run_cell")) {
+        cell_info = make_info(code, silent, store_history, cell_id);
+        PyObject *args = cell_info ? PyTuple_Pack(1, cell_info) : NULL;
         if (args != NULL)
             events_trigger("pre_run_cell", args);
         Py_XDECREF(args);
@@ -408,12 +412,13 @@ void events_post_cell(long execution_count, PyObject *value, PyObject *exc)
         if (none != NULL)
             events_trigger("post_execute", none);
     }
-    if (cell_info == NULL || !wanted("post_run_cell"))
+    /* A callback registered during the cell sees its end, as in IPython. */
+    silent = cell.silent;
+    if (!cell.running || silent || !wanted("post_run_cell"))
         goto done;
-    PyObject *s = PyObject_GetAttrString(cell_info, "silent");
-    silent = s != NULL && PyObject_IsTrue(s) > 0;
-    Py_XDECREF(s);
-    if (silent)
+    if (cell_info == NULL)
+        cell_info = make_info(cell.code, cell.silent, cell.store_history, cell.cell_id);
+    if (cell_info == NULL)
         goto done;
     cls = record_type("ExecutionResult");
     kw = cls ? Py_BuildValue("{s:O, s:l, s:O, s:O, s:O}", "info", cell_info, "execution_count",
@@ -440,6 +445,8 @@ void events_post_cell(long execution_count, PyObject *value, PyObject *exc)
 done:
     PyErr_Clear();
     Py_CLEAR(cell_info);
+    cell.running = 0;
+    cell.code = cell.cell_id = NULL;
     Py_XDECREF(none);
     Py_XDECREF(cls);
     Py_XDECREF(kw);

@@ -16,6 +16,7 @@
 #include "interp.h"
 #include "session.h"
 #include "stdmagics_hooks.h"
+#include "streams.h"
 
 /* The shell. Protected by the GIL. */
 static PyObject *the_shell; /* owned: the InteractiveShell, or NULL */
@@ -344,6 +345,46 @@ static void load_default_extension(PyObject *shell, const char *name)
     Py_XDECREF(em);
 }
 
+/* IPython's %%bash, %%sh and %%script read the script's output on an
+ * event loop in a thread of their own, made by the first of them. The
+ * bridge makes it first, with no cell of its own, so each cell's script
+ * output goes to that cell. A failure leaves ScriptMagics to make its own. */
+static void script_loop(PyObject *shell)
+{
+    PyObject *mm = NULL, *reg = NULL, *sm = NULL, *asyncio = NULL, *loop = NULL;
+    PyObject *threading = NULL, *thread = NULL, *start = NULL, *r = NULL;
+    mm = PyObject_GetAttrString(shell, "magics_manager");
+    reg = mm ? PyObject_GetAttrString(mm, "registry") : NULL;
+    sm = reg ? PyMapping_GetItemString(reg, "ScriptMagics") : NULL;
+    asyncio = sm ? PyImport_ImportModule("asyncio") : NULL;
+    loop = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop", NULL) : NULL;
+    threading = loop ? PyImport_ImportModule("threading") : NULL;
+    PyObject *run = threading ? PyObject_GetAttrString(loop, "run_forever") : NULL;
+    PyObject *kw = run ? Py_BuildValue("{s:O, s:O, s:s}", "target", run, "daemon", Py_True,
+                                       "name", "IPython script magics")
+                       : NULL;
+    PyObject *empty = kw ? PyTuple_New(0) : NULL;
+    PyObject *cls = empty ? PyObject_GetAttrString(threading, "Thread") : NULL;
+    thread = cls ? PyObject_Call(cls, empty, kw) : NULL;
+    Py_XDECREF(run);
+    Py_XDECREF(kw);
+    Py_XDECREF(empty);
+    Py_XDECREF(cls);
+    start = thread ? PyObject_GetAttrString(thread, "start") : NULL;
+    r = start ? streams_call_unparented(start) : NULL;
+    if (r == NULL || PyObject_SetAttrString(sm, "event_loop", loop) < 0)
+        PyErr_Clear();
+    Py_XDECREF(mm);
+    Py_XDECREF(reg);
+    Py_XDECREF(sm);
+    Py_XDECREF(asyncio);
+    Py_XDECREF(loop);
+    Py_XDECREF(threading);
+    Py_XDECREF(thread);
+    Py_XDECREF(start);
+    Py_XDECREF(r);
+}
+
 static PyObject *make_shell(void)
 {
     PyObject *ishell = NULL, *dh = NULL, *dp = NULL, *config_cls = NULL, *kmod = NULL;
@@ -416,6 +457,7 @@ static PyObject *make_shell(void)
     if (bad)
         goto error;
     load_default_extension(shell, "storemagic");
+    script_loop(shell);
     /* pyrometer's magics in IPython's table too, for code that asks IPython
      * for them (IPython.get_ipython().run_line_magic("lprun", ...)). */
     pyro = PyImport_ImportModule("pyrometer");

@@ -239,8 +239,10 @@ static PyType_Spec tb_spec = {
     .slots = tb_slots,
 };
 
-/* Type object for ThreadBoot. Protected by the GIL. */
+/* Type object for ThreadBoot, and 1 while streams_call_unparented runs.
+ * Protected by the GIL. */
 static PyObject *tb_type;
+static int unparented;
 
 static PyObject *start_new_thread(PyObject *mod, PyObject *args)
 {
@@ -249,7 +251,7 @@ static PyObject *start_new_thread(PyObject *mod, PyObject *args)
         return NULL;
     const wire_msg *req = interp_current_request();
     json_t *parent = thread_parent ? thread_parent : (req ? req->header : NULL);
-    if (parent == NULL)
+    if (parent == NULL || unparented)
         return PyObject_CallObject(orig_start_new_thread, args);
     ThreadBoot *boot = PyObject_New(ThreadBoot, (PyTypeObject *)tb_type);
     if (boot == NULL)
@@ -335,4 +337,12 @@ int streams_install(PyObject *kmod, PyObject *sys)
             rc = -1;
     }
     return rc;
+}
+
+PyObject *streams_call_unparented(PyObject *fn)
+{
+    unparented = 1;
+    PyObject *r = PyObject_CallNoArgs(fn);
+    unparented = 0;
+    return r;
 }
