@@ -104,9 +104,8 @@ static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
         return NULL;
     if (cell == Py_None && help_asked(line)) { /* %lprun -h: the help */
         PyObject *builtins = PyImport_ImportModule("builtins");
-        PyObject *r = builtins && self->doc
-                          ? PyObject_CallMethod(builtins, "print", "O", self->doc)
-                          : NULL;
+        PyObject *r =
+            builtins && self->doc ? PyObject_CallMethod(builtins, "print", "O", self->doc) : NULL;
         Py_XDECREF(builtins);
         if (r == NULL && !PyErr_Occurred())
             Py_RETURN_NONE;
@@ -135,12 +134,8 @@ static PyGetSetDef ipm_getset[] = {
 };
 
 static PyType_Slot ipm_slots[] = {
-    {Py_tp_getset, ipm_getset},
-    {Py_tp_dealloc, ipm_dealloc},
-    {Py_tp_traverse, ipm_traverse},
-    {Py_tp_clear, ipm_clear},
-    {Py_tp_call, ipm_call},
-    {0, NULL},
+    {Py_tp_getset, ipm_getset}, {Py_tp_dealloc, ipm_dealloc}, {Py_tp_traverse, ipm_traverse},
+    {Py_tp_clear, ipm_clear},   {Py_tp_call, ipm_call},       {0, NULL},
 };
 
 static PyType_Spec ipm_spec = {

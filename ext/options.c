@@ -380,7 +380,7 @@ static int add_text(PyObject **out, const char *text)
     return *out ? 0 : -1;
 }
 
-#define HELP_WIDTH 79  /* the help text's lines fit in this */
+#define HELP_WIDTH  79 /* the help text's lines fit in this */
 #define HELP_INDENT 23 /* where an option's meaning starts */
 
 /* Appends "  -x, --name META", then the meaning from column HELP_INDENT,
@@ -392,8 +392,7 @@ static int add_option(PyObject **out, const options_spec *s)
     if (s->short_name)
         n = snprintf(left, sizeof left, "  -%c", s->short_name);
     if (s->long_name)
-        n += snprintf(left + n, sizeof left - (size_t)n, "%s--%s", n ? ", " : "  ",
-                      s->long_name);
+        n += snprintf(left + n, sizeof left - (size_t)n, "%s--%s", n ? ", " : "  ", s->long_name);
     if (s->kind != OPTIONS_FLAG && (size_t)n < sizeof left)
         snprintf(left + n, sizeof left - (size_t)n, " %s", s->meta ? s->meta : "VALUE");
     snprintf(help, sizeof help, "%s%s", s->help ? s->help : "", s->repeat ? " (repeatable)" : "");
@@ -449,11 +448,11 @@ PyObject *options_help(const options_magic *m)
         return NULL;
     if (m->forms && (add_text(&out, m->forms) < 0 || add_text(&out, "\n") < 0))
         return NULL;
-    if (m->summary && (add_text(&out, "\n") < 0 || add_text(&out, m->summary) < 0 ||
-                       add_text(&out, "\n") < 0))
+    if (m->summary &&
+        (add_text(&out, "\n") < 0 || add_text(&out, m->summary) < 0 || add_text(&out, "\n") < 0))
         return NULL;
-    if (m->details && (add_text(&out, "\n") < 0 || add_text(&out, m->details) < 0 ||
-                       add_text(&out, "\n") < 0))
+    if (m->details &&
+        (add_text(&out, "\n") < 0 || add_text(&out, m->details) < 0 || add_text(&out, "\n") < 0))
         return NULL;
     if (m->nspecs > 0 && add_text(&out, "\nOptions:\n") < 0)
         return NULL;

@@ -22,8 +22,7 @@ enum { OPT_L, OPT_S, OPT_R, OPT_T, OPT_D, OPT_Q, OPT_THREADS };
 enum { OPT_CALLERS = 2, OPT_CALLEES };
 
 static const options_spec prun_specs[] = {
-    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10, -l 0.25 or -l 'fib'",
-               .meta = "LIMIT",
+    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10, -l 0.25 or -l 'fib'", .meta = "LIMIT",
                .help = "limit the rows: a count (-l 10), a fraction (-l 0.25) or a regular "
                        "expression on the function's name (-l fib)"},
     [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative", .meta = "KEY",
@@ -54,7 +53,9 @@ static const options_spec pstats_specs[] = {
 static const options_magic prun_magic_spec = {
     "%prun",
     "usage: %prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT",
-    prun_specs, sizeof prun_specs / sizeof prun_specs[0], 0,
+    prun_specs,
+    sizeof prun_specs / sizeof prun_specs[0],
+    0,
     .forms = "%%prun [options] [STATEMENT]   (the cell body is profiled after STATEMENT)",
     .summary = "Profile a statement with pyrometer's native function profiler.",
     .details = "Counts every call as cProfile does and shows pstats' text with an HTML table,\n"
@@ -64,8 +65,11 @@ static const options_magic prun_magic_spec = {
                "  stats = %prun -r -q fib(20)"};
 
 static const options_magic pstats_magic_spec = {
-    "%pstats", "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
-    pstats_specs, sizeof pstats_specs / sizeof pstats_specs[0], 1,
+    "%pstats",
+    "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
+    pstats_specs,
+    sizeof pstats_specs / sizeof pstats_specs[0],
+    1,
     .summary = "Show a pstats dump as %prun shows a profile.",
     .details = "FILE is a dump written by %prun -D, python -m cProfile -o or\n"
                "cProfile.Profile.dump_stats; sorted by time unless -s says otherwise.",

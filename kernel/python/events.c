@@ -143,8 +143,8 @@ static PyObject *ev_unregister(Events *self, PyObject *args)
     if (i == -2)
         return NULL;
     if (i < 0)
-        return PyErr_Format(PyExc_ValueError, "Function %R is not registered as a %S callback",
-                            fn, event);
+        return PyErr_Format(PyExc_ValueError, "Function %R is not registered as a %S callback", fn,
+                            event);
     if (PySequence_DelItem(list, i) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -357,10 +357,10 @@ static PyObject *make_info(const char *code, int silent, int store_history, cons
     PyObject *cls = record_type("ExecutionInfo");
     if (cls == NULL)
         return NULL;
-    PyObject *info = NULL, *kw = Py_BuildValue(
-        "{s:s, s:O, s:O, s:O, s:z}", "raw_cell", code, "store_history",
-        store_history ? Py_True : Py_False, "silent", silent ? Py_True : Py_False, "shell_futures",
-        Py_True, "cell_id", cell_id);
+    PyObject *info = NULL, *kw = Py_BuildValue("{s:s, s:O, s:O, s:O, s:z}", "raw_cell", code,
+                                               "store_history", store_history ? Py_True : Py_False,
+                                               "silent", silent ? Py_True : Py_False,
+                                               "shell_futures", Py_True, "cell_id", cell_id);
     if (kw == NULL)
         goto done;
     if (is_namespace(cls)) {
@@ -423,8 +423,7 @@ void events_post_cell(long execution_count, PyObject *value, PyObject *exc)
     cls = record_type("ExecutionResult");
     kw = cls ? Py_BuildValue("{s:O, s:l, s:O, s:O, s:O}", "info", cell_info, "execution_count",
                              execution_count, "result", value ? value : Py_None,
-                             "error_before_exec", Py_None, "error_in_exec",
-                             exc ? exc : Py_None)
+                             "error_before_exec", Py_None, "error_in_exec", exc ? exc : Py_None)
              : NULL;
     if (kw == NULL)
         goto done;

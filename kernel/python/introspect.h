@@ -14,9 +14,9 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level);
  * when it does not resolve. GIL held. */
 PyObject *introspect_object(const char *name);
 
-/* The help text for a dotted name, or for "%magic" / "%%magic" (detail 0: signature and docstring; 1: the
- * source too), malloc'ed; NULL if the name does not resolve (no exception
- * set) or on error (exception set). GIL held. */
+/* The help text for a dotted name, or for "%magic" / "%%magic" (detail 0: signature and docstring;
+ * 1: the source too), malloc'ed; NULL if the name does not resolve (no exception set) or on error
+ * (exception set). GIL held. */
 char *introspect_text(const char *name, int detail_level);
 
 #endif

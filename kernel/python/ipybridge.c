@@ -26,41 +26,145 @@ static PyObject *the_shell; /* owned: the InteractiveShell, or NULL */
  * they are looked up first. Left out: what changes only IPython's own input
  * handling (%autocall, %automagic, %autoawait, %doctest_mode). */
 static const char *const line_magics[] = {
-    "alias",     "alias_magic", "bookmark",       "cat",        "code_wrap", "colors",   "conda",
-    "config",    "cp",          "debug",          "dhist",      "dirs",      "ed",       "edit",
-    "gui",       "hist",        "history",        "killbgscripts", "ldir",   "lf",       "lk",
-    "ll",        "load",        "loadpy",         "logoff",     "logon",     "logstart", "logstate",
-    "logstop",   "ls",          "lx",             "macro",      "mamba",     "micromamba", "mkdir",
-    "mv",        "notebook",    "page",           "pastebin",   "pdb",       "pdef",     "pdoc",
-    "pfile",     "pinfo",       "pinfo2",         "pip",        "popd",      "pprint",   "precision",
-    "psearch",   "psource",     "pushd",          "pycat",      "pylab",     "quickref", "recall",
-    "rehashx",   "reload_ext",  "rep",            "rerun",      "reset_selective", "rm", "rmdir",
-    "run",       "save",        "sc",             "set_env",    "store",     "sx",       "system",
-    "tb",        "unalias",     "unload_ext",     "uv",         "xdel",      "xmode",    NULL,
+    "alias",
+    "alias_magic",
+    "bookmark",
+    "cat",
+    "code_wrap",
+    "colors",
+    "conda",
+    "config",
+    "cp",
+    "debug",
+    "dhist",
+    "dirs",
+    "ed",
+    "edit",
+    "gui",
+    "hist",
+    "history",
+    "killbgscripts",
+    "ldir",
+    "lf",
+    "lk",
+    "ll",
+    "load",
+    "loadpy",
+    "logoff",
+    "logon",
+    "logstart",
+    "logstate",
+    "logstop",
+    "ls",
+    "lx",
+    "macro",
+    "mamba",
+    "micromamba",
+    "mkdir",
+    "mv",
+    "notebook",
+    "page",
+    "pastebin",
+    "pdb",
+    "pdef",
+    "pdoc",
+    "pfile",
+    "pinfo",
+    "pinfo2",
+    "pip",
+    "popd",
+    "pprint",
+    "precision",
+    "psearch",
+    "psource",
+    "pushd",
+    "pycat",
+    "pylab",
+    "quickref",
+    "recall",
+    "rehashx",
+    "reload_ext",
+    "rep",
+    "rerun",
+    "reset_selective",
+    "rm",
+    "rmdir",
+    "run",
+    "save",
+    "sc",
+    "set_env",
+    "store",
+    "sx",
+    "system",
+    "tb",
+    "unalias",
+    "unload_ext",
+    "uv",
+    "xdel",
+    "xmode",
+    NULL,
 };
 static const char *const cell_magics[] = {
-    "HTML",    "SVG",    "bash",   "capture", "code_wrap", "debug",  "file",
-    "html",    "javascript", "js", "latex",   "markdown",  "perl",   "pypy",
-    "python",  "python2", "python3", "ruby",  "script",    "sh",     "svg",
-    "sx",      "system", "writefile", NULL,
+    "HTML",   "SVG",        "bash",      "capture", "code_wrap", "debug", "file",
+    "html",   "javascript", "js",        "latex",   "markdown",  "perl",  "pypy",
+    "python", "python2",    "python3",   "ruby",    "script",    "sh",    "svg",
+    "sx",     "system",     "writefile", NULL,
 };
 
 /* The InteractiveShell attributes that bring IPython up when code asks
  * get_ipython() for them. */
 static const char *const shell_attrs[] = {
-    "magics_manager",  "register_magic_function", "extension_manager", "config",
-    "display_formatter", "history_manager",       "run_cell",          "ev",
-    "ex",              "push",                    "find_line_magic",   "find_cell_magic",
-    "find_magic",      "user_global_ns",          "user_ns_hidden",    "displayhook",
-    "display_pub",     "InteractiveTB",           "debugger",          "db",
-    "prefilter_manager", "input_transformer_manager", "transform_cell", "execution_count",
-    "set_hook",        "define_macro",            "payload_manager",   "ask_yes_no",
-    "var_expand",      "mktempfile",              "safe_execfile",     "configurables",
-    "profile_dir",     "ipython_dir",             "enable_matplotlib", "enable_pylab",
-    "run_code",        "run_ast_nodes",           "drop_by_id",        "del_var",
-    "object_inspect_mime", "object_inspect_text", "pycolorize",        "alias_manager",
-    "showsyntaxerror", "excepthook",              "compile",           "builtin_trap",
-    "display_trap",    "events_manager",          NULL,
+    "magics_manager",
+    "register_magic_function",
+    "extension_manager",
+    "config",
+    "display_formatter",
+    "history_manager",
+    "run_cell",
+    "ev",
+    "ex",
+    "push",
+    "find_line_magic",
+    "find_cell_magic",
+    "find_magic",
+    "user_global_ns",
+    "user_ns_hidden",
+    "displayhook",
+    "display_pub",
+    "InteractiveTB",
+    "debugger",
+    "db",
+    "prefilter_manager",
+    "input_transformer_manager",
+    "transform_cell",
+    "execution_count",
+    "set_hook",
+    "define_macro",
+    "payload_manager",
+    "ask_yes_no",
+    "var_expand",
+    "mktempfile",
+    "safe_execfile",
+    "configurables",
+    "profile_dir",
+    "ipython_dir",
+    "enable_matplotlib",
+    "enable_pylab",
+    "run_code",
+    "run_ast_nodes",
+    "drop_by_id",
+    "del_var",
+    "object_inspect_mime",
+    "object_inspect_text",
+    "pycolorize",
+    "alias_manager",
+    "showsyntaxerror",
+    "excepthook",
+    "compile",
+    "builtin_trap",
+    "display_trap",
+    "events_manager",
+    NULL,
 };
 
 static int in_list(const char *const *list, const char *name)
@@ -84,8 +188,8 @@ int ipybridge_shell_attr(const char *attr)
 /* The magic callable IPython has for name, or NULL (no exception set). */
 static PyObject *find_magic(const char *name, int cell)
 {
-    PyObject *fn = PyObject_CallMethod(the_shell, cell ? "find_cell_magic" : "find_line_magic",
-                                       "s", name);
+    PyObject *fn =
+        PyObject_CallMethod(the_shell, cell ? "find_cell_magic" : "find_line_magic", "s", name);
     if (fn == Py_None)
         Py_CLEAR(fn);
     PyErr_Clear();
@@ -155,9 +259,9 @@ static PyObject *br_showtraceback(PyObject *self, PyObject *args)
         return NULL;
     PyObject *name = PyObject_GetAttrString(etype, "__name__");
     PyObject *value = name ? PyObject_Str(evalue) : NULL;
-    PyObject *content = value ? Py_BuildValue("{s:O, s:O, s:O}", "ename", name, "evalue", value,
-                                              "traceback", stb)
-                              : NULL;
+    PyObject *content =
+        value ? Py_BuildValue("{s:O, s:O, s:O}", "ename", name, "evalue", value, "traceback", stb)
+              : NULL;
     json_t *j = content ? interp_to_json(content) : NULL;
     Py_XDECREF(name);
     Py_XDECREF(value);
@@ -177,8 +281,8 @@ static PyObject *br_set_next_input(PyObject *self, PyObject *args, PyObject *kw)
     int replace = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|p:set_next_input", kwlist, &text, &replace))
         return NULL;
-    session_add_payload(json_pack("{s:s, s:s, s:b}", "source", "set_next_input", "text", text,
-                                  "replace", replace));
+    session_add_payload(
+        json_pack("{s:s, s:s, s:b}", "source", "set_next_input", "text", text, "replace", replace));
     Py_RETURN_NONE;
 }
 
@@ -186,15 +290,13 @@ static PyMethodDef br_publish_def = {
     "publish", (PyCFunction)(void (*)(void))br_publish, METH_VARARGS | METH_KEYWORDS,
     "publish(data, metadata=None, source=None, *, transient=None, update=False)\n--\n\n"
     "Publish a MIME bundle through the pyrometer kernel."};
-static PyMethodDef br_clear_def = {"clear_output",
-                                   (PyCFunction)(void (*)(void))br_clear_output,
+static PyMethodDef br_clear_def = {"clear_output", (PyCFunction)(void (*)(void))br_clear_output,
                                    METH_VARARGS | METH_KEYWORDS,
                                    "clear_output(wait=False)\n--\n\nClear the cell's output."};
 static PyMethodDef br_showtb_def = {"_showtraceback", br_showtraceback, METH_VARARGS,
                                     "Publish a formatted traceback as an error message."};
 static PyMethodDef br_next_input_def = {
-    "set_next_input", (PyCFunction)(void (*)(void))br_set_next_input,
-    METH_VARARGS | METH_KEYWORDS,
+    "set_next_input", (PyCFunction)(void (*)(void))br_set_next_input, METH_VARARGS | METH_KEYWORDS,
     "set_next_input(text, replace=False)\n--\n\nPut text in the next input cell (a payload)."};
 
 /* ---- making the shell ------------------------------------------------------- */
@@ -249,8 +351,8 @@ static PyObject *import_attr(const char *module, const char *attr)
 
 /* The names of user_ns and builtins that IPython's start-up rebinds; the
  * kernel's values are put back (or the names removed) afterwards. */
-static const char *const kept_names[] = {"In",   "Out",  "_ih", "_oh", "get_ipython",
-                                         "exit", "quit", "_",   "__",  "___", NULL};
+static const char *const kept_names[] = {"In",   "Out", "_ih", "_oh", "get_ipython", "exit",
+                                         "quit", "_",   "__",  "___", NULL};
 
 /* Copies ns[name] for each name into saved (absent: not copied). */
 static int save_names(PyObject *ns, const char *const *names, PyObject *saved)
@@ -360,8 +462,8 @@ static void script_loop(PyObject *shell)
     loop = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop", NULL) : NULL;
     threading = loop ? PyImport_ImportModule("threading") : NULL;
     PyObject *run = threading ? PyObject_GetAttrString(loop, "run_forever") : NULL;
-    PyObject *kw = run ? Py_BuildValue("{s:O, s:O, s:s}", "target", run, "daemon", Py_True,
-                                       "name", "IPython script magics")
+    PyObject *kw = run ? Py_BuildValue("{s:O, s:O, s:s}", "target", run, "daemon", Py_True, "name",
+                                       "IPython script magics")
                        : NULL;
     PyObject *empty = kw ? PyTuple_New(0) : NULL;
     PyObject *cls = empty ? PyObject_GetAttrString(threading, "Thread") : NULL;
@@ -419,7 +521,8 @@ static PyObject *make_shell(void)
 
     cfg = PyObject_CallNoArgs(config_cls);
     hm = cfg ? PyObject_CallNoArgs(config_cls) : NULL;
-    if (hm == NULL || set_item(hm, "enabled", Py_False) < 0 || set_item(cfg, "HistoryManager", hm) < 0)
+    if (hm == NULL || set_item(hm, "enabled", Py_False) < 0 ||
+        set_item(cfg, "HistoryManager", hm) < 0)
         goto error;
 
     builtins = PyImport_ImportModule("builtins");

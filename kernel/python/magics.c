@@ -19,7 +19,7 @@ typedef struct {
     PyObject *py;             /* owned: an extension magic, or NULL */
     PyObject *doc;            /* owned str: an extension magic's help, or NULL */
     int py_line, py_cell;
-    const char *help;         /* a built-in magic's help text */
+    const char *help; /* a built-in magic's help text */
 } magic_entry;
 
 /* The registry. Protected by the GIL. */
@@ -404,8 +404,8 @@ static PyObject *m_lsmagic(PyObject *line, PyObject *cell)
     PyUnicode_AppendAndDel(&text, more);
     if (text == NULL)
         goto error;
-    PyUnicode_AppendAndDel(&text, PyUnicode_FromString(
-                                      "\n%name? or %name -h shows a magic's whole help.\n"));
+    PyUnicode_AppendAndDel(
+        &text, PyUnicode_FromString("\n%name? or %name -h shows a magic's whole help.\n"));
     const char *t = text ? PyUnicode_AsUTF8(text) : NULL;
     if (t == NULL || magics_write_stdout(t) < 0)
         goto error;

@@ -156,8 +156,8 @@ static PyObject *sh_set_next_input(Shell *self, PyObject *args, PyObject *kw)
     int replace = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|p:set_next_input", kwlist, &text, &replace))
         return NULL;
-    json_t *item = json_pack("{s:s, s:s, s:b}", "source", "set_next_input", "text", text,
-                             "replace", replace);
+    json_t *item =
+        json_pack("{s:s, s:s, s:b}", "source", "set_next_input", "text", text, "replace", replace);
     if (item == NULL)
         return PyErr_NoMemory();
     session_add_payload(item);
@@ -169,8 +169,8 @@ static PyObject *sh_set_next_input(Shell *self, PyObject *args, PyObject *kw)
  * cell's. */
 static PyObject *sh_showtraceback(Shell *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"exc_tuple", "filename", "tb_offset", "exception_only",
-                             "running_compiled_code", NULL};
+    static char *kwlist[] = {
+        "exc_tuple", "filename", "tb_offset", "exception_only", "running_compiled_code", NULL};
     PyObject *tuple = Py_None, *filename = Py_None, *offset = Py_None, *only = Py_False;
     PyObject *compiled = Py_False, *exc = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOOOO:showtraceback", kwlist, &tuple, &filename,
@@ -296,15 +296,12 @@ static PyMethodDef sh_methods[] = {
     {"system", (PyCFunction)sh_system, METH_O, "system(cmd): run a shell command."},
     {"getoutput", (PyCFunction)sh_getoutput, METH_O,
      "getoutput(cmd): a shell command's output lines."},
-    {"set_next_input", (PyCFunction)(void (*)(void))sh_set_next_input,
-     METH_VARARGS | METH_KEYWORDS,
+    {"set_next_input", (PyCFunction)(void (*)(void))sh_set_next_input, METH_VARARGS | METH_KEYWORDS,
      "set_next_input(text, replace=False)\n--\n\nPut text in the next input cell (a payload)."},
-    {"showtraceback", (PyCFunction)(void (*)(void))sh_showtraceback,
-     METH_VARARGS | METH_KEYWORDS,
+    {"showtraceback", (PyCFunction)(void (*)(void))sh_showtraceback, METH_VARARGS | METH_KEYWORDS,
      "showtraceback(exc_tuple=None, filename=None, tb_offset=None, exception_only=False, "
      "running_compiled_code=False)\n--\n\nShow the exception being handled as an error output."},
-    {"object_inspect", (PyCFunction)(void (*)(void))sh_object_inspect,
-     METH_VARARGS | METH_KEYWORDS,
+    {"object_inspect", (PyCFunction)(void (*)(void))sh_object_inspect, METH_VARARGS | METH_KEYWORDS,
      "object_inspect(oname, detail_level=0)\n--\n\nWhat is known about a name (a dict)."},
     {NULL, NULL, 0, NULL},
 };

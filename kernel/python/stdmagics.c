@@ -673,9 +673,9 @@ static PyObject *m_magic(PyObject *line, PyObject *cell)
             Py_XDECREF(sum);
             goto error;
         }
-        PyObject *entry = PyUnicode_FromFormat(
-            "%s%s%s%s%s\n    %U\n\n", is_line ? "%" : "", is_line ? n : "",
-            is_line && is_cell ? ", " : "", is_cell ? "%%" : "", is_cell ? n : "", sum);
+        PyObject *entry = PyUnicode_FromFormat("%s%s%s%s%s\n    %U\n\n", is_line ? "%" : "",
+                                               is_line ? n : "", is_line && is_cell ? ", " : "",
+                                               is_cell ? "%%" : "", is_cell ? n : "", sum);
         Py_DECREF(sum);
         PyUnicode_AppendAndDel(&text, entry);
         if (text == NULL)

@@ -374,8 +374,7 @@ done:
  * function, kept on the module as attr, does the work: its display_pub
  * publishes through the kernel, and %%capture can swap it. Returns a new
  * reference, or NULL with an exception set. */
-static PyObject *ipython_original(PyObject *module, const char *attr, PyObject *args,
-                                  PyObject *kw)
+static PyObject *ipython_original(PyObject *module, const char *attr, PyObject *args, PyObject *kw)
 {
     PyObject *fn = PyObject_GetAttrString(module, attr);
     PyObject *r = fn ? PyObject_Call(fn, args, kw) : NULL;

@@ -247,8 +247,7 @@ static int help_query(const char *s, size_t n, const char **name, size_t *nlen, 
 /* %name? / %name?? / ?%name / %%name? and the like: help on a magic.
  * Returns 1 and fills name (with its % or %%) and level when s[0:n] is
  * one. */
-static int magic_help_query(const char *s, size_t n, const char **name, size_t *nlen,
-                            int *level)
+static int magic_help_query(const char *s, size_t n, const char **name, size_t *nlen, int *level)
 {
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\r' || s[n - 1] == '\t'))
         n--;

@@ -216,8 +216,9 @@ def test_usage_error_of_an_ipython_magic(kc):
     reply, msgs = execute(kc, "%history --no-such-option")
     c = reply["content"]
     assert c["status"] == "error" and c["ename"] == "UsageError", c
+    assert c["evalue"] == "unrecognized arguments: --no-such-option"  # IPython's own parser
     [err] = of_type(msgs, "error")
-    assert len(err["content"]["traceback"]) == 1
+    assert err["content"]["traceback"] == ["UsageError: unrecognized arguments: --no-such-option"]
 
 
 def test_unknown_magic_does_not_bring_ipython_in(fresh_kernel):
