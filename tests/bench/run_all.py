@@ -9,7 +9,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = ["bench_kernel.py", "bench_prun.py", "bench_lprun.py", "bench_memprof.py"]
+BENCHES = ["bench_kernel.py", "bench_ipython.py", "bench_prun.py", "bench_lprun.py", "bench_memprof.py"]
 
 
 def main():
