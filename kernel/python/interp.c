@@ -9,6 +9,7 @@
 
 #include "events.h"
 #include "history.h"
+#include "introspect.h"
 #include "ipybridge.h"
 #include "magics.h"
 #include "module.h"
@@ -706,7 +707,8 @@ static int install(void)
         goto error;
     /* The registry first, then its members register themselves. */
     if (streams_install(st.kmod, sys) < 0 || events_install(st.kmod) < 0 ||
-        magics_install(st.kmod) < 0 || stdmagics_register() < 0 || magics_register_extension() < 0)
+        magics_install(st.kmod) < 0 || introspect_install(st.kmod) < 0 ||
+        stdmagics_register() < 0 || magics_register_extension() < 0)
         goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||

@@ -18,6 +18,7 @@
 #include "interp.h"
 #include "log.h"
 #include "magics.h"
+#include "session.h"
 
 #define MAX_MATCHES     1000 /* path and key listings stop there */
 #define MAX_STRING_FORM 200
@@ -1388,4 +1389,41 @@ char *introspect_text(const char *name, int detail_level)
         PyErr_NoMemory();
     Py_DECREF(text);
     return r;
+}
+
+/* obj? and obj??: the same text as inspect_request, as a `page` payload. */
+static PyObject *k_inspect(PyObject *self, PyObject *args)
+{
+    const char *name;
+    int level;
+    if (!PyArg_ParseTuple(args, "si:inspect", &name, &level))
+        return NULL;
+    char *text = introspect_text(name, level);
+    if (text == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *msg = PyUnicode_FromFormat("Object `%s` not found.\n", name);
+        if (msg == NULL)
+            return NULL;
+        PySys_WriteStdout("%s", PyUnicode_AsUTF8(msg));
+        Py_DECREF(msg);
+        Py_RETURN_NONE;
+    }
+    session_add_payload(
+        json_pack("{s:s, s:{s:s}, s:i}", "source", "page", "data", "text/plain", text, "start", 0));
+    free(text);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef inspect_def = {"inspect", k_inspect, METH_VARARGS,
+                                  "inspect(name, level): obj? and obj??."};
+
+int introspect_install(PyObject *kmod)
+{
+    PyObject *f = PyCFunction_New(&inspect_def, NULL);
+    if (f == NULL || PyModule_AddObject(kmod, "inspect", f) < 0) {
+        Py_XDECREF(f);
+        return -1;
+    }
+    return 0;
 }

@@ -19,4 +19,9 @@ PyObject *introspect_object(const char *name);
  * (exception set). GIL held. */
 char *introspect_text(const char *name, int detail_level);
 
+/* Adds __pyrometer__.inspect(name, level), what obj? and obj?? become: the
+ * help text as a `page` payload. GIL held. Returns 0, or -1 with an
+ * exception set. */
+int introspect_install(PyObject *kmod);
+
 #endif

@@ -1,6 +1,7 @@
 /* magics.c - the magic registry (a small table: name -> line handler, cell
  * handler), the entry points that transformed cells call
- * (__pyrometer__.line_magic and friends), and the built-in magics. */
+ * (__pyrometer__.line_magic and friends), and the built-in magics. obj? is
+ * introspect.c's entry point, not the registry's. */
 #include "magics.h"
 
 #include <stdarg.h>
@@ -9,7 +10,6 @@
 #include "interp.h"
 #include "ipybridge.h"
 #include "session.h"
-#include "introspect.h"
 
 #define MAX_MAGICS 64
 
@@ -281,36 +281,11 @@ static PyObject *k_getoutput(PyObject *self, PyObject *cmd)
     return lines;
 }
 
-/* obj? and obj??: the same text as inspect_request, as a `page` payload. */
-static PyObject *k_inspect(PyObject *self, PyObject *args)
-{
-    const char *name;
-    int level;
-    if (!PyArg_ParseTuple(args, "si:inspect", &name, &level))
-        return NULL;
-    char *text = introspect_text(name, level);
-    if (text == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        PyObject *msg = PyUnicode_FromFormat("Object `%s` not found.\n", name);
-        if (msg == NULL)
-            return NULL;
-        PySys_WriteStdout("%s", PyUnicode_AsUTF8(msg));
-        Py_DECREF(msg);
-        Py_RETURN_NONE;
-    }
-    session_add_payload(
-        json_pack("{s:s, s:{s:s}, s:i}", "source", "page", "data", "text/plain", text, "start", 0));
-    free(text);
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef magic_methods[] = {
     {"line_magic", k_line_magic, METH_VARARGS, "line_magic(name, line): run %name line."},
     {"cell_magic", k_cell_magic, METH_VARARGS, "cell_magic(name, line, cell): run %%name."},
     {"system", k_system, METH_O, "system(cmd): run a shell command (!cmd)."},
     {"getoutput", k_getoutput, METH_O, "getoutput(cmd): output lines of a shell command."},
-    {"inspect", k_inspect, METH_VARARGS, "inspect(name, level): obj? and obj??."},
     {NULL, NULL, 0, NULL},
 };
 
