@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "aio.h"
 #include "history.h"
 #include "magics.h"
 #include "module.h"
@@ -779,6 +780,7 @@ void interp_stop(void)
 {
     history_close();
     PyGILState_Ensure();
+    aio_clear();
     shell_clear();
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
@@ -836,14 +838,100 @@ static int register_source(PyObject *fname, const char *src)
     return rc;
 }
 
+/* Compiles tree (an AST node) in mode, with top-level await allowed.
+ * Returns a new code object, or NULL with an exception set. */
+static PyObject *compile_tree(PyObject *tree, PyObject *fname, const char *mode)
+{
+    return PyObject_CallFunction(st.compile, "OOsi", tree, fname, mode, PyCF_ALLOW_TOP_LEVEL_AWAIT);
+}
+
+/* Runs code in the user namespace; a coroutine (the cell awaits) runs on the
+ * kernel's event loop. Returns 0, or -1 with an exception set. */
+static int run_code(PyObject *code)
+{
+    PyObject *res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
+    if (res != NULL) {
+        int is_coro = aio_is_coroutine_code(code);
+        if (is_coro < 0)
+            Py_CLEAR(res);
+        else if (is_coro)
+            Py_SETREF(res, aio_run(res, code));
+    }
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+/* Returns a new statement node `__pyrometer__.displayhook(<last's value>)`
+ * at last's position, or NULL with an exception set. */
+static PyObject *display_call(PyObject *last)
+{
+    PyObject *astm = NULL, *value = NULL, *loc = NULL, *load = NULL, *name = NULL;
+    PyObject *attr = NULL, *call = NULL, *stmt = NULL;
+    static const char *fields[] = {"lineno", "col_offset", "end_lineno", "end_col_offset"};
+
+    astm = PyImport_ImportModule("_ast");
+    value = astm ? PyObject_GetAttrString(last, "value") : NULL;
+    loc = value ? PyDict_New() : NULL;
+    if (loc == NULL)
+        goto error;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        PyObject *v = PyObject_GetAttrString(value, fields[i]);
+        int rc = v ? PyDict_SetItemString(loc, fields[i], v) : -1;
+        Py_XDECREF(v);
+        if (rc < 0)
+            goto error;
+    }
+    load = PyObject_CallMethod(astm, "Load", NULL);
+    PyObject *name_type = load ? PyObject_GetAttrString(astm, "Name") : NULL;
+    if (name_type == NULL)
+        goto error;
+    PyObject *args = Py_BuildValue("(sO)", "__pyrometer__", load);
+    name = args ? PyObject_Call(name_type, args, loc) : NULL;
+    Py_XDECREF(args);
+    Py_DECREF(name_type);
+    PyObject *attr_type = name ? PyObject_GetAttrString(astm, "Attribute") : NULL;
+    if (attr_type == NULL)
+        goto error;
+    args = Py_BuildValue("(OsO)", name, "displayhook", load);
+    attr = args ? PyObject_Call(attr_type, args, loc) : NULL;
+    Py_XDECREF(args);
+    Py_DECREF(attr_type);
+    PyObject *call_type = attr ? PyObject_GetAttrString(astm, "Call") : NULL;
+    if (call_type == NULL)
+        goto error;
+    args = Py_BuildValue("(O[O][])", attr, value);
+    call = args ? PyObject_Call(call_type, args, loc) : NULL;
+    Py_XDECREF(args);
+    Py_DECREF(call_type);
+    if (call == NULL)
+        goto error;
+    args = Py_BuildValue("(O)", call);
+    stmt = args ? PyObject_Call(st.ast_expr, args, loc) : NULL;
+    Py_XDECREF(args);
+error:
+    Py_XDECREF(astm);
+    Py_XDECREF(value);
+    Py_XDECREF(loc);
+    Py_XDECREF(load);
+    Py_XDECREF(name);
+    Py_XDECREF(attr);
+    Py_XDECREF(call);
+    return stmt;
+}
+
 /* Compiles src (already transformed) as a module and runs it in the user
  * namespace; when display_last is set and the last statement is an
  * expression, it runs in 'single' mode so its value reaches the display
- * hook. Returns 0, or -1 with an exception set. */
+ * hook. A cell that awaits anywhere runs whole as one coroutine, as IPython
+ * runs it (tasks it starts before its first await see the running loop);
+ * its last expression is then shown by a call to the display hook.
+ * Returns 0, or -1 with an exception set. */
 static int run_source(const char *src, PyObject *fname, int display_last)
 {
-    PyObject *ast_mod = NULL, *body = NULL, *code = NULL;
-    PyObject *last = NULL, *interactive = NULL, *res = NULL;
+    PyObject *ast_mod = NULL, *body = NULL, *last = NULL, *interactive = NULL;
+    PyObject *code = NULL, *code_last = NULL;
     int rc = -1;
     PyCompilerFlags flags = {PyCF_ONLY_AST, PY_MINOR_VERSION};
 
@@ -864,33 +952,40 @@ static int run_source(const char *src, PyObject *fname, int display_last)
                 goto error;
         }
     }
-    code = PyObject_CallFunction(st.compile, "OOs", ast_mod, fname, "exec");
+    code = compile_tree(ast_mod, fname, "exec");
     if (code == NULL)
         goto error;
-    res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
-    if (res == NULL)
-        goto error;
-    Py_CLEAR(res);
-    Py_CLEAR(code);
     if (last) {
         interactive = PyObject_CallFunction(st.ast_interactive, "([O])", last);
-        if (interactive == NULL)
+        code_last = interactive ? compile_tree(interactive, fname, "single") : NULL;
+        if (code_last == NULL)
             goto error;
-        code = PyObject_CallFunction(st.compile, "OOs", interactive, fname, "single");
-        if (code == NULL)
+        int coro = aio_is_coroutine_code(code), coro_last = aio_is_coroutine_code(code_last);
+        if (coro < 0 || coro_last < 0)
             goto error;
-        res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
-        if (res == NULL)
-            goto error;
+        if (coro || coro_last) { /* one coroutine, the display call its end */
+            PyObject *stmt = display_call(last);
+            if (stmt == NULL || PyList_Append(body, stmt) < 0) {
+                Py_XDECREF(stmt);
+                goto error;
+            }
+            Py_DECREF(stmt);
+            Py_CLEAR(code_last);
+            Py_SETREF(code, compile_tree(ast_mod, fname, "exec"));
+            if (code == NULL)
+                goto error;
+        }
     }
+    if (run_code(code) < 0 || (code_last && run_code(code_last) < 0))
+        goto error;
     rc = 0;
 error:
     Py_XDECREF(ast_mod);
     Py_XDECREF(body);
-    Py_XDECREF(code);
     Py_XDECREF(last);
     Py_XDECREF(interactive);
-    Py_XDECREF(res);
+    Py_XDECREF(code);
+    Py_XDECREF(code_last);
     return rc;
 }
 
