@@ -2,8 +2,10 @@
  * content, asks interp/introspect/history for the answer, and replies
  * through its publisher; none touches a socket. */
 #include <string.h>
+#include <time.h>
 
 #include "dispatch.h"
+#include "exiter.h"
 #include "history.h"
 #include "interp.h"
 #include "introspect.h"
@@ -28,6 +30,31 @@ void handle_kernel_info(server *s, publisher *pub, const wire_msg *msg)
                NULL);
 }
 
+/* exit() ends the kernel this long after its reply: jupyter console reads
+ * the reply (and its ask_exit) only while the kernel is alive, then shuts
+ * the kernel down itself. ipykernel waits 0.1 s. */
+#define EXIT_DELAY_NS 300000000LL
+
+/* When an exit() is due (CLOCK_MONOTONIC, ns). Main thread only. */
+static long long exit_due_ns;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The idle hook while an exit is due: re-armed until the time comes. */
+static void exit_when_due(void *arg)
+{
+    server *s = arg;
+    if (now_ns() >= exit_due_ns)
+        server_request_shutdown(s, 0);
+    else
+        server_set_idle_hook(s, exit_when_due, s);
+}
+
 void handle_execute(server *s, publisher *pub, const wire_msg *msg)
 {
     int failed = 0;
@@ -39,6 +66,10 @@ void handle_execute(server *s, publisher *pub, const wire_msg *msg)
     if (failed && (soe == NULL || json_is_true(soe)))
         dispatch_abort_queued(s);
     pub->reply(pub->self, msg, "execute_reply", reply, md);
+    if (exiter_take_request()) { /* exit(): the kernel ends, as ipykernel's does */
+        exit_due_ns = now_ns() + EXIT_DELAY_NS;
+        server_set_idle_hook(s, exit_when_due, s);
+    }
 }
 
 void handle_is_complete(server *s, publisher *pub, const wire_msg *msg)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "aio.h"
+#include "exiter.h"
 #include "history.h"
 #include "magics.h"
 #include "module.h"
@@ -425,6 +426,8 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
 {
     if (obj == Py_None || st.silent)
         Py_RETURN_NONE;
+    if (exiter_displayed(obj)) /* a bare `exit` */
+        Py_RETURN_NONE;
     if (st.store_history && store_output(obj) < 0)
         return NULL;
     PyObject *md = NULL;
@@ -658,7 +661,7 @@ static int install(void)
         set_builtin(builtins, "input", "input") < 0 ||
         set_builtin(builtins, "clear_output", "clear_output") < 0 ||
         PyObject_SetAttrString(builtins, "__pyrometer__", st.kmod) < 0 ||
-        shell_install(st.kmod, builtins) < 0)
+        exiter_install(st.kmod, builtins) < 0 || shell_install(st.kmod, builtins) < 0)
         goto error;
     PyObject *hook = PyObject_GetAttrString(st.kmod, "displayhook");
     if (hook == NULL)
@@ -989,6 +992,41 @@ error:
     return rc;
 }
 
+/* Python's keywords: never automagic. */
+static const char *const keywords[] = {
+    "False", "None",     "True",  "and",    "as",   "assert", "async",  "await",    "break",
+    "class", "continue", "def",   "del",    "elif", "else",   "except", "finally",  "for",
+    "from",  "global",   "if",    "import", "in",   "is",     "lambda", "nonlocal", "not",
+    "or",    "pass",     "raise", "return", "try",  "while",  "with",   "yield",
+};
+
+/* transform_magic_fn for automagic, as IPython decides it: name is a line
+ * magic, and no variable, builtin or keyword of that name shadows it.
+ * GIL held; never raises. */
+static int automagic_ok(const char *name, size_t len, void *arg)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        return 0;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+        if (strcmp(keywords[i], buf) == 0)
+            return 0;
+    if (PyDict_GetItemString(st.main_dict, buf) != NULL)
+        return 0;
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    if (builtins != NULL && PyDict_GetItemString(builtins, buf) != NULL)
+        return 0;
+    PyObject *names = magics_names(0), *key = PyUnicode_FromString(buf);
+    int found = names && key ? PySequence_Contains(names, key) : -1;
+    Py_XDECREF(names);
+    Py_XDECREF(key);
+    if (found < 0)
+        PyErr_Clear();
+    return found == 1;
+}
+
 /* Evaluates user_expressions: {name: {status, data, metadata} | error}. */
 static json_t *user_expressions(json_t *exprs)
 {
@@ -1094,12 +1132,16 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 
     char *src = NULL, terr[256];
     int rc = -1;
+    /* Pasted indented code runs dedented; linecache holds what ran, so a
+     * traceback's columns match its lines. */
+    char *dedented = transform_dedent(code);
+    const char *text = dedented ? dedented : code;
     /* The cell's name in linecache and in its code: one string for both. */
     PyObject *fname = PyUnicode_FromString(filename); /* NULL: its error is the cell's */
     if (fname != NULL) {
-        if (register_source(fname, code) < 0)
+        if (register_source(fname, text) < 0)
             PyErr_Clear();
-        src = transform_cell(code, terr, sizeof terr);
+        src = transform_cell_auto(text, automagic_ok, NULL, terr, sizeof terr);
         if (src == NULL) {
             PyErr_SetString(PyExc_SyntaxError, terr);
         } else {
@@ -1108,6 +1150,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         }
         Py_DECREF(fname);
     }
+    free(dedented);
     json_t *err = NULL;
     if (rc < 0)
         err = error_content();
@@ -1143,7 +1186,10 @@ json_t *interp_is_complete(const char *code)
     PyGILState_STATE g = PyGILState_Ensure();
     json_t *reply = NULL;
     char terr[256];
-    char *src = transform_cell(code, terr, sizeof terr);
+    char *dedented = transform_dedent(code);
+    char *src =
+        transform_cell_auto(dedented ? dedented : code, automagic_ok, NULL, terr, sizeof terr);
+    free(dedented);
     if (src == NULL) {
         reply = json_pack("{s:s}", "status", "invalid");
         goto done;
