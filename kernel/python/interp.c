@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "aio.h"
+#include "errors.h"
 #include "exiter.h"
 #include "history.h"
 #include "magics.h"
@@ -342,12 +343,12 @@ static int is_usage_error(PyObject *exc)
 
 /* Turns the raised exception into {ename, evalue, traceback} and clears it.
  * The traceback holds the user's frames only: the cell is the outermost
- * frame that the kernel evaluates, so nothing of the kernel appears. */
+ * frame that the kernel evaluates, so nothing of the kernel appears. It is
+ * IPython's coloured layout (errors.c). */
 static json_t *error_content(void)
 {
     PyObject *exc = take_exception();
-    json_t *tb_lines = json_array();
-    PyObject *lines = NULL, *tbmod = NULL;
+    json_t *tb_lines = NULL;
     const char *ename = "Exception", *evalue = "";
     PyObject *evalue_s = NULL;
 
@@ -364,26 +365,15 @@ static json_t *error_content(void)
     if (is_usage_error(exc)) { /* a magic's usage message needs no traceback */
         char line[2048];
         snprintf(line, sizeof line, "UsageError: %s", evalue);
-        json_array_append_new(tb_lines, json_string(line));
-        goto done;
+        tb_lines = json_pack("[s]", line);
+    } else {
+        tb_lines = errors_traceback(exc, st.linecache);
     }
-    tbmod = PyImport_ImportModule("traceback");
-    lines = tbmod ? PyObject_CallMethod(tbmod, "format_exception", "O", exc) : NULL;
-    if (lines && PyList_Check(lines)) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
-            const char *l = PyUnicode_AsUTF8(PyList_GET_ITEM(lines, i));
-            if (l) {
-                size_t n = strlen(l);
-                json_array_append_new(tb_lines, json_stringn(l, n && l[n - 1] == '\n' ? n - 1 : n));
-            }
-        }
-    }
-done:
+    if (tb_lines == NULL)
+        tb_lines = json_array();
     PyErr_Clear();
     json_t *content =
         json_pack("{s:s, s:s, s:o}", "ename", ename, "evalue", evalue, "traceback", tb_lines);
-    Py_XDECREF(lines);
-    Py_XDECREF(tbmod);
     Py_XDECREF(evalue_s);
     Py_XDECREF(exc);
     return content;
@@ -655,7 +645,8 @@ static int install(void)
     st.linecache = PyDict_New();
     if (st.linecache == NULL)
         goto error;
-    if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0)
+    if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0 ||
+        errors_register_magics() < 0)
         goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||
