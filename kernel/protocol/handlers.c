@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "comms.h"
 #include "dispatch.h"
 #include "exiter.h"
 #include "history.h"
@@ -100,21 +101,13 @@ void handle_history(server *s, publisher *pub, const wire_msg *msg)
 
 void handle_comm_info(server *s, publisher *pub, const wire_msg *msg)
 {
-    pub->reply(pub->self, msg, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"),
-               NULL);
+    const char *target = json_string_value(json_object_get(msg->content, "target_name"));
+    pub->reply(pub->self, msg, "comm_info_reply", comms_info(target), NULL);
 }
 
-/* No comm targets are registered: answer every comm_open with comm_close. */
-void handle_comm_open(server *s, publisher *pub, const wire_msg *msg)
+void handle_comm(server *s, publisher *pub, const wire_msg *msg)
 {
-    const char *id = str_field(msg, "comm_id");
-    log_msg("comm_open for unknown target \"%.64s\": closing it", str_field(msg, "target_name"));
-    pub->iopub(pub->self, "comm_close", json_pack("{s:s, s:{}}", "comm_id", id, "data"),
-               msg->header);
-}
-
-void handle_comm_ignore(server *s, publisher *pub, const wire_msg *msg)
-{
+    comms_handle(pub, msg);
 }
 
 void handle_shutdown(server *s, publisher *pub, const wire_msg *msg)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "aio.h"
+#include "comms.h"
 #include "errors.h"
 #include "exiter.h"
 #include "history.h"
@@ -39,6 +40,16 @@ static struct {
 const wire_msg *interp_current_request(void)
 {
     return st.req;
+}
+
+void interp_set_request(publisher *pub, const wire_msg *req)
+{
+    if (pub != NULL)
+        st.pub = pub;
+    st.req = req;
+    st.silent = 0;
+    st.store_history = 0;
+    st.allow_stdin = 0;
 }
 
 publisher *interp_publisher(void)
@@ -775,6 +786,7 @@ void interp_stop(void)
     history_close();
     PyGILState_Ensure();
     aio_clear();
+    comms_clear();
     shell_clear();
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
