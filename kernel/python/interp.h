@@ -77,6 +77,12 @@ int interp_silent(void);
 /* The request being executed, or NULL. */
 const wire_msg *interp_current_request(void);
 
+/* While Python runs for a request other than execute_request (a comm
+ * message): makes req (borrowed) the request that display(),
+ * clear_output() and comm messages are parented to, not silent, without
+ * stdin; interp_set_request(NULL, NULL) ends it. GIL held. */
+void interp_set_request(publisher *pub, const wire_msg *req);
+
 /* The publisher given to interp_start. */
 publisher *interp_publisher(void);
 

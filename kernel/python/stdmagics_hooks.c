@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comms.h"
 #include "interp.h"
 #include "streams.h"
 #include "wire.h"
@@ -551,6 +552,9 @@ static const struct {
     {"linecache", interp_patch_linecache},
     {"getpass", interp_patch_getpass},
     {"threading", streams_patch_threading},
+    /* Comms (comms.c): the comm package's kernel hooks, ipywidgets' targets. */
+    {"comm", comms_patch_comm},
+    {"ipywidgets", comms_patch_ipywidgets},
 };
 
 /* Wraps the loader that the import system found for a patched module:

@@ -1,6 +1,7 @@
 /* transform.c - rewrites IPython-style cell syntax into plain Python calls
  * on `__pyrometer__`, line by line, tracking strings, brackets and
- * backslash continuations so that only whole logical lines are rewritten. */
+ * backslash continuations so that only whole logical lines are rewritten;
+ * also the dedent of pasted indented code and automagic. */
 #include "transform.h"
 
 #include <ctype.h>
@@ -464,4 +465,80 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
         return strdup("");
     }
     return b.data;
+}
+
+/* Returns the length of the name that a one-line cell s runs as automagic
+ * (s starts with it), or 0. */
+static size_t automagic_name(const char *s, transform_magic_fn is_magic, void *arg)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n == 0 || memchr(s, '\n', n) != NULL || isdigit((unsigned char)s[0]))
+        return 0;
+    size_t nl = span_ident(s, n);
+    if (nl == 0 || (nl < n && s[nl] != ' ' && s[nl] != '\t'))
+        return 0;
+    size_t r = nl;
+    while (r < n && (s[r] == ' ' || s[r] == '\t'))
+        r++;
+    if (r < n) {
+        /* name = ..., name += ..., name == ..., name, ..., name: int */
+        size_t op = r;
+        while (op < n && strchr("+-*/%&|^@<>!:", s[op]) != NULL && op - r < 3)
+            op++;
+        if (s[r] == ',' || s[r] == ':' || (op < n && s[op] == '='))
+            return 0;
+    }
+    return is_magic(s, nl, arg) == 1 ? nl : 0;
+}
+
+char *transform_cell_auto(const char *cell, transform_magic_fn is_magic, void *arg, char *err,
+                          size_t errlen)
+{
+    size_t nl = is_magic ? automagic_name(cell, is_magic, arg) : 0;
+    if (nl == 0)
+        return transform_cell(cell, err, errlen);
+    size_t n = strlen(cell);
+    char *line = malloc(n + 2);
+    if (line == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    line[0] = '%';
+    memcpy(line + 1, cell, n + 1);
+    char *out = transform_cell(line, err, errlen);
+    free(line);
+    return out;
+}
+
+char *transform_dedent(const char *cell)
+{
+    const char *first = cell;
+    for (;;) { /* the first line with something on it */
+        const char *q = first;
+        while (*q == ' ' || *q == '\t' || *q == '\r')
+            q++;
+        if (*q != '\n')
+            break;
+        first = q + 1;
+    }
+    size_t ind = 0;
+    while (first[ind] == ' ' || first[ind] == '\t')
+        ind++;
+    if (ind == 0 || first[ind] == '\0')
+        return NULL;
+    char *out = malloc(strlen(cell) + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const char *p = cell; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        size_t skip = n >= ind && memcmp(p, first, ind) == 0 ? ind : 0;
+        memcpy(o, p + skip, n - skip);
+        o += n - skip;
+        p += n;
+    }
+    *o = '\0';
+    return out;
 }
