@@ -1233,6 +1233,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         *failed = 1;
         if (!silent)
             pub->iopub(pub->self, "error", json_deep_copy(err), req->header);
+        ipybridge_cell_failed(!silent); /* %debug's traceback; %pdb on: the debugger */
         reply = err;
         json_object_set_new(reply, "status", json_string("error"));
         json_object_set_new(reply, "execution_count", json_integer(st.execution_count));

@@ -544,6 +544,16 @@ static PyObject *make_shell(void)
     Py_XDECREF(instance);
     if (shell == NULL)
         goto error;
+    /* Code that asks IPython's shell for the kernel (IPython.get_ipython()
+     * .kernel, as under ipykernel) finds the same object as get_ipython(). */
+    PyObject *ours = PyDict_GetItemString(saved_b, "get_ipython");
+    PyObject *ksh = ours ? PyObject_CallNoArgs(ours) : NULL;
+    PyObject *kernel = ksh ? PyObject_GetAttrString(ksh, "kernel") : NULL;
+    int bad_kernel = kernel == NULL || PyObject_SetAttrString(shell, "kernel", kernel) < 0;
+    Py_XDECREF(ksh);
+    Py_XDECREF(kernel);
+    if (bad_kernel)
+        goto error;
     if (restore_names(user_ns, kept_names, saved) < 0 ||
         restore_names(bdict, builtin_names, saved_b) < 0 || share_history(shell, saved) < 0 ||
         share_events(shell) < 0)
@@ -684,6 +694,22 @@ PyObject *ipybridge_magics_text(void)
     if (text == NULL || append_names(&text, cell_magics, "%%") < 0)
         return NULL;
     return text;
+}
+
+void ipybridge_cell_failed(int interactive)
+{
+    if (the_shell == NULL)
+        return;
+    PyObject *itb = PyObject_GetAttrString(the_shell, "InteractiveTB");
+    if (itb == NULL || PyObject_SetAttrString(itb, "tb", Py_None) < 0)
+        PyErr_Clear();
+    Py_XDECREF(itb);
+    PyObject *on = interactive ? PyObject_GetAttrString(the_shell, "call_pdb") : NULL;
+    int want = on != NULL && PyObject_IsTrue(on) > 0;
+    Py_XDECREF(on);
+    PyObject *r = want ? PyObject_CallMethod(the_shell, "debugger", "O", Py_True) : NULL;
+    Py_XDECREF(r);
+    PyErr_Clear();
 }
 
 void ipybridge_clear(void)

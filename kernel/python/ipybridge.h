@@ -45,6 +45,13 @@ int ipybridge_shell_attr(const char *attr);
  * an exception set. GIL held. */
 PyObject *ipybridge_magics_text(void);
 
+/* After a cell failed (its error is in sys.last_traceback): when IPython's
+ * shell is up, its traceback handler forgets the one it last showed, so
+ * %debug looks at this error; and when %pdb is on (call_pdb) and
+ * interactive is set, its post-mortem debugger runs now, as in IPython.
+ * Never raises. GIL held. */
+void ipybridge_cell_failed(int interactive);
+
 /* Drops the shell reference (before the interpreter ends). GIL held. */
 void ipybridge_clear(void);
 

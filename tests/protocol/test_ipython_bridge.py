@@ -316,3 +316,37 @@ def test_showtraceback_from_ipython_is_an_error_message(kc):
     assert err["content"]["ename"] == "RuntimeError"
     assert err["content"]["evalue"] == "from a script"
     assert any("failing.py" in line for line in err["content"]["traceback"])
+
+
+def test_pdb_on_enters_the_debugger_after_an_error(kc):
+    ok(kc, "%pdb on")
+    try:
+        msg_id = kc.execute("def g():\n    local = 'here'\n    raise ValueError(local)\ng()",
+                            allow_stdin=True)
+        req = kc.get_stdin_msg(timeout=30)
+        assert req["content"]["prompt"].endswith("ipdb> ")
+        kc.input("p local")
+        req = kc.get_stdin_msg(timeout=30)
+        kc.input("q")
+        reply = kc.get_shell_msg(timeout=30)
+        while reply["parent_header"]["msg_id"] != msg_id:
+            reply = kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ValueError"
+        out = ""
+        while True:
+            m = kc.get_iopub_msg(timeout=10)
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if m["msg_type"] == "stream":
+                out += m["content"]["text"]
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+        assert re.search(r"^'here'$", re.sub(r"\x1b\[[0-9;]*m", "", out), re.M), out
+    finally:
+        ok(kc, "%pdb off")
+
+
+def test_ipythons_shell_knows_the_kernel(kc):
+    ok(kc, "%xmode Context")
+    assert value(kc, "IPython.get_ipython().kernel is get_ipython().kernel") == "True"
+    assert value(kc, "IPython.get_ipython().kernel.implementation") == "'pyrometer'"
