@@ -78,6 +78,8 @@ for _name, _mode, _display in (
 os.environ["JUPYTER_PATH"] = SPEC_DIR
 os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(SPEC_DIR, "data"))
 os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+# IPython, brought in on demand, keeps its profile (%store's db) here.
+os.environ.setdefault("IPYTHONDIR", os.path.join(SPEC_DIR, "ipython"))
 # Kernels write history under the data dir; keep the user's out of tests.
 os.environ["PYROMETER_HISTORY"] = os.path.join(SPEC_DIR, "history.sqlite")
 
