@@ -1110,6 +1110,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     /* An interrupt that arrived while idle must not hit this cell. */
     if (PyErr_CheckSignals() < 0)
         PyErr_Clear();
+    (void)
+        exiter_take_request(); /* an exit() outside any cell (a comm callback) is not this cell's */
     st.pub = pub;
     st.req = req;
     st.silent = silent;
