@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,9 @@ import uuid
 
 import pytest
 
-from conftest import SPEC_DIR, _free_port
+# The kernelspecs tests/conftest.py made (importing a conftest by name could
+# find another folder's).
+SPEC_DIR = os.environ.get("JUPYTER_PATH", "")
 
 pytest.importorskip("jupyterlab")
 pytest.importorskip("jupyterlab_widgets")
@@ -31,6 +34,12 @@ CELL = ("import ipywidgets as w\n"
         "lab = w.Label('waiting')\n"
         "s.observe(lambda ch: setattr(lab, 'value', 'observer saw %d' % ch['new']), names='value')\n"
         "w.VBox([s, lab])")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class LabServer:
