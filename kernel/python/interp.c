@@ -50,8 +50,8 @@ static struct {
      * they do not pile up (about 500 bytes each). */
     PyObject *unstored[UNSTORED_KEPT];
     size_t unstored_next;
-    int hosted;                /* the interpreter was running before the kernel */
-    PyObject *cell_value;      /* owned: what the display hook showed in this cell, or NULL */
+    int hosted;           /* the interpreter was running before the kernel */
+    PyObject *cell_value; /* owned: what the display hook showed in this cell, or NULL */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -1328,6 +1328,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     /* An interrupt that arrived while idle must not hit this cell. */
     if (PyErr_CheckSignals() < 0)
         PyErr_Clear();
+    (void)
+        exiter_take_request(); /* an exit() outside any cell (a comm callback) is not this cell's */
     st.pub = pub;
     st.req = req;
     st.silent = silent;
