@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from pyrometer_testing import BUILD, PYTHON, ROOT, SPEC_DIR, python_lacks, python_version
+from pyrometer_testing import (BUILD, PYTHON, ROOT, SPEC_DIR, import_or_skip, python_lacks,
+                               python_version)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "protocol"))
 from kernel_util import execute, of_type  # noqa: E402
@@ -17,7 +18,7 @@ from kernel_util import execute, of_type  # noqa: E402
 def ipk():
     """ipykernel on the Python the module was built for (not whatever the
     system's "python3" kernelspec names: in the forky root that is 3.14)."""
-    pytest.importorskip("jupyter_client.manager")
+    import_or_skip("jupyter_client.manager")
     if python_lacks("ipykernel"):
         pytest.skip("needs ipykernel, which Python %d.%d cannot import (%s)"
                     % (python_version()[:2] + (python_lacks("ipykernel"),)))
