@@ -298,6 +298,9 @@ int cli_main(int argc, char **argv, const cli_host *host)
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout, host);
             return 0;
+        } else if (argv[i][0] != '-') {
+            /* `jupyter run` appends its script's name; ipykernel ignores it too */
+            fprintf(stderr, "%s: ignoring extra argument %s\n", host->prog, argv[i]);
         } else {
             fprintf(stderr, "%s: unknown argument %s\n", host->prog, argv[i]);
             usage(stderr, host);

@@ -5,6 +5,7 @@
  */
 #include "interp.h"
 
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,6 +16,8 @@
 #include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
+
+#define UNSTORED_KEPT 256
 
 /* Interpreter-wide state. Protected by the GIL. */
 static struct {
@@ -32,6 +35,12 @@ static struct {
     PyObject *compile;     /* owned: builtins.compile */
     PyObject *ast_expr;    /* owned: _ast.Expr */
     PyObject *ast_interactive; /* owned: _ast.Interactive */
+    /* The linecache names of the last UNSTORED_KEPT cells run with
+     * store_history false (owned; a ring). Frontends send such cells all the
+     * time (VS Code's variable view, widgets); older ones leave linecache so
+     * they do not pile up (about 500 bytes each). */
+    PyObject *unstored[UNSTORED_KEPT];
+    size_t unstored_next;
     int hosted;                /* the interpreter was running before the kernel */
 } st;
 
@@ -872,17 +881,22 @@ int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t er
     }
     if (path_has_cwd() < 0 || install() < 0)
         goto py_error;
-    if (signal_fd >= 0) {
-        /* _signal, the C module: signal.py would import enum for nothing. */
-        PyObject *sigmod = PyImport_ImportModule("_signal");
-        PyObject *r = sigmod ? PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd) : NULL;
-        Py_XDECREF(sigmod);
-        if (r == NULL) {
-            snprintf(err, errlen, "cannot set the signal wakeup fd");
-            return -1;
-        }
-        Py_DECREF(r);
+    /* _signal, the C module: signal.py would import enum for nothing.
+     * Python installs its SIGINT handler only over SIG_DFL; the kernel's
+     * own (kthread_catch_sigint) is there instead, so set it here: SIGINT
+     * raises KeyboardInterrupt whatever the parent passed on. */
+    PyObject *sigmod = PyImport_ImportModule("_signal");
+    PyObject *handler = sigmod ? PyObject_GetAttrString(sigmod, "default_int_handler") : NULL;
+    PyObject *r = handler ? PyObject_CallMethod(sigmod, "signal", "iO", SIGINT, handler) : NULL;
+    Py_XDECREF(handler);
+    if (r != NULL && signal_fd >= 0)
+        Py_SETREF(r, PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd));
+    Py_XDECREF(sigmod);
+    if (r == NULL) {
+        snprintf(err, errlen, "cannot set the SIGINT handler or the signal wakeup fd");
+        return -1;
     }
+    Py_DECREF(r);
     history_open();
     if (hosted)
         PyGILState_Release(g);
@@ -911,6 +925,8 @@ void interp_stop(void)
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);
     Py_CLEAR(st.linecache);
+    for (size_t i = 0; i < UNSTORED_KEPT; i++)
+        Py_CLEAR(st.unstored[i]);
     Py_CLEAR(st.stdin_error);
     Py_CLEAR(st.compile);
     Py_CLEAR(st.ast_expr);
@@ -965,6 +981,18 @@ static int register_source(PyObject *fname, const char *src)
     int rc = entry ? PyDict_SetItem(st.linecache, fname, entry) : -1;
     Py_XDECREF(entry);
     return rc;
+}
+
+/* Remembers fname, the source name of a cell not stored in history, and
+ * drops from linecache the one UNSTORED_KEPT such cells before it. */
+static void forget_old_unstored(PyObject *fname)
+{
+    PyObject **slot = &st.unstored[st.unstored_next];
+    st.unstored_next = (st.unstored_next + 1) % UNSTORED_KEPT;
+    if (*slot != NULL && PyDict_DelItem(st.linecache, *slot) < 0)
+        PyErr_Clear(); /* already gone (linecache.clearcache) */
+    Py_INCREF(fname);
+    Py_XSETREF(*slot, fname);
 }
 
 /* Compiles src (already transformed) as a module and runs it in the user
@@ -1135,6 +1163,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     if (fname != NULL) {
         if (register_source(fname, code) < 0)
             PyErr_Clear();
+        else if (!store_history)
+            forget_old_unstored(fname);
         src = transform_cell(code, terr, sizeof terr);
         if (src == NULL) {
             PyErr_SetString(PyExc_SyntaxError, terr);
