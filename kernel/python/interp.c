@@ -41,7 +41,7 @@ static struct {
      * they do not pile up (about 500 bytes each). */
     PyObject *unstored[UNSTORED_KEPT];
     size_t unstored_next;
-    int hosted;                /* the interpreter was running before the kernel */
+    int hosted; /* the interpreter was running before the kernel */
 } st;
 
 const wire_msg *interp_current_request(void)
