@@ -350,3 +350,18 @@ def test_ipythons_shell_knows_the_kernel(kc):
     ok(kc, "%xmode Context")
     assert value(kc, "IPython.get_ipython().kernel is get_ipython().kernel") == "True"
     assert value(kc, "IPython.get_ipython().kernel.implementation") == "'pyrometer'"
+
+
+def test_without_ipython_its_magics_say_so(fresh_kernel):
+    km, kc = fresh_kernel
+    ok(kc, "import sys; sys.modules['IPython'] = None  # as if IPython were not installed")
+    reply, msgs = execute(kc, "%run script.py")
+    c = reply["content"]
+    assert c["ename"] == "UsageError", c
+    assert c["evalue"] == (
+        "%%run comes from IPython, which Python %d.%d cannot import here: install IPython "
+        "(python3-ipython, or pip install ipython) to use it" % sys.version_info[:2])
+    reply, _ = execute(kc, "%load_ext autoreload")
+    assert reply["content"]["evalue"].startswith("%load_ext comes from IPython")
+    # the kernel's own magics are unaffected
+    assert stdout_of(ok(kc, "%time 1")).startswith("CPU times:")
