@@ -17,7 +17,9 @@ int exiter_install(PyObject *kmod, PyObject *builtins);
 int exiter_displayed(PyObject *obj);
 
 /* Returns 1 once after a cell asked the kernel to end (exit() without
- * keep_kernel=True), then 0. Main thread; needs no GIL. */
+ * keep_kernel=True), then 0. The handler asks after each execute_request;
+ * interp_execute clears what a comm callback may have left. Main thread;
+ * needs no GIL. */
 int exiter_take_request(void);
 
 #endif

@@ -16,6 +16,14 @@
 /* The directory before the last %cd (owned), or NULL. Protected by the GIL. */
 static PyObject *prev_dir;
 
+/* The name of v's type without its module ("int", "DataFrame"), as
+ * type(v).__name__ shows it; borrowed from the type. */
+static const char *short_type_name(PyObject *v)
+{
+    const char *name = Py_TYPE(v)->tp_name, *dot = strrchr(name, '.');
+    return dot ? dot + 1 : name;
+}
+
 /* ---- helpers ------------------------------------------------------------------ */
 
 /* Writes a str object to sys.stdout. */
@@ -59,7 +67,7 @@ static PyObject *user_names(PyObject *types)
         if (name[0] == '_' || strcmp(name, "In") == 0 || strcmp(name, "Out") == 0)
             continue;
         if (types && PyList_GET_SIZE(types) > 0) {
-            PyObject *tn = PyUnicode_FromString(_PyType_Name(Py_TYPE(v)));
+            PyObject *tn = PyUnicode_FromString(short_type_name(v));
             if (tn == NULL)
                 goto error;
             int in = PySequence_Contains(types, tn);
@@ -318,7 +326,7 @@ error:
  * past 50 characters. Returns a new str or NULL. */
 static PyObject *data_info(PyObject *v)
 {
-    const char *tn = _PyType_Name(Py_TYPE(v));
+    const char *tn = short_type_name(v);
     if (strcmp(tn, "dict") == 0 || strcmp(tn, "list") == 0 || strcmp(tn, "tuple") == 0) {
         Py_ssize_t n = PyObject_Length(v);
         if (n < 0)
@@ -408,7 +416,7 @@ static PyObject *m_whos(PyObject *line, PyObject *cell)
                 PyErr_SetObject(PyExc_KeyError, name);
             goto error;
         }
-        PyObject *tn = PyUnicode_FromString(_PyType_Name(Py_TYPE(v)));
+        PyObject *tn = PyUnicode_FromString(short_type_name(v));
         if (tn == NULL || PyList_Append(tnames, tn) < 0) {
             Py_XDECREF(tn);
             goto error;

@@ -11,6 +11,7 @@ import tempfile
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
+from pyrometer_testing import needs
 
 UNIT = r"[0-9.]+(?:e[+-]?\d+)? (?:ns|µs|ms|s)"
 TIME_OUT = re.compile(rf"^CPU times: user {UNIT}, sys: {UNIT}, total: {UNIT}\nWall time: {UNIT}\n$")
@@ -306,6 +307,7 @@ def test_magic_lists_help(kernel):
         "runs of N loops each.\n\n" in out
 
 
+@needs("matplotlib")
 def test_matplotlib_magic(kernel):
     km, kc = kernel
     msgs = ok(kc, "%matplotlib inline")
