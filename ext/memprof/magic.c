@@ -988,12 +988,14 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         int64_t rss0 = nsmp ? smp[0].rss : 0, rss1 = nsmp ? smp[nsmp - 1].rss : 0;
         report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp,
                           interval);
-        report_buf_printf(&text,
-                          "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
-                          rss0 / MIB, max_rss / MIB, (max_rss - rss0) / MIB, rss1 / MIB);
-        report_buf_printf(&text,
-                          "Python heap%s: peak %+.2f MiB above start, net retained %+.2f MiB\n",
-                          np_tracked ? " (+ NumPy)" : "", heap_peak / MIB, cend.live / MIB);
+        char m1[48], m2[48], m3[48];
+        report_fmt_mib(m1, sizeof m1, (max_rss - rss0) / MIB, 2, 1);
+        report_fmt_mib(m2, sizeof m2, heap_peak / MIB, 2, 1);
+        report_fmt_mib(m3, sizeof m3, cend.live / MIB, 2, 1);
+        report_buf_printf(&text, "RSS: %.2f MiB at start, peak %.2f MiB (%s), %.2f MiB at end\n",
+                          rss0 / MIB, max_rss / MIB, m1, rss1 / MIB);
+        report_buf_printf(&text, "Python heap%s: peak %s above start, net retained %s\n",
+                          np_tracked ? " (+ NumPy)" : "", m2, m3);
         for (size_t i = 0; i < ninfos; i++) {
             memprof_target *t = memprof_targets_get(ts, i);
             const char *name = PyUnicode_AsUTF8(infos[i].fullname);

@@ -276,10 +276,16 @@ def test_cell_function_source_and_html(magic):
     assert "        s += i * i" in text
     assert html.count("<table") == 1
     assert "In [7]" in html and "<b>hot</b>" in html
-    assert html.count('class="bar"') == 4
+    assert html.count('class="pyro-bar"') == 4
     assert 'class="hot"' in html
+    assert "<style" not in html and "var(--jp-" not in html
+    # Source cells keep their whitespace and wrap rather than being cut.
+    srcs = re.findall(r'<td style="[^"]*white-space:pre-wrap[^"]*">(.*?)</td>', html)
+    assert len(srcs) == 5
+    assert re.sub(r"<[^>]+>", "", srcs[3]) == "        s += i * i"
     pygments = pytest.importorskip("pygments")
-    assert '<span class="k">for</span>' in html
+    # Syntax colours are inline (they survive sanitizers) and hold on dark pages.
+    assert '<span style="color:#9467bd;font-weight:600">for</span>' in html
     assert list(ns) == ["__builtins__", "hot"]
 
 
@@ -470,7 +476,7 @@ def test_usage_errors(magic, pyrometer, line, expected):
         lprun(magic, line)
     msg = str(err.value)
     assert msg.startswith("%lprun: ") and expected in msg, msg
-    assert "usage: %lprun" in msg
+    assert "Usage: %lprun" in msg
     assert magic.bundles == []
 
 
