@@ -9,6 +9,7 @@
 #include "lineprof/render.h"
 #include "options.h"
 #include "report.h"
+#include "targets.h"
 
 #include "structmember.h"
 
@@ -76,26 +77,6 @@ static int add_code_tree(PyObject *prof, PyObject *code, PyObject *globals, int 
 }
 
 static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth);
-
-/* Follows __wrapped__ (functools.wraps) to the function really run. Returns a
- * new reference. */
-static PyObject *unwrap(PyObject *f)
-{
-    PyObject *cur = Py_NewRef(f);
-    for (int i = 0; i < 100; i++) {
-        PyObject *w = PyObject_GetAttrString(cur, "__wrapped__");
-        if (w == NULL) {
-            PyErr_Clear();
-            break;
-        }
-        if (!PyCallable_Check(w) && !PyCode_Check(w)) {
-            Py_DECREF(w);
-            break;
-        }
-        Py_SETREF(cur, w);
-    }
-    return cur;
-}
 
 /* Adds every function, method and property accessor defined in a class body.
  * Returns the number of code objects added, or -1. */
@@ -180,7 +161,7 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
     if (PyCode_Check(obj))
         return add_code_tree(prof, obj, NULL, 0);
     if (PyFunction_Check(obj)) {
-        PyObject *real = unwrap(obj);
+        PyObject *real = targets_unwrap(obj);
         int n;
         if (real != obj && !PyFunction_Check(real))
             n = add_target(prof, real, what, depth + 1);
@@ -275,6 +256,9 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
         }
         Py_XDECREF(call);
     }
+    char hint[512];
+    if (targets_wrapped_hint(obj, what, hint, sizeof hint))
+        return usage_error("-f %s: that is %s", what, hint);
     return usage_error(
         "-f %s: that is of type %s, not a function; -f takes a function, method, property, "
         "class or module, e.g. %%lprun -f f f(10)",

@@ -10,6 +10,7 @@
 #include "memprof/render.h"
 #include "options.h"
 #include "report.h"
+#include "targets.h"
 
 #include <structmember.h>
 
@@ -545,7 +546,7 @@ static int max_line(PyObject *code, int depth)
 }
 
 /* The Python function behind obj (function, bound method, staticmethod,
- * classmethod, functools.wraps wrapper chains are not followed), or NULL
+ * classmethod; the caller follows functools.wraps chains), or NULL
  * without an exception. Borrowed from obj or a new ref in *hold. */
 static PyObject *as_function(PyObject *obj, PyObject **hold)
 {
@@ -591,6 +592,21 @@ static int resolve_target(PyObject *module, const options_magic *spec, PyObject 
         return options_usage_error(module, spec, "could not find function %s (%s)", expr, why);
     }
     PyObject *func = as_function(obj, &hold);
+    char hint[512];
+    if (func == NULL && targets_wrapped_hint(obj, expr, hint, sizeof hint)) {
+        options_usage_error(module, spec, "-f %s is %s", expr, hint);
+        goto done;
+    }
+    if (func != NULL) {
+        /* A functools.wraps wrapper: profile the body it wraps, as %lprun does. */
+        PyObject *body = targets_unwrap(func);
+        if (body != func && PyFunction_Check(body)) {
+            Py_XSETREF(hold, body);
+            func = body;
+        } else {
+            Py_DECREF(body);
+        }
+    }
     if (func == NULL) {
         options_usage_error(module, spec,
                             "-f %s is a %s, not a Python function; pass a function or method "

@@ -345,6 +345,18 @@ def test_f_closure_and_nested_function(magic):
     assert sum(our_hits(stats, "inner").values()) == 8
 
 
+def test_f_on_lru_cache_suggests_wrapped(magic, pyrometer):
+    ns = {"functools": functools}
+    cell("<cell-8>", "@functools.lru_cache\ndef cached(n):\n    return n * 2\n", ns)
+    with pytest.raises(pyrometer.UsageError) as err:
+        lprun(magic, "-f cached cached(3)", ns=ns)
+    assert "-f cached: that is a functools._lru_cache_wrapper (a C wrapper around the Python " \
+           "function cached" in str(err.value)
+    assert "profile the function it wraps: -f cached.__wrapped__" in str(err.value)
+    stats = lprun(magic, "-r -f cached.__wrapped__ cached(3)", ns=ns)
+    assert names(stats) == ["cached"]
+
+
 def test_f_wraps_decorated_is_unwrapped(magic):
     stats = lprun(magic, "-r -f T.decorated T.decorated(1)")
     assert names(stats) == ["decorated"]

@@ -806,3 +806,52 @@ def test_unwritable_output_files(tmp_path, magic):
     with pytest.raises(FileNotFoundError):
         magic("mprof", f"--dat {bad}", "f()\n", ns=ns)
     assert len(report_charts(magic.html)) == 1
+
+
+# ---- -f on wrapped functions: the same in every magic ---------------------------------
+
+WRAPPED_SRC = """\
+    import functools
+
+    def logged(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+        return wrapper
+
+    @logged
+    def body(n):
+        a = bytearray(n)
+        return len(a)
+
+    @functools.lru_cache
+    def cached(n):
+        return bytearray(n)
+    """
+
+
+def test_mprun_f_on_a_wraps_decorated_function_profiles_its_body(magic):
+    ns = {}
+    define_cell(WRAPPED_SRC, ns)
+    res = magic("mprun", "-r -f body body(2**20)", ns=ns)
+    (fn,) = res.functions
+    # The body's lines, as %lprun -f shows them, not the wrapper's.
+    assert fn["name"] == "body" and fn["first_line"] == line_of(ns["body"].__wrapped__, "@logged")
+    a = line_of(ns["body"].__wrapped__, "bytearray(n)")
+    assert near(fn["lines"][a]["allocated"], 2**20, 0.01)
+    magic("mprof", "-f body", "body(2**20)\n", ns=ns)
+    assert "__main__.body: 1 call" in magic.text
+
+
+@pytest.mark.parametrize("name,line,cell", [("mprun", "-f cached cached(10)", None),
+                                            ("mprof", "-f cached", "cached(10)\n")])
+def test_f_on_lru_cache_suggests_wrapped(magic, pyrometer, name, line, cell):
+    ns = {}
+    define_cell(WRAPPED_SRC, ns)
+    with pytest.raises(pyrometer.UsageError) as err:
+        magic(name, line, cell, ns=ns)
+    assert "-f cached is a functools._lru_cache_wrapper (a C wrapper around the Python " \
+           "function cached" in str(err.value)
+    assert "profile the function it wraps: -f cached.__wrapped__" in str(err.value)
+    res = magic("mprun", "-r -f cached.__wrapped__ cached(10)", ns=ns)
+    assert res.functions[0]["name"] == "cached"
