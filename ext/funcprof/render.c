@@ -407,7 +407,7 @@ static int icicle_node(icicle *g, PyObject *label, double x, double w, double va
         report_buf_free(&b2);
         report_buf_puts(g->b, "</text>");
     }
-    report_buf_puts(g->b, "</g>\n");
+    report_buf_puts(g->b, "\n");
 
     PyObject *kids = PyDict_GetItemWithError(g->callees, label);
     if (kids == NULL)
