@@ -80,8 +80,8 @@ void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets
 void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n,
                              int np_tracked)
 {
-    static const char *const heads[] = {"Line #",    "Mem usage", "Increment", "Occurrences",
-                                        "Allocated", "Freed",     "Net",       "Peak"};
+    static const char *const heads[] = {"Line&nbsp;#", "Mem usage", "Increment", "Occurrences",
+                                        "Allocated",   "Freed",     "Net",       "Peak"};
     char c[8][48], label[256];
     report_html_open(b);
     for (size_t i = 0; i < n; i++) {
@@ -141,7 +141,7 @@ void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets
                 report_buf_printf(b, "<td style=\"" REPORT_TD "%s\">%s</td>", shade, c[k]);
             report_buf_printf(b, "<td style=\"" REPORT_TD "%s\">", shade);
             if (ran && net != 0) {
-                double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
+                double w = 40.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
                 report_html_bar(b, net > 0 ? REPORT_ORANGE : REPORT_BLUE, w < 1 ? 1 : w);
                 report_buf_puts(b, " ");
             }
