@@ -138,10 +138,10 @@ def test_mprun_cell_function_accuracy(magic):
     assert text.startswith(f"Filename: {cell}\n\n")
     header = text.splitlines()[2]
     assert header.startswith("Line #    Mem usage    Increment  Occurrences")
-    # memory_profiler's columns, then the allocator's Net and Peak (Allocated
-    # and Freed are in the HTML and -r): a terminal's 100 columns hold it.
+    # memory_profiler's columns, then the allocator's Net (Allocated, Freed and
+    # Peak are in the HTML and -r): a terminal's 100 columns hold it.
     assert header.split() == ["Line", "#", "Mem", "usage", "Increment", "Occurrences",
-                              "Net", "Peak", "Line", "Contents"]
+                              "Net", "Line", "Contents"]
     assert max(len(l) for l in text.splitlines()[1:]) <= 100
     row = next(l for l in text.splitlines() if l.lstrip().startswith(f"{ba} "))
     assert "+50.00 MiB" in row and row.rstrip().endswith("a = bytearray(50 * 2**20)")
