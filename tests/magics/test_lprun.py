@@ -530,6 +530,8 @@ def test_statement_error_shows_timings_then_raises(magic):
     finally:
         sys.settrace(prev)
     assert "Function: boom" in magic.text and "raised" in magic.text
+    note = "*** The statement raised; these are the timings up to that point."
+    assert note in magic.text and note in magic.html  # every note of the text is in the HTML
     rows = table_rows(magic.text, "boom")
     assert [r[0] for r in rows.values()] == [1, 1]
 

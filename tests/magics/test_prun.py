@@ -353,6 +353,7 @@ def test_keyboard_interrupt_shows_stats_then_raises(magic, ns):
 def test_system_exit_is_reported_like_ipython(magic, ns):
     assert magic("prun", "fib(3); raise SystemExit(3)", ns=ns) is None
     assert "*** SystemExit exception caught in code being profiled." in magic.text
+    assert "*** SystemExit exception caught in code being profiled." in magic.html
 
 
 def test_syntax_error_is_not_profiled(magic, ns):
