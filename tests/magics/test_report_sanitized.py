@@ -138,5 +138,6 @@ def test_text_fits_a_terminal(notebook):
         for t in texts:
             wide = [l for l in t.splitlines() if len(l) > 100 and not l.startswith("***")]
             assert not wide, (name, wide)
+            assert not re.search(r"-0\.0+ (MiB|KiB)", t), (name, t)  # never "-0.0 MiB"
     (lp,) = [c for c in notebook.cells if c.metadata.get("report") == "lprun"]
     assert "\u21aa " in lp.outputs[0]["data"]["text/plain"]  # (long_line's long line wrapped)
