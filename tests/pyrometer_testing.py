@@ -11,6 +11,53 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
 KERNEL = os.path.join(BUILD, "kernel", "pyrometer-kernel")
 
+
+def _build_mode():
+    """embedded (the executable) or hosted (python3.X -m pyrometer_kernel):
+    $PYROMETER_MODE, else what the build's own kernelspec starts."""
+    mode = os.environ.get("PYROMETER_MODE")
+    if mode:
+        return mode
+    try:
+        with open(os.path.join(BUILD, "kernelspec", "kernel.json")) as f:
+            return "hosted" if json.load(f)["argv"][1:3] == ["-m", "pyrometer_kernel"] else "embedded"
+    except (OSError, ValueError, KeyError, IndexError):
+        return "embedded"
+
+
+def _build_python():
+    """The interpreter the build is for (the hosted kernelspec's argv[0])."""
+    with open(os.path.join(BUILD, "kernelspec", "kernel.json")) as f:
+        argv = json.load(f)["argv"]
+    if argv[1:3] == ["-m", "pyrometer_kernel"]:
+        return argv[0]
+    python = _build_option("python", "/usr/bin/python3")
+    return shutil.which(python) or python
+
+
+def _build_option(name, default=None):
+    try:
+        with open(os.path.join(BUILD, "meson-info", "intro-buildoptions.json")) as f:
+            return {o["name"]: o["value"] for o in json.load(f)}.get(name, default)
+    except (OSError, ValueError):
+        return default
+
+
+# A sanitizer build's modules cannot load into a plain python: its tests of
+# the hosted kernel and of pip installs skip.
+SANITIZED = _build_option("b_sanitize", "none") not in ("none", "", [], ["none"])  # meson 1.8+: a list
+MODE = _build_mode()
+# The argv and environment of the kernelspec under test. Hosted, the build's
+# kernel/ folder (the launcher and _pyrometer_host) goes on PYTHONPATH.
+if MODE == "hosted":
+    PYTHON = _build_python()
+    KERNEL_ARGV = [PYTHON, "-m", "pyrometer_kernel", "-f", "{connection_file}"]
+    KERNEL_ENV = {"PYTHONPATH": os.path.join(BUILD, "kernel")}
+else:
+    PYTHON = None
+    KERNEL_ARGV = [KERNEL, "-f", "{connection_file}"]
+    KERNEL_ENV = {}
+
 SPEC_DIR = tempfile.mkdtemp(prefix="pyrometer-jupyter-")
 for _name, _mode, _display in (
         ("pyrometer", "signal", "Python 3 (pyrometer)"),
@@ -18,7 +65,7 @@ for _name, _mode, _display in (
     _kdir = os.path.join(SPEC_DIR, "kernels", _name)
     os.makedirs(_kdir)
     with open(os.path.join(_kdir, "kernel.json"), "w") as _f:
-        json.dump({"argv": [KERNEL, "-f", "{connection_file}"], "display_name": _display,
+        json.dump({"argv": KERNEL_ARGV, "display_name": _display, "env": KERNEL_ENV,
                    "language": "python", "interrupt_mode": _mode}, _f)
 os.environ["JUPYTER_PATH"] = SPEC_DIR
 os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(SPEC_DIR, "data"))

@@ -23,6 +23,7 @@
 #include "iopub.h"
 #include "kthread.h"
 #include "log.h"
+#include "parent.h"
 
 #define MAX_FRAMES   64
 #define IDLE_HOOK_MS 10 /* quiet time on shell before the idle hook runs */
@@ -462,6 +463,17 @@ static void *make_socket(server *s, int type, const connection *c, int port, cha
     return sock;
 }
 
+/* The process that started the kernel (JPY_PARENT_PID) has exited: stop
+ * as a shutdown_request would (a running cell is interrupted), and be gone
+ * within a second even if it does not stop. Runs on parent.c's thread. */
+static void parent_gone(void *arg, pid_t pid)
+{
+    server *s = arg;
+    log_msg("the parent process %d exited; shutting down", (int)pid);
+    server_arm_exit_watchdog(s, 1);
+    server_request_shutdown(s, 0);
+}
+
 server *server_start(const connection *conn, wire_signer *signer, server_handler on_control,
                      void *arg, char *err, size_t errlen)
 {
@@ -471,9 +483,13 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
         return NULL;
     }
     /* Only the main thread takes SIGINT: every thread started from here on,
-     * libzmq's I/O threads included, blocks it. */
+     * libzmq's I/O threads included, blocks it. The main thread takes it
+     * whatever the parent did: ignored or blocked, it would make Interrupt
+     * do nothing. */
     sigset_t old;
+    kthread_catch_sigint();
     kthread_block_sigint(&old);
+    sigdelset(&old, SIGINT);
     s->signer = signer;
     s->on_control = on_control;
     s->on_control_arg = arg;
@@ -524,6 +540,8 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
         snprintf(err, errlen, "cannot start threads: %s", strerror(rc));
         _exit(1); /* threads own sockets now; there is no clean partial undo */
     }
+    if (parent_watch_start(parent_gone, s) < 0)
+        log_msg("cannot watch the parent process (JPY_PARENT_PID)");
     return s;
 error:
     pthread_sigmask(SIG_SETMASK, &old, NULL);

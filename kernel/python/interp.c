@@ -5,7 +5,9 @@
  */
 #include "interp.h"
 
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "history.h"
 #include "magics.h"
@@ -14,6 +16,8 @@
 #include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
+
+#define UNSTORED_KEPT 256
 
 /* Interpreter-wide state. Protected by the GIL. */
 static struct {
@@ -31,6 +35,13 @@ static struct {
     PyObject *compile;     /* owned: builtins.compile */
     PyObject *ast_expr;    /* owned: _ast.Expr */
     PyObject *ast_interactive; /* owned: _ast.Interactive */
+    /* The linecache names of the last UNSTORED_KEPT cells run with
+     * store_history false (owned; a ring). Frontends send such cells all the
+     * time (VS Code's variable view, widgets); older ones leave linecache so
+     * they do not pile up (about 500 bytes each). */
+    PyObject *unstored[UNSTORED_KEPT];
+    size_t unstored_next;
+    int hosted;                /* the interpreter was running before the kernel */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -270,8 +281,8 @@ int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display
     PyObject *data = NULL, *md = NULL;
     json_t *jdata = NULL, *jmd = NULL, *content = NULL;
 
-    if (st.silent && st.req != NULL)
-        return 0; /* a silent request publishes nothing */
+    if ((st.silent && st.req != NULL) || st.pub == NULL)
+        return 0; /* a silent request publishes nothing, nor a stopped kernel */
     if (raw) {
         if (!PyDict_Check(obj)) {
             PyErr_SetString(PyExc_TypeError, "display(raw=True) expects a dict of MIME types");
@@ -322,6 +333,8 @@ error:
 
 void interp_clear_output(int wait)
 {
+    if (st.pub == NULL)
+        return;
     st.pub->sync(st.pub->self);
     st.pub->iopub(st.pub->self, "clear_output", json_pack("{s:b}", "wait", wait),
                   st.req ? st.req->header : NULL);
@@ -723,71 +736,205 @@ int interp_patch_getpass(PyObject *getpass)
     return rc;
 }
 
-int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen)
+int interp_check_stdlib(char *err, size_t errlen)
+{
+    char path[4096];
+    const char *home = getenv("PYTHONHOME");
+    if (home != NULL && home[0] != '\0') {
+        const char *colon = strchr(home, ':');
+        snprintf(path, sizeof path, "%.*s/lib/python%d.%d/os.py",
+                 colon ? (int)(colon - home) : (int)strlen(home), home, PY_MAJOR_VERSION,
+                 PY_MINOR_VERSION);
+    } else {
+        snprintf(path, sizeof path, "%s/os.py", PYROMETER_STDLIB);
+    }
+    if (access(path, R_OK) == 0)
+        return 0;
+    snprintf(err, errlen,
+             "Python %d.%d's standard library is not where this kernel expects it (%s is "
+             "missing): was the interpreter upgraded or removed since pyrometer was built? "
+             "Rebuild or reinstall pyrometer",
+             PY_MAJOR_VERSION, PY_MINOR_VERSION, path);
+    return -1;
+}
+
+/* The interpreter was already running (`python -m pyrometer_kernel`): the
+ * user gets a fresh __main__ (the launcher's stays behind), and the
+ * `pyrometer` module linked into this kernel unless one is imported. GIL
+ * held. Returns 0, or -1 with an exception set. */
+static int adopt_interpreter(void)
+{
+    PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+    PyObject *main_mod = NULL, *spec = NULL, *bootstrap = NULL, *ext = NULL, *argv = NULL;
+    int rc = -1;
+
+    main_mod = PyModule_New("__main__");
+    if (main_mod == NULL)
+        goto error;
+    PyObject *d = PyModule_GetDict(main_mod);
+    if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0 ||
+        PyDict_SetItemString(d, "__spec__", Py_None) < 0 ||
+        PyDict_SetItemString(d, "__package__", Py_None) < 0 ||
+        PyDict_SetItemString(modules, "__main__", main_mod) < 0)
+        goto error;
+    /* A notebook's sys.argv holds no kernel arguments, as when embedded. */
+    argv = Py_BuildValue("[s]", "");
+    if (argv == NULL || PySys_SetObject("argv", argv) < 0)
+        goto error;
+    if (PyDict_GetItemString(modules, "pyrometer") == NULL) {
+        bootstrap = PyImport_ImportModule("_frozen_importlib");
+        spec = bootstrap ? PyObject_CallMethod(bootstrap, "ModuleSpec", "sO", "pyrometer", Py_None)
+                         : NULL;
+        PyModuleDef *def = spec ? (PyModuleDef *)PyInit_pyrometer() : NULL;
+        ext = def ? PyModule_FromDefAndSpec(def, spec) : NULL;
+        if (ext == NULL || PyModule_ExecDef(ext, def) < 0 ||
+            PyDict_SetItemString(modules, "pyrometer", ext) < 0)
+            goto error;
+    }
+    rc = 0;
+error:
+    Py_XDECREF(main_mod);
+    Py_XDECREF(spec);
+    Py_XDECREF(bootstrap);
+    Py_XDECREF(ext);
+    Py_XDECREF(argv);
+    return rc;
+}
+
+/* sys.path[0] is '': a module beside the notebook (the kernel's working
+ * directory) imports, and keeps importing after %cd, as in ipykernel.
+ * `python -m` put the working directory there as an absolute path; it
+ * becomes ''. GIL held. Returns 0, or -1 with an exception set. */
+static int path_has_cwd(void)
+{
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    if (path == NULL || !PyList_Check(path)) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.path is not a list");
+        return -1;
+    }
+    PyObject *empty = PyUnicode_FromString("");
+    if (empty == NULL)
+        return -1;
+    int rc = 0;
+    char cwd[4096];
+    PyObject *first = PyList_GET_SIZE(path) > 0 ? PyList_GET_ITEM(path, 0) : NULL;
+    const char *f = first && PyUnicode_Check(first) ? PyUnicode_AsUTF8(first) : NULL;
+    PyErr_Clear();
+    if (f != NULL && f[0] == '\0') {
+        /* already there */
+    } else if (f != NULL && getcwd(cwd, sizeof cwd) != NULL && strcmp(f, cwd) == 0) {
+        rc = PyList_SetItem(path, 0, Py_NewRef(empty));
+    } else {
+        rc = PyList_Insert(path, 0, empty);
+    }
+    Py_DECREF(empty);
+    return rc;
+}
+
+int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t errlen)
 {
     PyStatus status;
     PyConfig config;
+    PyGILState_STATE g = PyGILState_UNLOCKED;
 
     st.pub = pub;
-    if (PyImport_AppendInittab("pyrometer", PyInit_pyrometer) < 0) {
-        snprintf(err, errlen, "cannot register the pyrometer module");
-        return -1;
-    }
-    PyConfig_InitPythonConfig(&config);
-    config.parse_argv = 0;
-    config.install_signal_handlers = 1;
-    config.buffered_stdio = 0;
-    /* sys.executable must be a real python3 (multiprocessing, subprocesses). */
-    status = PyConfig_SetString(&config, &config.program_name, L"/usr/bin/python3");
-    if (!PyStatus_Exception(status)) {
-        wchar_t *argv[] = {L""};
-        status = PyConfig_SetArgv(&config, 1, argv);
-    }
-    if (!PyStatus_Exception(status))
-        status = Py_InitializeFromConfig(&config);
-    PyConfig_Clear(&config);
-    if (PyStatus_Exception(status)) {
-        snprintf(err, errlen, "cannot start Python: %s", status.err_msg ? status.err_msg : "?");
-        return -1;
-    }
-    if (install() < 0) {
-        PyObject *exc = take_exception();
-        PyObject *s = exc ? PyObject_Str(exc) : NULL;
-        snprintf(err, errlen, "cannot set up the interpreter: %s",
-                 s && PyUnicode_AsUTF8(s) ? PyUnicode_AsUTF8(s) : "unknown error");
-        Py_XDECREF(s);
-        Py_XDECREF(exc);
-        return -1;
-    }
-    if (signal_fd >= 0) {
-        /* _signal, the C module: signal.py would import enum for nothing. */
-        PyObject *sigmod = PyImport_ImportModule("_signal");
-        PyObject *r = sigmod ? PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd) : NULL;
-        Py_XDECREF(sigmod);
-        if (r == NULL) {
-            snprintf(err, errlen, "cannot set the signal wakeup fd");
+    st.hosted = hosted;
+    if (hosted) {
+        g = PyGILState_Ensure();
+        if (adopt_interpreter() < 0)
+            goto py_error;
+    } else {
+        if (PyImport_AppendInittab("pyrometer", PyInit_pyrometer) < 0) {
+            snprintf(err, errlen, "cannot register the pyrometer module");
             return -1;
         }
-        Py_DECREF(r);
+        PyConfig_InitPythonConfig(&config);
+        config.parse_argv = 0;
+        config.install_signal_handlers = 1;
+        config.buffered_stdio = 0;
+        /* sys.executable must be a real python (multiprocessing, subprocesses):
+         * the python3.X beside the executable (a venv's bin/, so sys.prefix and
+         * site-packages are the venv's), else the one it was built for. */
+        char exe[4096], python[4200];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(python, sizeof python, "%s/python%d.%d", exe, PY_MAJOR_VERSION,
+                     PY_MINOR_VERSION);
+        }
+        if (slash == NULL || access(python, X_OK) != 0)
+            snprintf(python, sizeof python, "%s", PYROMETER_PYTHON);
+        status = PyConfig_SetBytesString(&config, &config.program_name, python);
+        if (!PyStatus_Exception(status)) {
+            wchar_t *argv[] = {L""};
+            status = PyConfig_SetArgv(&config, 1, argv);
+        }
+        if (!PyStatus_Exception(status))
+            status = Py_InitializeFromConfig(&config);
+        PyConfig_Clear(&config);
+        if (PyStatus_Exception(status)) {
+            snprintf(err, errlen, "cannot start Python %s: %s", PY_VERSION,
+                     status.err_msg ? status.err_msg : "?");
+            return -1;
+        }
     }
+    if (path_has_cwd() < 0 || install() < 0)
+        goto py_error;
+    /* _signal, the C module: signal.py would import enum for nothing.
+     * Python installs its SIGINT handler only over SIG_DFL; the kernel's
+     * own (kthread_catch_sigint) is there instead, so set it here: SIGINT
+     * raises KeyboardInterrupt whatever the parent passed on. */
+    PyObject *sigmod = PyImport_ImportModule("_signal");
+    PyObject *handler = sigmod ? PyObject_GetAttrString(sigmod, "default_int_handler") : NULL;
+    PyObject *r = handler ? PyObject_CallMethod(sigmod, "signal", "iO", SIGINT, handler) : NULL;
+    Py_XDECREF(handler);
+    if (r != NULL && signal_fd >= 0)
+        Py_SETREF(r, PyObject_CallMethod(sigmod, "set_wakeup_fd", "i", signal_fd));
+    Py_XDECREF(sigmod);
+    if (r == NULL) {
+        snprintf(err, errlen, "cannot set the SIGINT handler or the signal wakeup fd");
+        return -1;
+    }
+    Py_DECREF(r);
     history_open();
-    PyEval_SaveThread();
+    if (hosted)
+        PyGILState_Release(g);
+    else
+        PyEval_SaveThread();
     return 0;
+py_error : {
+    PyObject *exc = take_exception();
+    PyObject *s = exc ? PyObject_Str(exc) : NULL;
+    snprintf(err, errlen, "cannot set up the interpreter: %s",
+             s && PyUnicode_AsUTF8(s) ? PyUnicode_AsUTF8(s) : "unknown error");
+    Py_XDECREF(s);
+    Py_XDECREF(exc);
+    return -1;
+}
 }
 
 void interp_stop(void)
 {
     history_close();
-    PyGILState_Ensure();
+    PyGILState_STATE g = PyGILState_Ensure();
+    st.pub = NULL; /* from now on, sys.stdout and sys.stderr write to fd 1/2 */
+    st.req = NULL;
     shell_clear();
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);
     Py_CLEAR(st.linecache);
+    for (size_t i = 0; i < UNSTORED_KEPT; i++)
+        Py_CLEAR(st.unstored[i]);
     Py_CLEAR(st.stdin_error);
     Py_CLEAR(st.compile);
     Py_CLEAR(st.ast_expr);
     Py_CLEAR(st.ast_interactive);
+    if (st.hosted) { /* the host finalizes its interpreter itself */
+        PyGILState_Release(g);
+        return;
+    }
     if (Py_FinalizeEx() < 0) {
         /* buffered data could not be flushed; nothing more to do */
     }
@@ -834,6 +981,18 @@ static int register_source(PyObject *fname, const char *src)
     int rc = entry ? PyDict_SetItem(st.linecache, fname, entry) : -1;
     Py_XDECREF(entry);
     return rc;
+}
+
+/* Remembers fname, the source name of a cell not stored in history, and
+ * drops from linecache the one UNSTORED_KEPT such cells before it. */
+static void forget_old_unstored(PyObject *fname)
+{
+    PyObject **slot = &st.unstored[st.unstored_next];
+    st.unstored_next = (st.unstored_next + 1) % UNSTORED_KEPT;
+    if (*slot != NULL && PyDict_DelItem(st.linecache, *slot) < 0)
+        PyErr_Clear(); /* already gone (linecache.clearcache) */
+    Py_INCREF(fname);
+    Py_XSETREF(*slot, fname);
 }
 
 /* Compiles src (already transformed) as a module and runs it in the user
@@ -1004,6 +1163,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     if (fname != NULL) {
         if (register_source(fname, code) < 0)
             PyErr_Clear();
+        else if (!store_history)
+            forget_old_unstored(fname);
         src = transform_cell(code, terr, sizeof terr);
         if (src == NULL) {
             PyErr_SetString(PyExc_SyntaxError, terr);

@@ -15,11 +15,19 @@
 #include "publisher.h"
 #include "wire.h"
 
-/* Starts the interpreter with the `pyrometer` extension built in, installs
- * the kernel's stdout/stderr, display hook, input() and magics, and releases
- * the GIL. signal_fd (or -1) becomes Python's signal wakeup fd. pub (borrowed, must outlive the
- * interpreter) carries every stream and display. Returns 0, or -1 with a reason in err. */
-int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen);
+/* Starts the interpreter with the `pyrometer` extension built in (hosted:
+ * adopts the one already running in this process, whose GIL the caller has
+ * released), installs the kernel's stdout/stderr, display hook, input() and
+ * magics, and releases the GIL. signal_fd (or -1) becomes Python's signal
+ * wakeup fd. pub (borrowed, must outlive interp_stop) carries every stream
+ * and display. Returns 0, or -1 with a one-line reason in err. */
+int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t errlen);
+
+/* For the embedded interpreter, before it starts: the standard library it
+ * was built with must still be there (an upgrade that replaced or removed it
+ * would otherwise end inside Py_Initialize). Returns 0, or -1 with one line
+ * in err. Needs no interpreter. */
+int interp_check_stdlib(char *err, size_t errlen);
 
 /* Returns a new kernel_info_reply content object (protocol 5.3), or NULL.
  * Needs no interpreter: may be called before interp_start. */
@@ -37,7 +45,8 @@ long interp_execution_count(void);
 /* Returns a new is_complete_reply content for code. */
 json_t *interp_is_complete(const char *code);
 
-/* Ends the interpreter (Py_FinalizeEx). */
+/* Ends the interpreter (Py_FinalizeEx); hosted, leaves it to its host, with
+ * sys.stdout and sys.stderr writing to fd 1 and 2. */
 void interp_stop(void);
 
 /* ---- for the kernel's own Python-callable functions (GIL held) ---------- */

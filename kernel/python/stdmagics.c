@@ -16,6 +16,14 @@
 /* The directory before the last %cd (owned), or NULL. Protected by the GIL. */
 static PyObject *prev_dir;
 
+/* The name of v's type without its module ("int", "DataFrame"), as
+ * type(v).__name__ shows it; borrowed from the type. */
+static const char *short_type_name(PyObject *v)
+{
+    const char *name = Py_TYPE(v)->tp_name, *dot = strrchr(name, '.');
+    return dot ? dot + 1 : name;
+}
+
 /* ---- helpers ------------------------------------------------------------------ */
 
 /* Writes a str object to sys.stdout. */
@@ -59,7 +67,7 @@ static PyObject *user_names(PyObject *types)
         if (name[0] == '_' || strcmp(name, "In") == 0 || strcmp(name, "Out") == 0)
             continue;
         if (types && PyList_GET_SIZE(types) > 0) {
-            PyObject *tn = PyUnicode_FromString(_PyType_Name(Py_TYPE(v)));
+            PyObject *tn = PyUnicode_FromString(short_type_name(v));
             if (tn == NULL)
                 goto error;
             int in = PySequence_Contains(types, tn);
@@ -171,17 +179,17 @@ error:
  * value; %env VAR=value or %env VAR value: sets it. */
 static PyObject *m_env(PyObject *line, PyObject *cell)
 {
-    PyObject *os = NULL, *environ = NULL, *arg = NULL, *result = NULL;
+    PyObject *os = NULL, *os_environ = NULL, *arg = NULL, *result = NULL;
     os = PyImport_ImportModule("os");
-    environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
-    arg = environ ? stripped(line) : NULL;
+    os_environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    arg = os_environ ? stripped(line) : NULL;
     if (arg == NULL)
         goto error;
     const char *a = PyUnicode_AsUTF8(arg);
     if (a == NULL)
         goto error;
     if (*a == '\0') { /* the whole environment */
-        PyObject *env = PyDict_New(), *items = env ? PyMapping_Items(environ) : NULL;
+        PyObject *env = PyDict_New(), *items = env ? PyMapping_Items(os_environ) : NULL;
         if (items == NULL) {
             Py_XDECREF(env);
             goto error;
@@ -212,7 +220,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
     while (*sp && !isspace((unsigned char)*sp))
         sp++;
     if (eq == NULL && *sp == '\0') { /* %env VAR */
-        result = PyObject_GetItem(environ, arg);
+        result = PyObject_GetItem(os_environ, arg);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
             magics_usage_error("Environment does not have key: %s", a);
@@ -241,7 +249,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
     }
     PyObject *key = PyUnicode_FromStringAndSize(a, ke - a);
     PyObject *val = key ? PyUnicode_FromString(vs) : NULL;
-    int bad = val == NULL || PyObject_SetItem(environ, key, val) < 0;
+    int bad = val == NULL || PyObject_SetItem(os_environ, key, val) < 0;
     if (!bad) {
         PyObject *msg = PyUnicode_FromFormat("env: %U=%U\n", key, val);
         bad = msg == NULL || write_obj(msg) < 0;
@@ -253,7 +261,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
         result = Py_NewRef(Py_None);
 error:
     Py_XDECREF(os);
-    Py_XDECREF(environ);
+    Py_XDECREF(os_environ);
     Py_XDECREF(arg);
     return result;
 }
@@ -318,7 +326,7 @@ error:
  * past 50 characters. Returns a new str or NULL. */
 static PyObject *data_info(PyObject *v)
 {
-    const char *tn = _PyType_Name(Py_TYPE(v));
+    const char *tn = short_type_name(v);
     if (strcmp(tn, "dict") == 0 || strcmp(tn, "list") == 0 || strcmp(tn, "tuple") == 0) {
         Py_ssize_t n = PyObject_Length(v);
         if (n < 0)
@@ -408,7 +416,7 @@ static PyObject *m_whos(PyObject *line, PyObject *cell)
                 PyErr_SetObject(PyExc_KeyError, name);
             goto error;
         }
-        PyObject *tn = PyUnicode_FromString(_PyType_Name(Py_TYPE(v)));
+        PyObject *tn = PyUnicode_FromString(short_type_name(v));
         if (tn == NULL || PyList_Append(tnames, tn) < 0) {
             Py_XDECREF(tn);
             goto error;
