@@ -1,12 +1,13 @@
 """The third front door: inside Debian's ipykernel, `%load_ext pyrometer`
 registers the same magics, and they answer with the same MIME bundles."""
+import json
 import os
 import re
 import sys
 
 import pytest
 
-from pyrometer_testing import BUILD, ROOT, report_charts
+from pyrometer_testing import BUILD, ROOT, SPEC_DIR, report_charts
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "protocol"))
 from kernel_util import execute, of_type  # noqa: E402
@@ -17,7 +18,14 @@ def ipk():
     from jupyter_client.manager import start_new_kernel
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "ext"),
                PYDEVD_DISABLE_FILE_VALIDATION="1")
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60, env=env)
+    # ipykernel on this test's Python, the one the module is built for (the
+    # system's "python3" kernelspec may run another: forky's is 3.14).
+    spec = os.path.join(SPEC_DIR, "kernels", "ipykernel-here")
+    os.makedirs(spec, exist_ok=True)
+    with open(os.path.join(spec, "kernel.json"), "w") as f:
+        json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                   "display_name": "ipykernel (test)", "language": "python"}, f)
+    km, kc = start_new_kernel(kernel_name="ipykernel-here", startup_timeout=60, env=env)
     yield kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
