@@ -61,8 +61,7 @@ if MODE == "hosted":
     PYTHON = _build_python()
     KERNEL_ARGV = [PYTHON, "-m", "pyrometer_kernel", "-f", "{connection_file}"]
     KERNEL_ENV = {"PYTHONPATH": os.path.join(BUILD, "kernel")}
-else:
-    PYTHON = None
+else:  # PYTHON stays the build's Python, as set above (python_lacks runs it)
     KERNEL_ARGV = [KERNEL, "-f", "{connection_file}"]
     KERNEL_ENV = {}
 
