@@ -167,8 +167,9 @@ def open_and_run(lab, driver, name):
     before = {k["id"] for k in kernels(lab)}
     # ?reset: a fresh workspace, without the tabs of the test before
     driver.get("%s/lab/tree/%s.ipynb?reset&token=%s" % (lab.url, name, lab.token))
+    # the first page load is slow on a busy machine (the test ran beside others)
     wait_for("the pyrometer kernel", lambda: {k["id"] for k in kernels(lab)} - before,
-             server=lab)
+             timeout=180, server=lab)
 
     def focus_cell():  # JupyterLab may render the cell again while it loads
         try:
@@ -184,7 +185,7 @@ def open_and_run(lab, driver, name):
         bar = driver.find_elements(By.CSS_SELECTOR, "#jp-main-statusbar")
         return bar and "Python 3 (pyrometer) | Idle" in bar[0].text
 
-    wait_for("the kernel's idle status", kernel_idle, server=lab)
+    wait_for("the kernel's idle status", kernel_idle, timeout=120, server=lab)
     wait_for("the notebook's cell", focus_cell, server=lab)
     ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
 
