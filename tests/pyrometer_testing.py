@@ -61,7 +61,8 @@ if MODE == "hosted":
     PYTHON = _build_python()
     KERNEL_ARGV = [PYTHON, "-m", "pyrometer_kernel", "-f", "{connection_file}"]
     KERNEL_ENV = {"PYTHONPATH": os.path.join(BUILD, "kernel")}
-else:  # PYTHON stays the build's Python, as set above (python_lacks runs it)
+else:
+    PYTHON = os.environ.get("PYROMETER_PYTHON") or _build_python()
     KERNEL_ARGV = [KERNEL, "-f", "{connection_file}"]
     KERNEL_ENV = {}
 
@@ -77,6 +78,8 @@ for _name, _mode, _display in (
 os.environ["JUPYTER_PATH"] = SPEC_DIR
 os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(SPEC_DIR, "data"))
 os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+# IPython, brought in on demand, keeps its profile (%store's db) here.
+os.environ.setdefault("IPYTHONDIR", os.path.join(SPEC_DIR, "ipython"))
 # Kernels write history under the data dir; keep the user's out of tests.
 os.environ["PYROMETER_HISTORY"] = os.path.join(SPEC_DIR, "history.sqlite")
 
@@ -96,6 +99,13 @@ def python_lacks(module):
     """None when PYTHON imports module, or why it cannot (its last error line).
     Imported for real: a forky package can have its pure-Python part shared
     by every version and its compiled part built only for some."""
+    if os.path.realpath(PYTHON) == os.path.realpath(sys.executable):
+        import importlib
+        try:
+            importlib.import_module(module)
+            return None
+        except Exception as e:  # noqa: BLE001 - any failure to import is the reason
+            return "%s: %s" % (type(e).__name__, e)
     p = subprocess.run([PYTHON, "-c", "import " + module], capture_output=True, text=True,
                        timeout=120)
     if p.returncode == 0:

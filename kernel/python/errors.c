@@ -543,9 +543,13 @@ static PyObject *m_colors(PyObject *line, PyObject *cell)
 int errors_register_magics(void)
 {
     if (magics_register("colors", m_colors, NULL,
-                        "%colors SCHEME: colour of tracebacks; NoColor turns it off, Linux, "
-                        "LightBG or Neutral turn it on (the environment's NO_COLOR also turns it "
-                        "off).") < 0) {
+                        "%colors SCHEME\n\n"
+                        "Turn the colour of tracebacks on or off.\n\n"
+                        "SCHEME is NoColor (plain text) or Linux, LightBG or Neutral (ANSI\n"
+                        "colour, as IPython's schemes); the environment's NO_COLOR also turns\n"
+                        "colour off. It has no options.\n\n"
+                        "Example:\n"
+                        "  %colors NoColor") < 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot register %colors");
         return -1;
     }

@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "magics.h"
+#include "session.h"
 
 typedef struct {
     PyObject_HEAD
@@ -28,7 +28,7 @@ static PyObject *ex_call(PyObject *self, PyObject *args, PyObject *kw)
     json_t *item = json_pack("{s:s, s:b}", "source", "ask_exit", "keepkernel", keep);
     if (item == NULL)
         return PyErr_NoMemory();
-    magics_add_payload(item);
+    session_add_payload(item);
     if (!keep)
         exit_requested = 1;
     Py_RETURN_NONE;

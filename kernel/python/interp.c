@@ -12,11 +12,16 @@
 #include "aio.h"
 #include "comms.h"
 #include "errors.h"
+#include "events.h"
 #include "exiter.h"
 #include "history.h"
+#include "introspect.h"
+#include "ipybridge.h"
 #include "magics.h"
 #include "module.h"
+#include "session.h"
 #include "shell.h"
+#include "stdmagics.h"
 #include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
@@ -45,7 +50,8 @@ static struct {
      * they do not pile up (about 500 bytes each). */
     PyObject *unstored[UNSTORED_KEPT];
     size_t unstored_next;
-    int hosted; /* the interpreter was running before the kernel */
+    int hosted;           /* the interpreter was running before the kernel */
+    PyObject *cell_value; /* owned: what the display hook showed in this cell, or NULL */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -362,16 +368,23 @@ static int is_usage_error(PyObject *exc)
     int r = ue ? PyObject_IsInstance(exc, ue) : 0;
     Py_XDECREF(ue);
     PyErr_Clear();
+    if (r > 0)
+        return 1;
+    /* IPython's magics raise IPython's UsageError (only if it is loaded). */
+    PyObject *err = PyDict_GetItemString(PyImport_GetModuleDict(), "IPython.core.error");
+    PyObject *ipy = err ? PyObject_GetAttrString(err, "UsageError") : NULL;
+    r = ipy ? PyObject_IsInstance(exc, ipy) : 0;
+    Py_XDECREF(ipy);
+    PyErr_Clear();
     return r > 0;
 }
 
-/* Turns the raised exception into {ename, evalue, traceback} and clears it.
- * The traceback holds the user's frames only: the cell is the outermost
- * frame that the kernel evaluates, so nothing of the kernel appears. It is
+/* {ename, evalue, traceback} for exc (stolen; NULL: SystemError). The
+ * traceback holds the user's frames only: the cell is the outermost frame
+ * that the kernel evaluates, so nothing of the kernel appears. It is
  * IPython's coloured layout (errors.c). */
-static json_t *error_content(void)
+static json_t *error_content_of(PyObject *exc)
 {
-    PyObject *exc = take_exception();
     json_t *tb_lines = NULL;
     const char *ename = "Exception", *evalue = "";
     PyObject *evalue_s = NULL;
@@ -401,6 +414,46 @@ static json_t *error_content(void)
     Py_XDECREF(evalue_s);
     Py_XDECREF(exc);
     return content;
+}
+
+/* Turns the raised exception into {ename, evalue, traceback} and clears it. */
+static json_t *error_content(void)
+{
+    return error_content_of(take_exception());
+}
+
+json_t *interp_error_content(PyObject *exc)
+{
+    Py_XINCREF(exc);
+    return error_content_of(exc);
+}
+
+void interp_publish(const char *msg_type, json_t *content)
+{
+    if (content == NULL)
+        return;
+    if (st.pub == NULL || (st.silent && st.req != NULL)) {
+        json_decref(content);
+        return;
+    }
+    st.pub->sync(st.pub->self);
+    st.pub->iopub(st.pub->self, msg_type, content, st.req ? st.req->header : NULL);
+}
+
+/* sys.last_type, last_value, last_traceback (and last_exc from 3.12): what
+ * pdb.pm() and IPython's %debug look at. */
+static void set_last_exception(PyObject *exc)
+{
+    PyObject *tb = PyException_GetTraceback(exc);
+    if (PySys_SetObject("last_type", (PyObject *)Py_TYPE(exc)) < 0 ||
+        PySys_SetObject("last_value", exc) < 0 ||
+        PySys_SetObject("last_traceback", tb ? tb : Py_None) < 0
+#if PY_VERSION_HEX >= 0x030C0000
+        || PySys_SetObject("last_exc", exc) < 0
+#endif
+    )
+        PyErr_Clear();
+    Py_XDECREF(tb);
 }
 
 /* ---- the display hook and output history ----------------------------------- */
@@ -442,6 +495,7 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
         Py_RETURN_NONE;
     if (exiter_displayed(obj)) /* a bare `exit` */
         Py_RETURN_NONE;
+    Py_XSETREF(st.cell_value, Py_NewRef(obj));
     if (st.store_history && store_output(obj) < 0)
         return NULL;
     PyObject *md = NULL;
@@ -669,8 +723,10 @@ static int install(void)
     st.linecache = PyDict_New();
     if (st.linecache == NULL)
         goto error;
-    if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0 ||
-        errors_register_magics() < 0)
+    /* The registry first, then its members register themselves. */
+    if (streams_install(st.kmod, sys) < 0 || events_install(st.kmod) < 0 ||
+        magics_install(st.kmod) < 0 || introspect_install(st.kmod) < 0 ||
+        stdmagics_register() < 0 || magics_register_extension() < 0 || errors_register_magics() < 0)
         goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||
@@ -926,9 +982,12 @@ void interp_stop(void)
     PyGILState_STATE g = PyGILState_Ensure();
     st.pub = NULL; /* from now on, sys.stdout and sys.stderr write to fd 1/2 */
     st.req = NULL;
+    ipybridge_clear();
     aio_clear();
     comms_clear();
     shell_clear();
+    events_clear();
+    Py_CLEAR(st.cell_value);
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);
@@ -989,6 +1048,18 @@ static int register_source(PyObject *fname, const char *src)
     int rc = entry ? PyDict_SetItem(st.linecache, fname, entry) : -1;
     Py_XDECREF(entry);
     return rc;
+}
+
+/* Remembers fname, the source name of a cell not stored in history, and
+ * drops from linecache the one UNSTORED_KEPT such cells before it. */
+static void forget_old_unstored(PyObject *fname)
+{
+    PyObject **slot = &st.unstored[st.unstored_next];
+    st.unstored_next = (st.unstored_next + 1) % UNSTORED_KEPT;
+    if (*slot != NULL && PyDict_DelItem(st.linecache, *slot) < 0)
+        PyErr_Clear(); /* already gone (linecache.clearcache) */
+    Py_INCREF(fname);
+    Py_XSETREF(*slot, fname);
 }
 
 /* Compiles tree (an AST node) in mode, with top-level await allowed.
@@ -1072,18 +1143,6 @@ error:
     Py_XDECREF(attr);
     Py_XDECREF(call);
     return stmt;
-}
-
-/* Remembers fname, the source name of a cell not stored in history, and
- * drops from linecache the one UNSTORED_KEPT such cells before it. */
-static void forget_old_unstored(PyObject *fname)
-{
-    PyObject **slot = &st.unstored[st.unstored_next];
-    st.unstored_next = (st.unstored_next + 1) % UNSTORED_KEPT;
-    if (*slot != NULL && PyDict_DelItem(st.linecache, *slot) < 0)
-        PyErr_Clear(); /* already gone (linecache.clearcache) */
-    Py_INCREF(fname);
-    Py_XSETREF(*slot, fname);
 }
 
 /* Compiles src (already transformed) as a module and runs it in the user
@@ -1300,6 +1359,11 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
      * traceback's columns match its lines. */
     char *dedented = transform_dedent(code);
     const char *text = dedented ? dedented : code;
+    /* Extensions' callbacks (IPython fires none for a blank cell). */
+    const char *cell_id = json_string_value(json_object_get(req->metadata, "cellId"));
+    int blank = code[strspn(code, " \t\r\n\f\v")] == '\0';
+    if (!blank)
+        events_pre_cell(code, silent, store_history, cell_id);
     /* The cell's name in linecache and in its code: one string for both. */
     PyObject *fname = PyUnicode_FromString(filename); /* NULL: its error is the cell's */
     if (fname != NULL) {
@@ -1318,14 +1382,21 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     }
     free(dedented);
     json_t *err = NULL;
+    PyObject *exc = rc < 0 ? take_exception() : NULL;
+    if (exc != NULL)
+        set_last_exception(exc);
+    if (!blank)
+        events_post_cell(st.execution_count, st.cell_value, exc);
+    Py_CLEAR(st.cell_value);
     if (rc < 0)
-        err = error_content();
-    magics_after_cell();
+        err = error_content_of(exc); /* steals exc */
+    stdmagics_after_cell();
     pub->sync(pub->self);
     if (err) {
         *failed = 1;
         if (!silent)
             pub->iopub(pub->self, "error", json_deep_copy(err), req->header);
+        ipybridge_cell_failed(!silent); /* %debug's traceback; %pdb on: the debugger */
         reply = err;
         json_object_set_new(reply, "status", json_string("error"));
         json_object_set_new(reply, "execution_count", json_integer(st.execution_count));
@@ -1334,7 +1405,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         reply = json_pack("{s:s, s:I, s:[], s:o}", "status", "ok", "execution_count",
                           (json_int_t)st.execution_count, "payload", "user_expressions",
                           json_is_object(exprs) ? user_expressions(exprs) : json_object());
-        json_t *payload = magics_take_payload();
+        json_t *payload = session_take_payload();
         if (payload)
             json_object_set_new(reply, "payload", payload);
     }

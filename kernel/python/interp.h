@@ -56,6 +56,14 @@ void interp_stop(void);
  * Returns 0, or -1 with an exception set. */
 int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id, int update);
 
+/* Publishes msg_type with content (stolen) on iopub under the running
+ * request, after the output before it; nothing for a silent request. */
+void interp_publish(const char *msg_type, json_t *content);
+
+/* Returns a new {ename, evalue, traceback} object for exc (borrowed), as an
+ * error message or reply carries it. GIL held. */
+json_t *interp_error_content(PyObject *exc);
+
 /* Publishes clear_output. */
 void interp_clear_output(int wait);
 

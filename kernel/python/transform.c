@@ -245,6 +245,42 @@ static int help_query(const char *s, size_t n, const char **name, size_t *nlen, 
     return 1;
 }
 
+/* %name? / %name?? / ?%name / %%name? and the like: help on a magic.
+ * Returns 1 and fills name (with its % or %%) and level when s[0:n] is
+ * one. */
+static int magic_help_query(const char *s, size_t n, const char **name, size_t *nlen, int *level)
+{
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\r' || s[n - 1] == '\t'))
+        n--;
+    size_t q = 0;
+    if (n > 0 && s[0] == '?') {
+        while (q < n && s[q] == '?')
+            q++;
+        *name = s + q;
+        *nlen = n - q;
+    } else {
+        while (q < n && s[n - 1 - q] == '?')
+            q++;
+        *name = s;
+        *nlen = n - q;
+    }
+    if (q < 1 || q > 2 || *nlen < 2 || (*name)[0] != '%')
+        return 0;
+    size_t sig = (*name)[1] == '%' ? 2 : 1;
+    if (*nlen <= sig || span_ident(*name + sig, *nlen - sig) != *nlen - sig)
+        return 0;
+    *level = (int)q - 1;
+    return 1;
+}
+
+/* Emits __pyrometer__.inspect('%name', level). */
+static void emit_help(sbuf *b, const char *name, size_t nlen, int level)
+{
+    puts_(b, "__pyrometer__.inspect(");
+    put_literal(b, name, nlen);
+    puts_(b, level ? ", 1)" : ", 0)");
+}
+
 char *transform_cell(const char *cell, char *err, size_t errlen)
 {
     sbuf b = {0};
@@ -281,6 +317,19 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
     if (cell[0] == '%' && cell[1] == '%') {
         const char *eol = strchr(cell, '\n');
         size_t first = eol ? (size_t)(eol - cell) : total;
+        const char *hname;
+        size_t hlen;
+        int hlevel;
+        if (magic_help_query(cell, first, &hname, &hlen, &hlevel)) { /* %%name? */
+            emit_help(&b, hname, hlen, hlevel);
+            puts_(&b, "\n");
+            if (b.failed) {
+                free(b.data);
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
+            return b.data;
+        }
         size_t nl = span_ident(cell + 2, first - 2);
         if (nl == 0) {
             snprintf(err, errlen, "%%%% must be followed by a cell magic name");
@@ -328,7 +377,12 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
         size_t hlen;
         int level;
 
-        if (at_statement && sn > 0 && (s[0] == '%' || s[0] == '!')) {
+        if (at_statement && sn > 0 && magic_help_query(s, sn, &hname, &hlen, &level)) {
+            put(&b, p, ind);
+            emit_help(&b, hname, hlen, level);
+            if (cr)
+                put(&b, "\r", 1);
+        } else if (at_statement && sn > 0 && (s[0] == '%' || s[0] == '!')) {
             if (sn > 1 && s[0] == '%' && s[1] == '%') {
                 free(b.data);
                 snprintf(err, errlen, "cell magic %.*s must be on the first line of the cell",
