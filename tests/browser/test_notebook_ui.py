@@ -271,10 +271,13 @@ def test_interrupt_button_stops_loop(page):
     page.wait_done(i)
     err = page.output(i).find_elements(By.CSS_SELECTOR, ".output_error")
     assert len(err) == 1, page.text(i)
-    assert err[0].text.splitlines() == [
-        "Traceback (most recent call last):",
-        '  File "<cell-%d>", line 2, in <module>' % page.prompt(i),
-        "    while True: pass",
+    assert [l.rstrip() for l in err[0].text.splitlines()] == [
+        "-" * 75,
+        "KeyboardInterrupt                         Traceback (most recent call last)",
+        "Cell In[%d], line 2" % page.prompt(i),
+        "      1 keep = 'intact'",
+        "----> 2 while True: pass",
+        "",
         "KeyboardInterrupt"]
     j = page.run("print(keep, f(10))", typed=True)
     page.wait_done(j)
