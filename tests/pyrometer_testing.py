@@ -2,14 +2,22 @@
 kernelspecs for the built kernel, and starting kernels through
 jupyter_client exactly as Jupyter does. Imported (not a conftest) so that
 test modules can `from pyrometer_testing import ...` unambiguously."""
+import functools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("PYROMETER_BUILD", os.path.join(ROOT, "build"))
 KERNEL = os.path.join(BUILD, "kernel", "pyrometer-kernel")
+# The Python the build under test was made for, and so the one its kernel
+# runs. tests/run_suite.py sets it when a test process of one Python drives
+# a kernel built for another (the forky root's 3.13 has no pyzmq, so
+# python3.14 drives its kernel); otherwise it is this process's Python.
+PYTHON = os.environ.get("PYROMETER_PYTHON", sys.executable)
 
 
 def _build_mode():
@@ -54,7 +62,7 @@ if MODE == "hosted":
     KERNEL_ARGV = [PYTHON, "-m", "pyrometer_kernel", "-f", "{connection_file}"]
     KERNEL_ENV = {"PYTHONPATH": os.path.join(BUILD, "kernel")}
 else:
-    PYTHON = None
+    PYTHON = os.environ.get("PYROMETER_PYTHON") or _build_python()
     KERNEL_ARGV = [KERNEL, "-f", "{connection_file}"]
     KERNEL_ENV = {}
 
@@ -70,8 +78,51 @@ for _name, _mode, _display in (
 os.environ["JUPYTER_PATH"] = SPEC_DIR
 os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(SPEC_DIR, "data"))
 os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+# IPython, brought in on demand, keeps its profile (%store's db) here.
+os.environ.setdefault("IPYTHONDIR", os.path.join(SPEC_DIR, "ipython"))
 # Kernels write history under the data dir; keep the user's out of tests.
 os.environ["PYROMETER_HISTORY"] = os.path.join(SPEC_DIR, "history.sqlite")
+
+
+@functools.lru_cache(maxsize=None)
+def python_version():
+    """(major, minor, micro) of PYTHON."""
+    if PYTHON == sys.executable:
+        return tuple(sys.version_info[:3])
+    out = subprocess.run([PYTHON, "-c", "import sys; print(*sys.version_info[:3])"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return tuple(int(x) for x in out.split())
+
+
+@functools.lru_cache(maxsize=None)
+def python_lacks(module):
+    """None when PYTHON imports module, or why it cannot (its last error line).
+    Imported for real: a forky package can have its pure-Python part shared
+    by every version and its compiled part built only for some."""
+    if os.path.realpath(PYTHON) == os.path.realpath(sys.executable):
+        import importlib
+        try:
+            importlib.import_module(module)
+            return None
+        except Exception as e:  # noqa: BLE001 - any failure to import is the reason
+            return "%s: %s" % (type(e).__name__, e)
+    p = subprocess.run([PYTHON, "-c", "import " + module], capture_output=True, text=True,
+                       timeout=120)
+    if p.returncode == 0:
+        return None
+    return (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1]
+
+
+def needs(*modules):
+    """A pytest mark: skip, naming the package, unless the kernel's Python
+    (PYTHON) can import every one of modules. For code the kernel runs; what
+    the test process itself imports is pytest.importorskip's job."""
+    import pytest
+    missing = [m for m in modules if python_lacks(m)]
+    reason = "; ".join("needs %s, which Python %s cannot import (%s)"
+                       % (m, ".".join(map(str, python_version()[:2])), python_lacks(m))
+                       for m in missing)
+    return pytest.mark.skipif(bool(missing), reason=reason or "-")
 
 
 def cleanup():
@@ -79,7 +130,25 @@ def cleanup():
 
 
 def start_kernel(name="pyrometer", **kw):
-    """Starts a kernel from the temporary kernelspecs: (manager, client)."""
+    """Starts a kernel from the temporary kernelspecs: (manager, client).
+    Skips the test, naming the package, when this Python has no
+    jupyter_client (the forky root's 3.13 lacks pyzmq)."""
+    import pytest
+    pytest.importorskip("jupyter_client.manager")
     from jupyter_client.manager import start_new_kernel
     km, kc = start_new_kernel(kernel_name=name, startup_timeout=30, **kw)
     return km, kc
+
+
+def report_charts(html):
+    """The SVG documents of the charts in a report's HTML: each is an <img>
+    whose src is a base64 SVG data URI (the house style of ext/report.h).
+    Each must be well-formed XML, or a browser shows a broken image."""
+    import base64
+    import re
+    import xml.etree.ElementTree as ET
+    svgs = [base64.b64decode(m).decode("utf-8")
+            for m in re.findall(r'<img [^>]*src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)]
+    for svg in svgs:
+        assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg", svg[:200]
+    return svgs

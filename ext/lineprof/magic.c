@@ -9,6 +9,7 @@
 #include "lineprof/render.h"
 #include "options.h"
 #include "report.h"
+#include "targets.h"
 
 #include "structmember.h"
 
@@ -18,7 +19,7 @@
 #include <time.h>
 
 #define USAGE                                                                                      \
-    "usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] "        \
+    "Usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] "        \
     "statement"
 
 static PyObject *UsageError;         /* owned: pyrometer.UsageError */
@@ -76,26 +77,6 @@ static int add_code_tree(PyObject *prof, PyObject *code, PyObject *globals, int 
 }
 
 static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth);
-
-/* Follows __wrapped__ (functools.wraps) to the function really run. Returns a
- * new reference. */
-static PyObject *unwrap(PyObject *f)
-{
-    PyObject *cur = Py_NewRef(f);
-    for (int i = 0; i < 100; i++) {
-        PyObject *w = PyObject_GetAttrString(cur, "__wrapped__");
-        if (w == NULL) {
-            PyErr_Clear();
-            break;
-        }
-        if (!PyCallable_Check(w) && !PyCode_Check(w)) {
-            Py_DECREF(w);
-            break;
-        }
-        Py_SETREF(cur, w);
-    }
-    return cur;
-}
 
 /* Adds every function, method and property accessor defined in a class body.
  * Returns the number of code objects added, or -1. */
@@ -180,7 +161,7 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
     if (PyCode_Check(obj))
         return add_code_tree(prof, obj, NULL, 0);
     if (PyFunction_Check(obj)) {
-        PyObject *real = unwrap(obj);
+        PyObject *real = targets_unwrap(obj);
         int n;
         if (real != obj && !PyFunction_Check(real))
             n = add_target(prof, real, what, depth + 1);
@@ -275,6 +256,9 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
         }
         Py_XDECREF(call);
     }
+    char hint[512];
+    if (targets_wrapped_hint(obj, what, hint, sizeof hint))
+        return usage_error("-f %s: that is %s", what, hint);
     return usage_error(
         "-f %s: that is of type %s, not a function; -f takes a function, method, property, "
         "class or module, e.g. %%lprun -f f f(10)",
@@ -314,19 +298,39 @@ static void opts_clear(lp_opts *o)
 enum { LO_F, LO_M, LO_U, LO_Z, LO_S, LO_T, LO_D, LO_R };
 
 static const options_spec lprun_specs[] = {
-    [LO_F] = {'f', NULL, OPTIONS_EXPR, 1, .needs = "a function", .example = "%lprun -f f f(10)"},
-    [LO_M] = {'m', NULL, OPTIONS_STR, 1, .example = "-m mypkg.mymod"},
+    [LO_F] = {'f', NULL, OPTIONS_EXPR, 1, .needs = "a function", .example = "%lprun -f f f(10)",
+              .meta = "FUNC",
+              .help = "profile this function: an expression in the user namespace (a function, "
+                      "method, property, class, closure or functools.wraps-decorated function)"},
+    [LO_M] = {'m', NULL, OPTIONS_STR, 1, .example = "-m mypkg.mymod", .meta = "MODULE",
+              .help = "profile every function of this module"},
     [LO_U] = {'u', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-u 1e-3",
-              .bad = "-u takes a time unit in seconds, such as -u 1e-3 for milliseconds; got %s"},
-    [LO_Z] = {'z', NULL, OPTIONS_FLAG},
-    [LO_S] = {'s', NULL, OPTIONS_FLAG},
-    [LO_T] = {'T', NULL, OPTIONS_STR},
-    [LO_D] = {'D', NULL, OPTIONS_STR},
-    [LO_R] = {'r', NULL, OPTIONS_FLAG},
+              .bad = "-u takes a time unit in seconds, such as -u 1e-3 for milliseconds; got %s",
+              .meta = "UNIT", .help = "show times in this unit, in seconds (-u 1e-3: ms)"},
+    [LO_Z] = {'z', NULL, OPTIONS_FLAG, .help = "leave out functions that never ran"},
+    [LO_S] = {'s', NULL, OPTIONS_FLAG, .help = "the same as -z"},
+    [LO_T] = {'T', NULL, OPTIONS_STR, .meta = "FILE", .help = "also write the text report to FILE"},
+    [LO_D] = {'D', NULL, OPTIONS_STR, .meta = "FILE",
+              .help = "write a dump that python3 -m line_profiler reads"},
+    [LO_R] = {'r', NULL, OPTIONS_FLAG,
+              .help = "return a pyrometer.LineStats (.timings and .unit as line_profiler's)"},
 };
 
-static const options_magic lprun_magic_spec = {"%lprun", USAGE, lprun_specs,
-                                               sizeof lprun_specs / sizeof lprun_specs[0], 0};
+static const options_magic lprun_magic_spec = {
+    "%lprun",
+    USAGE,
+    lprun_specs,
+    sizeof lprun_specs / sizeof lprun_specs[0],
+    0,
+    .forms = "%%lprun [options]   (the cell body is the statement)",
+    .summary = "Profile chosen functions line by line: hits and time per line.",
+    .details = "Runs the statement in the user namespace with pyrometer's native line\n"
+               "profiler on the -f functions (and -m modules); works on functions defined\n"
+               "in notebook cells, with no decorator. Each line's time counts once, also\n"
+               "in recursion; a generator keeps charging the line it is suspended on.",
+    .example = "  %lprun -f fib fib(20)\n"
+               "  %lprun -f Model.fit -u 1e-3 Model().fit(data)",
+};
 
 /* Parses the magic's line (and cell, for %%lprun). Returns 0, or -1 with an
  * exception set; o is filled on success and must be cleared by the caller. */
@@ -513,8 +517,9 @@ PyObject *lprun_stats_new(PyObject *prof)
     rep.wall = -1;
     if (lprun_report_gather(prof, &rep) < 0)
         goto done;
-    lprun_render_text(&rep, &text);
+    lprun_render_text(&rep, &text, 0);
     lprun_render_html(&rep, &html);
+    report_html_close(&html);
     st = stats_from_report(&rep, &text, &html);
 done:
     lprun_report_clear(&rep);
@@ -744,7 +749,7 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
                         int interrupted)
 {
     lprun_report rep = {0};
-    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT, stats_text = REPORT_BUF_INIT;
     PyObject *bundle = NULL, *st = NULL, *result = NULL;
 
     rep.unit = o->unit > 0 ? o->unit : 1e-9;
@@ -752,27 +757,49 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
     rep.wall = wall;
     if (lprun_report_gather(prof, &rep) < 0)
         goto done;
-    lprun_render_text(&rep, &text);
-    if (interrupted)
-        report_buf_puts(&text,
-                        "*** The statement raised; these are the timings up to that point.\n");
+    /* The stats object and the -T file get line_profiler's layout; the
+     * display wraps long source lines, and adds the notes about the files. */
+    lprun_render_text(&rep, &stats_text, 0);
+    lprun_render_text(&rep, &text, 1);
     lprun_render_html(&rep, &html);
-    st = stats_from_report(&rep, &text, &html);
-    if (st == NULL)
-        goto done;
-    if (o->text_file && report_write_text(o->text_file, ((LineStats *)st)->text) < 0)
-        goto done;
-    if (o->dump_file && write_dump(((LineStats *)st)->timings, 1e-9, o->dump_file) < 0)
-        goto done;
+    if (interrupted) {
+        report_note(&stats_text, NULL,
+                    "*** The statement raised; these are the timings up to that point.");
+        report_buf_puts(&stats_text, "\n");
+        report_note(&text, &html,
+                    "*** The statement raised; these are the timings up to that point.");
+        report_buf_puts(&text, "\n");
+    }
+    if (o->text_file) {
+        PyObject *t = report_buf_to_str(&stats_text);
+        int bad = t == NULL || report_write_text(o->text_file, t) < 0;
+        Py_XDECREF(t);
+        if (bad)
+            goto done;
+    }
+    if (o->dump_file) {
+        PyObject *timings = timings_new(&rep);
+        int bad = timings == NULL || write_dump(timings, 1e-9, o->dump_file) < 0;
+        Py_XDECREF(timings);
+        if (bad)
+            goto done;
+    }
     if (o->text_file) {
         const char *fn = PyUnicode_AsUTF8(o->text_file);
-        report_buf_printf(&text, "\n*** Profile printout saved to text file '%s'.\n",
-                          fn ? fn : "?");
+        report_buf_puts(&text, "\n");
+        report_note(&text, &html, "*** Profile printout saved to text file '%s'.", fn ? fn : "?");
+        report_buf_puts(&text, "\n");
     }
     if (o->dump_file) {
         const char *fn = PyUnicode_AsUTF8(o->dump_file);
-        report_buf_printf(&text, "\n*** Profile stats pickled to file '%s'.\n", fn ? fn : "?");
+        report_buf_puts(&text, "\n");
+        report_note(&text, &html, "*** Profile stats pickled to file '%s'.", fn ? fn : "?");
+        report_buf_puts(&text, "\n");
     }
+    report_html_close(&html);
+    st = stats_from_report(&rep, &stats_text, &html);
+    if (st == NULL)
+        goto done;
     bundle = report_bundle_new(&text, &html);
     if (bundle == NULL)
         goto done;
@@ -785,6 +812,7 @@ done:
     lprun_report_clear(&rep);
     report_buf_free(&text);
     report_buf_free(&html);
+    report_buf_free(&stats_text);
     Py_XDECREF(bundle);
     Py_XDECREF(st);
     return result;
@@ -868,7 +896,8 @@ int lprun_module_exec(PyObject *module)
     if (PyModule_AddObjectRef(module, "LineStats", (PyObject *)LineStats_Type) < 0)
         return -1;
     static const char *const kinds[] = {"line_cell"};
-    if (module_add_magics(module, lprun_defs, kinds) < 0)
+    if (module_add_magic_help(module, "lprun", &lprun_magic_spec) < 0 ||
+        module_add_magics(module, lprun_defs, kinds) < 0)
         return -1;
     /* pyrometer.lprun: the magic's callable, also as a module attribute. */
     PyObject *fn = PyCFunction_NewEx(&lprun_defs[0], module, NULL);

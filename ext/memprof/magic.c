@@ -10,6 +10,7 @@
 #include "memprof/render.h"
 #include "options.h"
 #include "report.h"
+#include "targets.h"
 
 #include <structmember.h>
 
@@ -144,9 +145,13 @@ static void memit_dealloc(MemitResult *self)
 static void memit_lines(report_buf *b, double peak, double inc, long long heap_peak,
                         long long heap_net)
 {
-    report_buf_printf(b, "peak memory: %.02f MiB, increment: %.02f MiB\n", peak, inc);
-    report_buf_printf(b, "heap peak: %.02f MiB above baseline, net retained: %+.02f MiB\n",
-                      heap_peak / MIB, heap_net / MIB);
+    char a[48], c[48], d[48], e[48];
+    report_fmt_mib(a, sizeof a, peak, 2, 0);
+    report_fmt_mib(c, sizeof c, inc, 2, 0);
+    report_fmt_mib(d, sizeof d, heap_peak / MIB, 2, 0);
+    report_fmt_mib(e, sizeof e, heap_net / MIB, 2, 1);
+    report_buf_printf(b, "peak memory: %s, increment: %s\n", a, c);
+    report_buf_printf(b, "heap peak: %s above baseline, net retained: %s\n", d, e);
 }
 
 static PyObject *memit_text(MemitResult *self)
@@ -220,15 +225,32 @@ static const char memit_usage[] =
 
 enum { MO_R, MO_T, MO_I, MO_C, MO_O, MO_Q };
 static const options_spec memit_opts[] = {
-    [MO_R] = {'r', NULL, OPTIONS_INT, 0, 1.0},
-    [MO_T] = {'t', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
-    [MO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
-    [MO_C] = {'c', NULL, OPTIONS_FLAG},
-    [MO_O] = {'o', NULL, OPTIONS_FLAG},
-    [MO_Q] = {'q', NULL, OPTIONS_FLAG},
+    [MO_R] = {'r', NULL, OPTIONS_INT, 0, 1.0, .meta = "N",
+              .help = "run the statement N times and report the largest peak (default 1)"},
+    [MO_T] = {'t', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD, .meta = "TIMEOUT",
+              .help = "stop sampling RSS after TIMEOUT seconds"},
+    [MO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD, .meta = "INTERVAL",
+              .help = "sample RSS every INTERVAL seconds (default 0.01)"},
+    [MO_C] = {'c', NULL, OPTIONS_FLAG, .help = "add the RSS of child processes"},
+    [MO_O] = {'o', NULL, OPTIONS_FLAG,
+              .help = "return a pyrometer.MemitResult (memory_profiler's fields, plus heap_peak "
+                      "and heap_net)"},
+    [MO_Q] = {'q', NULL, OPTIONS_FLAG, .help = "print nothing (with -o)"},
 };
-static const options_magic memit_magic_spec = {"%memit", memit_usage, memit_opts,
-                                               sizeof memit_opts / sizeof memit_opts[0], 0};
+static const options_magic memit_magic_spec = {
+    "%memit",
+    memit_usage,
+    memit_opts,
+    sizeof memit_opts / sizeof memit_opts[0],
+    0,
+    .summary = "Measure a statement's peak memory: RSS peak and increment, and the heap.",
+    .details = "The exact RSS peak comes from the kernel's high-water mark (VmHWM), reset\n"
+               "before the run; allocator hooks add the Python heap's peak and net change\n"
+               "and NumPy's array buffers. In %%memit the line is setup, run first and not\n"
+               "measured.",
+    .example = "  %memit x = list(range(10**6))\n"
+               "  r = %memit -o -q bytearray(50 * 2**20)",
+};
 
 static const char nested_msg[] =
     "another memory magic is already running (%%memit, %%mprun and %%%%mprof cannot be "
@@ -438,26 +460,29 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
     if (!quiet) {
         memit_lines(&text, peak / MIB, (peak - baseline) / MIB, (long long)heap_peak,
                     (long long)cend.live);
-        if (failed)
-            report_buf_printf(&text, "(the statement raised in run %d of %ld)\n", runs, repeat);
         if (text.len > 0)
             text.data[--text.len] = '\0';
-        report_buf_puts(&html, report_css);
-        report_buf_puts(&html, "<div class=\"pyro\"><table>"
-                               "<tr><th class=\"name\"></th><th>peak</th><th>increment</th></tr>");
+        char a[48], c[48], d[48], e[48];
+        report_fmt_mib(a, sizeof a, peak / MIB, 2, 0);
+        report_fmt_mib(c, sizeof c, (peak - baseline) / MIB, 2, 1);
+        report_fmt_mib(d, sizeof d, heap_peak / MIB, 2, 1);
+        report_fmt_mib(e, sizeof e, cend.live / MIB, 2, 1);
+        report_html_open(&html);
         report_buf_printf(&html,
-                          "<tr><td class=\"name\">RSS</td><td>%.2f MiB</td><td>%+.2f MiB</td></tr>",
-                          peak / MIB, (peak - baseline) / MIB);
-        report_buf_printf(&html,
-                          "<tr><td class=\"name\">heap (Python allocators%s)</td><td>%+.2f MiB</td>"
-                          "<td>net retained %+.2f MiB</td></tr></table>",
-                          np_tracked ? " + NumPy" : "", heap_peak / MIB, cend.live / MIB);
-        if (repeat > 1)
-            report_buf_printf(&html,
-                              "<div class=\"mp-note\">%d of %ld runs; the highest peak "
-                              "is shown</div>",
-                              runs, repeat);
-        report_buf_puts(&html, "</div>");
+                          "<table class=\"pyro-memit\" style=\"" REPORT_TABLE
+                          "\"><tr><th style=\"" REPORT_TH_L "\"></th><th style=\"" REPORT_TH
+                          "\">peak</th><th style=\"" REPORT_TH "\">increment</th></tr>"
+                          "<tr><td style=\"" REPORT_TD_L "\">RSS</td><td style=\"" REPORT_TD
+                          "\">%s</td><td style=\"" REPORT_TD "\">%s</td></tr>"
+                          "<tr><td style=\"" REPORT_TD_L "\">heap (Python allocators%s)</td>"
+                          "<td style=\"" REPORT_TD "\">%s</td><td style=\"" REPORT_TD
+                          "\">net retained %s</td></tr></table>\n",
+                          a, c, np_tracked ? " + NumPy" : "", d, e);
+        if (failed)
+            report_note(&text, &html, "(the statement raised in run %d of %ld)", runs, repeat);
+        else if (repeat > 1)
+            report_note(NULL, &html, "%d of %ld runs; the highest peak is shown", runs, repeat);
+        report_html_close(&html);
         bundle = report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (!failed)
@@ -538,7 +563,7 @@ static int max_line(PyObject *code, int depth)
 }
 
 /* The Python function behind obj (function, bound method, staticmethod,
- * classmethod, functools.wraps wrapper chains are not followed), or NULL
+ * classmethod; the caller follows functools.wraps chains), or NULL
  * without an exception. Borrowed from obj or a new ref in *hold. */
 static PyObject *as_function(PyObject *obj, PyObject **hold)
 {
@@ -584,6 +609,21 @@ static int resolve_target(PyObject *module, const options_magic *spec, PyObject 
         return options_usage_error(module, spec, "could not find function %s (%s)", expr, why);
     }
     PyObject *func = as_function(obj, &hold);
+    char hint[512];
+    if (func == NULL && targets_wrapped_hint(obj, expr, hint, sizeof hint)) {
+        options_usage_error(module, spec, "-f %s is %s", expr, hint);
+        goto done;
+    }
+    if (func != NULL) {
+        /* A functools.wraps wrapper: profile the body it wraps, as %lprun does. */
+        PyObject *body = targets_unwrap(func);
+        if (body != func && PyFunction_Check(body)) {
+            Py_XSETREF(hold, body);
+            func = body;
+        } else {
+            Py_DECREF(body);
+        }
+    }
     if (func == NULL) {
         options_usage_error(module, spec,
                             "-f %s is a %s, not a Python function; pass a function or method "
@@ -701,13 +741,26 @@ static const char mprun_usage[] =
 
 enum { PO_F, PO_T, PO_R, PO_C };
 static const options_spec mprun_opts[] = {
-    [PO_F] = {'f', NULL, OPTIONS_STR, 1},
-    [PO_T] = {'T', NULL, OPTIONS_STR},
-    [PO_R] = {'r', NULL, OPTIONS_FLAG},
-    [PO_C] = {'c', NULL, OPTIONS_FLAG},
+    [PO_F] = {'f', NULL, OPTIONS_STR, 1, .meta = "FUNC",
+              .help = "a function to profile: an expression in the user namespace"},
+    [PO_T] = {'T', NULL, OPTIONS_STR, .meta = "FILE", .help = "also write the text report to FILE"},
+    [PO_R] = {'r', NULL, OPTIONS_FLAG,
+              .help = "return the results (functions, text, html) as a SimpleNamespace"},
+    [PO_C] = {'c', NULL, OPTIONS_FLAG, .help = "add the RSS of child processes"},
 };
-static const options_magic mprun_magic_spec = {"%mprun", mprun_usage, mprun_opts,
-                                               sizeof mprun_opts / sizeof mprun_opts[0], 0};
+static const options_magic mprun_magic_spec = {
+    "%mprun",
+    mprun_usage,
+    mprun_opts,
+    sizeof mprun_opts / sizeof mprun_opts[0],
+    0,
+    .forms = "%%mprun [options]   (the cell body is the statement)",
+    .summary = "Profile chosen functions' memory line by line.",
+    .details = "For each line of the -f functions: RSS and its increment as memory_profiler\n"
+               "shows them, plus the bytes allocated and freed there, the net change and\n"
+               "the peak, charged by allocator hooks to the line that ran.",
+    .example = "  %mprun -f build build(10**5)",
+};
 
 /* The -r result: SimpleNamespace(functions=[...], text=..., html=...). */
 static PyObject *mprun_result(mprun_target *infos, memprof_targets *ts, size_t n, PyObject *bundle)
@@ -781,7 +834,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     size_t ninfos = 0;
     memprof_targets *ts = NULL;
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
-    int failed = 0, np_tracked = 0;
+    int failed = 0, np_tracked = 0, saved = 0;
 
     if (magic_start(module, args, &mprun_magic_spec, 0, &cell, &ns, &display, &o) == NULL)
         goto done;
@@ -842,12 +895,25 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
                     PyErr_Fetch(&exc, &val, &tb);
             } else {
                 report_buf_printf(&text, "\n\n*** Profile printout saved to text file %s.", path);
+                saved = 1;
             }
         }
-        if (memprof_lost() || memprof_trace_lost())
-            report_buf_puts(&text, "\n(out of memory or recursion too deep: some allocations "
-                                   "were not attributed)");
         mprun_render_lines_html(&html, infos, ts, ninfos, np_tracked);
+        if (saved)
+            report_note(NULL, &html, "*** Profile printout saved to text file %s.",
+                        options_str_at(&o, PO_T, options_count(&o, PO_T) - 1));
+        if (memprof_lost() || memprof_trace_lost()) {
+            report_buf_puts(&text, "\n");
+            report_note(&text, &html,
+                        "(out of memory or recursion too deep: some allocations were not "
+                        "attributed)");
+        }
+        if (failed) {
+            report_buf_puts(&text, "\n");
+            report_note(&text, &html,
+                        "*** The statement raised; these are the figures up to that point.");
+        }
+        report_html_close(&html);
         bundle = report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (exc == NULL)
@@ -883,12 +949,26 @@ static const char mprof_usage[] = "Usage: %%mprof [-f func ...] [-i INTERVAL] [-
 
 enum { FO_F, FO_I, FO_DAT };
 static const options_spec mprof_opts[] = {
-    [FO_F] = {'f', NULL, OPTIONS_STR, 1},
-    [FO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
-    [FO_DAT] = {0, "dat", OPTIONS_STR},
+    [FO_F] = {'f', NULL, OPTIONS_STR, 1, .meta = "FUNC",
+              .help = "mark each call of this function on the chart"},
+    [FO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD, .meta = "INTERVAL",
+              .help = "sample every INTERVAL seconds"},
+    [FO_DAT] = {0, "dat", OPTIONS_STR, .meta = "FILE",
+                .help = "also write the samples to FILE in mprof's .dat format"},
 };
-static const options_magic mprof_magic_spec = {"%%mprof", mprof_usage, mprof_opts,
-                                               sizeof mprof_opts / sizeof mprof_opts[0], 0};
+static const options_magic mprof_magic_spec = {
+    "%%mprof",
+    mprof_usage,
+    mprof_opts,
+    sizeof mprof_opts / sizeof mprof_opts[0],
+    0,
+    .summary = "Record memory over time while the cell runs, drawn as a chart.",
+    .details = "RSS and the Python heap are sampled while the cell body runs and shown as\n"
+               "an SVG chart (an <img>, so it shows in untrusted notebooks too).",
+    .example = "  %%mprof -f step -i 0.005\n"
+               "  for i in range(10):\n"
+               "      step(i)",
+};
 
 static PyObject *mprof_magic(PyObject *module, PyObject *args)
 {
@@ -969,24 +1049,28 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         int64_t rss0 = nsmp ? smp[0].rss : 0, rss1 = nsmp ? smp[nsmp - 1].rss : 0;
         report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp,
                           interval);
-        report_buf_printf(&text,
-                          "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
-                          rss0 / MIB, max_rss / MIB, (max_rss - rss0) / MIB, rss1 / MIB);
-        report_buf_printf(&text,
-                          "Python heap%s: peak %+.2f MiB above start, net retained %+.2f MiB\n",
-                          np_tracked ? " (+ NumPy)" : "", heap_peak / MIB, cend.live / MIB);
+        char m1[48], m2[48], m3[48];
+        report_fmt_mib(m1, sizeof m1, (max_rss - rss0) / MIB, 2, 1);
+        report_fmt_mib(m2, sizeof m2, heap_peak / MIB, 2, 1);
+        report_fmt_mib(m3, sizeof m3, cend.live / MIB, 2, 1);
+        report_buf_printf(&text, "RSS: %.2f MiB at start, peak %.2f MiB (%s), %.2f MiB at end\n",
+                          rss0 / MIB, max_rss / MIB, m1, rss1 / MIB);
+        report_buf_printf(&text, "Python heap%s: peak %s above start, net retained %s\n",
+                          np_tracked ? " (+ NumPy)" : "", m2, m3);
         for (size_t i = 0; i < ninfos; i++) {
             memprof_target *t = memprof_targets_get(ts, i);
             const char *name = PyUnicode_AsUTF8(infos[i].fullname);
             report_buf_printf(&text, "%s: %zu call%s", name ? name : "?", t->nspans,
                               t->nspans == 1 ? "" : "s");
+            /* One call a line (the first five), so the text fits a terminal. */
             for (size_t k = 0; k < t->nspans && k < 5; k++) {
                 memprof_span *s = &t->spans[k];
-                report_buf_printf(&text, "%s [%.3f s - %.3f s] %.1f -> %.1f MiB", k ? "," : ";",
-                                  s->start_t - t0, s->end_t - t0, s->start_mem / MIB,
-                                  s->end_mem / MIB);
+                report_buf_printf(&text, "\n  [%.3f s - %.3f s] %.1f -> %.1f MiB", s->start_t - t0,
+                                  s->end_t - t0, s->start_mem / MIB, s->end_mem / MIB);
             }
-            report_buf_puts(&text, t->nspans > 5 ? ", ...\n" : "\n");
+            if (t->nspans > 5)
+                report_buf_printf(&text, "\n  ... and %zu more", t->nspans - 5);
+            report_buf_puts(&text, "\n");
         }
         if (options_given(&o, FO_DAT)) {
             const char *path = options_str_at(&o, FO_DAT, 0);
@@ -1017,8 +1101,11 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         }
         if (text.len > 0)
             text.data[--text.len] = '\0';
-        mprun_render_mprof_html(&html, smp, nsmp, t0, infos, ts, ninfos, &text);
-        bundle = report_bundle_new(&text, &html);
+        if (res == NULL)
+            report_note(&text, NULL,
+                        "*** The cell raised; the chart and figures run up to that point.");
+        int bad = mprun_render_mprof_html(&html, smp, nsmp, t0, infos, ts, ninfos, &text) < 0;
+        bundle = bad ? NULL : report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (exc == NULL)
                 goto done;
@@ -1072,5 +1159,9 @@ int mprun_module_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(type);
+    if (module_add_magic_help(module, "memit", &memit_magic_spec) < 0 ||
+        module_add_magic_help(module, "mprun", &mprun_magic_spec) < 0 ||
+        module_add_magic_help(module, "mprof", &mprof_magic_spec) < 0)
+        return -1;
     return module_add_magics(module, magic_defs, kinds);
 }

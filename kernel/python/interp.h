@@ -56,6 +56,14 @@ void interp_stop(void);
  * Returns 0, or -1 with an exception set. */
 int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id, int update);
 
+/* Publishes msg_type with content (stolen) on iopub under the running
+ * request, after the output before it; nothing for a silent request. */
+void interp_publish(const char *msg_type, json_t *content);
+
+/* Returns a new {ename, evalue, traceback} object for exc (borrowed), as an
+ * error message or reply carries it. GIL held. */
+json_t *interp_error_content(PyObject *exc);
+
 /* Publishes clear_output. */
 void interp_clear_output(int wait);
 
@@ -77,6 +85,12 @@ int interp_silent(void);
 
 /* The request being executed, or NULL. */
 const wire_msg *interp_current_request(void);
+
+/* While Python runs for a request other than execute_request (a comm
+ * message): makes req (borrowed) the request that display(),
+ * clear_output() and comm messages are parented to, not silent, without
+ * stdin; interp_set_request(NULL, NULL) ends it. GIL held. */
+void interp_set_request(publisher *pub, const wire_msg *req);
 
 /* The publisher given to interp_start. */
 publisher *interp_publisher(void);

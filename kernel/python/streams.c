@@ -251,13 +251,18 @@ static PyType_Spec tb_spec = {
     .slots = tb_slots,
 };
 
-/* Type object for ThreadBoot. Protected by the GIL. */
+/* Type object for ThreadBoot, and 1 while streams_call_unparented runs.
+ * Protected by the GIL. */
 static PyObject *tb_type;
+static int unparented;
 
-/* The parent a thread started now inherits (borrowed), or NULL. */
+/* The parent a thread started now inherits (borrowed), or NULL (also
+ * while streams_call_unparented runs). */
 static json_t *starting_parent(void)
 {
     const wire_msg *req = interp_current_request();
+    if (unparented)
+        return NULL;
     return thread_parent ? thread_parent : (req ? req->header : NULL);
 }
 
@@ -407,4 +412,12 @@ int streams_install(PyObject *kmod, PyObject *sys)
             rc = -1;
     }
     return rc;
+}
+
+PyObject *streams_call_unparented(PyObject *fn)
+{
+    unparented = 1;
+    PyObject *r = PyObject_CallNoArgs(fn);
+    unparented = 0;
+    return r;
 }

@@ -1,12 +1,13 @@
 """The third front door: inside Debian's ipykernel, `%load_ext pyrometer`
 registers the same magics, and they answer with the same MIME bundles."""
+import json
 import os
 import re
 import sys
 
 import pytest
 
-from pyrometer_testing import BUILD, ROOT
+from pyrometer_testing import BUILD, ROOT, SPEC_DIR, report_charts
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "protocol"))
 from kernel_util import execute, of_type  # noqa: E402
@@ -17,7 +18,14 @@ def ipk():
     from jupyter_client.manager import start_new_kernel
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "ext"),
                PYDEVD_DISABLE_FILE_VALIDATION="1")
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60, env=env)
+    # ipykernel on this test's Python, the one the module is built for (the
+    # system's "python3" kernelspec may run another: forky's is 3.14).
+    spec = os.path.join(SPEC_DIR, "kernels", "ipykernel-here")
+    os.makedirs(spec, exist_ok=True)
+    with open(os.path.join(spec, "kernel.json"), "w") as f:
+        json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                   "display_name": "ipykernel (test)", "language": "python"}, f)
+    km, kc = start_new_kernel(kernel_name="ipykernel-here", startup_timeout=60, env=env)
     yield kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
@@ -36,7 +44,7 @@ def test_load_ext_and_profile_a_cell_function(ipk):
     run_ok(ipk, "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)")
     [data] = [m["content"]["data"] for m in of_type(run_ok(ipk, "%prun fib(10)"), "display_data")]
     assert re.search(r"178 function calls \(2 primitive calls\)", data["text/plain"])
-    assert "<svg" in data["text/html"]
+    assert len(report_charts(data["text/html"])) == 1
     [data] = [m["content"]["data"]
               for m in of_type(run_ok(ipk, "%lprun -f fib fib(5)"), "display_data")]
     assert "Function: fib at line 1" in data["text/plain"]
@@ -51,3 +59,21 @@ def test_usage_error_is_ipythons(ipk):
     c = reply["content"]
     assert c["ename"] == "UsageError"
     assert c["evalue"].startswith("%prun: unknown option -Q")
+
+
+def test_magic_help_is_pyrometers(ipk):
+    """%lprun? under ipykernel shows the help the kernel shows, not the
+    wrapper type's docstring; %lprun -h prints it."""
+    run_ok(ipk, "%load_ext pyrometer")
+    run_ok(ipk, "import pyrometer")
+    reply, msgs = execute(ipk, "%lprun?", timeout=60)
+    [p] = reply["content"]["payload"]
+    text = p["data"]["text/plain"]
+    assert "A pyrometer magic bound to an IPython shell" not in text
+    assert "Profile chosen functions line by line: hits and time per line." in text
+    assert re.search(r"-f FUNC +profile this function", text), text
+    msgs = run_ok(ipk, "%lprun -h")
+    out = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
+    msgs = run_ok(ipk, "print(pyrometer.MAGIC_HELP['lprun'])")
+    expected = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
+    assert out == expected and out.startswith("%lprun [-f func]")
