@@ -10,6 +10,7 @@
  */
 #include "ipybridge.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "events.h"
@@ -609,6 +610,40 @@ PyObject *ipybridge_shell(void)
     return the_shell;
 }
 
+/* When IPython is not installed, what the user reads: a UsageError saying
+ * so (the ImportError stays its __cause__). Leaves other errors alone. */
+static void explain_missing(const char *what)
+{
+    if (!PyErr_ExceptionMatches(PyExc_ImportError))
+        return;
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    PyObject *mod = PyImport_ImportModule("pyrometer");
+    PyObject *ue = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
+    Py_XDECREF(mod);
+    if (ue == NULL) {
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return;
+    }
+    PyErr_Format(ue,
+                 "%s comes from IPython, which Python %d.%d cannot import here: install IPython "
+                 "(python3-ipython, or pip install ipython) to use it",
+                 what, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    Py_DECREF(ue);
+    PyObject *t2, *v2, *tb2;
+    PyErr_Fetch(&t2, &v2, &tb2);
+    PyErr_NormalizeException(&t2, &v2, &tb2);
+    if (v2 != NULL && v != NULL)
+        PyException_SetCause(v2, Py_NewRef(v));
+    PyErr_Restore(t2, v2, tb2);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+}
+
 /* Keeps IPython's prompt counter with the kernel's. */
 static void sync_count(void)
 {
@@ -620,8 +655,12 @@ static void sync_count(void)
 
 PyObject *ipybridge_run_magic(const char *name, PyObject *line, PyObject *cell)
 {
-    if (ipybridge_shell() == NULL)
+    if (ipybridge_shell() == NULL) {
+        char what[64];
+        snprintf(what, sizeof what, "%s%.40s", cell ? "%%" : "%", name);
+        explain_missing(what);
         return NULL;
+    }
     sync_count();
     if (cell != NULL)
         return PyObject_CallMethod(the_shell, "run_cell_magic", "sOO", name, line, cell);

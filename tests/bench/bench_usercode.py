@@ -116,6 +116,9 @@ def main():
             i = best["ipykernel"][form][f]
             cells = " | ".join(f"{best[m][form][f]*1e3:.2f} ms | {best[m][form][f]/i:.3f}" for m in modes)
             print(f"| {form} | {f} | {i*1e3:.2f} ms | {cells} |")
+        geo = " | ".join("| %.3f" % math.exp(statistics.mean(
+            math.log(best[m][form][f] / best["ipykernel"][form][f]) for f in FUNCS)) for m in modes)
+        print(f"| {form} | geometric mean of the ratios | | {geo} |")
     print()
     print("| measure | ipykernel | " + " | ".join(f"pyrometer {m} | {m} / ipykernel" for m in modes) + " |")
     print("| --- | ---: | " + " | ".join("---: | ---:" for _ in modes) + " |")

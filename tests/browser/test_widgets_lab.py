@@ -29,11 +29,25 @@ if int(ipywidgets.__version__.split(".")[0]) < 8:
     pytest.skip("ipywidgets %s: the test needs 8" % ipywidgets.__version__,
                 allow_module_level=True)
 
-CELL = ("import ipywidgets as w\n"
-        "s = w.IntSlider(value=3, min=0, max=10, description='n')\n"
-        "lab = w.Label('waiting')\n"
-        "s.observe(lambda ch: setattr(lab, 'value', 'observer saw %d' % ch['new']), names='value')\n"
-        "w.VBox([s, lab])")
+NOTEBOOKS = {
+    "slider": ("import ipywidgets as w\n"
+               "s = w.IntSlider(value=3, min=0, max=10, description='n')\n"
+               "lab = w.Label('waiting')\n"
+               "s.observe(lambda ch: setattr(lab, 'value', 'observer saw %d' % ch['new']),"
+               " names='value')\n"
+               "w.VBox([s, lab])"),
+    "output": ("import ipywidgets as w\n"
+               "out = w.Output()\n"
+               "b = w.Button(description='go')\n"
+               "def click(_):\n"
+               "    with out:\n"
+               "        print('clicked, in the kernel')\n"
+               "b.on_click(click)\n"
+               "with out:\n"
+               "    print('captured by the widget')\n"
+               "print('printed under the cell')\n"
+               "w.VBox([b, out])"),
+}
 
 
 def _free_port():
@@ -44,7 +58,7 @@ def _free_port():
 
 class LabServer:
     """`python3 -m jupyterlab` on a free localhost port, offering the kernelspecs
-    of tests/conftest.py, with a notebook that runs CELL on pyrometer."""
+    of tests/conftest.py, with one notebook per NOTEBOOKS entry on pyrometer."""
 
     def __init__(self, root):
         self.root = root
@@ -52,12 +66,14 @@ class LabServer:
         self.port = _free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         os.makedirs(os.path.join(root, "nb"))
-        with open(os.path.join(root, "nb", "widgets.ipynb"), "w") as f:
-            json.dump({"nbformat": 4, "nbformat_minor": 5,
-                       "metadata": {"kernelspec": {"name": "pyrometer", "language": "python",
-                                                   "display_name": "Python 3 (pyrometer)"}},
-                       "cells": [{"cell_type": "code", "id": "slider", "metadata": {},
-                                  "execution_count": None, "outputs": [], "source": CELL}]}, f)
+        for name, cell in NOTEBOOKS.items():
+            with open(os.path.join(root, "nb", name + ".ipynb"), "w") as f:
+                json.dump({"nbformat": 4, "nbformat_minor": 5,
+                           "metadata": {"kernelspec": {"name": "pyrometer", "language": "python",
+                                                       "display_name": "Python 3 (pyrometer)"}},
+                           "cells": [{"cell_type": "code", "id": name, "metadata": {},
+                                      "execution_count": None, "outputs": [],
+                                      "source": cell}]}, f)
         env = dict(os.environ, JUPYTER_PATH=SPEC_DIR, BROWSER="true", JUPYTER_PLATFORM_DIRS="1",
                    JUPYTER_CONFIG_DIR=os.path.join(root, "config"),
                    JUPYTER_RUNTIME_DIR=os.path.join(root, "runtime"),
@@ -135,26 +151,29 @@ def wait_for(what, fn, timeout=60, server=None):
         what, "\n" + server.server_log()[-3000:] if server else ""))
 
 
-def test_slider_renders_and_moving_it_runs_its_observer(lab, driver):
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden) "  # the notebook in front
+OUT = PANEL + ".jp-Notebook .jp-Cell .jp-OutputArea-output"
+SHOT = os.path.join(tempfile.gettempdir(), "pyrometer-lab-%s.png")
+
+
+def open_and_run(lab, driver, name):
+    """Opens NOTEBOOKS[name] in JupyterLab and runs its cell once the kernel
+    is idle."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.common.action_chains import ActionChains
 
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    driver.get("%s/lab/tree/widgets.ipynb?token=%s" % (lab.url, lab.token))
-
-    def kernels():
-        try:
-            return lab.api("/api/kernels")
-        except (urllib.error.URLError, OSError):  # a 500 while it starts
-            return []
-
-    wait_for("the pyrometer kernel", kernels, server=lab)
+    before = {k["id"] for k in kernels(lab)}
+    # ?reset: a fresh workspace, without the tabs of the test before
+    driver.get("%s/lab/tree/%s.ipynb?reset&token=%s" % (lab.url, name, lab.token))
+    # the first page load is slow on a busy machine (the test ran beside others)
+    wait_for("the pyrometer kernel", lambda: {k["id"] for k in kernels(lab)} - before,
+             timeout=180, server=lab)
 
     def focus_cell():  # JupyterLab may render the cell again while it loads
         try:
-            found = driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")
+            found = driver.find_elements(By.CSS_SELECTOR, PANEL + ".jp-Notebook .jp-Cell .cm-content")
             if found:
                 found[0].click()
                 return True
@@ -166,12 +185,25 @@ def test_slider_renders_and_moving_it_runs_its_observer(lab, driver):
         bar = driver.find_elements(By.CSS_SELECTOR, "#jp-main-statusbar")
         return bar and "Python 3 (pyrometer) | Idle" in bar[0].text
 
-    wait_for("the kernel's idle status", kernel_idle, server=lab)
+    wait_for("the kernel's idle status", kernel_idle, timeout=120, server=lab)
     wait_for("the notebook's cell", focus_cell, server=lab)
     ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
 
-    out = ".jp-Notebook .jp-Cell .jp-OutputArea-output"
-    shot = os.path.join(tempfile.gettempdir(), "pyrometer-lab-slider-%s.png")
+
+def kernels(lab):
+    try:
+        return lab.api("/api/kernels")
+    except (urllib.error.URLError, OSError):  # a 500 while it starts
+        return []
+
+
+def test_slider_renders_and_moving_it_runs_its_observer(lab, driver):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_and_run(lab, driver, "slider")
+    out, shot = OUT, SHOT % "slider-%s"
     try:
         handle = wait_for("the slider", lambda: driver.find_elements(
             By.CSS_SELECTOR, out + " .widget-slider .noUi-handle"), server=lab)[0]
@@ -193,3 +225,27 @@ def test_slider_renders_and_moving_it_runs_its_observer(lab, driver):
     finally:
         driver.save_screenshot(shot % "after")
     assert readout.text == "4"
+
+
+def test_output_widget_captures_the_cell_and_a_click(lab, driver):
+    from selenium.webdriver.common.by import By
+
+    open_and_run(lab, driver, "output")
+    widget = OUT + " .widget-output"
+    shot = SHOT % "output-%s"
+    try:
+        wait_for("the Output widget's text", lambda: "captured by the widget" in "".join(
+            e.text for e in driver.find_elements(By.CSS_SELECTOR, widget)), server=lab)
+    finally:
+        driver.save_screenshot(shot % "before")
+    # what the cell printed outside `with out:` is the cell's own output
+    plain = [e.text for e in driver.find_elements(By.CSS_SELECTOR, OUT)
+             if "printed under the cell" in e.text]
+    assert plain and all("captured by the widget" not in t for t in plain)
+
+    driver.find_element(By.CSS_SELECTOR, OUT + " button.widget-button").click()
+    try:
+        wait_for("the click's output inside the widget", lambda: "clicked, in the kernel" in
+                 driver.find_element(By.CSS_SELECTOR, widget).text, timeout=30, server=lab)
+    finally:
+        driver.save_screenshot(shot % "after")

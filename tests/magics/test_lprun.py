@@ -259,6 +259,30 @@ def test_text_is_laid_out_like_line_profiler(magic):
     assert defline.split() == [str(T.branches.__code__.co_firstlineno), "def", "branches(n):"]
 
 
+def test_long_source_lines_wrap_in_the_display_only(magic, tmp_path):
+    """A terminal shows the text: it fits 100 columns, long source lines
+    continuing on rows of their own; LineStats.text and -T keep
+    line_profiler's layout, one row a line."""
+    ns = {}
+    long = "    return " + " + ".join("(n * %d) %% %d" % (i, i + 7) for i in range(1, 12))
+    cell("<cell-9>", "def wide(n):\n" + long + "\n", ns)
+    out = tmp_path / "lp.txt"
+    stats = lprun(magic, "-r -T %s -f wide wide(3)" % out, ns=ns)
+    # (LineStats.text is line_profiler's layout: test_text_is_laid_out_like_line_profiler)
+    assert stats.text == out.read_text() and len(max(stats.text.splitlines(), key=len)) > 100
+    shown = magic.text.splitlines()
+    assert max(len(l) for l in shown if not l.startswith("***")) <= 100
+    # Joined again, the display's rows are line_profiler's, every character.
+    rows = []
+    for l in shown:
+        if l.startswith(" " * 49 + "\u21aa "):
+            rows[-1] += l[49 + 2:]
+        else:
+            rows.append(l)
+    assert len(rows) < len(shown)  # (the long line did wrap)
+    assert rows[:len(stats.text.splitlines())] == stats.text.splitlines()
+
+
 @needs_lp
 def test_unit_option(magic):
     stats = lprun(magic, "-r -u 1e-6 -f T.loop T.loop(100)")
@@ -288,10 +312,16 @@ def test_cell_function_source_and_html(magic):
     assert "        s += i * i" in text
     assert html.count("<table") == 1
     assert "In [7]" in html and "<b>hot</b>" in html
-    assert html.count('class="bar"') == 4
+    assert html.count('class="pyro-bar"') == 4
     assert 'class="hot"' in html
+    assert "<style" not in html and "var(--jp-" not in html
+    # Source cells keep their whitespace and wrap rather than being cut.
+    srcs = re.findall(r'<td style="[^"]*white-space:pre-wrap[^"]*">(.*?)</td>', html)
+    assert len(srcs) == 5
+    assert re.sub(r"<[^>]+>", "", srcs[3]) == "        s += i * i"
     pygments = pytest.importorskip("pygments")
-    assert '<span class="k">for</span>' in html
+    # Syntax colours are inline (they survive sanitizers) and hold on dark pages.
+    assert '<span style="color:#9467bd;font-weight:600">for</span>' in html
     assert list(ns) == ["__builtins__", "hot"]
 
 
@@ -349,6 +379,18 @@ def test_f_closure_and_nested_function(magic):
     inner = T.outer.__code__.co_consts
     (inner_code,) = [c for c in inner if getattr(c, "co_name", "") == "inner"]
     assert sum(our_hits(stats, "inner").values()) == 8
+
+
+def test_f_on_lru_cache_suggests_wrapped(magic, pyrometer):
+    ns = {"functools": functools}
+    cell("<cell-8>", "@functools.lru_cache\ndef cached(n):\n    return n * 2\n", ns)
+    with pytest.raises(pyrometer.UsageError) as err:
+        lprun(magic, "-f cached cached(3)", ns=ns)
+    assert "-f cached: that is a functools._lru_cache_wrapper (a C wrapper around the Python " \
+           "function cached" in str(err.value)
+    assert "profile the function it wraps: -f cached.__wrapped__" in str(err.value)
+    stats = lprun(magic, "-r -f cached.__wrapped__ cached(3)", ns=ns)
+    assert names(stats) == ["cached"]
 
 
 def test_f_wraps_decorated_is_unwrapped(magic):
@@ -488,7 +530,7 @@ def test_usage_errors(magic, pyrometer, line, expected):
         lprun(magic, line)
     msg = str(err.value)
     assert msg.startswith("%lprun: ") and expected in msg, msg
-    assert "usage: %lprun" in msg
+    assert "Usage: %lprun" in msg
     assert magic.bundles == []
 
 
@@ -506,6 +548,8 @@ def test_statement_error_shows_timings_then_raises(magic):
     finally:
         sys.settrace(prev)
     assert "Function: boom" in magic.text and "raised" in magic.text
+    note = "*** The statement raised; these are the timings up to that point."
+    assert note in magic.text and note in magic.html  # every note of the text is in the HTML
     rows = table_rows(magic.text, "boom")
     assert [r[0] for r in rows.values()] == [1, 1]
 

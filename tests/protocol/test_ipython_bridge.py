@@ -209,7 +209,11 @@ def test_debug_post_mortem(kc):
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
     assert re.search(r"^42$", plain, re.M), plain  # p y in broken's frame
     assert "----> 3     return y / 0" in plain, plain
-    assert "*** Oldest frame" in plain  # the cell is the outermost frame: no kernel frames
+    # `up` reaches the cell's frame (IPython 9) or finds broken's caller is the
+    # oldest (IPython 8 starts at the failing frame); no kernel frame either way
+    frames = re.findall(r"^> (\S+)\(\d+\)", plain, re.M)
+    assert frames and all(f.startswith("<cell-") for f in frames), plain
+    assert "*** Oldest frame" in plain or frames[-1] != frames[0], plain
 
 
 def test_usage_error_of_an_ipython_magic(kc):
@@ -350,3 +354,18 @@ def test_ipythons_shell_knows_the_kernel(kc):
     ok(kc, "%xmode Context")
     assert value(kc, "IPython.get_ipython().kernel is get_ipython().kernel") == "True"
     assert value(kc, "IPython.get_ipython().kernel.implementation") == "'pyrometer'"
+
+
+def test_without_ipython_its_magics_say_so(fresh_kernel):
+    km, kc = fresh_kernel
+    ok(kc, "import sys; sys.modules['IPython'] = None  # as if IPython were not installed")
+    reply, msgs = execute(kc, "%run script.py")
+    c = reply["content"]
+    assert c["ename"] == "UsageError", c
+    assert c["evalue"] == (
+        "%%run comes from IPython, which Python %d.%d cannot import here: install IPython "
+        "(python3-ipython, or pip install ipython) to use it" % sys.version_info[:2])
+    reply, _ = execute(kc, "%load_ext autoreload")
+    assert reply["content"]["evalue"].startswith("%load_ext comes from IPython")
+    # the kernel's own magics are unaffected
+    assert stdout_of(ok(kc, "%time 1")).startswith("CPU times:")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import KERNEL, SPEC_DIR, start_kernel
+from pyrometer_testing import KERNEL, MODE, SPEC_DIR, start_kernel
 
 
 def test_forked_child_writes_empty_string(kernel):
@@ -80,7 +80,8 @@ def test_jupyter_run_extra_argument(tmp_path):
     assert rc == 0, err.read_text()
     assert out.read_text() == "ran 42\n"
     warnings = [l for l in err.read_text().splitlines() if "extra argument" in l]
-    assert warnings == [f"pyrometer-kernel: ignoring extra argument {script}"]
+    prog = "python -m pyrometer_kernel" if MODE == "hosted" else "pyrometer-kernel"
+    assert warnings == [f"{prog}: ignoring extra argument {script}"]
     assert left == [], "jupyter run left its kernel behind"
 
 

@@ -38,7 +38,7 @@ def venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("venv")
     v = tmp / "env"
     subprocess.run([PYTHON, "-m", "venv", "--system-site-packages", str(v)], check=True,
-                   timeout=120)
+                   timeout=900)  # ensurepip: minutes on a loaded machine
     r = subprocess.run([str(v / "bin/python"), "-m", "pip", "install", "--no-build-isolation",
                         "--no-index", "--no-deps", ROOT], capture_output=True, text=True,
                        env=clean_env(tmp), timeout=1200)
@@ -51,7 +51,7 @@ def venv(tmp_path_factory):
     return tmp, v, site
 
 
-def run_in_venv(tmp, v, code, timeout=120):
+def run_in_venv(tmp, v, code, timeout=300):
     """Runs code with the venv's python (Jupyter run from the venv)."""
     r = subprocess.run([str(v / "bin/python"), "-c", textwrap.dedent(code)], capture_output=True,
                        text=True, env=clean_env(tmp), timeout=timeout, cwd=str(tmp))
@@ -109,7 +109,7 @@ def test_pip_install_puts_kernelspec_in_venv(venv):
 
 def test_kernel_runs_in_venv(venv):
     tmp, v, site = venv
-    info = json.loads(run_in_venv(tmp, v, KERNEL_PROBE % "pyrometer", timeout=180))
+    info = json.loads(run_in_venv(tmp, v, KERNEL_PROBE % "pyrometer", timeout=300))
     check_probe(info, v, site)
 
 
@@ -122,14 +122,14 @@ def test_install_sys_prefix(venv, how):
     cmd = ([str(v / "bin/python"), "-m", "pyrometer_kernel"] if how == "module"
            else [str(v / "bin/pyrometer-kernel")])
     r = subprocess.run(cmd + ["install", "--sys-prefix", "--name", name], capture_output=True,
-                       text=True, env=clean_env(tmp), timeout=60)
+                       text=True, env=clean_env(tmp), timeout=300)
     assert r.returncode == 0, r.stderr
     kdir = v / "share/jupyter/kernels" / name
     assert r.stdout.strip() == "Installed kernelspec %s in %s" % (name, kdir)
     spec = json.loads((kdir / "kernel.json").read_text())
     assert spec["argv"] == [str(v / "bin" / ("python" + XY)), "-m", "pyrometer_kernel", "-f",
                             "{connection_file}"]
-    info = json.loads(run_in_venv(tmp, v, KERNEL_PROBE % name, timeout=180))
+    info = json.loads(run_in_venv(tmp, v, KERNEL_PROBE % name, timeout=300))
     check_probe(info, v, site)
 
 
