@@ -34,5 +34,6 @@ int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *ki
 int funcprof_module_exec(PyObject *module);
 int lineprof_module_exec(PyObject *module);
 int memprof_module_exec(PyObject *module);
+int sampler_module_exec(PyObject *module);
 
 #endif
