@@ -550,11 +550,18 @@ static PyObject *ipython_interrupt(PyObject *module, PyObject *args, PyObject *k
     return stb;
 }
 
+/* IPython checks a callback's signature against the event's: hence the
+ * text signatures. */
 static PyMethodDef ipython_defs[] = {
-    {"_ipython_pre", pre_cell, METH_VARARGS, NULL},
-    {"_ipython_post", ipython_post, METH_VARARGS, NULL},
+    {"_ipython_pre", pre_cell, METH_VARARGS,
+     "_ipython_pre($module, info, /)\n--\n\nIPython's pre_run_cell: starts the recording."},
+    {"_ipython_post", ipython_post, METH_VARARGS,
+     "_ipython_post($module, result, /)\n--\n\nIPython's post_run_cell: ends the recording."},
     {"_ipython_interrupt", (PyCFunction)(void (*)(void))ipython_interrupt,
-     METH_VARARGS | METH_KEYWORDS, NULL},
+     METH_VARARGS | METH_KEYWORDS,
+     "_ipython_interrupt($module, shell, etype, value, tb, tb_offset=None)\n--\n\n"
+     "IPython's handler of KeyboardInterrupt while autosampling: the note, then the "
+     "traceback."},
 };
 
 /* Registers (on) or unregisters the hooks on the running IPython shell, if
@@ -567,7 +574,7 @@ static int ipython_hooks(PyObject *module, int on)
     if (on) {
         PyObject *modules = PySys_GetObject("modules");
         PyObject *ip = modules ? PyDict_GetItemString(modules, "IPython") : NULL;
-        PyObject *kernel = modules ? PyDict_GetItemString(modules, "__pyrometer__") : NULL;
+        PyObject *kernel = modules ? PyDict_GetItemString(modules, "_pyrometer_kernel") : NULL;
         if (ip == NULL || kernel != NULL)
             return 0;
         PyObject *get = PyObject_GetAttrString(ip, "get_ipython");

@@ -31,6 +31,8 @@ static struct {
     PyObject *compile;     /* owned: builtins.compile */
     PyObject *ast_expr;    /* owned: _ast.Expr */
     PyObject *ast_interactive; /* owned: _ast.Interactive */
+    PyObject *pre_cell;        /* owned: pyrometer._pre_cell, called before every cell */
+    PyObject *post_cell;       /* owned: pyrometer._post_cell(exc), called after it */
 } st;
 
 const wire_msg *interp_current_request(void)
@@ -653,6 +655,13 @@ static int install(void)
         goto error;
     if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0)
         goto error;
+    /* pyrometer's hooks around every cell (%autosample). */
+    PyObject *ext = PyImport_ImportModule("pyrometer");
+    st.pre_cell = ext ? PyObject_GetAttrString(ext, "_pre_cell") : NULL;
+    st.post_cell = st.pre_cell ? PyObject_GetAttrString(ext, "_post_cell") : NULL;
+    Py_XDECREF(ext);
+    if (st.post_cell == NULL)
+        goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||
         set_builtin(builtins, "clear_output", "clear_output") < 0 ||
@@ -788,6 +797,8 @@ void interp_stop(void)
     Py_CLEAR(st.compile);
     Py_CLEAR(st.ast_expr);
     Py_CLEAR(st.ast_interactive);
+    Py_CLEAR(st.pre_cell);
+    Py_CLEAR(st.post_cell);
     if (Py_FinalizeEx() < 0) {
         /* buffered data could not be flushed; nothing more to do */
     }
@@ -892,6 +903,29 @@ error:
     Py_XDECREF(interactive);
     Py_XDECREF(res);
     return rc;
+}
+
+/* Calls pyrometer's hook after a cell: with the cell's exception (which
+ * the hook may annotate, e.g. a KeyboardInterrupt) when failed, which is
+ * pending again afterwards. A failing hook is reported as unraisable and
+ * never replaces the cell's own outcome. */
+static void after_cell_hook(int failed)
+{
+    PyObject *exc = failed ? take_exception() : NULL;
+    PyObject *r = exc ? PyObject_CallOneArg(st.post_cell, exc) : PyObject_CallNoArgs(st.post_cell);
+    if (r == NULL)
+        PyErr_WriteUnraisable(st.post_cell);
+    Py_XDECREF(r);
+    if (exc != NULL)
+        PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+}
+
+static void before_cell_hook(void)
+{
+    PyObject *r = PyObject_CallNoArgs(st.pre_cell);
+    if (r == NULL)
+        PyErr_WriteUnraisable(st.pre_cell);
+    Py_XDECREF(r);
 }
 
 /* Evaluates user_expressions: {name: {status, data, metadata} | error}. */
@@ -1008,7 +1042,9 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         if (src == NULL) {
             PyErr_SetString(PyExc_SyntaxError, terr);
         } else {
+            before_cell_hook();
             rc = run_source(src, fname, !silent);
+            after_cell_hook(rc < 0);
             free(src);
         }
         Py_DECREF(fname);
