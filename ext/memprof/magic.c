@@ -936,7 +936,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
     if (sampler == NULL)
         goto done;
     if (ninfos > 0) {
-        memprof_spans_start(ts);
+        if (memprof_spans_start(ts) < 0)
+            goto done;
         spans = 1;
     }
     double t0 = memprof_wall();
