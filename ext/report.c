@@ -1,30 +1,16 @@
-/* report.c - growable text buffer, HTML escaping and the shared stylesheet
- * used by every profiler's text and HTML rendering. */
+/* report.c - growable text buffer, HTML escaping and the house style (inline
+ * styles, chart images, notes, footers, text wrapping) shared by
+ * every profiler's text and HTML rendering. */
 #include "report.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char report_css[] =
-    "<style>\n"
-    ".pyro{font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,12px)"
-    ";"
-    "color:var(--jp-content-font-color1,#111)}\n"
-    ".pyro table{border-collapse:collapse;margin:4px 0}\n"
-    ".pyro th{text-align:right;padding:2px 8px;border-bottom:1px solid "
-    "var(--jp-border-color1,#aaa);"
-    "font-weight:600}\n"
-    ".pyro td{text-align:right;padding:1px 8px;white-space:pre}\n"
-    ".pyro td.src,.pyro th.src,.pyro td.name,.pyro th.name{text-align:left}\n"
-    ".pyro tr:hover td{background:var(--jp-layout-color2,#eee)}\n"
-    ".pyro .bar{display:inline-block;height:0.8em;background:#e8743b;vertical-align:middle}\n"
-    ".pyro .bar2{display:inline-block;height:0.8em;background:#4c8fd6;vertical-align:middle}\n"
-    ".pyro .hot td{font-weight:600}\n"
-    ".pyro .hdr{margin:6px 0 2px 0;color:var(--jp-content-font-color2,#555)}\n"
-    ".pyro svg text{fill:#111;font-size:10px;pointer-events:none}\n"
-    "</style>\n";
+const char *const report_palette[REPORT_PALETTE_N] = {"#9467bd", "#2ca02c", "#d62728", "#cc5599",
+                                                      "#1f9e89"};
 
 static int grow(report_buf *b, size_t extra)
 {
@@ -198,7 +184,217 @@ int report_write_text(PyObject *path, PyObject *text)
     return rc;
 }
 
-void report_buf_bar(report_buf *b, const char *cls, double px, int decimals)
+void report_html_open(report_buf *b)
 {
-    report_buf_printf(b, "<span class=\"%s\" style=\"width:%.*fpx\"></span>", cls, decimals, px);
+    report_buf_puts(b, "<div class=\"pyro\" style=\"" REPORT_FONT "\">\n");
+}
+
+void report_html_close(report_buf *b)
+{
+    report_buf_puts(b, "</div>\n");
+}
+
+void report_html_head(report_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char small[512];
+    report_buf_puts(b, "<div class=\"pyro-head\" style=\"margin:2px 0 4px 0\">");
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        b->failed = 1;
+    else if ((size_t)n < sizeof small)
+        report_buf_append(b, small, (size_t)n);
+    else {
+        char *big = malloc((size_t)n + 1);
+        if (big == NULL) {
+            b->failed = 1;
+        } else {
+            va_start(ap, fmt);
+            vsnprintf(big, (size_t)n + 1, fmt, ap);
+            va_end(ap);
+            report_buf_append(b, big, (size_t)n);
+            free(big);
+        }
+    }
+    report_buf_puts(b, "</div>\n");
+}
+
+void report_html_footer(report_buf *b, Py_ssize_t shown, Py_ssize_t total, const char *what,
+                        const char *hint)
+{
+    if (shown >= total && hint == NULL)
+        return;
+    report_buf_puts(b, "<div class=\"pyro-foot\" style=\"" REPORT_DIM ";margin:0 0 6px 0\">");
+    if (shown < total)
+        report_buf_printf(b, "Showing the top %zd of %zd %s. ", shown, total, what);
+    if (hint != NULL)
+        report_buf_html(b, hint, strlen(hint));
+    report_buf_puts(b, "</div>\n");
+}
+
+void report_html_bar(report_buf *b, const char *colour, double px)
+{
+    report_buf_printf(b,
+                      "<span class=\"pyro-bar\" style=\"display:inline-block;width:%.1fpx;"
+                      "height:0.8em;background:%s;vertical-align:middle\"></span>",
+                      px, colour);
+}
+
+int report_html_img_svg(report_buf *b, const report_buf *svg, double w, double h, const char *alt)
+{
+    PyObject *binascii = NULL, *raw = NULL, *enc = NULL;
+    int rc = -1;
+
+    if (svg->failed) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    binascii = PyImport_ImportModule("binascii");
+    if (binascii == NULL)
+        goto done;
+    raw = PyBytes_FromStringAndSize(svg->data ? svg->data : "", (Py_ssize_t)svg->len);
+    if (raw == NULL)
+        goto done;
+    PyObject *fn = PyObject_GetAttrString(binascii, "b2a_base64");
+    if (fn == NULL)
+        goto done;
+    PyObject *args = PyTuple_Pack(1, raw);
+    PyObject *kw = Py_BuildValue("{s:O}", "newline", Py_False);
+    enc = args && kw ? PyObject_Call(fn, args, kw) : NULL;
+    Py_DECREF(fn);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (enc == NULL)
+        goto done;
+    if (!PyBytes_Check(enc)) {
+        PyErr_SetString(PyExc_TypeError, "binascii.b2a_base64 did not return bytes");
+        goto done;
+    }
+    report_buf_printf(b, "<img class=\"pyro-chart\" width=\"%.0f\" height=\"%.0f\" alt=\"", w, h);
+    report_buf_html(b, alt, strlen(alt));
+    report_buf_puts(b, "\" style=\"display:block;max-width:100%;height:auto;margin:4px 0\" "
+                       "src=\"data:image/svg+xml;base64,");
+    report_buf_append(b, PyBytes_AS_STRING(enc), (size_t)PyBytes_GET_SIZE(enc));
+    report_buf_puts(b, "\">\n");
+    rc = 0;
+done:
+    Py_XDECREF(binascii);
+    Py_XDECREF(raw);
+    Py_XDECREF(enc);
+    return rc;
+}
+
+void report_note(report_buf *text, report_buf *html, const char *fmt, ...)
+{
+    report_buf line = REPORT_BUF_INIT;
+    va_list ap;
+    char small[512];
+
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof small) {
+        report_buf_append(&line, small, (size_t)n);
+    } else {
+        char *big = malloc((size_t)n + 1);
+        if (big == NULL) {
+            if (text)
+                text->failed = 1;
+            if (html)
+                html->failed = 1;
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        report_buf_append(&line, big, (size_t)n);
+        free(big);
+    }
+    if (text != NULL) {
+        if (text->len > 0 && text->data[text->len - 1] != '\n')
+            report_buf_puts(text, "\n");
+        report_buf_append(text, line.data ? line.data : "", line.len);
+    }
+    if (html != NULL) {
+        report_buf_puts(html, "<div class=\"pyro-note\" style=\"margin:4px 0\">");
+        report_buf_html(html, line.data ? line.data : "", line.len);
+        report_buf_puts(html, "</div>\n");
+    }
+    report_buf_free(&line);
+}
+
+/* Bytes of the UTF-8 prefix of s (n bytes) that spans at most cols code
+ * points; *used gets the code points. */
+static size_t utf8_prefix(const char *s, size_t n, size_t cols, size_t *used)
+{
+    size_t i = 0, c = 0;
+    while (i < n && c < cols) {
+        i++;
+        while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        c++;
+    }
+    *used = c;
+    return i;
+}
+
+void report_text_source(report_buf *b, const char *prefix, size_t prefix_len, const char *src,
+                        size_t src_len)
+{
+    size_t room = prefix_len + 16 < REPORT_TEXT_COLS ? REPORT_TEXT_COLS - prefix_len : 16;
+    size_t used, take = utf8_prefix(src, src_len, room, &used);
+    report_buf_append(b, prefix, prefix_len);
+    report_buf_append(b, src, take);
+    while (take < src_len) {
+        while (b->len > 0 && b->data[b->len - 1] == ' ')
+            b->data[--b->len] = '\0';
+        report_buf_puts(b, "\n");
+        report_buf_pad(b, prefix_len);
+        report_buf_puts(b, "\u21aa ");
+        src += take;
+        src_len -= take;
+        take = utf8_prefix(src, src_len, room - 2, &used);
+        report_buf_append(b, src, take);
+    }
+    while (b->len > 0 && b->data[b->len - 1] == ' ')
+        b->data[--b->len] = '\0';
+    report_buf_puts(b, "\n");
+}
+
+void report_fmt_bytes(char *out, size_t n, int64_t bytes, int sign)
+{
+    double a = bytes < 0 ? -(double)bytes : (double)bytes;
+    const char *unit = "B";
+    int dec = 0;
+    double v = a;
+    if (a >= 1024.0 * 1024 * 1024) {
+        v = a / (1024.0 * 1024 * 1024);
+        unit = "GiB";
+        dec = 2;
+    } else if (a >= 1024.0 * 1024) {
+        v = a / (1024.0 * 1024);
+        unit = "MiB";
+        dec = 2;
+    } else if (a >= 1024) {
+        v = a / 1024;
+        unit = "KiB";
+        dec = 1;
+    }
+    const char *s = bytes < 0 ? "-" : (sign && bytes > 0 ? "+" : "");
+    snprintf(out, n, "%s%.*f %s", s, dec, v, unit);
+}
+
+void report_fmt_mib(char *out, size_t n, double mib, int decimals, int sign)
+{
+    double scale = 1;
+    for (int i = 0; i < decimals; i++)
+        scale *= 10;
+    /* Values that print as zero are zero, without a sign. */
+    if (fabs(mib) * scale < 0.5)
+        mib = 0;
+    snprintf(out, n, sign && mib != 0 ? "%+.*f MiB" : "%.*f MiB", decimals, mib);
 }

@@ -36,3 +36,17 @@ def start_kernel(name="pyrometer", **kw):
     from jupyter_client.manager import start_new_kernel
     km, kc = start_new_kernel(kernel_name=name, startup_timeout=30, **kw)
     return km, kc
+
+
+def report_charts(html):
+    """The SVG documents of the charts in a report's HTML: each is an <img>
+    whose src is a base64 SVG data URI (the house style of ext/report.h).
+    Each must be well-formed XML, or a browser shows a broken image."""
+    import base64
+    import re
+    import xml.etree.ElementTree as ET
+    svgs = [base64.b64decode(m).decode("utf-8")
+            for m in re.findall(r'<img [^>]*src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)]
+    for svg in svgs:
+        assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg", svg[:200]
+    return svgs

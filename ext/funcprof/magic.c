@@ -40,11 +40,11 @@ static const options_spec pstats_specs[] = {
 
 static const options_magic prun_magic_spec = {
     "%prun",
-    "usage: %prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT",
+    "Usage: %prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT",
     prun_specs, sizeof prun_specs / sizeof prun_specs[0], 0};
 
 static const options_magic pstats_magic_spec = {
-    "%pstats", "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
+    "%pstats", "Usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
     pstats_specs, sizeof pstats_specs / sizeof pstats_specs[0], 1};
 
 static int is_space(char c)
@@ -237,8 +237,9 @@ static int prun_report(PyObject *prof, options_parsed *o, PyObject *keys, PyObje
             goto done;
         PyErr_Clear();
         report_buf_puts(&tb, "         0 function calls in 0.000 seconds");
-        report_buf_puts(&hb, report_css);
-        report_buf_puts(&hb, "<div class=\"pyro\"><div class=\"hdr\">0 function calls</div></div>");
+        report_html_open(&hb);
+        report_html_head(&hb, "0 function calls");
+        report_html_close(&hb);
     } else {
         text = prun_render_capture(st, "print_stats", lims);
         if (text == NULL)
@@ -297,10 +298,14 @@ static int prun_report(PyObject *prof, options_parsed *o, PyObject *keys, PyObje
         report_buf_free(&tb);
         report_buf_free(&hb);
         report_buf_puts(&tb, notes.data);
-        report_buf_puts(&hb, report_css);
-        report_buf_puts(&hb, "<div class=\"pyro\"><div class=\"hdr\">");
-        report_buf_html(&hb, notes.data, notes.len);
-        report_buf_puts(&hb, "</div></div>");
+        report_html_open(&hb);
+        for (const char *p = notes.data; *p;) {
+            const char *e = strchr(p, '\n');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            report_note(NULL, &hb, "%.*s", (int)len, p);
+            p = e ? e + 1 : p + len;
+        }
+        report_html_close(&hb);
     } else if (st != NULL) {
         /* HTML from the unstripped stats, so full paths stay in the titles. */
         st_full = make_stats(pstats, prof, 0, keys);
@@ -309,7 +314,12 @@ static int prun_report(PyObject *prof, options_parsed *o, PyObject *keys, PyObje
         order = prun_render_print_list(st_full, lims);
         if (order == NULL)
             goto done;
-        prun_html_args a = {st_full, order, 0, notes.len ? notes.data : NULL};
+        prun_html_args a = {st_full,
+                            order,
+                            0,
+                            PyTuple_GET_SIZE(lims) > 0,
+                            "%prun -l 100 shows 100 rows; the text version (-T FILE) has them all.",
+                            notes.len ? notes.data : NULL};
         if (prun_render_html(&hb, &a) < 0)
             goto done;
         if (notes.len) {
@@ -592,7 +602,11 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
     order = prun_render_print_list(st, lims);
     if (order == NULL)
         goto done;
-    prun_html_args a = {st, order, o.values[OPT_CALLERS] != NULL || o.values[OPT_CALLEES] != NULL,
+    prun_html_args a = {st,
+                        order,
+                        o.values[OPT_CALLERS] != NULL || o.values[OPT_CALLEES] != NULL,
+                        PyTuple_GET_SIZE(lims) > 0,
+                        "%pstats FILE -l 100 shows 100 rows; the text version has them all.",
                         NULL};
     if (prun_render_html(&hb, &a) < 0)
         goto done;

@@ -43,19 +43,6 @@ done:
 
 /* ---- HTML --------------------------------------------------------------- */
 
-static const char prun_css[] =
-    "<style>\n"
-    ".pyro-prun .fn{font-weight:600}\n"
-    ".pyro-prun .loc,.pyro-prun .dim{color:var(--jp-content-font-color2,#666)}\n"
-    ".pyro-prun td.b{padding-left:0;width:64px}\n"
-    ".pyro-prun details{margin:4px 0}\n"
-    ".pyro-prun summary{cursor:pointer;color:var(--jp-content-font-color2,#555)}\n"
-    ".pyro-prun .cc{display:inline-block;vertical-align:top;margin:2px 16px 6px 0}\n"
-    ".pyro-prun svg{display:block;max-width:100%}\n"
-    ".pyro-prun svg rect{stroke:var(--jp-layout-color0,#fff);stroke-width:0.5}\n"
-    ".pyro-prun .err{color:var(--jp-error-color1,#c00)}\n"
-    "</style>\n";
-
 /* Unpacks a pstats label (file, line, name). Returns 1 for a builtin
  * ("~", 0, "<built-in method ...>"), 0 for Python code, or -1 after
  * appending "?" to b when the label cannot be read. */
@@ -85,7 +72,7 @@ static void html_name(report_buf *b, PyObject *label)
         return;
     if (builtin) {
         size_t n = strlen(name);
-        report_buf_puts(b, "<span class=\"dim\">");
+        report_buf_puts(b, "<span class=\"dim\" style=\"" REPORT_DIM "\">");
         if (n >= 2 && name[0] == '<' && name[n - 1] == '>') {
             report_buf_puts(b, "{");
             report_buf_html(b, name + 1, n - 2);
@@ -96,9 +83,9 @@ static void html_name(report_buf *b, PyObject *label)
         report_buf_puts(b, "</span>");
         return;
     }
-    report_buf_puts(b, "<span class=\"fn\">");
+    report_buf_puts(b, "<span class=\"fn\" style=\"font-weight:600\">");
     report_buf_html(b, name, strlen(name));
-    report_buf_puts(b, "</span> <span class=\"loc\"");
+    report_buf_puts(b, "</span> <span class=\"loc\" style=\"" REPORT_DIM "\"");
     long cell = report_cell_number(file);
     if (cell >= 0) {
         report_buf_printf(b, ">In [%ld]:%ld</span>", cell, line);
@@ -200,22 +187,30 @@ static void ncalls_cell(report_buf *b, double nc, double cc)
         report_buf_printf(b, "%.0f", nc);
 }
 
+#define CC_FUNCS 10 /* functions in the callers/callees view */
+#define CC_ROWS  8  /* callers (and callees) listed for each */
+
 /* Appends one caller/callee sub-table. entries: list of (label, value)
  * where value is (nc, cc, tt, ct) or an int (old-style dumps). */
 static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
 {
     Py_ssize_t n = PyList_GET_SIZE(pairs);
-    report_buf_printf(b, "<div class=\"cc\"><div class=\"hdr\">%s</div>", title);
+    report_buf_printf(b,
+                      "<div class=\"cc\" style=\"display:inline-block;vertical-align:top;"
+                      "margin:2px 16px 6px 0\"><div style=\"" REPORT_DIM "\">%s</div>",
+                      title);
     if (n == 0) {
-        report_buf_puts(b, "<div class=\"dim\">(none)</div></div>");
+        report_buf_puts(b, "<div style=\"" REPORT_DIM "\">(none)</div></div>");
         return 0;
     }
-    report_buf_puts(b, "<table><tr><th>ncalls</th><th>tottime</th><th>cumtime</th><th "
-                       "class=\"name\">function</th></tr>");
-    for (Py_ssize_t i = 0; i < n && i < 40; i++) {
+    report_buf_puts(b,
+                    "<table style=\"" REPORT_TABLE "\"><tr><th style=\"" REPORT_TH
+                    "\">ncalls</th><th style=\"" REPORT_TH "\">tottime</th><th style=\"" REPORT_TH
+                    "\">cumtime</th><th style=\"" REPORT_TH_L "\">function</th></tr>");
+    for (Py_ssize_t i = 0; i < n && i < CC_ROWS; i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
         PyObject *label = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
-        report_buf_puts(b, "<tr><td>");
+        report_buf_puts(b, "<tr><td style=\"" REPORT_TD "\">");
         if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 4) {
             double nc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 0)),
                    cc = PyFloat_AsDouble(PyTuple_GET_ITEM(v, 1));
@@ -224,23 +219,26 @@ static int html_call_table(report_buf *b, const char *title, PyObject *pairs)
             if (PyErr_Occurred())
                 return -1;
             ncalls_cell(b, nc, cc);
-            report_buf_puts(b, "</td><td>");
+            report_buf_puts(b, "</td><td style=\"" REPORT_TD "\">");
             fmt_time(b, tt);
-            report_buf_puts(b, "</td><td>");
+            report_buf_puts(b, "</td><td style=\"" REPORT_TD "\">");
             fmt_time(b, ct);
         } else {
             double nc = PyFloat_AsDouble(v);
             if (PyErr_Occurred())
                 return -1;
-            report_buf_printf(b, "%.0f</td><td></td><td>", nc);
+            report_buf_printf(
+                b, "%.0f</td><td style=\"" REPORT_TD "\"></td><td style=\"" REPORT_TD "\">", nc);
         }
-        report_buf_puts(b, "</td><td class=\"name\">");
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD_L "\">");
         html_name(b, label);
         report_buf_puts(b, "</td></tr>");
     }
-    if (n > 40)
-        report_buf_printf(b, "<tr><td colspan=\"4\" class=\"dim\">\u2026 %zd more</td></tr>",
-                          n - 40);
+    if (n > CC_ROWS)
+        report_buf_printf(b,
+                          "<tr><td colspan=\"4\" style=\"" REPORT_TD_L ";" REPORT_DIM
+                          "\">\u2026 %zd more (%%pstats --callers / --callees lists all)</td></tr>",
+                          n - CC_ROWS);
     report_buf_puts(b, "</table></div>");
     return 0;
 }
@@ -330,8 +328,9 @@ static double edge_ct(PyObject *v)
 
 #define SVG_W         960.0
 #define SVG_ROW       18
-#define SVG_MAX_DEPTH 48
-#define SVG_MAX_RECTS 2500
+#define SVG_MAX_DEPTH 32
+#define SVG_MAX_RECTS 800
+#define SVG_CHAR_W    6.1 /* an 11px monospace character */
 
 typedef struct {
     report_buf *b;
@@ -358,7 +357,7 @@ static unsigned int label_hue(PyObject *label)
 
 static int icicle_node(icicle *g, PyObject *label, double x, double w, double value, int depth)
 {
-    if (w < 0.4 || depth >= SVG_MAX_DEPTH || g->rects >= SVG_MAX_RECTS)
+    if (w < 1.0 || depth >= SVG_MAX_DEPTH || g->rects >= SVG_MAX_RECTS)
         return 0;
     prow row;
     if (get_row(g->stats, label, &row) < 0)
@@ -371,30 +370,17 @@ static int icicle_node(icicle *g, PyObject *label, double x, double w, double va
     g->rects++;
     if (depth + 1 > g->max_depth)
         g->max_depth = depth + 1;
-    report_buf_printf(g->b, "<g><title>");
-    text_name(g->b, label, 1);
-    report_buf_printf(g->b, "\ncumtime here ");
-    fmt_time(g->b, value);
-    report_buf_printf(g->b, " (%.1f%%)\nin all: ", g->total > 0 ? value / g->total * 100 : 0.0);
-    ncalls_cell(g->b, row.nc, row.cc);
-    report_buf_puts(g->b, " calls, tottime ");
-    fmt_time(g->b, row.tt);
-    report_buf_puts(g->b, ", cumtime ");
-    fmt_time(g->b, row.ct);
-    if (builtin)
-        report_buf_printf(g->b,
-                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
-                          "fill=\"hsl(0,0%%,76%%)\"/>",
-                          x, y, w, SVG_ROW - 1);
-    else
-        report_buf_printf(g->b,
-                          "</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
-                          "fill=\"hsl(%u,75%%,72%%)\"/>",
-                          x, y, w, SVG_ROW - 1, label_hue(label));
-    int chars = (int)((w - 6) / 6.2);
+    report_buf_printf(
+        g->b, "<rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" fill=\"hsl(%u,%s)\"/>", x,
+        y, w > 1.2 ? w - 0.6 : w, SVG_ROW - 1, builtin ? 0 : label_hue(label),
+        builtin ? "0%,78%" : "75%,74%");
+    int chars = (int)((w - 6) / SVG_CHAR_W);
     if (chars >= 3) {
         report_buf b2 = REPORT_BUF_INIT;
         text_name(&b2, label, 0);
+        /* With room to spare, the share of the whole: "fib 41%". */
+        if ((size_t)chars >= b2.len + 5 && g->total > 0)
+            report_buf_printf(&b2, " %.0f%%", value / g->total * 100);
         report_buf_printf(g->b, "<text x=\"%.2f\" y=\"%.0f\">", x + 3, y + SVG_ROW - 5);
         /* b2 holds HTML-escaped text: cut at a character boundary, not
          * inside an entity. */
@@ -421,7 +407,7 @@ static int icicle_node(icicle *g, PyObject *label, double x, double w, double va
         report_buf_free(&b2);
         report_buf_puts(g->b, "</text>");
     }
-    report_buf_puts(g->b, "</g>\n");
+    report_buf_puts(g->b, "\n");
 
     PyObject *kids = PyDict_GetItemWithError(g->callees, label);
     if (kids == NULL)
@@ -502,18 +488,29 @@ static int html_icicle(report_buf *b, PyObject *stats, PyObject *callees)
             goto done;
         x += w;
     }
-    report_buf_puts(
-        b, "<details open><summary>Call graph: an icicle of cumulative time, callers above "
-           "callees (hover a box for its times)</summary>\n");
-    report_buf_printf(b,
-                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%d\" "
-                      "viewBox=\"0 0 %.0f %d\" "
-                      "font-family=\"var(--jp-code-font-family,monospace)\" role=\"img\">\n",
-                      SVG_W, g.max_depth * SVG_ROW, SVG_W, g.max_depth * SVG_ROW);
-    report_buf_append(b, body.data ? body.data : "", body.len);
-    report_buf_puts(b, "</svg>");
+    /* A picture of its own: dark text on light boxes, so it reads on any
+     * page; sized to the page's width by the <img>. */
+    report_buf svg = REPORT_BUF_INIT;
+    double h = g.max_depth * SVG_ROW;
+    report_buf_printf(&svg,
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                      "viewBox=\"0 0 %.0f %.0f\"><g font-family=\"DejaVu Sans Mono,Menlo,Consolas,"
+                      "monospace\" font-size=\"11\" fill=\"#111111\">\n",
+                      SVG_W, h, SVG_W, h);
+    report_buf_append(&svg, body.data ? body.data : "", body.len);
+    report_buf_puts(&svg, "</g></svg>\n");
+    report_buf_puts(b, "<details open><summary style=\"" REPORT_SUMMARY
+                       "\">Call graph</summary>\n<div style=\"" REPORT_DIM
+                       "\">Each box is a function; its width is its share of the cumulative "
+                       "time, and the functions it calls sit below it.</div>\n");
+    int bad = report_html_img_svg(b, &svg, SVG_W, h,
+                                  "Call graph: an icicle of cumulative time, callers above "
+                                  "callees; the table above has the figures") < 0;
+    report_buf_free(&svg);
+    if (bad)
+        goto done;
     if (g.rects >= SVG_MAX_RECTS)
-        report_buf_printf(b, "<div class=\"dim\">(the graph stops at %d boxes)</div>",
+        report_buf_printf(b, "<div style=\"" REPORT_DIM "\">(the graph stops at %d boxes)</div>",
                           SVG_MAX_RECTS);
     report_buf_puts(b, "</details>\n");
     rc = 0;
@@ -526,7 +523,7 @@ done:
 
 /* ---- the whole HTML report ------------------------------------------------ */
 
-#define HTML_MAX_ROWS 200
+#define HTML_MAX_ROWS 500
 
 int prun_render_html(report_buf *b, const prun_html_args *a)
 {
@@ -566,7 +563,10 @@ int prun_render_html(report_buf *b, const prun_html_args *a)
         goto done;
 
     Py_ssize_t listed = PyList_GET_SIZE(a->order);
-    Py_ssize_t n = listed < HTML_MAX_ROWS ? listed : HTML_MAX_ROWS; /* the text has them all */
+    /* With no -l, the top REPORT_DEFAULT_ROWS; with -l, what it asked for,
+     * up to HTML_MAX_ROWS. The text version has every listed row. */
+    Py_ssize_t cap = a->limited ? HTML_MAX_ROWS : REPORT_DEFAULT_ROWS;
+    Py_ssize_t n = listed < cap ? listed : cap;
     for (Py_ssize_t i = 0; i < n; i++) {
         prow r;
         if (get_row(stats, PyList_GET_ITEM(a->order, i), &r) < 0)
@@ -576,59 +576,66 @@ int prun_render_html(report_buf *b, const prun_html_args *a)
         if (r.ct > max_ct)
             max_ct = r.ct;
     }
-    report_buf_puts(b, report_css);
-    report_buf_puts(b, prun_css);
-    report_buf_puts(b, "<div class=\"pyro pyro-prun\">\n<div class=\"hdr\">");
-    report_buf_printf(b, "%.0f function calls", total_calls);
+    report_html_open(b);
+    report_buf b2 = REPORT_BUF_INIT;
+    report_buf_printf(&b2, "%.0f function calls", total_calls);
     if (total_calls != prim_calls)
-        report_buf_printf(b, " (%.0f primitive calls)", prim_calls);
-    report_buf_puts(b, " in ");
-    fmt_time(b, total_tt);
-    report_buf_puts(b, " \u00b7 ordered by ");
-    report_buf_html(b, sort_txt, strlen(sort_txt));
+        report_buf_printf(&b2, " (%.0f primitive calls)", prim_calls);
+    report_buf_puts(&b2, " in ");
+    fmt_time(&b2, total_tt);
+    report_buf_puts(&b2, " \u00b7 ordered by ");
+    report_buf_html(&b2, sort_txt, strlen(sort_txt));
     if (listed != PyDict_GET_SIZE(stats))
-        report_buf_printf(b, " \u00b7 showing %zd of %zd functions", listed,
+        report_buf_printf(&b2, " \u00b7 -l keeps %zd of %zd functions", listed,
                           PyDict_GET_SIZE(stats));
-    report_buf_puts(b, "</div>\n");
-    report_buf_puts(
-        b, "<table>\n<tr><th>ncalls</th><th>tottime</th><th></th><th>percall</th>"
-           "<th>cumtime</th><th></th><th>percall</th><th class=\"name\">function</th></tr>\n");
+    report_html_head(b, "%s", b2.data ? b2.data : "");
+    report_buf_free(&b2);
+    report_buf_puts(b, "<table class=\"pyro-prun\" style=\"" REPORT_TABLE
+                       "\">\n<tr><th style=\"" REPORT_TH "\">ncalls</th><th style=\"" REPORT_TH
+                       "\">tottime</th><th style=\"" REPORT_TH "\"></th><th style=\"" REPORT_TH
+                       "\">percall</th><th style=\"" REPORT_TH
+                       "\">cumtime</th><th style=\"" REPORT_TH "\"></th><th style=\"" REPORT_TH
+                       "\">percall</th><th style=\"" REPORT_TH_L "\">function</th></tr>\n");
     for (Py_ssize_t i = 0; i < n; i++) {
         prow r;
         if (get_row(stats, PyList_GET_ITEM(a->order, i), &r) < 0)
             goto done;
-        report_buf_puts(b, "<tr><td>");
+        report_buf_puts(b, "<tr><td style=\"" REPORT_TD "\">");
         ncalls_cell(b, r.nc, r.cc);
-        report_buf_puts(b, "</td><td>");
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD "\">");
         fmt_time(b, r.tt);
-        report_buf_puts(b, "</td><td class=\"b\">");
-        report_buf_bar(b, "bar", max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0, 1);
-        report_buf_puts(b, "</td><td>");
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD_L ";padding-left:0;width:64px\">");
+        report_html_bar(b, REPORT_ORANGE, max_tt > 0 ? 60.0 * r.tt / max_tt : 0.0);
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD "\">");
         if (r.nc > 0)
             fmt_time(b, r.tt / r.nc);
-        report_buf_puts(b, "</td><td>");
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD "\">");
         fmt_time(b, r.ct);
-        report_buf_puts(b, "</td><td class=\"b\">");
-        report_buf_bar(b, "bar2", max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0, 1);
-        report_buf_puts(b, "</td><td>");
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD_L ";padding-left:0;width:64px\">");
+        report_html_bar(b, REPORT_BLUE, max_ct > 0 ? 60.0 * r.ct / max_ct : 0.0);
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD "\">");
         if (r.cc > 0)
             fmt_time(b, r.ct / r.cc);
-        report_buf_puts(b, "</td><td class=\"name\">");
+        /* Names may wrap (never cut): a long file path breaks, the
+         * numbers keep their columns. */
+        report_buf_puts(b, "</td><td style=\"" REPORT_TD_L
+                           ";white-space:normal;overflow-wrap:break-word;min-width:16em\">");
         html_name(b, r.label);
         report_buf_puts(b, "</td></tr>\n");
     }
-    if (listed > n)
-        report_buf_printf(
-            b,
-            "<tr><td colspan=\"8\" class=\"dim name\">\u2026 %zd more rows in the text "
-            "version (narrow them with -l)</td></tr>\n",
-            listed - n);
     report_buf_puts(b, "</table>\n");
+    report_html_footer(b, n, listed, "functions", listed > n ? a->more_hint : NULL);
 
-    /* Callers and callees of the listed functions (the first 30). */
-    report_buf_printf(b, "<details%s><summary>Callers and callees</summary>\n",
-                      a->open_callers ? " open" : "");
-    for (Py_ssize_t i = 0; i < n && i < 30; i++) {
+    if (html_icicle(b, stats, callees) < 0)
+        goto done;
+
+    /* Callers and callees of the top functions. */
+    Py_ssize_t ncc = n < CC_FUNCS ? n : CC_FUNCS;
+    report_buf_printf(b,
+                      "<details%s><summary style=\"" REPORT_SUMMARY
+                      "\">Callers and callees of the top %zd function%s</summary>\n",
+                      a->open_callers ? " open" : "", ncc, ncc == 1 ? "" : "s");
+    for (Py_ssize_t i = 0; i < ncc; i++) {
         prow r;
         PyObject *label = PyList_GET_ITEM(a->order, i);
         if (get_row(stats, label, &r) < 0)
@@ -660,14 +667,15 @@ int prun_render_html(report_buf *b, const prun_html_args *a)
             goto done;
     }
     report_buf_puts(b, "</details>\n");
-    if (html_icicle(b, stats, callees) < 0)
-        goto done;
-    if (a->note != NULL) {
-        report_buf_puts(b, "<div class=\"hdr\">");
-        report_buf_html(b, a->note, strlen(a->note));
-        report_buf_puts(b, "</div>\n");
+    /* The notes of the text version, line by line. */
+    for (const char *p = a->note; p != NULL && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0)
+            report_note(NULL, b, "%.*s", (int)len, p);
+        p = e ? e + 1 : p + len;
     }
-    report_buf_puts(b, "</div>\n");
+    report_html_close(b);
     rc = 0;
 done:
     Py_XDECREF(stats);

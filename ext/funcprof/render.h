@@ -1,6 +1,6 @@
 /* funcprof/render.h - text and HTML rendering of %prun / %pstats results (a
  * sorted pstats.Stats): pstats' own text, an HTML table with bars, the
- * callers/callees view and an SVG icicle graph.
+ * callers/callees view and an icicle graph (an SVG image).
  */
 #ifndef PYROMETER_PRUN_RENDER_H
 #define PYROMETER_PRUN_RENDER_H
@@ -8,10 +8,12 @@
 #include "report.h"
 
 typedef struct {
-    PyObject *st;     /* borrowed pstats.Stats, sorted */
-    PyObject *order;  /* borrowed list of labels to show, in order */
-    int open_callers; /* open the callers/callees view */
-    const char *note; /* extra line (messages), or NULL */
+    PyObject *st;          /* borrowed pstats.Stats, sorted */
+    PyObject *order;       /* borrowed list of labels to show, in order */
+    int open_callers;      /* open the callers/callees view */
+    int limited;           /* the user gave -l: show every listed row (up to 500) */
+    const char *more_hint; /* footer when rows are left out: how to see them */
+    const char *note;      /* notes of the text version, one per line, or NULL */
 } prun_html_args;
 
 /* Runs st.<method>(*args) with st.stream set to a fresh StringIO; returns

@@ -9,6 +9,7 @@
 #include "lineprof/render.h"
 #include "options.h"
 #include "report.h"
+#include "targets.h"
 
 #include "structmember.h"
 
@@ -18,7 +19,7 @@
 #include <time.h>
 
 #define USAGE                                                                                      \
-    "usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] "        \
+    "Usage: %lprun [-f func]... [-m module]... [-u unit] [-z|-s] [-T file] [-D file] [-r] "        \
     "statement"
 
 static PyObject *UsageError;         /* owned: pyrometer.UsageError */
@@ -76,26 +77,6 @@ static int add_code_tree(PyObject *prof, PyObject *code, PyObject *globals, int 
 }
 
 static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth);
-
-/* Follows __wrapped__ (functools.wraps) to the function really run. Returns a
- * new reference. */
-static PyObject *unwrap(PyObject *f)
-{
-    PyObject *cur = Py_NewRef(f);
-    for (int i = 0; i < 100; i++) {
-        PyObject *w = PyObject_GetAttrString(cur, "__wrapped__");
-        if (w == NULL) {
-            PyErr_Clear();
-            break;
-        }
-        if (!PyCallable_Check(w) && !PyCode_Check(w)) {
-            Py_DECREF(w);
-            break;
-        }
-        Py_SETREF(cur, w);
-    }
-    return cur;
-}
 
 /* Adds every function, method and property accessor defined in a class body.
  * Returns the number of code objects added, or -1. */
@@ -180,7 +161,7 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
     if (PyCode_Check(obj))
         return add_code_tree(prof, obj, NULL, 0);
     if (PyFunction_Check(obj)) {
-        PyObject *real = unwrap(obj);
+        PyObject *real = targets_unwrap(obj);
         int n;
         if (real != obj && !PyFunction_Check(real))
             n = add_target(prof, real, what, depth + 1);
@@ -275,6 +256,9 @@ static int add_target(PyObject *prof, PyObject *obj, const char *what, int depth
         }
         Py_XDECREF(call);
     }
+    char hint[512];
+    if (targets_wrapped_hint(obj, what, hint, sizeof hint))
+        return usage_error("-f %s: that is %s", what, hint);
     return usage_error(
         "-f %s: that is of type %s, not a function; -f takes a function, method, property, "
         "class or module, e.g. %%lprun -f f f(10)",
@@ -515,6 +499,7 @@ PyObject *lprun_stats_new(PyObject *prof)
         goto done;
     lprun_render_text(&rep, &text);
     lprun_render_html(&rep, &html);
+    report_html_close(&html);
     st = stats_from_report(&rep, &text, &html);
 done:
     lprun_report_clear(&rep);
@@ -753,26 +738,46 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
     if (lprun_report_gather(prof, &rep) < 0)
         goto done;
     lprun_render_text(&rep, &text);
-    if (interrupted)
-        report_buf_puts(&text,
-                        "*** The statement raised; these are the timings up to that point.\n");
     lprun_render_html(&rep, &html);
-    st = stats_from_report(&rep, &text, &html);
-    if (st == NULL)
-        goto done;
-    if (o->text_file && report_write_text(o->text_file, ((LineStats *)st)->text) < 0)
-        goto done;
-    if (o->dump_file && write_dump(((LineStats *)st)->timings, 1e-9, o->dump_file) < 0)
-        goto done;
+    if (interrupted) {
+        report_note(&text, &html,
+                    "*** The statement raised; these are the timings up to that point.");
+        report_buf_puts(&text, "\n");
+    }
+    /* The stats object and the -T file get the text so far; the notes about
+     * the files are for the display only. */
+    report_buf stats_text = text;
+    if (o->text_file) {
+        PyObject *t = report_buf_to_str(&stats_text);
+        int bad = t == NULL || report_write_text(o->text_file, t) < 0;
+        Py_XDECREF(t);
+        if (bad)
+            goto done;
+    }
+    if (o->dump_file) {
+        PyObject *timings = timings_new(&rep);
+        int bad = timings == NULL || write_dump(timings, 1e-9, o->dump_file) < 0;
+        Py_XDECREF(timings);
+        if (bad)
+            goto done;
+    }
     if (o->text_file) {
         const char *fn = PyUnicode_AsUTF8(o->text_file);
-        report_buf_printf(&text, "\n*** Profile printout saved to text file '%s'.\n",
-                          fn ? fn : "?");
+        report_buf_puts(&text, "\n");
+        report_note(&text, &html, "*** Profile printout saved to text file '%s'.", fn ? fn : "?");
+        report_buf_puts(&text, "\n");
     }
     if (o->dump_file) {
         const char *fn = PyUnicode_AsUTF8(o->dump_file);
-        report_buf_printf(&text, "\n*** Profile stats pickled to file '%s'.\n", fn ? fn : "?");
+        report_buf_puts(&text, "\n");
+        report_note(&text, &html, "*** Profile stats pickled to file '%s'.", fn ? fn : "?");
+        report_buf_puts(&text, "\n");
     }
+    report_html_close(&html);
+    stats_text.data = text.data; /* text may have moved as it grew */
+    st = stats_from_report(&rep, &stats_text, &html);
+    if (st == NULL)
+        goto done;
     bundle = report_bundle_new(&text, &html);
     if (bundle == NULL)
         goto done;

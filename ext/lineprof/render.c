@@ -201,24 +201,6 @@ void lprun_render_text(lprun_report *rep, report_buf *b)
 
 /* ---- HTML ------------------------------------------------------------------------------ */
 
-static const char lp_css[] =
-    "<style>\n"
-    ".pyro-lp td.heat{text-align:left;min-width:104px}\n"
-    ".pyro-lp tr.zero td{color:var(--jp-content-font-color3,#999)}\n"
-    ".pyro-lp tr.hot td.src{background:rgba(232,116,59,0.16)}\n"
-    ".pyro-lp .k,.pyro-lp .kn,.pyro-lp .kd,.pyro-lp .kr,.pyro-lp .kc,.pyro-lp .ow"
-    "{color:var(--jp-mirror-editor-keyword-color,#008000);font-weight:bold}\n"
-    ".pyro-lp .s,.pyro-lp .s1,.pyro-lp .s2,.pyro-lp .sa,.pyro-lp .sd,.pyro-lp .si,.pyro-lp .se"
-    "{color:var(--jp-mirror-editor-string-color,#ba2121)}\n"
-    ".pyro-lp .c,.pyro-lp .c1,.pyro-lp .cm{color:var(--jp-mirror-editor-comment-color,#408080);"
-    "font-style:italic}\n"
-    ".pyro-lp .mi,.pyro-lp .mf,.pyro-lp .mh{color:var(--jp-mirror-editor-number-color,#080)}\n"
-    ".pyro-lp .o{color:var(--jp-mirror-editor-operator-color,#aa22ff)}\n"
-    ".pyro-lp .nf,.pyro-lp .nc{color:var(--jp-mirror-editor-def-color,#00f)}\n"
-    ".pyro-lp .nb,.pyro-lp .bp{color:var(--jp-mirror-editor-builtin-color,#008000)}\n"
-    ".pyro-lp .nd{color:var(--jp-mirror-editor-meta-color,#aa22ff)}\n"
-    "</style>\n";
-
 /* Human time: 3 significant digits in s/ms/us/ns. */
 static void fmt_time(char *buf, size_t size, double ns)
 {
@@ -232,12 +214,63 @@ static void fmt_time(char *buf, size_t size, double ns)
         snprintf(buf, size, "%.0f ns", ns);
 }
 
-/* Highlighted HTML lines of f's source (pygments, CSS classes), or NULL with
- * no exception set when pygments is missing or the lines do not match up. */
+/* Syntax colours as inline styles, each at least 3:1 against white and
+ * against #111, so highlighting survives sanitizers and reads on light and
+ * dark pages. Matched against str(pygments token type) by prefix, in order. */
+static const struct {
+    const char *prefix;
+    const char *style;
+} token_styles[] = {
+    {"Token.Comment", "color:#808080;font-style:italic"},
+    {"Token.Keyword", "color:#9467bd;font-weight:600"},
+    {"Token.Operator.Word", "color:#9467bd;font-weight:600"},
+    {"Token.Literal.String", "color:#2ca02c"},
+    {"Token.Literal.Number", "color:#1f9e89"},
+    {"Token.Name.Function", "color:#3d8bfd"},
+    {"Token.Name.Class", "color:#3d8bfd"},
+    {"Token.Name.Builtin", "color:#d9480f"},
+    {"Token.Name.Decorator", "color:#d9480f"},
+};
+
+/* Appends one token's text, escaped, in its colour; a newline in it starts
+ * the next line of out (a list of str being built in cur). */
+static int emit_token(PyObject *out, report_buf *cur, const char *style, const char *v, size_t n)
+{
+    while (n > 0) {
+        const char *nl = memchr(v, '\n', n);
+        size_t len = nl ? (size_t)(nl - v) : n;
+        if (len > 0 && style != NULL) {
+            report_buf_printf(cur, "<span style=\"%s\">", style);
+            report_buf_html(cur, v, len);
+            report_buf_puts(cur, "</span>");
+        } else {
+            report_buf_html(cur, v, len);
+        }
+        if (nl == NULL)
+            break;
+        PyObject *line = report_buf_to_str(cur);
+        if (line == NULL || PyList_Append(out, line) < 0) {
+            Py_XDECREF(line);
+            return -1;
+        }
+        Py_DECREF(line);
+        cur->len = 0;
+        if (cur->data)
+            cur->data[0] = '\0';
+        v = nl + 1;
+        n -= len + 1;
+    }
+    return 0;
+}
+
+/* Highlighted HTML lines of f's source (pygments tokens, inline styles), or
+ * NULL with no exception set when pygments is missing or the lines do not
+ * match up. */
 static PyObject *highlight(lprun_fn *f)
 {
-    PyObject *pyg = NULL, *lexers = NULL, *formatters = NULL, *lexer = NULL, *fmt = NULL;
-    PyObject *src = NULL, *out = NULL, *lines = NULL, *empty = NULL, *kw = NULL;
+    PyObject *pyg = NULL, *lexers = NULL, *lexer = NULL, *src = NULL, *toks = NULL, *it = NULL;
+    PyObject *empty = NULL, *lines = NULL, *tok;
+    report_buf cur = REPORT_BUF_INIT;
 
     if (f->lines == NULL)
         return NULL;
@@ -245,44 +278,68 @@ static PyObject *highlight(lprun_fn *f)
     if (pyg == NULL)
         goto done;
     lexers = lineprof_import("pygments.lexers");
-    formatters = lineprof_import("pygments.formatters");
-    if (lexers == NULL || formatters == NULL)
+    if (lexers == NULL)
         goto done;
     lexer = PyObject_CallMethod(lexers, "PythonLexer", NULL);
-    kw = Py_BuildValue("{s:O}", "nowrap", Py_True);
-    if (lexer == NULL || kw == NULL)
-        goto done;
-    PyObject *fcls = PyObject_GetAttrString(formatters, "HtmlFormatter");
-    if (fcls == NULL)
-        goto done;
-    PyObject *noargs = PyTuple_New(0);
-    fmt = noargs ? PyObject_Call(fcls, noargs, kw) : NULL;
-    Py_XDECREF(noargs);
-    Py_DECREF(fcls);
     empty = PyUnicode_FromString("");
-    if (fmt == NULL || empty == NULL)
+    if (lexer == NULL || empty == NULL)
         goto done;
     src = PyUnicode_Join(empty, f->lines);
     if (src == NULL)
         goto done;
-    out = PyObject_CallMethod(pyg, "highlight", "OOO", src, lexer, fmt);
-    if (out == NULL || !PyUnicode_Check(out))
-        goto done;
-    lines = PyObject_CallMethod(out, "split", "s", "\n");
-    if (lines != NULL &&
-        (!PyList_Check(lines) || PyList_GET_SIZE(lines) < PyList_GET_SIZE(f->lines)))
-        Py_CLEAR(lines);
+    toks = PyObject_CallMethod(pyg, "lex", "OO", src, lexer);
+    it = toks ? PyObject_GetIter(toks) : NULL;
+    lines = PyList_New(0);
+    if (it == NULL || lines == NULL)
+        goto fail;
+    while ((tok = PyIter_Next(it)) != NULL) {
+        if (!PyTuple_Check(tok) || PyTuple_GET_SIZE(tok) != 2) {
+            Py_DECREF(tok);
+            goto fail;
+        }
+        PyObject *kind = PyObject_Str(PyTuple_GET_ITEM(tok, 0));
+        Py_ssize_t vn;
+        const char *k = kind ? PyUnicode_AsUTF8(kind) : NULL;
+        const char *v = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(tok, 1), &vn);
+        const char *style = NULL;
+        for (size_t i = 0; k != NULL && i < sizeof token_styles / sizeof token_styles[0]; i++) {
+            size_t pl = strlen(token_styles[i].prefix);
+            if (strncmp(k, token_styles[i].prefix, pl) == 0 && (k[pl] == '\0' || k[pl] == '.')) {
+                style = token_styles[i].style;
+                break;
+            }
+        }
+        int bad = k == NULL || v == NULL || emit_token(lines, &cur, style, v, (size_t)vn) < 0;
+        Py_XDECREF(kind);
+        Py_DECREF(tok);
+        if (bad)
+            goto fail;
+    }
+    if (PyErr_Occurred() || cur.failed)
+        goto fail;
+    if (cur.len > 0) {
+        PyObject *line = report_buf_to_str(&cur);
+        if (line == NULL || PyList_Append(lines, line) < 0) {
+            Py_XDECREF(line);
+            goto fail;
+        }
+        Py_DECREF(line);
+    }
+    if (PyList_GET_SIZE(lines) < PyList_GET_SIZE(f->lines))
+        goto fail;
+    goto done;
+fail:
+    Py_CLEAR(lines);
 done:
     PyErr_Clear();
+    report_buf_free(&cur);
     Py_XDECREF(pyg);
     Py_XDECREF(lexers);
-    Py_XDECREF(formatters);
     Py_XDECREF(lexer);
-    Py_XDECREF(fmt);
     Py_XDECREF(src);
-    Py_XDECREF(out);
+    Py_XDECREF(toks);
+    Py_XDECREF(it);
     Py_XDECREF(empty);
-    Py_XDECREF(kw);
     return lines;
 }
 
@@ -290,15 +347,10 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
 {
     char t1[48], t2[48], t3[48], where[160];
 
-    report_buf_puts(b, report_css);
-    report_buf_puts(b, lp_css);
-    report_buf_puts(b, "<div class=\"pyro pyro-lp\">\n");
+    report_html_open(b);
     if (rep->wall >= 0) {
         fmt_time(t1, sizeof t1, (double)rep->wall);
-        report_buf_printf(b,
-                          "<div class=\"hdr\">Line profile: the statement ran for %s under the "
-                          "profiler.</div>\n",
-                          t1);
+        report_html_head(b, "Line profile: the statement ran for %s under the profiler.", t1);
     }
     int shown = 0;
     for (Py_ssize_t i = 0; i < rep->n; i++) {
@@ -318,7 +370,7 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
         else
             snprintf(where, sizeof where, "%s", fname);
         fmt_time(t1, sizeof t1, (double)f->total);
-        report_buf_puts(b, "<div class=\"hdr\"><b>");
+        report_buf_puts(b, "<div class=\"pyro-head\" style=\"margin:8px 0 2px 0\"><b>");
         report_buf_html(b, qual, strlen(qual));
         report_buf_puts(b, "</b> in <span title=\"");
         report_buf_html(b, fname, strlen(fname));
@@ -332,7 +384,7 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
             report_buf_puts(b, " &mdash; never ran");
         report_buf_puts(b, "</div>\n");
         if (f->lines == NULL)
-            report_buf_puts(b, "<div class=\"hdr\">Source not found through linecache.</div>\n");
+            report_note(NULL, b, "Source not found through linecache; lines are shown blank.");
 
         /* The hottest lines: the top three by time that take at least 5%. */
         int hot[3] = {-1, -1, -1};
@@ -349,31 +401,38 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
             }
         }
         PyObject *hl = highlight(f);
-        report_buf_puts(b, "<table>\n<thead><tr><th>Line</th><th>Hits</th><th>Time</th>"
-                           "<th>Per hit</th><th>% Time</th><th class=\"src\"></th>"
-                           "<th class=\"src\">Line contents</th></tr></thead>\n<tbody>\n");
+        report_buf_puts(
+            b, "<table class=\"pyro-lprun\" style=\"" REPORT_TABLE
+               "\">\n<thead><tr><th style=\"" REPORT_TH "\">Line</th><th style=\"" REPORT_TH
+               "\">Hits</th><th style=\"" REPORT_TH "\">Time</th><th style=\"" REPORT_TH
+               "\">Per hit</th><th style=\"" REPORT_TH "\">% Time</th><th style=\"" REPORT_TH
+               "\"></th><th style=\"" REPORT_TH_L "\">Line contents</th></tr></thead>\n<tbody>\n");
         for (int k = 0; k < f->nshow; k++) {
             int ran = k < f->r.nlines && f->r.hits[k] > 0;
             int is_hot = k == hot[0] || k == hot[1] || k == hot[2];
-            report_buf_printf(b, "<tr%s><td>%d</td>",
-                              is_hot ? " class=\"hot\""
+            report_buf_printf(b, "<tr%s><td style=\"" REPORT_TD "%s\">%d</td>",
+                              is_hot ? " class=\"hot\" style=\"font-weight:600\""
                               : ran  ? ""
                                      : " class=\"zero\"",
-                              f->r.first_line + k);
+                              ran ? "" : ";" REPORT_DIM, f->r.first_line + k);
             if (ran) {
                 double t = (double)f->r.ns[k];
                 double pct = f->total > 0 ? 100.0 * t / (double)f->total : 0.0;
                 fmt_time(t2, sizeof t2, t);
                 fmt_time(t3, sizeof t3, t / (double)f->r.hits[k]);
-                report_buf_printf(b, "<td>%llu</td><td>%s</td><td>%s</td><td>%.1f</td>",
+                report_buf_printf(b,
+                                  "<td style=\"" REPORT_TD "\">%llu</td><td style=\"" REPORT_TD
+                                  "\">%s</td><td style=\"" REPORT_TD
+                                  "\">%s</td><td style=\"" REPORT_TD "\">%.1f</td>",
                                   (unsigned long long)f->r.hits[k], t2, t3, pct);
-                report_buf_puts(b, "<td class=\"heat\">");
-                report_buf_bar(b, "bar", (int)(pct + 0.5), 0);
+                report_buf_puts(b, "<td style=\"" REPORT_TD_L ";width:104px\">");
+                report_html_bar(b, REPORT_ORANGE, (int)(pct + 0.5));
                 report_buf_puts(b, "</td>");
             } else {
-                report_buf_puts(b, "<td></td><td></td><td></td><td></td><td class=\"heat\"></td>");
+                report_buf_puts(b, "<td></td><td></td><td></td><td></td><td></td>");
             }
-            report_buf_puts(b, "<td class=\"src\">");
+            report_buf_printf(b, "<td style=\"" REPORT_TD_SRC "%s\">",
+                              is_hot ? ";" REPORT_SHADE_ORANGE : "");
             if (hl != NULL && k < PyList_GET_SIZE(hl) && k < PyList_GET_SIZE(f->lines)) {
                 Py_ssize_t hlen;
                 const char *h = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(hl, k), &hlen);
@@ -392,11 +451,7 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
         Py_XDECREF(hl);
     }
     if (shown == 0)
-        report_buf_puts(b, "<div class=\"hdr\">No profiled function ran.</div>\n");
-    if (rep->problem) {
-        report_buf_puts(b, "<div class=\"hdr\">Warning: ");
-        report_buf_html(b, rep->problem, strlen(rep->problem));
-        report_buf_puts(b, "</div>\n");
-    }
-    report_buf_puts(b, "</div>\n");
+        report_note(NULL, b, "No profiled function ran.");
+    if (rep->problem)
+        report_note(NULL, b, "Warning: %s", rep->problem);
 }

@@ -34,7 +34,8 @@ int lprun_report_gather(PyObject *prof, lprun_report *rep);
 
 void lprun_report_clear(lprun_report *rep);
 
-/* Append line_profiler's text layout / the HTML report (stylesheet first). */
+/* Append line_profiler's text layout / the HTML report. The HTML is left
+ * open for the caller's notes: close it with report_html_close(). */
 void lprun_render_text(lprun_report *rep, report_buf *b);
 void lprun_render_html(lprun_report *rep, report_buf *b);
 

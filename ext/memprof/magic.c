@@ -10,6 +10,7 @@
 #include "memprof/render.h"
 #include "options.h"
 #include "report.h"
+#include "targets.h"
 
 #include <structmember.h>
 
@@ -144,9 +145,13 @@ static void memit_dealloc(MemitResult *self)
 static void memit_lines(report_buf *b, double peak, double inc, long long heap_peak,
                         long long heap_net)
 {
-    report_buf_printf(b, "peak memory: %.02f MiB, increment: %.02f MiB\n", peak, inc);
-    report_buf_printf(b, "heap peak: %.02f MiB above baseline, net retained: %+.02f MiB\n",
-                      heap_peak / MIB, heap_net / MIB);
+    char a[48], c[48], d[48], e[48];
+    report_fmt_mib(a, sizeof a, peak, 2, 0);
+    report_fmt_mib(c, sizeof c, inc, 2, 0);
+    report_fmt_mib(d, sizeof d, heap_peak / MIB, 2, 0);
+    report_fmt_mib(e, sizeof e, heap_net / MIB, 2, 1);
+    report_buf_printf(b, "peak memory: %s, increment: %s\n", a, c);
+    report_buf_printf(b, "heap peak: %s above baseline, net retained: %s\n", d, e);
 }
 
 static PyObject *memit_text(MemitResult *self)
@@ -438,26 +443,29 @@ static PyObject *memit_magic(PyObject *module, PyObject *args)
     if (!quiet) {
         memit_lines(&text, peak / MIB, (peak - baseline) / MIB, (long long)heap_peak,
                     (long long)cend.live);
-        if (failed)
-            report_buf_printf(&text, "(the statement raised in run %d of %ld)\n", runs, repeat);
         if (text.len > 0)
             text.data[--text.len] = '\0';
-        report_buf_puts(&html, report_css);
-        report_buf_puts(&html, "<div class=\"pyro\"><table>"
-                               "<tr><th class=\"name\"></th><th>peak</th><th>increment</th></tr>");
+        char a[48], c[48], d[48], e[48];
+        report_fmt_mib(a, sizeof a, peak / MIB, 2, 0);
+        report_fmt_mib(c, sizeof c, (peak - baseline) / MIB, 2, 1);
+        report_fmt_mib(d, sizeof d, heap_peak / MIB, 2, 1);
+        report_fmt_mib(e, sizeof e, cend.live / MIB, 2, 1);
+        report_html_open(&html);
         report_buf_printf(&html,
-                          "<tr><td class=\"name\">RSS</td><td>%.2f MiB</td><td>%+.2f MiB</td></tr>",
-                          peak / MIB, (peak - baseline) / MIB);
-        report_buf_printf(&html,
-                          "<tr><td class=\"name\">heap (Python allocators%s)</td><td>%+.2f MiB</td>"
-                          "<td>net retained %+.2f MiB</td></tr></table>",
-                          np_tracked ? " + NumPy" : "", heap_peak / MIB, cend.live / MIB);
-        if (repeat > 1)
-            report_buf_printf(&html,
-                              "<div class=\"mp-note\">%d of %ld runs; the highest peak "
-                              "is shown</div>",
-                              runs, repeat);
-        report_buf_puts(&html, "</div>");
+                          "<table class=\"pyro-memit\" style=\"" REPORT_TABLE
+                          "\"><tr><th style=\"" REPORT_TH_L "\"></th><th style=\"" REPORT_TH
+                          "\">peak</th><th style=\"" REPORT_TH "\">increment</th></tr>"
+                          "<tr><td style=\"" REPORT_TD_L "\">RSS</td><td style=\"" REPORT_TD
+                          "\">%s</td><td style=\"" REPORT_TD "\">%s</td></tr>"
+                          "<tr><td style=\"" REPORT_TD_L "\">heap (Python allocators%s)</td>"
+                          "<td style=\"" REPORT_TD "\">%s</td><td style=\"" REPORT_TD
+                          "\">net retained %s</td></tr></table>\n",
+                          a, c, np_tracked ? " + NumPy" : "", d, e);
+        if (failed)
+            report_note(&text, &html, "(the statement raised in run %d of %ld)", runs, repeat);
+        else if (repeat > 1)
+            report_note(NULL, &html, "%d of %ld runs; the highest peak is shown", runs, repeat);
+        report_html_close(&html);
         bundle = report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (!failed)
@@ -538,7 +546,7 @@ static int max_line(PyObject *code, int depth)
 }
 
 /* The Python function behind obj (function, bound method, staticmethod,
- * classmethod, functools.wraps wrapper chains are not followed), or NULL
+ * classmethod; the caller follows functools.wraps chains), or NULL
  * without an exception. Borrowed from obj or a new ref in *hold. */
 static PyObject *as_function(PyObject *obj, PyObject **hold)
 {
@@ -584,6 +592,21 @@ static int resolve_target(PyObject *module, const options_magic *spec, PyObject 
         return options_usage_error(module, spec, "could not find function %s (%s)", expr, why);
     }
     PyObject *func = as_function(obj, &hold);
+    char hint[512];
+    if (func == NULL && targets_wrapped_hint(obj, expr, hint, sizeof hint)) {
+        options_usage_error(module, spec, "-f %s is %s", expr, hint);
+        goto done;
+    }
+    if (func != NULL) {
+        /* A functools.wraps wrapper: profile the body it wraps, as %lprun does. */
+        PyObject *body = targets_unwrap(func);
+        if (body != func && PyFunction_Check(body)) {
+            Py_XSETREF(hold, body);
+            func = body;
+        } else {
+            Py_DECREF(body);
+        }
+    }
     if (func == NULL) {
         options_usage_error(module, spec,
                             "-f %s is a %s, not a Python function; pass a function or method "
@@ -781,7 +804,7 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
     size_t ninfos = 0;
     memprof_targets *ts = NULL;
     report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
-    int failed = 0, np_tracked = 0;
+    int failed = 0, np_tracked = 0, saved = 0;
 
     if (magic_start(module, args, &mprun_magic_spec, 0, &cell, &ns, &display, &o) == NULL)
         goto done;
@@ -842,12 +865,25 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
                     PyErr_Fetch(&exc, &val, &tb);
             } else {
                 report_buf_printf(&text, "\n\n*** Profile printout saved to text file %s.", path);
+                saved = 1;
             }
         }
-        if (memprof_lost() || memprof_trace_lost())
-            report_buf_puts(&text, "\n(out of memory or recursion too deep: some allocations "
-                                   "were not attributed)");
         mprun_render_lines_html(&html, infos, ts, ninfos, np_tracked);
+        if (saved)
+            report_note(NULL, &html, "*** Profile printout saved to text file %s.",
+                        options_str_at(&o, PO_T, options_count(&o, PO_T) - 1));
+        if (memprof_lost() || memprof_trace_lost()) {
+            report_buf_puts(&text, "\n");
+            report_note(&text, &html,
+                        "(out of memory or recursion too deep: some allocations were not "
+                        "attributed)");
+        }
+        if (failed) {
+            report_buf_puts(&text, "\n");
+            report_note(&text, &html,
+                        "*** The statement raised; these are the figures up to that point.");
+        }
+        report_html_close(&html);
         bundle = report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (exc == NULL)
@@ -969,12 +1005,14 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         int64_t rss0 = nsmp ? smp[0].rss : 0, rss1 = nsmp ? smp[nsmp - 1].rss : 0;
         report_buf_printf(&text, "%%%%mprof: %.3f s, %zu samples every %g s\n", dur, nsmp,
                           interval);
-        report_buf_printf(&text,
-                          "RSS: %.2f MiB at start, peak %.2f MiB (%+.2f MiB), %.2f MiB at end\n",
-                          rss0 / MIB, max_rss / MIB, (max_rss - rss0) / MIB, rss1 / MIB);
-        report_buf_printf(&text,
-                          "Python heap%s: peak %+.2f MiB above start, net retained %+.2f MiB\n",
-                          np_tracked ? " (+ NumPy)" : "", heap_peak / MIB, cend.live / MIB);
+        char m1[48], m2[48], m3[48];
+        report_fmt_mib(m1, sizeof m1, (max_rss - rss0) / MIB, 2, 1);
+        report_fmt_mib(m2, sizeof m2, heap_peak / MIB, 2, 1);
+        report_fmt_mib(m3, sizeof m3, cend.live / MIB, 2, 1);
+        report_buf_printf(&text, "RSS: %.2f MiB at start, peak %.2f MiB (%s), %.2f MiB at end\n",
+                          rss0 / MIB, max_rss / MIB, m1, rss1 / MIB);
+        report_buf_printf(&text, "Python heap%s: peak %s above start, net retained %s\n",
+                          np_tracked ? " (+ NumPy)" : "", m2, m3);
         for (size_t i = 0; i < ninfos; i++) {
             memprof_target *t = memprof_targets_get(ts, i);
             const char *name = PyUnicode_AsUTF8(infos[i].fullname);
@@ -1017,8 +1055,11 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
         }
         if (text.len > 0)
             text.data[--text.len] = '\0';
-        mprun_render_mprof_html(&html, smp, nsmp, t0, infos, ts, ninfos, &text);
-        bundle = report_bundle_new(&text, &html);
+        if (res == NULL)
+            report_note(&text, NULL,
+                        "*** The cell raised; the chart and figures run up to that point.");
+        int bad = mprun_render_mprof_html(&html, smp, nsmp, t0, infos, ts, ninfos, &text) < 0;
+        bundle = bad ? NULL : report_bundle_new(&text, &html);
         if (bundle == NULL || show(display, bundle) < 0) {
             if (exc == NULL)
                 goto done;

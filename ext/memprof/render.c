@@ -15,29 +15,6 @@
 
 /* ---- formatting ---------------------------------------------------------------- */
 
-/* "640 B", "27.3 KiB", "50.00 MiB", "1.20 GiB"; with a sign if `sign`. */
-static void fmt_bytes(char *out, size_t n, int64_t b, int sign)
-{
-    const char *s = b < 0 ? "-" : (sign && b > 0 ? "+" : "");
-    double a = b < 0 ? -(double)b : (double)b;
-    if (a < 1024)
-        snprintf(out, n, "%s%.0f B", s, a);
-    else if (a < MIB)
-        snprintf(out, n, "%s%.1f KiB", s, a / 1024);
-    else if (a < 1024 * MIB)
-        snprintf(out, n, "%s%.2f MiB", s, a / MIB);
-    else
-        snprintf(out, n, "%s%.2f GiB", s, a / (1024 * MIB));
-}
-
-static const char mp_css[] =
-    "<style>\n"
-    ".pyro tr.mp-hold td{background:rgba(232,116,59,.16)}\n"
-    ".pyro tr.mp-give td{background:rgba(76,143,214,.13)}\n"
-    ".pyro td.mp-dim{color:var(--jp-content-font-color3,#999)}\n"
-    ".pyro .mp-note{color:var(--jp-content-font-color2,#555);margin:2px 0}\n"
-    "</style>\n";
-
 /* Line `lineno` of t's file without its newline ("" if absent), as UTF-8
  * borrowed from the list item. */
 static const char *source_line(const mprun_target *t, int lineno, Py_ssize_t *len)
@@ -57,22 +34,23 @@ static const char *source_line(const mprun_target *t, int lineno, Py_ssize_t *le
     return u;
 }
 
-#define HOLD_BYTES ((int64_t)64 * 1024)
+/* Lines whose net allocation passes +-NET_SHADE are shaded. */
+#define NET_SHADE ((int64_t)64 * 1024)
 
 void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n)
 {
-    char c[8][48];
+    char c[6][48], prefix[160];
     for (size_t i = 0; i < n; i++) {
         memprof_target *t = memprof_targets_get(ts, i);
         const char *fn = PyUnicode_AsUTF8(infos[i].filename);
         report_buf_printf(b, "Filename: %s\n\n", fn ? fn : "?");
-        size_t start = b->len;
-        report_buf_printf(b, "%6s %12s %12s  %10s  %11s %11s %12s %11s   %s", "Line #", "Mem usage",
-                          "Increment", "Occurrences", "Allocated", "Freed", "Net", "Peak",
-                          "Line Contents");
-        size_t width = b->len - start;
-        report_buf_puts(b, "\n");
-        for (size_t k = 0; k < width; k++)
+        /* memory_profiler's columns, then the allocator's Net and Peak
+         * (Allocated and Freed are in the HTML and in -r); source lines
+         * that would pass REPORT_TEXT_COLS wrap. */
+        int w = snprintf(prefix, sizeof prefix, "%6s %12s %12s  %10s  %10s %10s   ", "Line #",
+                         "Mem usage", "Increment", "Occurrences", "Net", "Peak");
+        report_text_source(b, prefix, (size_t)w, "Line Contents", 13);
+        for (int k = 0; k < w + 13; k++)
             report_buf_puts(b, "=");
         report_buf_puts(b, "\n");
         for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
@@ -80,23 +58,18 @@ void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets
                 ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
             Py_ssize_t len;
             const char *srcl = source_line(&infos[i], ln, &len);
-            for (int k = 0; k < 8; k++)
+            for (int k = 0; k < 6; k++)
                 c[k][0] = '\0';
             if (l != NULL && l->occurrences > 0) {
-                snprintf(c[0], sizeof c[0], "%5.1f MiB", l->mem / MIB);
-                snprintf(c[1], sizeof c[1], "%5.1f MiB", l->inc / MIB);
+                report_fmt_mib(c[0], sizeof c[0], l->mem / MIB, 1, 0);
+                report_fmt_mib(c[1], sizeof c[1], l->inc / MIB, 1, 0);
                 snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
-                fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
-                fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
-                fmt_bytes(c[5], sizeof c[5], (int64_t)(l->allocated - l->freed), 1);
-                fmt_bytes(c[6], sizeof c[6], l->peak, 0);
+                report_fmt_bytes(c[3], sizeof c[3], (int64_t)(l->allocated - l->freed), 1);
+                report_fmt_bytes(c[4], sizeof c[4], l->peak, 0);
             }
-            report_buf_printf(b, "%6d %12s %12s  %10s  %11s %11s %12s %11s   ", ln, c[0], c[1],
-                              c[2], c[3], c[4], c[5], c[6]);
-            report_buf_append(b, srcl, (size_t)len);
-            while (b->len > 0 && b->data[b->len - 1] == ' ')
-                b->data[--b->len] = '\0';
-            report_buf_puts(b, "\n");
+            w = snprintf(prefix, sizeof prefix, "%6d %12s %12s  %10s  %10s %10s   ", ln, c[0], c[1],
+                         c[2], c[3], c[4]);
+            report_text_source(b, prefix, (size_t)w, srcl, (size_t)len);
         }
         report_buf_puts(b, "\n\n");
     }
@@ -107,10 +80,10 @@ void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets
 void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n,
                              int np_tracked)
 {
+    static const char *const heads[] = {"Line #",    "Mem usage", "Increment", "Occurrences",
+                                        "Allocated", "Freed",     "Net",       "Peak"};
     char c[8][48], label[256];
-    report_buf_puts(b, report_css);
-    report_buf_puts(b, mp_css);
-    report_buf_puts(b, "<div class=\"pyro\">");
+    report_html_open(b);
     for (size_t i = 0; i < n; i++) {
         memprof_target *t = memprof_targets_get(ts, i);
         const char *fn = PyUnicode_AsUTF8(infos[i].filename);
@@ -128,14 +101,15 @@ void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets
             snprintf(label, sizeof label, "In [%ld]", cell);
         else
             snprintf(label, sizeof label, "%s", fn ? fn : "?");
-        report_buf_puts(b, "<div class=\"hdr\">Filename: <b>");
+        report_buf_puts(b, "<div class=\"pyro-head\" style=\"margin:8px 0 2px 0\">Filename: <b>");
         report_buf_html(b, label, strlen(label));
-        report_buf_puts(b, "</b> &mdash; function <code>");
+        report_buf_puts(b, "</b> &mdash; function <b>");
         report_buf_html(b, qn ? qn : "?", qn ? strlen(qn) : 1);
-        report_buf_printf(b, "</code> at line %d</div>\n", infos[i].first);
-        report_buf_puts(b, "<table><tr><th>Line #</th><th>Mem usage</th><th>Increment</th>"
-                           "<th>Occurrences</th><th>Allocated</th><th>Freed</th><th>Net</th>"
-                           "<th>Peak</th><th class=\"src\">Line Contents</th></tr>\n");
+        report_buf_printf(b, "</b> at line %d</div>\n", infos[i].first);
+        report_buf_puts(b, "<table class=\"pyro-mprun\" style=\"" REPORT_TABLE "\"><tr>");
+        for (int k = 0; k < 8; k++)
+            report_buf_printf(b, "<th style=\"" REPORT_TH "\">%s</th>", heads[k]);
+        report_buf_puts(b, "<th style=\"" REPORT_TH_L "\">Line Contents</th></tr>\n");
         for (int ln = infos[i].first; ln <= infos[i].last; ln++) {
             memprof_line *l =
                 ln >= t->first && ln - t->first < t->nlines ? &t->lines[ln - t->first] : NULL;
@@ -147,39 +121,49 @@ void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets
             int ran = l != NULL && l->occurrences > 0;
             if (ran) {
                 net = (int64_t)(l->allocated - l->freed);
-                snprintf(c[0], sizeof c[0], "%.1f MiB", l->mem / MIB);
-                snprintf(c[1], sizeof c[1], "%.1f MiB", l->inc / MIB);
+                report_fmt_mib(c[0], sizeof c[0], l->mem / MIB, 1, 0);
+                report_fmt_mib(c[1], sizeof c[1], l->inc / MIB, 1, 0);
                 snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
-                fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
-                fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
-                fmt_bytes(c[5], sizeof c[5], net, 1);
-                fmt_bytes(c[6], sizeof c[6], l->peak, 0);
+                report_fmt_bytes(c[3], sizeof c[3], (int64_t)l->allocated, 0);
+                report_fmt_bytes(c[4], sizeof c[4], (int64_t)l->freed, 0);
+                report_fmt_bytes(c[5], sizeof c[5], net, 1);
+                report_fmt_bytes(c[6], sizeof c[6], l->peak, 0);
             }
-            const char *cls = net >= HOLD_BYTES    ? " class=\"mp-hold\""
-                              : net <= -HOLD_BYTES ? " class=\"mp-give\""
-                                                   : "";
-            report_buf_printf(b,
-                              "<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                              "<td>%s</td><td>",
-                              cls, ln, c[0], c[1], c[2], c[3], c[4]);
+            const char *cls = net >= NET_SHADE    ? " class=\"mp-up\""
+                              : net <= -NET_SHADE ? " class=\"mp-down\""
+                                                  : "";
+            const char *shade = net >= NET_SHADE    ? ";" REPORT_SHADE_ORANGE
+                                : net <= -NET_SHADE ? ";" REPORT_SHADE_BLUE
+                                                    : "";
+            report_buf_printf(b, "<tr%s><td style=\"" REPORT_TD "%s%s\">%d</td>", cls, shade,
+                              ran ? "" : ";" REPORT_DIM, ln);
+            for (int k = 0; k < 5; k++)
+                report_buf_printf(b, "<td style=\"" REPORT_TD "%s\">%s</td>", shade, c[k]);
+            report_buf_printf(b, "<td style=\"" REPORT_TD "%s\">", shade);
             if (ran && net != 0) {
                 double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
-                report_buf_bar(b, net > 0 ? "bar" : "bar2", w < 1 ? 1 : w, 0);
+                report_html_bar(b, net > 0 ? REPORT_ORANGE : REPORT_BLUE, w < 1 ? 1 : w);
                 report_buf_puts(b, " ");
             }
-            report_buf_printf(b, "%s</td><td>%s</td><td class=\"src\">", c[5], c[6]);
+            report_buf_printf(
+                b, "%s</td><td style=\"" REPORT_TD "%s\">%s</td><td style=\"" REPORT_TD_SRC "%s\">",
+                c[5], shade, c[6], shade);
             report_buf_html(b, srcl, (size_t)len);
             report_buf_puts(b, "</td></tr>\n");
         }
         report_buf_puts(b, "</table>\n");
     }
-    report_buf_printf(b,
-                      "<div class=\"mp-note\">Mem usage and Increment: RSS, as memory_profiler "
-                      "reports it. Allocated, Freed, Net and Peak: Python's allocators%s, "
-                      "charged to the running line, callees included; Peak is the highest "
-                      "heap rise within one run of the line. Shaded: lines that hold (orange) "
-                      "or release (blue) at least 64 KiB.</div></div>",
-                      np_tracked ? " and NumPy's data buffers" : "");
+    report_note(NULL, b,
+                "Mem usage and Increment: RSS, as memory_profiler reports it. Allocated, Freed, "
+                "Net and Peak: Python's allocators%s, charged to the running line, callees "
+                "included. Net is what the line allocated minus what it freed (a later line may "
+                "free the rest); Peak is the highest heap rise within one run of the line.",
+                np_tracked ? " and NumPy's data buffers" : "");
+    report_buf_puts(b,
+                    "<div class=\"pyro-note\" style=\"margin:4px 0\">Shaded: a Net of at least "
+                    "<span style=\"" REPORT_SHADE_ORANGE ";padding:0 4px\">+64 KiB</span> "
+                    "(the line allocated more than it freed) or <span style=\"" REPORT_SHADE_BLUE
+                    ";padding:0 4px\">-64 KiB</span> (it freed more than it allocated).</div>\n");
 }
 
 /* A "nice" axis step for a range: 1, 2 or 5 times a power of ten. */
@@ -208,16 +192,17 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
     ymax = ceil(ymax * 1.05 / ystep) * ystep;
 #define X(t) (L + ((t)-t0) / tmax * (W - L - R))
 #define Y(m) (H - B - (m) / ymax * (H - T - B))
-    report_buf_printf(
-        b,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-        "viewBox=\"0 0 %.0f %.0f\" style=\"background:var(--jp-layout-color0,#fff)\">",
-        W, H, W, H);
+    /* A document of its own with a transparent background: text in
+     * REPORT_CHART_TEXT and lines in colours that hold on light and dark. */
+    report_buf_printf(b,
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                      "viewBox=\"0 0 %.0f %.0f\" font-family=\"DejaVu Sans,Helvetica,Arial,"
+                      "sans-serif\" font-size=\"11\" fill=\"" REPORT_CHART_TEXT "\">",
+                      W, H, W, H);
     /* Spans first, behind the lines. */
-    static const char *colors[] = {"#6a51a3", "#2ca02c", "#d62728", "#8c564b", "#e377c2"};
     for (size_t i = 0; i < ninfos; i++) {
         memprof_target *t = memprof_targets_get(ts, i);
-        const char *col = colors[i % 5];
+        const char *col = report_palette[i % REPORT_PALETTE_N];
         const char *name = PyUnicode_AsUTF8(infos[i].fullname);
         size_t shown = t->nspans < 200 ? t->nspans : 200;
         for (size_t k = 0; k < shown; k++) {
@@ -233,7 +218,7 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
                               "M%.1f %.1f v-8 v16\" stroke=\"%s\" fill=\"none\"/>",
                               x0, y0, x0, y0 - 0.0, x1, y1, x1, y1 - 0.0, col);
             if (k == 0 && name != NULL) {
-                report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" style=\"fill:%s\">", x0 + 2,
+                report_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" fill=\"%s\">", x0 + 2,
                                   T + 10 + 11 * (double)(i % 4), col);
                 report_buf_html(b, name, strlen(name));
                 report_buf_puts(b, "</text>");
@@ -241,7 +226,7 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
         }
     }
     /* Axes and grid. */
-    report_buf_printf(b, "<g stroke=\"#8888\" stroke-width=\"0.5\">");
+    report_buf_printf(b, "<g stroke=\"#808080\" stroke-opacity=\"0.5\" stroke-width=\"0.5\">");
     for (double y = 0; y <= ymax + 1e-9; y += ystep)
         report_buf_printf(b, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\"/>", L, W - R,
                           Y(y), Y(y));
@@ -262,7 +247,7 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
     size_t stride = n > 1500 ? n / 1500 + 1 : 1;
     for (int series = 0; series < 2; series++) {
         report_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
-                          series == 0 ? "#e8743b" : "#4c8fd6");
+                          series == 0 ? REPORT_ORANGE : REPORT_BLUE);
         for (size_t i = 0; i < n; i += stride) {
             int64_t v = series == 0 ? smp[i].rss : smp[i].heap;
             for (size_t j = i; j < i + stride && j < n; j++) {
@@ -274,26 +259,32 @@ static void mprof_svg(report_buf *b, const memprof_sample *smp, size_t n, double
         }
         report_buf_puts(b, "\"/>");
     }
-    report_buf_printf(b,
-                      "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#e8743b\"/>"
-                      "<text x=\"%.0f\" y=\"10\">RSS</text>"
-                      "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"#4c8fd6\"/>"
-                      "<text x=\"%.0f\" y=\"10\">Python heap (allocated since start)</text>",
-                      L, L + 14, L + 50, L + 64);
+    report_buf_printf(
+        b,
+        "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"" REPORT_ORANGE "\"/>"
+        "<text x=\"%.0f\" y=\"10\">RSS</text>"
+        "<rect x=\"%.0f\" y=\"4\" width=\"10\" height=\"3\" fill=\"" REPORT_BLUE "\"/>"
+        "<text x=\"%.0f\" y=\"10\">Python heap (allocated since start)</text>",
+        L, L + 14, L + 50, L + 64);
     report_buf_puts(b, "</svg>");
 #undef X
 #undef Y
 }
 
-void mprun_render_mprof_html(report_buf *b, const memprof_sample *smp, size_t n, double t0,
-                             mprun_target *infos, memprof_targets *ts, size_t ninfos,
-                             const report_buf *summary)
+int mprun_render_mprof_html(report_buf *b, const memprof_sample *smp, size_t n, double t0,
+                            mprun_target *infos, memprof_targets *ts, size_t ninfos,
+                            const report_buf *summary)
 {
-    report_buf_puts(b, report_css);
-    report_buf_puts(b, mp_css);
-    report_buf_puts(b, "<div class=\"pyro\">");
-    mprof_svg(b, smp, n, t0, infos, ts, ninfos);
-    report_buf_puts(b, "<pre class=\"mp-note\">");
+    report_buf svg = REPORT_BUF_INIT;
+    report_html_open(b);
+    mprof_svg(&svg, smp, n, t0, infos, ts, ninfos);
+    int rc = report_html_img_svg(b, &svg, 720, 280,
+                                 "Memory over time: RSS and the Python heap, with the profiled "
+                                 "functions' calls bracketed; the summary below has the figures");
+    report_buf_free(&svg);
+    report_buf_puts(b, "<pre class=\"pyro-note\" style=\"margin:4px 0;white-space:pre-wrap\">");
     report_buf_html(b, summary->data ? summary->data : "", summary->len);
-    report_buf_puts(b, "</pre></div>");
+    report_buf_puts(b, "</pre>");
+    report_html_close(b);
+    return rc;
 }

@@ -19,15 +19,17 @@ typedef struct {
 
 /* Append the line tables of the n targets (infos[i] describes
  * memprof_targets_get(ts, i)): memory_profiler's text layout, or the HTML
- * (stylesheet first; np_tracked: NumPy's buffers were counted too). */
+ * (np_tracked: NumPy's buffers were counted too), left open for the caller's
+ * notes: close it with report_html_close(). */
 void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n);
 void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n,
                              int np_tracked);
 
-/* Appends the %%mprof HTML: the SVG chart of the n samples (times from t0),
- * the target calls bracketed, then the text summary. */
-void mprun_render_mprof_html(report_buf *b, const memprof_sample *smp, size_t n, double t0,
-                             mprun_target *infos, memprof_targets *ts, size_t ninfos,
-                             const report_buf *summary);
+/* Appends the %%mprof HTML: the chart of the n samples (times from t0) as an
+ * SVG image, the target calls bracketed, then the text summary. Returns 0,
+ * or -1 with an exception set. */
+int mprun_render_mprof_html(report_buf *b, const memprof_sample *smp, size_t n, double t0,
+                            mprun_target *infos, memprof_targets *ts, size_t ninfos,
+                            const report_buf *summary);
 
 #endif

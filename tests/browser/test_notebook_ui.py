@@ -223,9 +223,17 @@ def test_prun_renders_table_and_flame_graph(page):
     page.wait_done(j)
     out = page.output(j)
     tables = wait_for("the %prun table", lambda: out.find_elements(By.CSS_SELECTOR, ".output_html table"))
-    svgs = out.find_elements(By.CSS_SELECTOR, ".output_html svg")
-    assert len(svgs) >= 1
-    assert svgs[0].size["width"] > 50 and svgs[0].size["height"] > 10, svgs[0].size
+    # The call graph is an <img> (an SVG data URI), decoded and shown.
+    imgs = out.find_elements(By.CSS_SELECTOR, ".output_html img.pyro-chart")
+    assert len(imgs) == 1
+    assert imgs[0].size["width"] > 50 and imgs[0].size["height"] > 10, imgs[0].size
+    assert page.driver.execute_script("return arguments[0].naturalWidth", imgs[0]) > 0
+    # Classic Notebook's CSS hides a <summary>'s disclosure triangle unless
+    # it is a list item: "Call graph" and "Callers and callees" show theirs.
+    summaries = out.find_elements(By.CSS_SELECTOR, ".output_html summary")
+    assert summaries[0].text == "Call graph"
+    assert re.fullmatch(r"Callers and callees of the top \d+ functions?", summaries[1].text)
+    assert all(s.value_of_css_property("display") == "list-item" for s in summaries)
     # f(20) makes 21891 calls, 1 of them primitive; plus the statement's <module>
     assert re.match(r"21892 function calls \(2 primitive calls\) in ", out.text), out.text
     assert re.search(r"^21891/1 .* f In \[%d\]:1$" % page.prompt(i), tables[0].text, re.M), tables[0].text

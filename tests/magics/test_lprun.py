@@ -276,10 +276,16 @@ def test_cell_function_source_and_html(magic):
     assert "        s += i * i" in text
     assert html.count("<table") == 1
     assert "In [7]" in html and "<b>hot</b>" in html
-    assert html.count('class="bar"') == 4
+    assert html.count('class="pyro-bar"') == 4
     assert 'class="hot"' in html
+    assert "<style" not in html and "var(--jp-" not in html
+    # Source cells keep their whitespace and wrap rather than being cut.
+    srcs = re.findall(r'<td style="[^"]*white-space:pre-wrap[^"]*">(.*?)</td>', html)
+    assert len(srcs) == 5
+    assert re.sub(r"<[^>]+>", "", srcs[3]) == "        s += i * i"
     pygments = pytest.importorskip("pygments")
-    assert '<span class="k">for</span>' in html
+    # Syntax colours are inline (they survive sanitizers) and hold on dark pages.
+    assert '<span style="color:#9467bd;font-weight:600">for</span>' in html
     assert list(ns) == ["__builtins__", "hot"]
 
 
@@ -337,6 +343,18 @@ def test_f_closure_and_nested_function(magic):
     inner = T.outer.__code__.co_consts
     (inner_code,) = [c for c in inner if getattr(c, "co_name", "") == "inner"]
     assert sum(our_hits(stats, "inner").values()) == 8
+
+
+def test_f_on_lru_cache_suggests_wrapped(magic, pyrometer):
+    ns = {"functools": functools}
+    cell("<cell-8>", "@functools.lru_cache\ndef cached(n):\n    return n * 2\n", ns)
+    with pytest.raises(pyrometer.UsageError) as err:
+        lprun(magic, "-f cached cached(3)", ns=ns)
+    assert "-f cached: that is a functools._lru_cache_wrapper (a C wrapper around the Python " \
+           "function cached" in str(err.value)
+    assert "profile the function it wraps: -f cached.__wrapped__" in str(err.value)
+    stats = lprun(magic, "-r -f cached.__wrapped__ cached(3)", ns=ns)
+    assert names(stats) == ["cached"]
 
 
 def test_f_wraps_decorated_is_unwrapped(magic):
@@ -470,7 +488,7 @@ def test_usage_errors(magic, pyrometer, line, expected):
         lprun(magic, line)
     msg = str(err.value)
     assert msg.startswith("%lprun: ") and expected in msg, msg
-    assert "usage: %lprun" in msg
+    assert "Usage: %lprun" in msg
     assert magic.bundles == []
 
 

@@ -14,6 +14,8 @@ import threading
 
 import pytest
 
+from pyrometer_testing import report_charts
+
 np = pytest.importorskip("numpy")
 
 MiB = 2**20
@@ -136,19 +138,30 @@ def test_mprun_cell_function_accuracy(magic):
     assert text.startswith(f"Filename: {cell}\n\n")
     header = text.splitlines()[2]
     assert header.startswith("Line #    Mem usage    Increment  Occurrences")
-    assert header.split() == ["Line", "#", "Mem", "usage", "Increment", "Occurrences", "Allocated",
-                              "Freed", "Net", "Peak", "Line", "Contents"]
+    # memory_profiler's columns, then the allocator's Net and Peak (Allocated
+    # and Freed are in the HTML and -r): a terminal's 100 columns hold it.
+    assert header.split() == ["Line", "#", "Mem", "usage", "Increment", "Occurrences",
+                              "Net", "Peak", "Line", "Contents"]
+    assert max(len(l) for l in text.splitlines()[1:]) <= 100
     row = next(l for l in text.splitlines() if l.lstrip().startswith(f"{ba} "))
     assert "+50.00 MiB" in row and row.rstrip().endswith("a = bytearray(50 * 2**20)")
     row = next(l for l in text.splitlines() if l.lstrip().startswith(f"{dele} "))
     assert "-76.29 MiB" in row
     html = magic.html
     n = cell[len("<cell-"):-1]
-    assert f"In [{n}]" in html and "<table>" in html
+    assert f"In [{n}]" in html and "<table" in html
     # Lines that hold memory are marked, those that release it too.
-    assert re.search(r'<tr class="mp-hold"><td>%d</td>' % ba, html)
-    assert re.search(r'<tr class="mp-give"><td>%d</td>' % dele, html)
-    assert not re.search(r'<tr class="mp-hold"><td>%d</td>' % (ba - 1), html)
+    # Lines whose net allocation passes +-64 KiB are shaded, and the legend
+    # says that (not that they "hold" memory: a later line may free it).
+    up = r'<tr class="mp-up"><td style="[^"]*background:rgba\(232,116,59,0.18\)[^"]*">%d</td>'
+    down = r'<tr class="mp-down"><td style="[^"]*background:rgba\(76,143,214,0.18\)[^"]*">%d</td>'
+    assert re.search(up % ba, html)
+    assert re.search(down % dele, html)
+    assert not re.search(r'<tr class="mp-up"><td[^>]*>%d</td>' % (ba - 1), html)
+    assert "Shaded: a Net of at least" in html and "hold" not in html
+    assert "<style" not in html and "var(--jp-" not in html
+    # Source cells keep their indentation and wrap.
+    assert re.search(r'white-space:pre-wrap[^"]*">    a = bytearray\(50 \* 2\*\*20\)</td>', html)
 
 
 def test_mprun_list_of_small_ints_on_the_comprehension_line(magic):
@@ -311,7 +324,8 @@ def test_memit_temporary_peak_and_net(magic):
     assert res.repeat == 1 and res.mem_usage == [res.peak] and res.include_children is False
     first, second = magic.text.splitlines()
     assert re.fullmatch(r"peak memory: \d+\.\d\d MiB, increment: (\d+\.\d\d) MiB", first)
-    assert re.fullmatch(r"heap peak: 200\.0\d MiB above baseline, net retained: [+-]0\.00 MiB", second)
+    # (a retained amount that rounds to zero is 0.00, never -0.00)
+    assert re.fullmatch(r"heap peak: 200\.0\d MiB above baseline, net retained: (0\.00|[+-]0\.0[1-9]) MiB", second)
     assert str(res) == magic.text and repr(res).startswith("<MemitResult : peak memory:")
     # memory_profiler's own measurement of the same statement agrees.
     # (Its baseline is taken right before, as its %memit does; it samples
@@ -394,11 +408,12 @@ def test_mprof_dat_file_read_by_mprof(tmp_path, magic):
     text = magic.text
     assert "__main__.grow: 2 calls" in text
     # Heap peak: 20 + 40 MiB kept, plus the second call's 16 MB array.
-    assert re.search(r"Python heap \(\+ NumPy\): peak \+75\.2\d MiB above start, net retained [+-]0\.0\d MiB", text)
+    assert re.search(r"Python heap \(\+ NumPy\): peak \+75\.2\d MiB above start, net retained (0\.00|[+-]0\.0[1-9]) MiB", text)
     peak = float(re.search(r"peak ([\d.]+) MiB \(", text).group(1))
     assert peak >= max(max(prof["mem_usage"]), g2[3]) - 0.01
     assert f"written to {dat}" in text
-    assert "<svg" in magic.html and "<polyline" in magic.html and "__main__.grow" in magic.html
+    (svg,) = report_charts(magic.html)
+    assert "<polyline" in svg and "__main__.grow" in svg and "var(" not in svg
     # And `mprof plot` draws it, function brackets included.
     import matplotlib
     matplotlib.use("Agg")
@@ -420,7 +435,9 @@ def test_mprof_statement_raises(magic):
     with pytest.raises(RuntimeError, match="stop"):
         magic("mprof", "", "x = bytearray(10 * 2**20)\nraise RuntimeError('stop')\n", ns={})
     assert hooks_state() == before
-    assert "RSS:" in magic.text and "<svg" in magic.html
+    assert "RSS:" in magic.text and len(report_charts(magic.html)) == 1
+    note = "*** The cell raised; the chart and figures run up to that point."
+    assert note in magic.text and note in magic.html
 
 
 # ---- errors -------------------------------------------------------------------------
@@ -788,4 +805,53 @@ def test_unwritable_output_files(tmp_path, magic):
     assert "+1.00 MiB" in magic.text  # the table was shown first
     with pytest.raises(FileNotFoundError):
         magic("mprof", f"--dat {bad}", "f()\n", ns=ns)
-    assert "<svg" in magic.html
+    assert len(report_charts(magic.html)) == 1
+
+
+# ---- -f on wrapped functions: the same in every magic ---------------------------------
+
+WRAPPED_SRC = """\
+    import functools
+
+    def logged(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+        return wrapper
+
+    @logged
+    def body(n):
+        a = bytearray(n)
+        return len(a)
+
+    @functools.lru_cache
+    def cached(n):
+        return bytearray(n)
+    """
+
+
+def test_mprun_f_on_a_wraps_decorated_function_profiles_its_body(magic):
+    ns = {}
+    define_cell(WRAPPED_SRC, ns)
+    res = magic("mprun", "-r -f body body(2**20)", ns=ns)
+    (fn,) = res.functions
+    # The body's lines, as %lprun -f shows them, not the wrapper's.
+    assert fn["name"] == "body" and fn["first_line"] == line_of(ns["body"].__wrapped__, "@logged")
+    a = line_of(ns["body"].__wrapped__, "bytearray(n)")
+    assert near(fn["lines"][a]["allocated"], 2**20, 0.01)
+    magic("mprof", "-f body", "body(2**20)\n", ns=ns)
+    assert "__main__.body: 1 call" in magic.text
+
+
+@pytest.mark.parametrize("name,line,cell", [("mprun", "-f cached cached(10)", None),
+                                            ("mprof", "-f cached", "cached(10)\n")])
+def test_f_on_lru_cache_suggests_wrapped(magic, pyrometer, name, line, cell):
+    ns = {}
+    define_cell(WRAPPED_SRC, ns)
+    with pytest.raises(pyrometer.UsageError) as err:
+        magic(name, line, cell, ns=ns)
+    assert "-f cached is a functools._lru_cache_wrapper (a C wrapper around the Python " \
+           "function cached" in str(err.value)
+    assert "profile the function it wraps: -f cached.__wrapped__" in str(err.value)
+    res = magic("mprun", "-r -f cached.__wrapped__ cached(10)", ns=ns)
+    assert res.functions[0]["name"] == "cached"
