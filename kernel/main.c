@@ -163,6 +163,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
+        } else if (argv[i][0] != '-') {
+            /* `jupyter run` appends its script's name; ipykernel ignores it too */
+            fprintf(stderr, "pyrometer-kernel: ignoring extra argument %s\n", argv[i]);
         } else {
             fprintf(stderr, "pyrometer-kernel: unknown argument %s\n", argv[i]);
             usage(stderr);

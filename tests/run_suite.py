@@ -4,8 +4,9 @@
 
 Stages: the C sources' formatting against .clang-format (each file counts),
 the C unit tests (each TAP assertion counts), the pytest suite against the
-normal build, and the C unit tests and protocol suite again against the
-AddressSanitizer+UBSan build.
+normal build, the libFuzzer targets for 20 s each (tests/fuzz/run.sh), and
+the C unit tests and protocol suite again against the AddressSanitizer+UBSan
+build.
 
 usage: run_suite.py BUILD_DIR ASAN_BUILD_DIR
 """
@@ -82,6 +83,21 @@ def pytest_stage(name, build, paths, env_extra=None):
         return tests - bad - skipped, bad
 
 
+def fuzz_stage(seconds=20):
+    """tests/fuzz/run.sh: each libFuzzer target for a short while; a target
+    with no finding counts as passed, one with a finding as failed."""
+    p = subprocess.run([os.path.join(ROOT, "tests", "fuzz", "run.sh"), str(seconds)],
+                       cwd=ROOT, capture_output=True, text=True)
+    sys.stdout.write("".join("  " + l + "\n" for l in p.stdout.splitlines()))
+    if p.stderr.strip():
+        sys.stdout.write(p.stderr)
+    passed = len(re.findall(r"^target \S+: .*no findings$", p.stdout, re.M))
+    failed = len(re.findall(r"^target \S+: FINDING", p.stdout, re.M))
+    if p.returncode != 0 and failed == 0:
+        failed = 1  # the build or the script itself failed
+    return passed, failed
+
+
 def main():
     build, asan = sys.argv[1], sys.argv[2]
     san = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
@@ -92,6 +108,7 @@ def main():
         format_stage(),
         tap_stage("unit", build),
         pytest_stage("pytest", build, ["tests"]),
+        fuzz_stage(),
         tap_stage("unit[asan]", asan, env=san),
         pytest_stage("protocol[asan]", asan, ["tests/protocol"],
                      {k: san[k] for k in ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")}),

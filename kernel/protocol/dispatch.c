@@ -3,6 +3,7 @@
  * (parented to the request) around it. Unknown types are logged and dropped. */
 #include "dispatch.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "interp.h"
@@ -75,12 +76,53 @@ void dispatch_set_interp_hook(void (*hook)(void *), void *arg)
     interp_hook_arg = arg;
 }
 
+/* Requests that were queued behind a failed execute_request with
+ * stop_on_error, taken off the socket before its reply was sent, in order
+ * (owned). Main thread only. */
+static wire_msg *behind;
+static size_t n_behind, cap_behind;
+
+/* Replies aborted to an execute_request, with its own busy and idle, as
+ * ipykernel does: the content is {"status": "aborted"} alone, with no
+ * execution_count, since the cell never ran. */
+static void abort_one(server *s, const wire_msg *msg)
+{
+    publisher *pub = server_shell_publisher(s);
+    server_set_stream_parent(s, msg->header);
+    publish_busy(pub, msg);
+    pub->reply(pub->self, msg, "execute_reply", json_pack("{s:s}", "status", "aborted"),
+               json_pack("{s:s}", "status", "aborted"));
+    publish_idle(pub, msg);
+}
+
+/* After the failed request's idle: aborts the execute_requests that were
+ * queued behind it and handles the others normally, in their order. */
+static void run_behind(server *s, void *arg)
+{
+    while (n_behind > 0) {
+        wire_msg *list = behind;
+        size_t n = n_behind;
+        behind = NULL;
+        n_behind = cap_behind = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(list[i].msg_type, "execute_request") == 0)
+                abort_one(s, &list[i]);
+            else
+                dispatch_shell(s, &list[i], arg);
+            wire_msg_clear(&list[i]);
+        }
+        free(list);
+    }
+}
+
 void dispatch_shell(server *s, wire_msg *msg, void *arg)
 {
     if (interp_hook && strcmp(msg->msg_type, "kernel_info_request") != 0)
         interp_hook(interp_hook_arg);
     server_set_stream_parent(s, msg->header);
     run(s, server_shell_publisher(s), shell_table, "shell", msg);
+    if (n_behind > 0)
+        run_behind(s, arg);
 }
 
 void dispatch_control(server *s, wire_msg *msg, void *arg)
@@ -88,22 +130,28 @@ void dispatch_control(server *s, wire_msg *msg, void *arg)
     run(s, server_control_publisher(s), control_table, "control", msg);
 }
 
-static void abort_one(server *s, wire_msg *msg, void *arg)
+/* server_handler: takes msg into the behind list (the server then clears
+ * the emptied struct). Out of memory: replies aborted at once, out of
+ * order but never lost. */
+static void take_behind(server *s, wire_msg *msg, void *arg)
 {
-    if (strcmp(msg->msg_type, "execute_request") != 0) {
-        dispatch_shell(s, msg, arg);
-        return;
+    if (n_behind == cap_behind) {
+        size_t cap = cap_behind ? cap_behind * 2 : 8;
+        wire_msg *nb = realloc(behind, cap * sizeof *nb);
+        if (nb == NULL) {
+            log_msg("shell: out of memory; aborting %s now", msg->msg_type);
+            if (strcmp(msg->msg_type, "execute_request") == 0)
+                abort_one(s, msg);
+            return;
+        }
+        behind = nb;
+        cap_behind = cap;
     }
-    publisher *pub = server_shell_publisher(s);
-    publish_busy(pub, msg);
-    pub->reply(pub->self, msg, "execute_reply",
-               json_pack("{s:s, s:I}", "status", "aborted", "execution_count",
-                         (json_int_t)interp_execution_count()),
-               json_pack("{s:s}", "status", "aborted"));
-    publish_idle(pub, msg);
+    behind[n_behind++] = *msg;
+    memset(msg, 0, sizeof *msg);
 }
 
 void dispatch_abort_queued(server *s)
 {
-    server_drain_shell(s, abort_one, NULL);
+    server_drain_shell(s, take_behind, NULL);
 }

@@ -34,8 +34,10 @@ void handle_comm_ignore(server *s, publisher *pub, const wire_msg *msg);
 void handle_shutdown(server *s, publisher *pub, const wire_msg *msg);
 void handle_interrupt(server *s, publisher *pub, const wire_msg *msg);
 
-/* Replies "aborted" to every execute_request already queued on shell, and
- * handles any other queued request normally (stop_on_error). */
+/* stop_on_error: takes every request already queued on shell off the
+ * socket. Once the current request's reply and idle have gone out,
+ * dispatch_shell replies "aborted" to each execute_request among them and
+ * handles the others normally, in their order. */
 void dispatch_abort_queued(server *s);
 
 #endif

@@ -34,8 +34,9 @@ void handle_execute(server *s, publisher *pub, const wire_msg *msg)
     json_t *reply = interp_execute(pub, msg, &failed);
     json_t *md = json_pack("{s:s}", "status", failed ? "error" : "ok");
     json_t *soe = json_object_get(msg->content, "stop_on_error");
-    /* Abort what was queued behind the error before replying, so that a
-     * request sent after the client saw the error is not aborted. */
+    /* Take what was queued behind the error off the socket before
+     * replying, so that a request sent after the client saw the error is
+     * not aborted; the aborted replies follow this one and its idle. */
     if (failed && (soe == NULL || json_is_true(soe)))
         dispatch_abort_queued(s);
     pub->reply(pub->self, msg, "execute_reply", reply, md);

@@ -171,17 +171,17 @@ error:
  * value; %env VAR=value or %env VAR value: sets it. */
 static PyObject *m_env(PyObject *line, PyObject *cell)
 {
-    PyObject *os = NULL, *environ = NULL, *arg = NULL, *result = NULL;
+    PyObject *os = NULL, *os_environ = NULL, *arg = NULL, *result = NULL;
     os = PyImport_ImportModule("os");
-    environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
-    arg = environ ? stripped(line) : NULL;
+    os_environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    arg = os_environ ? stripped(line) : NULL;
     if (arg == NULL)
         goto error;
     const char *a = PyUnicode_AsUTF8(arg);
     if (a == NULL)
         goto error;
     if (*a == '\0') { /* the whole environment */
-        PyObject *env = PyDict_New(), *items = env ? PyMapping_Items(environ) : NULL;
+        PyObject *env = PyDict_New(), *items = env ? PyMapping_Items(os_environ) : NULL;
         if (items == NULL) {
             Py_XDECREF(env);
             goto error;
@@ -212,7 +212,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
     while (*sp && !isspace((unsigned char)*sp))
         sp++;
     if (eq == NULL && *sp == '\0') { /* %env VAR */
-        result = PyObject_GetItem(environ, arg);
+        result = PyObject_GetItem(os_environ, arg);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
             magics_usage_error("Environment does not have key: %s", a);
@@ -241,7 +241,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
     }
     PyObject *key = PyUnicode_FromStringAndSize(a, ke - a);
     PyObject *val = key ? PyUnicode_FromString(vs) : NULL;
-    int bad = val == NULL || PyObject_SetItem(environ, key, val) < 0;
+    int bad = val == NULL || PyObject_SetItem(os_environ, key, val) < 0;
     if (!bad) {
         PyObject *msg = PyUnicode_FromFormat("env: %U=%U\n", key, val);
         bad = msg == NULL || write_obj(msg) < 0;
@@ -253,7 +253,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
         result = Py_NewRef(Py_None);
 error:
     Py_XDECREF(os);
-    Py_XDECREF(environ);
+    Py_XDECREF(os_environ);
     Py_XDECREF(arg);
     return result;
 }

@@ -47,9 +47,13 @@ static void write_all(int fd, const char *p, size_t left)
     }
 }
 
-/* A forked child's write: whole lines go to the fd at once. */
+/* A forked child's write: whole lines go to the fd at once. An empty write
+ * changes nothing (realloc to 0 bytes would free the buffer and leave
+ * child_buf dangling). */
 static void child_write(OutStream *self, const char *p, size_t n)
 {
+    if (n == 0)
+        return;
     char *nb = realloc(self->child_buf, self->child_len + n);
     if (nb == NULL) {
         write_all(self->fd, p, n);

@@ -1,5 +1,6 @@
 """execute_request through jupyter_client: streams, results, errors,
 execution counts, output history, linecache, stop_on_error, user_expressions."""
+import os
 import time
 
 import pytest
@@ -141,6 +142,71 @@ def test_stop_on_error_aborts_queue(kernel):
         got[m["parent_header"]["msg_id"]] = m["content"]["status"]
     assert got[i1] == "error" and got[i2] == "ok"
     time.sleep(0.2)
+
+
+def error_then_queue(kc):
+    """Queues a failing cell, two cells and an is_complete_request behind
+    it. Returns (shell replies in arrival order, iopub events of those
+    requests in order), the requests named e1, e2, k3, e4."""
+    ids = {kc.execute("import time; time.sleep(0.5); raise RuntimeError('first')"): "e1",
+           kc.execute("print('must not run')"): "e2",
+           kc.is_complete("x = ("): "k3",
+           kc.execute("print('nor this')"): "e4"}
+    replies = []
+    while len(replies) < 4:
+        m = kc.get_shell_msg(timeout=20)
+        name = ids.get(m["parent_header"].get("msg_id"))
+        if name:
+            c = m["content"]
+            replies.append((name, m["msg_type"], c if c["status"] != "error" else
+                            {"status": "error", "ename": c["ename"],
+                             "has_count": "execution_count" in c}, m["metadata"].get("status")))
+    events = []
+    while ("e4", "status", "idle") not in events:
+        m = kc.get_iopub_msg(timeout=20)
+        name = ids.get(m["parent_header"].get("msg_id"))
+        if name:
+            state = m["content"].get("execution_state") if m["msg_type"] == "status" else None
+            events.append((name, m["msg_type"], state))
+    return replies, events
+
+
+def test_stop_on_error_reply_order(kernel):
+    """After an error with stop_on_error, as in ipykernel 6.17 (compared in
+    the same run): the failing cell's reply and idle come first, then an
+    aborted reply for each cell queued behind it, each with its own busy and
+    idle, while other requests queued among them are answered in their
+    place. An aborted reply is {"status": "aborted"} alone: no execution
+    count for a cell that never ran (it was [aborted, ok, aborted, error])."""
+    km, kc = kernel
+    replies, events = error_then_queue(kc)
+    aborted = {"status": "aborted"}
+    assert replies == [
+        ("e1", "execute_reply", {"status": "error", "ename": "RuntimeError", "has_count": True},
+         "error"),
+        ("e2", "execute_reply", aborted, "aborted"),
+        ("k3", "is_complete_reply", {"status": "incomplete", "indent": ""}, None),
+        ("e4", "execute_reply", aborted, "aborted")]
+    assert events == [
+        ("e1", "status", "busy"), ("e1", "execute_input", None), ("e1", "error", None),
+        ("e1", "status", "idle"),
+        ("e2", "status", "busy"), ("e2", "status", "idle"),
+        ("k3", "status", "busy"), ("k3", "status", "idle"),
+        ("e4", "status", "busy"), ("e4", "status", "idle")]
+    reply, _ = execute(kc, "'ran'")
+    assert reply["content"]["status"] == "ok"
+
+    from jupyter_client.manager import start_new_kernel
+    ikm, ikc = start_new_kernel(kernel_name="python3", startup_timeout=60,
+                                env=dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1"))
+    try:
+        ireplies, ievents = error_then_queue(ikc)
+    finally:
+        ikc.stop_channels()
+        ikm.shutdown_kernel(now=True)
+    assert [r[:2] + (r[3],) for r in replies] == [r[:2] + (r[3],) for r in ireplies]
+    assert [r[2] for r in replies if r[2] == aborted] == [r[2] for r in ireplies if r[2] == aborted]
+    assert events == ievents
 
 
 def test_threads_print_into_their_cell(kernel):
