@@ -17,7 +17,17 @@
 
 /* ---- option specs ------------------------------------------------------------ */
 
-enum { OPT_I, OPT_MODE, OPT_THREADS, OPT_ASYNC, OPT_COLLAPSED, OPT_SPEEDSCOPE, OPT_R, OPT_LAST };
+enum {
+    OPT_I,
+    OPT_MODE,
+    OPT_THREADS,
+    OPT_ASYNC,
+    OPT_COLLAPSED,
+    OPT_SPEEDSCOPE,
+    OPT_R,
+    OPT_LAST,
+    OPT_L
+};
 enum { AOPT_I, AOPT_MODE, AOPT_THREADS };
 
 #define SECONDS_BAD "-i %s: the interval is a number of seconds, e.g. -i 0.001"
@@ -31,13 +41,14 @@ static const options_spec sample_specs[] = {
     [OPT_SPEEDSCOPE] = {0, "speedscope", OPTIONS_STR, .example = "--speedscope profile.json"},
     [OPT_R] = {'r', NULL, OPTIONS_FLAG},
     [OPT_LAST] = {0, "last", OPTIONS_FLAG},
+    [OPT_L] = {'l', NULL, OPTIONS_INT, 0, 1.0, .example = "-l 60"},
 };
 
 static const options_magic sample_magic_spec = {
     "%sample",
     "usage: %sample [-i SECONDS] [--mode wall|cpu] [--threads] [--async] [--collapsed FILE] "
-    "[--speedscope FILE] [-r] STATEMENT  |  %sample --last [--async] [--collapsed FILE] "
-    "[--speedscope FILE] [-r]",
+    "[--speedscope FILE] [-l ROWS] [-r] STATEMENT  |  %sample --last [--async] [--collapsed "
+    "FILE] [--speedscope FILE] [-l ROWS] [-r]",
     sample_specs, sizeof sample_specs / sizeof sample_specs[0], 0};
 
 static const options_spec autosample_specs[] = {
@@ -264,14 +275,17 @@ static PyObject *report(PyObject *module, PyObject *prof, const options_parsed *
             goto done;
         Py_CLEAR(text);
     }
-    if (sample_render_report(prof, title, &tb, &hb) < 0)
+    if (sample_render_report(prof, title, (int)options_long(o, OPT_L, REPORT_DEFAULT_ROWS), &tb,
+                             &hb) < 0)
         goto done;
-    if (notes.len) {
+    if (notes.len) { /* after the report's own closing </div>, in the same font */
         report_buf_puts(&tb, "\n");
         report_buf_append(&tb, notes.data, notes.len);
-        report_buf_puts(&hb, "<pre>");
+        report_html_open(&hb);
+        report_buf_puts(&hb, "<div style=\"white-space:pre-wrap\">");
         report_buf_html(&hb, notes.data, notes.len);
-        report_buf_puts(&hb, "</pre>");
+        report_buf_puts(&hb, "</div>");
+        report_html_close(&hb);
     }
     bundle = report_bundle_new(&tb, &hb);
     if (bundle == NULL)
@@ -317,9 +331,9 @@ static PyObject *previous_profile(PyObject *module)
 PyDoc_STRVAR(sample_doc,
              "sample(line, cell, ns, display)\n--\n\n"
              "%sample [-i SECONDS] [--mode wall|cpu] [--threads] [--async] [--collapsed FILE]\n"
-             "        [--speedscope FILE] [-r] STATEMENT\n"
+             "        [--speedscope FILE] [-l ROWS] [-r] STATEMENT\n"
              "%%sample [options]  (the cell body follows)\n"
-             "%sample --last [--async] [--collapsed FILE] [--speedscope FILE] [-r]\n\n"
+             "%sample --last [--async] [--collapsed FILE] [--speedscope FILE] [-l ROWS] [-r]\n\n"
              "Run the statement under pyrometer's statistical profiler: a sampler thread reads\n"
              "the running frames every interval (default 0.001 s), whatever the number of\n"
              "calls. Shows a condensed call tree (library frames folded unless hot), a flame\n"
@@ -327,7 +341,8 @@ PyDoc_STRVAR(sample_doc,
              "--mode wall (default) counts waiting as such; cpu counts CPU time only.\n"
              "--threads samples every thread; --async shows asyncio tasks as their coroutine\n"
              "stacks. --collapsed writes flamegraph.pl's format, --speedscope speedscope's\n"
-             "JSON; -r returns a pyrometer.SampleProfile.\n"
+             "JSON; -l shows that many rows of the tree (default 30); -r returns a\n"
+             "pyrometer.SampleProfile.\n"
              "--last shows the previous cell's profile under %autosample on, also after an\n"
              "interrupted cell.");
 

@@ -407,75 +407,134 @@ static void location(report_buf *b, const fn_info *f)
     report_buf_printf(b, "%s:%d", base ? base + 1 : f->file, f->first);
 }
 
-static void text_tree(tree *t, const ditem *d, report_buf *b, char *prefix, size_t plen, int last,
-                      int top)
+static int ditem_by_total(const void *a, const void *b)
 {
-    if (!top) {
-        report_buf_append(b, prefix, plen);
-        report_buf_puts(b, last ? "\xe2\x94\x94\xe2\x94\x80 " : "\xe2\x94\x9c\xe2\x94\x80 ");
-    }
-    double share = t->grand > 0 ? 100.0 * d->total / t->grand : 0;
-    report_buf_printf(b, "%.3f %3.0f%%  ", d->total, share);
-    if (d->n == NULL) {
-        report_buf_printf(b, "[%d frame%s hidden]  %s\n", d->hidden, d->hidden == 1 ? "" : "s",
-                          d->mods);
-    } else {
-        const fn_info *f = &t->fns[d->n->fn];
-        report_buf_puts(b, f->name);
-        report_buf_puts(b, "  ");
-        location(b, f);
-        report_buf_puts(b, "\n");
-    }
-    size_t np = plen;
-    char sub[4096];
-    if (plen + 8 >= sizeof sub)
-        return;
-    memcpy(sub, prefix, plen);
-    if (!top) {
-        const char *add = last ? "   " : "\xe2\x94\x82  ";
-        memcpy(sub + plen, add, strlen(add));
-        np += strlen(add);
-    }
-    for (int i = 0; i < d->nkids; i++)
-        text_tree(t, d->kids[i], b, sub, np, i == d->nkids - 1, 0);
+    double x = (*(ditem *const *)a)->total, y = (*(ditem *const *)b)->total;
+    return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static void html_tree(tree *t, const ditem *d, report_buf *b)
+/* Sorts every level by total and collects the totals (for the row limit). */
+static int ditem_sort(ditem *d, double **totals, size_t *n, size_t *cap)
 {
+    qsort(d->kids, (size_t)d->nkids, sizeof *d->kids, ditem_by_total);
+    for (int i = 0; i < d->nkids; i++) {
+        if (*n == *cap) {
+            size_t c = *cap ? *cap * 2 : 64;
+            double *t = realloc(*totals, c * sizeof *t);
+            if (t == NULL)
+                return -1;
+            *totals = t;
+            *cap = c;
+        }
+        (*totals)[(*n)++] = d->kids[i]->total;
+        if (ditem_sort(d->kids[i], totals, n, cap) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int by_value_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* One row of the tree, in both versions. prefix holds the tree's drawing
+ * (UTF-8, spaces included). */
+typedef struct {
+    tree *t;
+    double cutoff; /* rows below this total are left out */
+    report_buf *text, *html;
+    int rows;
+} tree_out;
+
+static void tree_row(tree_out *o, const ditem *d, const char *prefix, size_t plen)
+{
+    tree *t = o->t;
     double share = t->grand > 0 ? d->total / t->grand : 0;
-    report_buf_puts(b, "<li>");
-    if (d->nkids)
-        report_buf_puts(b, "<details open><summary>");
-    report_buf_printf(b, "<span class=\"s\">%.3f</span> ", d->total);
-    report_buf_bar(b, d->n && d->n->fn >= 0 && !t->fns[d->n->fn].lib ? "bar" : "bar2", 60.0 * share,
-                   1);
-    report_buf_printf(b, " <span class=\"s\">%3.0f%%</span> ", 100.0 * share);
-    if (d->n == NULL) {
-        report_buf_printf(b, "<span class=\"lib\">[%d frame%s hidden] ", d->hidden,
-                          d->hidden == 1 ? "" : "s");
-        report_buf_html(b, d->mods, strlen(d->mods));
-        report_buf_puts(b, "</span>");
+    const fn_info *f = d->n ? &t->fns[d->n->fn] : NULL;
+    report_buf name = REPORT_BUF_INIT;
+    if (f == NULL)
+        report_buf_printf(&name, "[%d frame%s hidden]  %s", d->hidden, d->hidden == 1 ? "" : "s",
+                          d->mods);
+    else
+        report_buf_puts(&name, f->name);
+    report_buf loc = REPORT_BUF_INIT;
+    if (f != NULL)
+        location(&loc, f);
+    const char *nm = name.data ? name.data : "", *lc = loc.data ? loc.data : "";
+
+    report_buf_printf(o->text, "%.3f %3.0f%%  ", d->total, 100.0 * share);
+    report_buf_append(o->text, prefix, plen);
+    report_buf_puts(o->text, nm);
+    if (loc.len)
+        report_buf_printf(o->text, "  %s", lc);
+    report_buf_puts(o->text, "\n");
+
+    report_buf *h = o->html;
+    report_buf_printf(h,
+                      "<tr><td style=\"" REPORT_TD "\">%.3f</td><td style=\"" REPORT_TD
+                      "\">%.0f%%</td><td style=\"" REPORT_TD_L "\">",
+                      d->total, 100.0 * share);
+    report_html_bar(h, f != NULL && !f->lib ? REPORT_ORANGE : REPORT_BLUE, 80.0 * share);
+    report_buf_puts(h, "</td><td style=\"" REPORT_TD_L "\">");
+    /* the drawing keeps its spaces: they become no-break spaces */
+    for (size_t i = 0; i < plen; i++) {
+        if (prefix[i] == ' ')
+            report_buf_puts(h, "&nbsp;");
+        else
+            report_buf_append(h, prefix + i, 1);
+    }
+    if (f != NULL && !f->lib) {
+        report_buf_puts(h, "<b>");
+        report_buf_html(h, nm, name.len);
+        report_buf_puts(h, "</b>");
     } else {
-        const fn_info *f = &t->fns[d->n->fn];
-        report_buf_puts(b, f->lib ? "<span class=\"lib\">" : "<b>");
-        report_buf_html(b, f->name, strlen(f->name));
-        report_buf_puts(b, f->lib ? "</span> " : "</b> ");
-        report_buf_puts(b, "<span class=\"loc\" title=\"");
-        report_buf_html(b, f->file, strlen(f->file));
-        report_buf_puts(b, "\">");
-        report_buf buf = REPORT_BUF_INIT;
-        location(&buf, f);
-        report_buf_html(b, buf.data ? buf.data : "", buf.len);
-        report_buf_free(&buf);
-        report_buf_puts(b, "</span>");
+        report_buf_puts(h, "<span style=\"" REPORT_DIM "\">");
+        report_buf_html(h, nm, name.len);
+        report_buf_puts(h, "</span>");
     }
-    if (d->nkids) {
-        report_buf_puts(b, "</summary><ul>");
-        for (int i = 0; i < d->nkids; i++)
-            html_tree(t, d->kids[i], b);
-        report_buf_puts(b, "</ul></details>");
+    if (f != NULL) {
+        report_buf_puts(h, "&nbsp;&nbsp;<span style=\"" REPORT_DIM "\" title=\"");
+        report_buf_html(h, f->file, strlen(f->file));
+        report_buf_puts(h, "\">");
+        report_buf_html(h, lc, loc.len);
+        report_buf_puts(h, "</span>");
     }
-    report_buf_puts(b, "</li>\n");
+    report_buf_puts(h, "</td></tr>\n");
+    report_buf_free(&name);
+    report_buf_free(&loc);
+    o->rows++;
+}
+
+static void tree_rows(tree_out *o, const ditem *d, const char *prefix, size_t plen, int last,
+                      int top)
+{
+    char here[2048];
+    size_t hlen = 0;
+    if (plen + 16 >= sizeof here)
+        return;
+    memcpy(here, prefix, plen);
+    hlen = plen;
+    if (!top) {
+        const char *branch = last ? "\u2514\u2500 " : "\u251c\u2500 ";
+        memcpy(here + hlen, branch, strlen(branch));
+        hlen += strlen(branch);
+    }
+    tree_row(o, d, here, hlen);
+    char sub[2048];
+    size_t slen = plen;
+    memcpy(sub, prefix, plen);
+    if (!top) {
+        const char *cont = last ? "   " : "\u2502  ";
+        memcpy(sub + slen, cont, strlen(cont));
+        slen += strlen(cont);
+    }
+    int shown = 0;
+    while (shown < d->nkids && d->kids[shown]->total >= o->cutoff)
+        shown++;
+    for (int i = 0; i < shown; i++)
+        tree_rows(o, d->kids[i], sub, slen, i == shown - 1, 0);
 }
 
 /* ---- the flame graph --------------------------------------------------------------- */
@@ -520,7 +579,9 @@ static void svg_node(tree *t, const tnode *n, double x, int depth, double scale,
         return;
     const fn_info *f = &t->fns[n->fn];
     int y = depth * SVG_ROW;
-    report_buf_printf(b, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" rx=\"2\" fill=\"",
+    report_buf_printf(b,
+                      "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" rx=\"2\" "
+                      "stroke=\"#ffffff\" stroke-width=\"0.5\" fill=\"",
                       x, y, w, SVG_ROW - 1);
     svg_colour(b, f);
     report_buf_puts(b, "\"/>");
@@ -543,49 +604,37 @@ static void svg_node(tree *t, const tnode *n, double x, int depth, double scale,
     }
 }
 
-static void base64(report_buf *out, const char *s, size_t n)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char q[4];
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned char)s[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)s[i + 2];
-        q[0] = tbl[(v >> 18) & 63];
-        q[1] = tbl[(v >> 12) & 63];
-        q[2] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < n ? tbl[v & 63] : '=';
-        report_buf_append(out, q, 4);
-    }
-}
-
-/* Appends an icicle of root (outermost on top) as <img src="data:...">. */
-static void flame_img(tree *t, const tnode *root, report_buf *html)
+/* Appends an icicle of root (outermost call on top) as an <img>. Returns 0,
+ * or -1 with an exception set. */
+static int flame_img(tree *t, const tnode *root, report_buf *html)
 {
     if (root->total <= 0 || root->nkids == 0)
-        return;
+        return 0;
     double scale = SVG_WIDTH / root->total;
     int rows = svg_depth(root, 0.5 / scale, 0);
+    double h = rows * SVG_ROW;
     report_buf svg = REPORT_BUF_INIT;
+    /* A picture of its own: dark text on light boxes, no background, so it
+     * reads on light and dark pages alike. */
     report_buf_printf(&svg,
-                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%d\" "
-                      "font-family=\"DejaVu Sans Mono,Menlo,Consolas,monospace\" font-size=\"11\">"
-                      "<rect width=\"100%%\" height=\"100%%\" rx=\"3\" fill=\"#f7f7f7\" "
-                      "stroke=\"#888\" stroke-width=\"0.5\"/><g fill=\"#111\">",
-                      SVG_WIDTH, rows * SVG_ROW + 2);
+                      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                      "viewBox=\"0 0 %.0f %.0f\"><g font-family=\"DejaVu Sans Mono,Menlo,Consolas,"
+                      "monospace\" font-size=\"11\" fill=\"#111111\">",
+                      SVG_WIDTH, h, SVG_WIDTH, h);
     double x = 0;
     for (int i = 0; i < root->nkids; i++) {
         svg_node(t, root->kids[i], x, 0, scale, &svg);
         x += root->kids[i]->total * scale;
     }
-    report_buf_puts(&svg, "</g></svg>");
-    report_buf_puts(html, "<img class=\"flame\" alt=\"flame graph (outermost call on top)\" "
-                          "src=\"data:image/svg+xml;base64,");
-    base64(html, svg.data ? svg.data : "", svg.len);
-    report_buf_puts(html, "\"/>");
+    report_buf_puts(&svg, "</g></svg>\n");
+    report_buf_puts(html, "<div style=\"" REPORT_DIM ";margin:6px 0 2px 0\">Flame graph: each "
+                          "box is a function, as wide as its share of the samples; what it "
+                          "calls sits below it. Orange: your code; blue: libraries.</div>\n");
+    int rc = report_html_img_svg(html, &svg, SVG_WIDTH, h,
+                                 "Flame graph (icicle): callers above callees, widths by "
+                                 "sampled time; the call tree above has the figures");
     report_buf_free(&svg);
+    return rc;
 }
 
 /* ---- line heat ---------------------------------------------------------------------- */
@@ -726,15 +775,20 @@ static int line_heat(tree *t, PyObject *prof, PyObject *stacks, report_buf *text
         report_buf_printf(text, "\nLine heat: %s  ", f->name);
         location(text, f);
         report_buf_puts(text, "\n    share  seconds  line\n");
-        report_buf_puts(html, "<div class=\"hdr\">Line heat: <b>");
-        report_buf_html(html, f->name, strlen(f->name));
-        report_buf_puts(html, "</b> ");
-        report_buf loc = REPORT_BUF_INIT;
+        report_buf loc = REPORT_BUF_INIT, esc = REPORT_BUF_INIT;
         location(&loc, f);
-        report_buf_html(html, loc.data ? loc.data : "", loc.len);
+        report_buf_puts(&esc, "Line heat: <b>");
+        report_buf_html(&esc, f->name, strlen(f->name));
+        report_buf_puts(&esc, "</b> ");
+        report_buf_html(&esc, loc.data ? loc.data : "", loc.len);
+        report_html_head(html, "%s", esc.data ? esc.data : "");
         report_buf_free(&loc);
-        report_buf_puts(html, "</div><table class=\"heat\"><tr><th>share</th><th></th>"
-                              "<th>seconds</th><th>line</th><th class=\"src\">code</th></tr>\n");
+        report_buf_free(&esc);
+        report_buf_puts(html,
+                        "<table class=\"pyro-sample-heat\" style=\"" REPORT_TABLE "\"><tr>"
+                        "<th style=\"" REPORT_TH "\">share</th><th style=\"" REPORT_TH_L
+                        "\"></th><th style=\"" REPORT_TH "\">seconds</th><th style=\"" REPORT_TH
+                        "\">line</th><th style=\"" REPORT_TH_L "\">code</th></tr>\n");
         for (int l = 0; l < span; l++) {
             double s = h->secs[l], share = s / t->grand;
             if (sparse && share < MIN_SHARE)
@@ -748,22 +802,24 @@ static int line_heat(tree *t, PyObject *prof, PyObject *stacks, report_buf *text
                     goto lines_error;
                 strip_newline(&src, &n);
             }
+            char prefix[64];
+            int plen = s > 0 ? snprintf(prefix, sizeof prefix, "   %5.1f%%  %7.3f  %4d  ",
+                                        100.0 * share, s, lineno)
+                             : snprintf(prefix, sizeof prefix, "%18s  %4d  ", "", lineno);
+            report_text_source(text, prefix, (size_t)plen, src, (size_t)n);
+            report_buf_printf(html, "<tr%s><td style=\"" REPORT_TD "\">",
+                              share >= 0.2 ? " style=\"" REPORT_SHADE_ORANGE "\"" : "");
             if (s > 0)
-                report_buf_printf(text, "   %5.1f%%  %7.3f", 100.0 * share, s);
-            else
-                report_buf_puts(text, "                  ");
-            report_buf_printf(text, "  %4d  %.*s\n", lineno, (int)n, src);
-            report_buf_printf(html, "<tr%s><td>", share >= 0.2 ? " class=\"hot\"" : "");
+                report_buf_printf(html, "%.1f%%", 100.0 * share);
+            report_buf_puts(html, "</td><td style=\"" REPORT_TD_L "\">");
             if (s > 0)
-                report_buf_printf(html, "%.1f%%</td><td class=\"name\">", 100.0 * share);
-            else
-                report_buf_puts(html, "</td><td class=\"name\">");
-            if (s > 0)
-                report_buf_bar(html, "bar", 80.0 * share, 1);
-            report_buf_puts(html, "</td><td>");
+                report_html_bar(html, REPORT_ORANGE, 80.0 * share);
+            report_buf_puts(html, "</td><td style=\"" REPORT_TD "\">");
             if (s > 0)
                 report_buf_printf(html, "%.3f", s);
-            report_buf_printf(html, "</td><td>%d</td><td class=\"src\">", lineno);
+            report_buf_printf(
+                html, "</td><td style=\"" REPORT_TD "\">%d</td><td style=\"" REPORT_TD_SRC "\">",
+                lineno);
             report_buf_html(html, src, (size_t)n);
             report_buf_puts(html, "</td></tr>\n");
         }
@@ -786,18 +842,8 @@ done:
 
 /* ---- the report --------------------------------------------------------------------- */
 
-static const char sample_css[] =
-    "<style>\n"
-    ".pyro-sample ul{list-style:none;margin:0;padding-left:1.3em}\n"
-    ".pyro-sample>ul{padding-left:0}\n"
-    ".pyro-sample li{white-space:nowrap}\n"
-    ".pyro-sample summary{cursor:pointer}\n"
-    ".pyro-sample .s{display:inline-block;min-width:3.2em;text-align:right}\n"
-    ".pyro-sample .lib,.pyro-sample .loc{color:var(--jp-content-font-color2,#666)}\n"
-    ".pyro-sample img.flame{display:block;max-width:100%;height:auto;margin:6px 0}\n"
-    "</style>\n";
-
-int sample_render_report(PyObject *prof, const char *title, report_buf *text, report_buf *html)
+int sample_render_report(PyObject *prof, const char *title, int rows, report_buf *text,
+                         report_buf *html)
 {
     tree t;
     int rc = -1;
@@ -825,27 +871,23 @@ int sample_render_report(PyObject *prof, const char *title, report_buf *text, re
              PyLong_AsLong(nsamp), PyFloat_AsDouble(ival) * 1000.0);
     report_buf_puts(text, head);
     report_buf_puts(text, "\n");
-    report_buf_puts(html, report_css);
-    report_buf_puts(html, sample_css);
-    report_buf_puts(html, "<div class=\"pyro pyro-sample\"><div class=\"hdr\">");
-    report_buf_html(html, head, strlen(head));
-    report_buf_puts(html, "</div>\n");
-    if (errs != NULL && PyLong_AsLong(errs) > 0) {
-        report_buf_printf(text, "(%ld stacks or frames changed while read and were skipped)\n",
-                          PyLong_AsLong(errs));
-    }
-    if (trunc == Py_True) {
-        report_buf_puts(text, "(the recording filled its table; later new stacks were dropped)\n");
-        report_buf_puts(html, "<div class=\"hdr\">the recording filled its table; later new stacks "
-                              "were dropped</div>");
-    }
+    report_html_open(html);
+    report_buf esc = REPORT_BUF_INIT;
+    report_buf_html(&esc, head, strlen(head));
+    report_html_head(html, "%s", esc.data ? esc.data : "");
+    report_buf_free(&esc);
+    if (errs != NULL && PyLong_AsLong(errs) > 0)
+        report_note(text, html, "(%ld frames changed while they were read and were skipped)",
+                    PyLong_AsLong(errs));
+    if (trunc == Py_True)
+        report_note(text, html, "(the recording filled its table; later new stacks were dropped)");
     if (t.grand <= 0) {
-        const char *none = strcmp(m, "cpu") == 0
-                               ? "No CPU time was sampled: the statement waited, or ran for less "
-                                 "than an interval."
-                               : "No samples: the statement ran for less than an interval (-i).";
-        report_buf_printf(text, "%s\n", none);
-        report_buf_printf(html, "<div class=\"hdr\">%s</div></div>", none);
+        report_note(text, html, "%s",
+                    strcmp(m, "cpu") == 0
+                        ? "No CPU time was sampled: the statement waited, or ran for less than "
+                          "an interval."
+                        : "No samples: the statement ran for less than an interval (-i).");
+        report_html_close(html);
         rc = 0;
         goto done;
     }
@@ -854,10 +896,17 @@ int sample_render_report(PyObject *prof, const char *title, report_buf *text, re
         if (root->total < MIN_SHARE * t.grand)
             continue;
         ditem *d = condense(&t, root, 1);
-        if (d == NULL) {
+        double *totals = NULL;
+        size_t ntot = 0, cap = 0;
+        if (d == NULL || ditem_sort(d, &totals, &ntot, &cap) < 0) {
+            ditem_free(d);
+            free(totals);
             PyErr_NoMemory();
             goto done;
         }
+        qsort(totals, ntot, sizeof *totals, by_value_desc);
+        tree_out o = {&t, ntot > (size_t)rows ? totals[rows - 1] : 0.0, text, html, 0};
+        free(totals);
         const char *label = PyUnicode_AsUTF8(PyList_GET_ITEM(t.labels, r));
         if (label == NULL) {
             ditem_free(d);
@@ -865,27 +914,37 @@ int sample_render_report(PyObject *prof, const char *title, report_buf *text, re
         }
         if (t.nroots > 1) {
             report_buf_printf(text, "\n%s: %.3f s\n", label, root->total);
-            report_buf_puts(html, "<div class=\"hdr\"><b>");
+            report_buf_puts(html, "<div style=\"margin:8px 0 2px 0;font-weight:600\">");
             report_buf_html(html, label, strlen(label));
-            report_buf_printf(html, "</b> %.3f s</div>", root->total);
+            report_buf_printf(html, ": %.3f s</div>\n", root->total);
         } else {
             report_buf_puts(text, "\n");
         }
-        report_buf_puts(html, "<ul>");
-        for (int i = 0; i < d->nkids; i++) {
-            text_tree(&t, d->kids[i], text, (char *)"", 0, 1, 1);
-            html_tree(&t, d->kids[i], html);
-        }
+        report_buf_puts(html, "<table class=\"pyro-sample-tree\" style=\"" REPORT_TABLE "\">"
+                              "<tr><th style=\"" REPORT_TH "\">seconds</th><th style=\"" REPORT_TH
+                              "\">share</th><th style=\"" REPORT_TH_L
+                              "\"></th><th style=\"" REPORT_TH_L "\">call tree</th></tr>\n");
+        for (int i = 0; i < d->nkids && d->kids[i]->total >= o.cutoff; i++)
+            tree_rows(&o, d->kids[i], "", 0, 1, 1);
+        report_buf_puts(html, "</table>\n");
+        char hint[160];
+        snprintf(hint, sizeof hint,
+                 "Library frames are folded unless hot; calls under 1%% are left out.%s",
+                 (size_t)o.rows < ntot ? " -l N shows N rows." : "");
+        report_html_footer(html, o.rows, (Py_ssize_t)ntot, "rows", hint);
+        if ((size_t)o.rows < ntot)
+            report_buf_printf(text, "(showing the top %d of %zu rows; -l N shows N)\n", o.rows,
+                              ntot);
         if (root->self >= MIN_SHARE * t.grand)
-            report_buf_printf(text, "%.3f %3.0f%%  [outside Python frames]\n", root->self,
-                              100.0 * root->self / t.grand);
-        report_buf_puts(html, "</ul>");
+            report_note(text, html, "%.3f s (%.0f%%) outside any Python frame", root->self,
+                        100.0 * root->self / t.grand);
         ditem_free(d);
-        flame_img(&t, root, html);
+        if (flame_img(&t, root, html) < 0)
+            goto done;
     }
     if (line_heat(&t, prof, stacks, text, html) < 0)
         goto done;
-    report_buf_puts(html, "</div>");
+    report_html_close(html);
     rc = 0;
 done:
     tree_free(&t);

@@ -24,10 +24,11 @@ PyObject *sample_render_async(PyObject *stacks);
 PyObject *sample_render_from_cell(PyObject *stacks);
 
 /* Appends the report: a header line (title, seconds, samples), the
- * condensed call tree, a flame graph (HTML: an <img> of an SVG), and the
- * line heat of functions defined in cells. Returns 0, or -1 with an
- * exception set (the buffers may hold part of the report). */
-int sample_render_report(PyObject *prof, const char *title, report_buf *text, report_buf *html);
+ * condensed call tree (its largest `rows` rows), a flame graph (HTML: an
+ * <img> of an SVG), and the line heat of code defined in cells. Returns 0,
+ * or -1 with an exception set (the buffers may hold part of the report). */
+int sample_render_report(PyObject *prof, const char *title, int rows, report_buf *text,
+                         report_buf *html);
 
 /* Appends flamegraph.pl's collapsed format: "frame;frame;... samples\n"
  * per distinct stack, outermost frame first, the thread as the first frame
