@@ -542,8 +542,13 @@ static PyObject *ipython_interrupt(PyObject *module, PyObject *args, PyObject *k
     Py_XDECREF(kw);
     Py_XDECREF(fn);
     Py_XDECREF(a);
-    if (stb == NULL || !PyList_Check(stb))
-        return stb;
+    if (stb == NULL)
+        return NULL;
+    if (!PyList_Check(stb)) {
+        Py_DECREF(stb);
+        PyErr_SetString(PyExc_TypeError, "structured_traceback did not return a list");
+        return NULL;
+    }
     /* IPython before 8.11 leaves notes out: add ours as the last line. */
     int found = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(stb) && !found; i++) {
@@ -553,16 +558,21 @@ static PyObject *ipython_interrupt(PyObject *module, PyObject *args, PyObject *k
         found = l != NULL && strstr(l, LAST_NOTE) != NULL;
     }
     PyErr_Clear();
-    if (!found) {
-        PyObject *n = PyUnicode_FromString(LAST_NOTE);
-        if (n == NULL || PyList_Append(stb, n) < 0) {
-            Py_XDECREF(n);
-            Py_DECREF(stb);
-            return NULL;
-        }
-        Py_DECREF(n);
+    PyObject *n = found ? NULL : PyUnicode_FromString(LAST_NOTE);
+    if (!found && (n == NULL || PyList_Append(stb, n) < 0)) {
+        Py_XDECREF(n);
+        Py_DECREF(stb);
+        return NULL;
     }
-    return stb;
+    Py_XDECREF(n);
+    /* A custom handler shows the traceback itself, through the shell's
+     * _showtraceback (ipykernel's makes the error reply from it). */
+    PyObject *r = PyObject_CallMethod(shell, "_showtraceback", "OOO", etype, value, stb);
+    Py_DECREF(stb);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
 }
 
 /* IPython checks a callback's signature against the event's: hence the

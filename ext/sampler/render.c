@@ -21,6 +21,38 @@
 #define HEAT_FUNCS     6
 #define HEAT_MAX_LINES 40
 
+/* ---- cells ---------------------------------------------------------------------------- */
+
+/* The In [N] of code from a notebook cell, or -1 for other code. Besides
+ * report_cell_number()'s names, ipykernel compiles each cell as
+ * <tmp>/ipykernel_<pid>/<hash>.py, and IPython's compiler maps that name to
+ * its execution count (0 when it does not know it). Never raises. */
+static long cell_number(const char *file)
+{
+    long n = report_cell_number(file);
+    if (n >= 0)
+        return n;
+    const char *p = strstr(file, "/ipykernel_"), *slash = p ? strchr(p + 1, '/') : NULL;
+    size_t len = strlen(file);
+    if (slash == NULL || strchr(slash + 1, '/') != NULL || len < 3 ||
+        strcmp(file + len - 3, ".py") != 0)
+        return -1;
+    n = 0;
+    PyObject *modules = PySys_GetObject("modules"); /* borrowed */
+    PyObject *ip = modules ? PyDict_GetItemString(modules, "IPython") : NULL;
+    PyObject *shell = ip ? PyObject_CallMethod(ip, "get_ipython", NULL) : NULL;
+    PyObject *comp = shell && shell != Py_None ? PyObject_GetAttrString(shell, "compile") : NULL;
+    PyObject *map = comp ? PyObject_GetAttrString(comp, "_filename_map") : NULL;
+    PyObject *v = map && PyDict_Check(map) ? PyDict_GetItemString(map, file) : NULL;
+    if (v != NULL && PyLong_Check(v))
+        n = PyLong_AsLong(v);
+    Py_XDECREF(shell);
+    Py_XDECREF(comp);
+    Py_XDECREF(map);
+    PyErr_Clear();
+    return n;
+}
+
 /* ---- functions and the call tree -------------------------------------------------- */
 
 typedef struct {
@@ -210,7 +242,7 @@ static int fn_id(tree *t, PyObject *frame)
     f->first = (int)PyLong_AsLong(PyTuple_GET_ITEM(frame, 2));
     if (f->file == NULL || f->name == NULL || PyErr_Occurred())
         goto error;
-    f->cell = report_cell_number(f->file);
+    f->cell = cell_number(f->file);
     classify(t, f);
     PyObject *id = PyLong_FromLong(t->nfns);
     if (id == NULL || PyDict_SetItem(t->fnids, key, id) < 0) {
@@ -399,7 +431,7 @@ error:
 /* "In [3]:12", or the file's base name and line. */
 static void location(report_buf *b, const fn_info *f)
 {
-    if (f->cell >= 0) {
+    if (f->cell > 0) {
         report_buf_printf(b, "In [%ld]:%d", f->cell, f->first);
         return;
     }
@@ -1024,7 +1056,7 @@ PyObject *sample_render_from_cell(PyObject *stacks)
             const char *f = PyUnicode_AsUTF8(PyTuple_GET_ITEM(PyTuple_GET_ITEM(frames, k), 0));
             if (f == NULL)
                 goto error;
-            if (report_cell_number(f) >= 0) {
+            if (cell_number(f) >= 0) {
                 at = k;
                 break;
             }
