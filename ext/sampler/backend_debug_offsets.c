@@ -49,6 +49,8 @@ int sampler_layout_init(sampler_layout *l, char *err, size_t errlen)
     l->ts_next = d->thread_state.next;
     l->ts_native_tid = d->thread_state.native_thread_id;
     l->ts_frame = d->thread_state.current_frame;
+    l->ts_chunk = offsetof(PyThreadState, datastack_chunk); /* public struct */
+    l->ts_top = offsetof(PyThreadState, datastack_top);
     l->ts_via_cframe = 0;
     l->fr_previous = d->interpreter_frame.previous;
     l->fr_code = d->interpreter_frame.executable;

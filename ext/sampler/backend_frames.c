@@ -29,6 +29,8 @@ int sampler_layout_init(sampler_layout *l, char *err, size_t errlen)
     l->ts_next = offsetof(PyThreadState, next);
     l->ts_native_tid = offsetof(PyThreadState, native_thread_id);
     l->ts_frame = offsetof(PyThreadState, cframe);
+    l->ts_chunk = offsetof(PyThreadState, datastack_chunk); /* public struct */
+    l->ts_top = offsetof(PyThreadState, datastack_top);
     l->ts_via_cframe = 1;
     l->cframe_frame = offsetof(_PyCFrame, current_frame);
     l->fr_previous = offsetof(_PyInterpreterFrame, previous);

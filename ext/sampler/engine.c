@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_DEPTH     2048       /* deeper stacks keep their innermost frames */
-#define MAX_NODES     (4u << 20) /* a recording stops growing its trie here */
-#define MAX_STR       1024       /* longest name or file name copied */
+#define MAX_DEPTH     2048        /* deeper stacks keep their innermost frames */
+#define WINDOW        (64 * 1024) /* bytes of a thread's frame stack copied at once */
+#define MAX_NODES     (4u << 20)  /* a recording stops growing its trie here */
+#define MAX_STR       1024        /* longest name or file name copied */
 #define MAX_LINETABLE (1 << 20)
 #define NONE          UINT32_MAX
 
@@ -421,46 +423,67 @@ typedef struct {
     uintptr_t instr;
 } raw_frame;
 
-/* Reads the frame chain of tstate, innermost first, into out. Returns the
- * number of frames, or -1 when the thread state cannot be read. */
-static int read_stack(const sampler_session *s, uintptr_t tstate, raw_frame *out, long *errors)
+/* What a stack is read into: its frames, and a copy of the top of the
+ * thread's frame stack (frames live there, one after the other), so that a
+ * stack costs a few system calls however deep it is. */
+typedef struct {
+    raw_frame raw[MAX_DEPTH];
+    uint8_t window[WINDOW];
+} walker;
+
+/* Reads the frame chain of tstate, innermost first, into w->raw. Returns
+ * the number of frames, or -1 when the thread state cannot be read. */
+static int read_stack(const sampler_session *s, uintptr_t tstate, walker *w, long *errors)
 {
     const sampler_layout *l = &s->layout;
-    uintptr_t f;
-    if (read_ptr(s, tstate + l->ts_frame, &f) < 0)
+    uintptr_t f = 0, chunk = 0, top = 0, lo = 0, hi = 0;
+    struct iovec local[3] = {{&f, sizeof f}, {&chunk, sizeof chunk}, {&top, sizeof top}};
+    struct iovec remote[3] = {{(void *)(tstate + l->ts_frame), sizeof f},
+                              {(void *)(tstate + l->ts_chunk), sizeof chunk},
+                              {(void *)(tstate + l->ts_top), sizeof top}};
+    if (tstate < 4096 || process_vm_readv(s->pid, local, 3, remote, 3, 0) != 3 * sizeof f)
         return -1;
     if (l->ts_via_cframe && f != 0 && read_ptr(s, f + l->cframe_frame, &f) < 0)
         return -1;
+    if (chunk != 0 && top > chunk && top - chunk < ((uintptr_t)1 << 30)) {
+        lo = top - chunk > WINDOW ? top - WINDOW : chunk;
+        hi = top;
+        if (mem_read(s, w->window, lo, hi - lo) < 0)
+            lo = hi = 0;
+    }
     int n = 0;
     uint8_t buf[256];
     if (l->fr_read > sizeof buf)
         return -1;
     while (f != 0 && n < MAX_DEPTH) {
-        if (mem_read(s, buf, f, l->fr_read) < 0) {
+        const uint8_t *fb = buf;
+        if (f >= lo && f + l->fr_read <= hi)
+            fb = w->window + (f - lo);
+        else if (mem_read(s, buf, f, l->fr_read) < 0) {
             (*errors)++;
             break;
         }
         uintptr_t code, prev, instr;
-        memcpy(&code, buf + l->fr_code, sizeof code);
-        memcpy(&prev, buf + l->fr_previous, sizeof prev);
-        memcpy(&instr, buf + l->fr_instr, sizeof instr);
-        int owner = buf[l->fr_owner];
+        memcpy(&code, fb + l->fr_code, sizeof code);
+        memcpy(&prev, fb + l->fr_previous, sizeof prev);
+        memcpy(&instr, fb + l->fr_instr, sizeof instr);
+        int owner = fb[l->fr_owner];
         if (l->owner_first_shim < 0 || owner < l->owner_first_shim)
-            out[n++] = (raw_frame){code & l->code_mask, instr};
+            w->raw[n++] = (raw_frame){code & l->code_mask, instr};
         f = prev;
     }
     return n;
 }
 
 static void sample_thread(sampler_session *s, sampler_data *d, uintptr_t tstate, long tid,
-                          long long now, raw_frame *raw)
+                          long long now, walker *w)
 {
     thread_rec *t = thread_of(d, tstate, tid);
     if (t == NULL) {
         d->errors++;
         return;
     }
-    double w;
+    double wt;
     if (s->cfg.mode == SAMPLER_CPU) {
         long long cpu = thread_cpu_ns(tid);
         if (t->last_cpu < 0 && tstate == s->target)
@@ -469,11 +492,12 @@ static void sample_thread(sampler_session *s, sampler_data *d, uintptr_t tstate,
         t->last_cpu = cpu;
         if (cpu < 0 || prev < 0 || cpu <= prev)
             return;
-        w = (double)(cpu - prev) / 1e9;
+        wt = (double)(cpu - prev) / 1e9;
     } else {
-        w = (double)(now - d->last_ts) / 1e9;
+        wt = (double)(now - d->last_ts) / 1e9;
     }
-    int n = read_stack(s, tstate, raw, &d->errors);
+    int n = read_stack(s, tstate, w, &d->errors);
+    raw_frame *raw = w->raw;
     if (n < 0) {
         d->errors++;
         return;
@@ -495,10 +519,10 @@ static void sample_thread(sampler_session *s, sampler_data *d, uintptr_t tstate,
         at = child;
     }
     d->nodes[at].samples++;
-    d->nodes[at].seconds += w;
+    d->nodes[at].seconds += wt;
 }
 
-static void take_sample(sampler_session *s, sampler_data *d, raw_frame *raw)
+static void take_sample(sampler_session *s, sampler_data *d, walker *w)
 {
     long long now = mono_ns();
     if (s->cfg.all_threads) {
@@ -511,14 +535,14 @@ static void take_sample(sampler_session *s, sampler_data *d, raw_frame *raw)
                 d->errors++;
                 break;
             }
-            sample_thread(s, d, ts, (long)tid, now, raw);
+            sample_thread(s, d, ts, (long)tid, now, w);
             if (read_ptr(s, ts + s->layout.ts_next, &ts) < 0) {
                 d->errors++;
                 break;
             }
         }
     } else {
-        sample_thread(s, d, s->target, s->target_tid, now, raw);
+        sample_thread(s, d, s->target, s->target_tid, now, w);
     }
     d->samples++;
     d->last_ts = now;
@@ -527,7 +551,11 @@ static void take_sample(sampler_session *s, sampler_data *d, raw_frame *raw)
 static void *sampler_main(void *arg)
 {
     sampler_session *s = arg;
-    raw_frame *raw = malloc(MAX_DEPTH * sizeof *raw);
+    walker *w = malloc(sizeof *w);
+    /* SCHED_BATCH: its wake-ups never preempt the thread it samples (on a
+     * busy machine they would take turns on one core); refused is fine. */
+    struct sched_param sp = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     long long period = (long long)(s->cfg.interval * 1e9);
     if (period < 10000)
         period = 10000;
@@ -553,8 +581,8 @@ static void *sampler_main(void *arg)
             sampler_data *d = s->cur;
             if (d->dirty)
                 data_reset(d);
-            if (raw != NULL)
-                take_sample(s, d, raw);
+            if (w != NULL)
+                take_sample(s, d, w);
             else
                 d->errors++;
             long long now = mono_ns();
@@ -564,7 +592,7 @@ static void *sampler_main(void *arg)
         }
     }
     pthread_mutex_unlock(&s->mu);
-    free(raw);
+    free(w);
     return NULL;
 }
 
@@ -624,10 +652,10 @@ void sampler_begin(sampler_session *s, int skip_callers)
     long long cpu = s->cfg.mode == SAMPLER_CPU ? thread_cpu_ns(tid) : -1;
     int skip = 0;
     if (skip_callers) {
-        raw_frame *raw = malloc(MAX_DEPTH * sizeof *raw);
+        walker *w = malloc(sizeof *w);
         long errors = 0;
-        skip = raw ? read_stack(s, (uintptr_t)ts, raw, &errors) : 0;
-        free(raw);
+        skip = w ? read_stack(s, (uintptr_t)ts, w, &errors) : 0;
+        free(w);
         if (skip < 0)
             skip = 0;
     }

@@ -22,6 +22,8 @@ typedef struct {
     size_t is_threads_head; /* PyInterpreterState: its first thread state */
     size_t ts_next;         /* PyThreadState.next */
     size_t ts_native_tid;   /* PyThreadState.native_thread_id */
+    size_t ts_chunk;        /* PyThreadState.datastack_chunk */
+    size_t ts_top;          /* PyThreadState.datastack_top */
     size_t ts_frame;        /* the current frame pointer, or the cframe pointer */
     int ts_via_cframe;      /* 1: ts_frame points to a _PyCFrame ... */
     size_t cframe_frame;    /* ... whose current_frame is at this offset */
