@@ -71,6 +71,7 @@ struct sampler_data {
     thread_rec *threads;
     int nthreads, capthreads;
     long long t_begin, t_end, last_ts; /* CLOCK_MONOTONIC ns */
+    long long sampler_cpu;             /* ns of CPU the sampler thread used for it */
     long samples;
     long errors;   /* frames or stacks that could not be read */
     int truncated; /* the trie reached MAX_NODES */
@@ -93,8 +94,11 @@ struct sampler_session {
     sampler_data *last; /* the recording before cur */
     uintptr_t target;   /* the PyThreadState of the recording thread */
     long target_tid;
-    long long target_cpu; /* its CPU clock at sampler_begin (cpu mode) */
-    int target_skip;      /* its outermost frames left out (the magic's callers) */
+    long long target_cpu;   /* its CPU clock at sampler_begin (cpu mode) */
+    long sampler_tid;       /* the sampler thread's kernel tid (set before it runs) */
+    long long sampler_cpu0; /* its CPU clock at sampler_begin */
+    uintptr_t target_stop;  /* its innermost frame at sampler_begin: the walk stops
+                               there (the magic's callers are left out), or 0 */
     PyInterpreterState *interp;
 };
 
@@ -431,9 +435,11 @@ typedef struct {
     uint8_t window[WINDOW];
 } walker;
 
-/* Reads the frame chain of tstate, innermost first, into w->raw. Returns
- * the number of frames, or -1 when the thread state cannot be read. */
-static int read_stack(const sampler_session *s, uintptr_t tstate, walker *w, long *errors)
+/* Reads the frame chain of tstate, innermost first, into w->raw, up to
+ * the frame stop (not included; 0: to the outermost). Returns the number of
+ * frames, or -1 when the thread state cannot be read. */
+static int read_stack(const sampler_session *s, uintptr_t tstate, uintptr_t stop, walker *w,
+                      long *errors)
 {
     const sampler_layout *l = &s->layout;
     uintptr_t f = 0, chunk = 0, top = 0, lo = 0, hi = 0;
@@ -447,6 +453,8 @@ static int read_stack(const sampler_session *s, uintptr_t tstate, walker *w, lon
         return -1;
     if (chunk != 0 && top > chunk && top - chunk < ((uintptr_t)1 << 30)) {
         lo = top - chunk > WINDOW ? top - WINDOW : chunk;
+        if (stop > lo && stop < top) /* only what lies above the callers */
+            lo = stop;
         hi = top;
         if (mem_read(s, w->window, lo, hi - lo) < 0)
             lo = hi = 0;
@@ -455,7 +463,7 @@ static int read_stack(const sampler_session *s, uintptr_t tstate, walker *w, lon
     uint8_t buf[256];
     if (l->fr_read > sizeof buf)
         return -1;
-    while (f != 0 && n < MAX_DEPTH) {
+    while (f != 0 && f != stop && n < MAX_DEPTH) {
         const uint8_t *fb = buf;
         if (f >= lo && f + l->fr_read <= hi)
             fb = w->window + (f - lo);
@@ -496,15 +504,14 @@ static void sample_thread(sampler_session *s, sampler_data *d, uintptr_t tstate,
     } else {
         wt = (double)(now - d->last_ts) / 1e9;
     }
-    int n = read_stack(s, tstate, w, &d->errors);
+    int n = read_stack(s, tstate, tstate == s->target ? s->target_stop : 0, w, &d->errors);
     raw_frame *raw = w->raw;
     if (n < 0) {
         d->errors++;
         return;
     }
-    int skip = tstate == s->target ? s->target_skip : 0;
     uint32_t at = t->root;
-    for (int i = n - 1 - skip; i >= 0; i--) {
+    for (int i = n - 1; i >= 0; i--) {
         uint32_t c = code_index(s, d, raw[i].code);
         if (c == NONE) {
             d->errors++;
@@ -552,6 +559,10 @@ static void *sampler_main(void *arg)
 {
     sampler_session *s = arg;
     walker *w = malloc(sizeof *w);
+    pthread_mutex_lock(&s->mu);
+    s->sampler_tid = (long)syscall(SYS_gettid);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
     /* SCHED_BATCH: its wake-ups never preempt the thread it samples (on a
      * busy machine they would take turns on one core); refused is fine. */
     struct sched_param sp = {0};
@@ -642,6 +653,10 @@ sampler_session *sampler_new(const sampler_config *cfg)
         PyErr_SetFromErrno(PyExc_OSError);
         return NULL;
     }
+    pthread_mutex_lock(&s->mu); /* its tid, for the CPU it uses */
+    while (s->sampler_tid == 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     return s;
 }
 
@@ -650,14 +665,14 @@ void sampler_begin(sampler_session *s, int skip_callers)
     PyThreadState *ts = PyThreadState_Get();
     long tid = (long)syscall(SYS_gettid);
     long long cpu = s->cfg.mode == SAMPLER_CPU ? thread_cpu_ns(tid) : -1;
-    int skip = 0;
+    uintptr_t stop = 0;
     if (skip_callers) {
-        walker *w = malloc(sizeof *w);
-        long errors = 0;
-        skip = w ? read_stack(s, (uintptr_t)ts, w, &errors) : 0;
-        free(w);
-        if (skip < 0)
-            skip = 0;
+        const sampler_layout *l = &s->layout;
+        uintptr_t f = 0;
+        if (read_ptr(s, (uintptr_t)ts + l->ts_frame, &f) == 0 && l->ts_via_cframe && f != 0 &&
+            read_ptr(s, f + l->cframe_frame, &f) < 0)
+            f = 0;
+        stop = f;
     }
     long long now = mono_ns();
 
@@ -674,12 +689,14 @@ void sampler_begin(sampler_session *s, int skip_callers)
         s->cur->used = 1;
         s->cur->t_begin = s->cur->last_ts = now;
         s->cur->t_end = 0;
+        s->cur->sampler_cpu = -1;
         s->cur->interval = s->cfg.interval;
         s->cur->mode = s->cfg.mode;
         s->target = (uintptr_t)ts;
         s->target_tid = tid;
         s->target_cpu = cpu;
-        s->target_skip = skip;
+        s->target_stop = stop;
+        s->sampler_cpu0 = s->sampler_tid > 0 ? thread_cpu_ns(s->sampler_tid) : -1;
         s->recording = 1;
         if (s->idle)
             pthread_cond_signal(&s->cv);
@@ -695,6 +712,8 @@ void sampler_end(sampler_session *s)
         if (s->cur->dirty) /* no sample was taken */
             data_reset(s->cur);
         s->cur->t_end = now;
+        long long cpu = s->sampler_tid > 0 ? thread_cpu_ns(s->sampler_tid) : -1;
+        s->cur->sampler_cpu = cpu >= 0 && s->sampler_cpu0 >= 0 ? cpu - s->sampler_cpu0 : -1;
     }
     s->recording = 0;
     pthread_mutex_unlock(&s->mu);
@@ -972,7 +991,8 @@ PyObject *sampler_data_to_python(const sampler_data *d)
         Py_DECREF(row);
     }
     long long end = d->t_end ? d->t_end : d->last_ts;
-    out = Py_BuildValue("{s:O,s:d,s:l,s:d,s:s,s:O,s:l,s:O,s:O}", "stacks", stacks, "duration",
+    out = Py_BuildValue("{s:d,s:O,s:d,s:l,s:d,s:s,s:O,s:l,s:O,s:O}", "sampler_cpu",
+                        (double)d->sampler_cpu / 1e9, "stacks", stacks, "duration",
                         (double)(end - d->t_begin) / 1e9, "samples", d->samples, "interval",
                         d->interval, "mode", d->mode == SAMPLER_CPU ? "cpu" : "wall", "threads",
                         threads, "errors", d->errors, "truncated",

@@ -39,7 +39,7 @@ def loop(n):
     return s
 '''
 
-CASES = [("recursive fib(25) (call-heavy)", "fib(25)"),
+CASES = [("recursive fib(27) (call-heavy)", "fib(27)"),
          ("tight loop, 3M iterations", "loop(3_000_000)")]
 
 
@@ -79,28 +79,37 @@ def in_process(reps):
             p.stop()
             p.output_text()
 
-        runners = {"plain": lambda: exec(code, ns), "%sample": run_sample}
-        if pyinstrument is not None:
-            runners["pyinstrument"] = run_pyinstrument
-        times = {k: [] for k in list(runners) + ["%autosample"]}
-        for run in runners.values():
-            run()  # warm up
-        for _ in range(reps):
-            for k, run in runners.items():
-                times[k].append(timed(run))
+        def run_autosampled():
             autosample("on", None, ns, print)
             try:
-                times["%autosample"].append(timed(run_auto))
+                return timed(run_auto)
             finally:
                 autosample("off", None, ns, print)
-        rows.append((name, {k: statistics.median(v) for k, v in times.items()}))
-    print("| workload | plain | %sample | %autosample | pyinstrument 1 ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+
+        runners = {"plain": lambda: timed(lambda: exec(code, ns)),
+                   "%sample": lambda: timed(run_sample), "%autosample": run_autosampled}
+        if pyinstrument is not None:
+            runners["pyinstrument"] = lambda: timed(run_pyinstrument)
+        times = {k: [] for k in runners}
+        for run in runners.values():
+            run()  # warm up
+        order = list(runners)
+        for rep in range(reps):
+            # a different runner goes first each time: on a busy machine the
+            # first of a round was measurably faster
+            for k in order[rep % len(order):] + order[:rep % len(order)]:
+                times[k].append(runners[k]())
+        med = {k: statistics.median(v) for k, v in times.items()}
+        r = sample("-r " + stmt, None, ns, shown.append)
+        med["cost"] = r.sampler_cpu / max(1, r.samples)
+        rows.append((name, med))
+    print("| workload | plain | %sample | %autosample | pyinstrument 1 ms | sampler CPU per sample |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, m in rows:
         p = m["plain"]
         pi = "%.2fx" % (m["pyinstrument"] / p) if "pyinstrument" in m else "not installed"
-        print("| %s | %.0f ms | %.3fx | %.3fx | %s |"
-              % (name, p * 1e3, m["%sample"] / p, m["%autosample"] / p, pi))
+        print("| %s | %.0f ms | %.3fx | %.3fx | %s | %.0f us |"
+              % (name, p * 1e3, m["%sample"] / p, m["%autosample"] / p, pi, m["cost"] * 1e6))
     print("\n(each a median of %d interleaved runs; pyinstrument %s)"
           % (reps, pyinstrument.__version__ if pyinstrument else "-"))
 
