@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -563,10 +562,6 @@ static void *sampler_main(void *arg)
     s->sampler_tid = (long)syscall(SYS_gettid);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    /* SCHED_BATCH: its wake-ups never preempt the thread it samples (on a
-     * busy machine they would take turns on one core); refused is fine. */
-    struct sched_param sp = {0};
-    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     long long period = (long long)(s->cfg.interval * 1e9);
     if (period < 10000)
         period = 10000;

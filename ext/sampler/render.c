@@ -321,6 +321,7 @@ typedef struct ditem {
     tnode *n;       /* NULL for a hidden group */
     int hidden;     /* frames folded into the group */
     char mods[160]; /* their modules, comma-separated */
+    int depth;      /* a node: how many nested calls of it this row stands for */
     double total;
     struct ditem **kids;
     int nkids, capkids;
@@ -422,6 +423,20 @@ static ditem *condense(tree *t, tnode *n, int parent_user)
         if (gather(t, k, g, g) < 0)
             goto error;
     }
+    /* A function calling itself, and nothing else worth a row: one row */
+    d->depth = 1;
+    while (d->n != NULL && d->nkids == 1 && d->kids[0]->n != NULL &&
+           d->kids[0]->n->fn == d->n->fn) {
+        ditem *k = d->kids[0];
+        free(d->kids);
+        d->kids = k->kids;
+        d->nkids = k->nkids;
+        d->capkids = k->capkids;
+        d->depth += k->depth;
+        k->kids = NULL;
+        k->nkids = 0;
+        ditem_free(k);
+    }
     return d;
 error:
     ditem_free(d);
@@ -489,6 +504,8 @@ static void tree_row(tree_out *o, const ditem *d, const char *prefix, size_t ple
     if (f == NULL)
         report_buf_printf(&name, "[%d frame%s hidden]  %s", d->hidden, d->hidden == 1 ? "" : "s",
                           d->mods);
+    else if (d->depth > 1)
+        report_buf_printf(&name, "%s (x%d, recursive)", f->name, d->depth);
     else
         report_buf_puts(&name, f->name);
     report_buf loc = REPORT_BUF_INIT;

@@ -87,6 +87,9 @@ DRIVER = textwrap.dedent("""\
 
     async def amain():
         await asyncio.gather(task_body(), asyncio.sleep(0.05))
+
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
     """)
 
 
@@ -245,6 +248,16 @@ def test_library_frames_fold(magic, ns):
     assert re.search(r"^\d\.\d{3}\s+\d+%  └─ dumps  __init__\.py:\d+\n"
                      r"\d\.\d{3}\s+\d+%     └─ \[1 frame hidden\]  json\n"
                      r"\d\.\d{3}\s+\d+%        └─ JSONEncoder\.iterencode  encoder\.py:\d+\n", text, re.M), text
+
+
+def test_recursion_is_one_row(magic, ns):
+    p = magic("sample", "-r fib(24)", ns=ns)
+    depth = max(sum(f[1] == "fib" for f in frames) for _, frames, _, _ in p.stacks)
+    assert depth > 5
+    rows = [line for line in magic.text.splitlines() if " fib" in line and "driver.py" in line]
+    # the recursion, as deep as it holds 1% of the samples, folded into one row
+    m = re.search(r"└─ fib \(x(\d+), recursive\)  driver\.py:\d+$", rows[0])
+    assert len(rows) == 1 and m and 5 <= int(m.group(1)) <= depth, magic.text
 
 
 def test_exception_shows_profile_then_raises(magic, ns):
