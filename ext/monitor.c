@@ -8,6 +8,8 @@
 #include "monitor.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 /* ---- the callback type ------------------------------------------------------ */
 
@@ -63,15 +65,17 @@ static PyObject *hook_new(monitor_fn fn)
 
 /* ---- sys.monitoring calls ---------------------------------------------------------- */
 
-/* Returns sys.monitoring (a new reference), or NULL with an exception. */
+/* Returns sys.monitoring (a new reference), or NULL with an exception.
+ * Nothing is imported: the profilers start from code run in any globals,
+ * which need not hold __builtins__. */
 static PyObject *sys_monitoring(void)
 {
-    PyObject *sys = PyImport_ImportModule("sys");
-    if (sys == NULL)
+    PyObject *mon = PySys_GetObject("monitoring"); /* borrowed */
+    if (mon == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.monitoring is missing");
         return NULL;
-    PyObject *mon = PyObject_GetAttrString(sys, "monitoring");
-    Py_DECREF(sys);
-    return mon;
+    }
+    return Py_NewRef(mon);
 }
 
 /* Calls sys.monitoring.<name>(*args) built from fmt. Returns 0, or -1 with
@@ -114,8 +118,25 @@ static PyObject *holder(int id)
     return r;
 }
 
+/* sys.monitoring.DISABLE (owned; set once). Protected by the GIL. */
+static PyObject *disable_obj;
+
+PyObject *monitor_disable(void)
+{
+    return disable_obj;
+}
+
 int monitor_claim(int id, const char *name, const char *magic)
 {
+    if (disable_obj == NULL) {
+        PyObject *mon = sys_monitoring();
+        if (mon == NULL)
+            return -1;
+        disable_obj = PyObject_GetAttrString(mon, "DISABLE");
+        Py_DECREF(mon);
+        if (disable_obj == NULL)
+            return -1;
+    }
     PyObject *who = holder(id);
     if (who == NULL)
         return -1;
@@ -123,7 +144,7 @@ int monitor_claim(int id, const char *name, const char *magic)
         Py_DECREF(who);
         return mon_call("use_tool_id", "(is)", id, name);
     }
-    PyObject *mod = PyImport_ImportModule("pyrometer");
+    PyObject *mod = PyImport_ImportModuleLevel("pyrometer", NULL, NULL, NULL, 0);
     PyObject *cls = mod ? PyObject_GetAttrString(mod, "UsageError") : NULL;
     Py_XDECREF(mod);
     if (cls == NULL) {
@@ -167,17 +188,27 @@ int monitor_set_local_events(int id, PyObject *code, int events)
     return mon_call("set_local_events", "(iOi)", id, code, events);
 }
 
-void monitor_release(int id, const char *name, int events, PyObject *const *codes, Py_ssize_t n)
+int monitor_release(int id, const char *name, int events, PyObject *const *codes, Py_ssize_t n)
 {
     PyObject *exc = PyErr_GetRaisedException();
+    int ours = 0;
     PyObject *who = holder(id);
-    if (who == NULL || !PyUnicode_Check(who) || PyUnicode_CompareWithASCIIString(who, name) != 0) {
+    if (who == NULL) {
         PyErr_Clear();
-        Py_XDECREF(who);
-        PyErr_SetRaisedException(exc);
-        return; /* not ours (any more): leave it alone */
+        goto done;
     }
-    Py_DECREF(who);
+    if (who == Py_None) {
+        /* Freed under us: on 3.12 and 3.13 free_tool_id() leaves the
+         * callbacks and events in place, so take the id back to clear them. */
+        if (mon_call("use_tool_id", "(is)", id, name) < 0) {
+            PyErr_Clear();
+            goto done;
+        }
+    } else if (!PyUnicode_Check(who) || PyUnicode_CompareWithASCIIString(who, name) != 0) {
+        goto done; /* another tool's now: leave it alone */
+    } else {
+        ours = 1;
+    }
     if (monitor_set_events(id, 0) < 0)
         PyErr_Clear();
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -191,7 +222,10 @@ void monitor_release(int id, const char *name, int events, PyObject *const *code
     }
     if (mon_call("free_tool_id", "(i)", id) < 0)
         PyErr_Clear();
+done:
+    Py_XDECREF(who);
     PyErr_SetRaisedException(exc);
+    return ours;
 }
 
 PyObject *monitor_missing(void)
@@ -205,4 +239,38 @@ PyObject *monitor_missing(void)
         Py_DECREF(mon);
     }
     return missing;
+}
+
+/* ---- same-line backward jumps ------------------------------------------------------ */
+
+#define JUMP_CACHE 256
+
+/* (code, from) -> line of a same-line backward jump. Protected by the GIL. */
+static struct {
+    void *code;
+    int from;
+    int line;
+} jump_cache[JUMP_CACHE];
+
+void monitor_jump_forget(void)
+{
+    memset(jump_cache, 0, sizeof jump_cache);
+}
+
+int monitor_jump_line(PyObject *code, PyObject *from, PyObject *to)
+{
+    int f = monitor_int(from), t = monitor_int(to);
+    size_t h = (((uintptr_t)code >> 4) ^ (uintptr_t)f * 0x9E3779B1u) & (JUMP_CACHE - 1);
+    if (jump_cache[h].code == code && jump_cache[h].from == f)
+        return jump_cache[h].line;
+    if (t > f)
+        return 0;
+    int fl = PyCode_Addr2Line((PyCodeObject *)code, f);
+    int tl = PyCode_Addr2Line((PyCodeObject *)code, t);
+    if (fl != tl || fl <= 0)
+        return 0;
+    jump_cache[h].code = code;
+    jump_cache[h].from = f;
+    jump_cache[h].line = fl;
+    return fl;
 }

@@ -23,8 +23,9 @@
 #define MONITOR_BIT(ev) (1 << (ev))
 
 /* A callback's C function: called with sys.monitoring's arguments for the
- * event (args[0] is the code object). It must return a new reference to
- * None (never sys.monitoring.DISABLE), never raise and never call Python. */
+ * event (args[0] is the code object). It returns a new reference to None
+ * (or, from a JUMP callback, monitor_disable()), never raises and never
+ * calls Python. */
 typedef PyObject *(*monitor_fn)(PyObject *self, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames);
 
@@ -47,13 +48,29 @@ int monitor_set_local_events(int id, PyObject *code, int events);
 
 /* Gives the id back: clears its global events, the local events of each of
  * the n code objects, every callback named in `events`, and frees the id,
- * if it is still held under `name`. Never fails; a pending exception is
- * kept. */
-void monitor_release(int id, const char *name, int events, PyObject *const *codes, Py_ssize_t n);
+ * if it is still held under `name` (or was freed meanwhile). Returns 1 if
+ * it was still held under `name`, 0 if someone freed or took it. Never
+ * fails; a pending exception is kept. */
+int monitor_release(int id, const char *name, int events, PyObject *const *codes, Py_ssize_t n);
 
 /* sys.monitoring.MISSING (borrowed, immortal while the module lives), or
  * NULL with an exception set. */
 PyObject *monitor_missing(void);
+
+/* sys.monitoring.DISABLE (borrowed), valid once a tool id was claimed. */
+PyObject *monitor_disable(void);
+
+/* A JUMP event (code, from, to): returns the line number when it jumps
+ * backwards within one line (a one-line loop, an inlined comprehension's
+ * next iteration), which sys.settrace reports as a line event and so do
+ * the profilers; 0 for any other jump, which the callback should then
+ * disable (return monitor_disable()) as CPython's own settrace shim does.
+ * Lines of a jump seen before come from a small cache. Never raises. */
+int monitor_jump_line(PyObject *code, PyObject *from, PyObject *to);
+
+/* Forgets the cache of monitor_jump_line (code objects may have died).
+ * Called when a profiler starts. */
+void monitor_jump_forget(void);
 
 /* The value of a line number or offset argument: a small int, read without
  * a call. */

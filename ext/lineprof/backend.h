@@ -98,7 +98,7 @@ enum {
 };
 
 /* pyrometer.LineProfiler. Protected by the GIL, like everything here. */
-typedef struct {
+typedef struct LineProfiler {
     PyObject_HEAD
     lp_code **codes; /* owned, ncodes entries */
     int ncodes;
@@ -115,7 +115,8 @@ typedef struct {
     PyObject *prev_thread_hook; /* owned: threading.gettrace() before enable */
     PyObject *bootstrap;        /* owned: threading.settrace() hook while enabled */
     /* sys.monitoring backend */
-    PyObject *tracers; /* owned while enabled: list of the threads' LineTracers */
+    PyObject *tracers;              /* owned while enabled: list of the threads' LineTracers */
+    struct LineProfiler *suspended; /* owned while enabled: the one this one interrupted */
     char problem_msg[256];
 } LineProfiler;
 
@@ -205,8 +206,10 @@ static inline void lp_leave(LineTracer *tr, int64_t now)
 
 /* ---- the backend: backend_trace311.c or backend_monitoring.c -------------------- */
 
-/* The backend's name, for messages. */
+/* The backend's name, for messages; and the sentence reporting that its
+ * hook was taken away while profiling (LP_PROBLEM_REPLACED). */
 extern const char lineprof_backend_name[];
+extern const char lineprof_backend_replaced[];
 
 /* Starts counting on every thread of the interpreter (current, existing and
  * started later) and sets p->enabled. Returns 0, or -1 with an exception

@@ -2,13 +2,13 @@
  * sys.monitoring (PEP 669) events enabled as *local* events on the target
  * code objects only, so code outside the targets runs untouched.
  *
- * PY_START and PY_RESUME push an activation, LINE charges and counts, and
- * PY_RETURN and PY_YIELD pop it; PY_THROW and PY_UNWIND (global events
- * before 3.15, which lets them be local) cover a generator thrown into and
- * an exception leaving a target. An activation is matched by its code
- * object. Replaces backend_trace311.c, whose f_trace_lines and f_lineno
- * peeking has no use here: only target code raises events, and the line
- * number comes with them.
+ * PY_START and PY_RESUME push an activation, LINE charges and counts (and
+ * so does a JUMP backwards within one line, as sys.settrace reports it: a
+ * one-line loop's next iteration), and PY_RETURN and PY_YIELD pop it; PY_THROW and PY_UNWIND
+ * (global events before 3.15, which lets them be local) cover a generator thrown into and an
+ * exception leaving a target. An activation is matched by its code object. Replaces
+ * backend_trace311.c, whose f_trace_lines and f_lineno peeking has no use here: only target code
+ * raises events, and the line number comes with them.
  */
 #include "lineprof/backend.h"
 #include "monitor.h"
@@ -23,18 +23,24 @@
 #define EV_LINE   MONITOR_BIT(PY_MONITORING_EVENT_LINE)
 #define EV_THROW  MONITOR_BIT(PY_MONITORING_EVENT_PY_THROW)
 #define EV_UNWIND MONITOR_BIT(PY_MONITORING_EVENT_PY_UNWIND)
-#define EV_ALL    (EV_START | EV_RESUME | EV_LEAVE | EV_LINE | EV_THROW | EV_UNWIND)
+#define EV_JUMP   MONITOR_BIT(PY_MONITORING_EVENT_JUMP)
+#define EV_ALL    (EV_START | EV_RESUME | EV_LEAVE | EV_LINE | EV_JUMP | EV_THROW | EV_UNWIND)
 
 /* Exception events became local events in 3.15. */
 #if PY_VERSION_HEX >= 0x030F0000
 #define EV_LOCAL  EV_ALL
 #define EV_GLOBAL 0
 #else
-#define EV_LOCAL  (EV_START | EV_RESUME | EV_LEAVE | EV_LINE)
+#define EV_LOCAL  (EV_START | EV_RESUME | EV_LEAVE | EV_LINE | EV_JUMP)
 #define EV_GLOBAL (EV_THROW | EV_UNWIND)
 #endif
 
 const char lineprof_backend_name[] = "sys.monitoring";
+const char lineprof_backend_replaced[] =
+    "the sys.monitoring tool id 3 was freed or taken while profiling "
+    "(sys.monitoring.free_tool_id?); counts may stop there. ";
+
+static int uninstall(LineProfiler *p);
 
 /* The enabled profiler (at most one: it holds the tool id), or NULL; and a
  * counter bumped at every start and stop, so that a thread's cached tracer
@@ -152,6 +158,19 @@ static PyObject *on_line(PyObject *self, PyObject *const *args, size_t nargsf, P
     Py_RETURN_NONE;
 }
 
+/* A jump: a line event when it goes backwards within one line; any other
+ * jump is disabled where it is. */
+static PyObject *on_jump(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw)
+{
+    int line = monitor_jump_line(args[0], args[1], args[2]);
+    if (line == 0)
+        return Py_NewRef(monitor_disable());
+    LineTracer *tr = current();
+    if (tr != NULL && tr->top != NULL && tr->top->frame == args[0])
+        lp_line(tr->top, line, lp_now());
+    Py_RETURN_NONE;
+}
+
 /* ---- the backend interface ------------------------------------------------------------ */
 
 /* The target code objects, borrowed, for monitor_release(); NULL with an
@@ -168,26 +187,18 @@ static PyObject **code_array(LineProfiler *p)
     return codes;
 }
 
-int lineprof_backend_start(LineProfiler *p)
+/* Claims the tool id and sets p's events. Returns 0, or -1 with an
+ * exception set and nothing left installed. */
+static int install(LineProfiler *p)
 {
-    if (active != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "another pyrometer.LineProfiler is enabled; disable it first");
-        return -1;
-    }
     if (monitor_claim(TOOL, TOOL_NAME, "%lprun") < 0)
         return -1;
-    p->tracers = PyList_New(0);
-    if (p->tracers == NULL)
-        goto error;
     if (monitor_register(TOOL, EV_START, on_start) < 0 ||
         monitor_register(TOOL, EV_RESUME | EV_THROW, on_resume) < 0 ||
         monitor_register(TOOL, EV_LEAVE | EV_UNWIND, on_leave) < 0 ||
-        monitor_register(TOOL, EV_LINE, on_line) < 0)
+        monitor_register(TOOL, EV_LINE, on_line) < 0 ||
+        monitor_register(TOOL, EV_JUMP, on_jump) < 0)
         goto error;
-    active = p;
-    generation++;
-    p->enabled = 1;
     for (int i = 0; i < p->ncodes; i++) {
         if (monitor_set_local_events(TOOL, p->codes[i]->code, EV_LOCAL) < 0)
             goto error;
@@ -196,29 +207,78 @@ int lineprof_backend_start(LineProfiler *p)
         goto error;
     return 0;
 error:
-    lineprof_backend_stop(p);
+    uninstall(p);
     return -1;
+}
+
+/* Gives the tool id back. Returns 0 if someone freed or took it meanwhile. */
+static int uninstall(LineProfiler *p)
+{
+    PyObject **codes = code_array(p);
+    if (codes == NULL)
+        PyErr_Clear();
+    int ours = monitor_release(TOOL, TOOL_NAME, EV_ALL, codes, codes ? p->ncodes : 0);
+    free(codes);
+    return ours;
+}
+
+/* A profiler started while another runs (a nested %lprun) suspends it until
+ * it stops, as a nested trace function did on 3.11. */
+int lineprof_backend_start(LineProfiler *p)
+{
+    LineProfiler *outer = active;
+    if (outer != NULL)
+        uninstall(outer);
+    monitor_jump_forget();
+    p->tracers = PyList_New(0);
+    if (p->tracers == NULL || install(p) < 0) {
+        Py_CLEAR(p->tracers);
+        PyObject *exc = PyErr_GetRaisedException();
+        if (outer != NULL && install(outer) < 0) {
+            PyErr_Clear();
+            outer->problems |= LP_PROBLEM_REPLACED;
+        }
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    p->suspended = (LineProfiler *)Py_XNewRef(outer);
+    active = p;
+    generation++;
+    p->enabled = 1;
+    return 0;
 }
 
 void lineprof_backend_stop(LineProfiler *p)
 {
     PyObject *exc = PyErr_GetRaisedException();
-    PyObject **codes = code_array(p);
-    if (codes == NULL)
-        PyErr_Clear();
-    monitor_release(TOOL, TOOL_NAME, EV_ALL, codes, codes ? p->ncodes : 0);
-    free(codes);
-    if (active == p)
+    if (active == p) {
+        if (!uninstall(p))
+            p->problems |= LP_PROBLEM_REPLACED;
         active = NULL;
+    }
     generation++;
     p->enabled = 0;
     Py_CLEAR(p->tracers);
+    LineProfiler *outer = p->suspended;
+    p->suspended = NULL;
+    if (outer != NULL) {
+        if (outer->enabled && active == NULL) {
+            if (install(outer) < 0) {
+                PyErr_Clear();
+                outer->problems |= LP_PROBLEM_REPLACED;
+            } else {
+                active = outer;
+            }
+        }
+        Py_DECREF(outer);
+    }
     PyErr_SetRaisedException(exc);
 }
 
 void lineprof_backend_clear(LineProfiler *p)
 {
     Py_CLEAR(p->tracers);
+    Py_CLEAR(p->suspended);
 }
 
 /* ---- test helpers: bare callbacks, for the benchmark ---------------------------------- */

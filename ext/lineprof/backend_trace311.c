@@ -18,6 +18,8 @@
 #endif
 
 const char lineprof_backend_name[] = "settrace";
+const char lineprof_backend_replaced[] =
+    "the trace hook was replaced while profiling (sys.settrace?); counts stop there. ";
 
 /* Offset of PyFrameObject.f_trace_lines (a T_BOOL member), found at init
  * from the frame type's member table; -1 if not found. */

@@ -350,13 +350,10 @@ const char *lineprof_problem(PyObject *prof)
     LineProfiler *p = (LineProfiler *)prof;
     if (p->problems == 0)
         return NULL;
-    snprintf(
-        p->problem_msg, sizeof p->problem_msg, "%s%s%s",
-        (p->problems & LP_PROBLEM_REPLACED)
-            ? "the trace hook was replaced while profiling (sys.settrace?); counts stop there. "
-            : "",
-        (p->problems & LP_PROBLEM_THREAD) ? "some threads could not be traced. " : "",
-        (p->problems & LP_PROBLEM_NOMEM) ? "out of memory: some calls were not timed. " : "");
+    snprintf(p->problem_msg, sizeof p->problem_msg, "%s%s%s",
+             (p->problems & LP_PROBLEM_REPLACED) ? lineprof_backend_replaced : "",
+             (p->problems & LP_PROBLEM_THREAD) ? "some threads could not be traced. " : "",
+             (p->problems & LP_PROBLEM_NOMEM) ? "out of memory: some calls were not timed. " : "");
     return p->problem_msg;
 }
 
@@ -391,6 +388,7 @@ static int lp_traverse(LineProfiler *self, visitproc visit, void *arg)
     Py_VISIT(self->prev_thread_hook);
     Py_VISIT(self->bootstrap);
     Py_VISIT(self->tracers);
+    Py_VISIT(self->suspended);
     return 0;
 }
 

@@ -5,7 +5,9 @@
  * Code outside the targets runs untouched, as the 3.11 backend's PEP 523
  * gate arranged: a callee of a target line raises no event, and what it
  * allocates is charged to that line. PY_START/PY_RESUME start an
- * activation, LINE moves it, PY_RETURN/PY_YIELD end it; PY_THROW and
+ * activation, LINE moves it (so does a JUMP backwards within one line, as
+ * sys.settrace and so memory_profiler see it: an inlined comprehension's
+ * next iteration), PY_RETURN/PY_YIELD end it; PY_THROW and
  * PY_UNWIND (global events before 3.15) cover generators thrown into and
  * exceptions leaving a target. An activation is matched by its code object.
  */
@@ -21,7 +23,8 @@
 #define EV_LINE   MONITOR_BIT(PY_MONITORING_EVENT_LINE)
 #define EV_THROW  MONITOR_BIT(PY_MONITORING_EVENT_PY_THROW)
 #define EV_UNWIND MONITOR_BIT(PY_MONITORING_EVENT_PY_UNWIND)
-#define EV_ALL    (EV_START | EV_RESUME | EV_LEAVE | EV_LINE | EV_THROW | EV_UNWIND)
+#define EV_JUMP   MONITOR_BIT(PY_MONITORING_EVENT_JUMP)
+#define EV_ALL    (EV_START | EV_RESUME | EV_LEAVE | EV_LINE | EV_JUMP | EV_THROW | EV_UNWIND)
 
 /* Exception events became local events in 3.15. */
 #if PY_VERSION_HEX >= 0x030F0000
@@ -55,6 +58,15 @@ static PyObject *lines_start(PyObject *self, PyObject *const *args, size_t nargs
 static PyObject *lines_line(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw)
 {
     memprof_lines_on_line(args[0], monitor_int(args[1]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *lines_jump(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw)
+{
+    int line = monitor_jump_line(args[0], args[1], args[2]);
+    if (line == 0)
+        return Py_NewRef(monitor_disable());
+    memprof_lines_on_line(args[0], line);
     Py_RETURN_NONE;
 }
 
@@ -94,18 +106,20 @@ static void uninstall(void)
 }
 
 /* Claims the tool id as name (for magic's messages), registers start/line/
- * leave (line may be NULL) and sets `local` on every code object of ts.
+ * jump/leave (line and jump may be NULL) and sets `local` on every code object of ts.
  * Returns 0, or -1 with an exception set and nothing installed. */
 static int install(memprof_targets *ts, const char *name, const char *magic, int local,
-                   monitor_fn start, monitor_fn line, monitor_fn leave)
+                   monitor_fn start, monitor_fn line, monitor_fn jump, monitor_fn leave)
 {
     if (monitor_claim(TOOL, name, magic) < 0)
         return -1;
+    monitor_jump_forget();
     installed = ts;
     installed_name = name;
     if (monitor_register(TOOL, EV_START | EV_RESUME | EV_THROW, start) < 0 ||
         monitor_register(TOOL, EV_LEAVE | EV_UNWIND, leave) < 0 ||
-        (line != NULL && monitor_register(TOOL, EV_LINE, line) < 0))
+        (line != NULL && monitor_register(TOOL, EV_LINE, line) < 0) ||
+        (jump != NULL && monitor_register(TOOL, EV_JUMP, jump) < 0))
         goto error;
     size_t n = memprof_targets_ncodes(ts);
     for (size_t i = 0; i < n; i++) {
@@ -122,8 +136,9 @@ error:
 
 int memprof_backend_lines_start(memprof_targets *ts)
 {
-    return install(ts, "pyrometer %mprun", "%mprun", EV_START | EV_RESUME | EV_LEAVE | EV_LINE,
-                   lines_start, lines_line, lines_leave);
+    return install(ts, "pyrometer %mprun", "%mprun",
+                   EV_START | EV_RESUME | EV_LEAVE | EV_LINE | EV_JUMP, lines_start, lines_line,
+                   lines_jump, lines_leave);
 }
 
 void memprof_backend_lines_stop(void)
@@ -134,7 +149,7 @@ void memprof_backend_lines_stop(void)
 int memprof_backend_spans_start(memprof_targets *ts)
 {
     return install(ts, "pyrometer %%mprof", "%%mprof", EV_START | EV_RESUME | EV_LEAVE, spans_start,
-                   NULL, spans_leave);
+                   NULL, NULL, spans_leave);
 }
 
 void memprof_backend_spans_stop(void)

@@ -2,6 +2,7 @@
 #include "kthread.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 void kthread_block_sigint(sigset_t *old)
@@ -10,6 +11,20 @@ void kthread_block_sigint(sigset_t *old)
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, old);
+}
+
+static void sigint_noop(int sig)
+{
+    (void)sig;
+}
+
+void kthread_catch_sigint(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sigint_noop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 int kthread_start(pthread_t *t, void *(*fn)(void *), void *arg)

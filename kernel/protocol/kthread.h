@@ -12,6 +12,12 @@
  * receives the previous mask, for pthread_sigmask(SIG_SETMASK, old, NULL). */
 void kthread_block_sigint(sigset_t *old);
 
+/* Makes SIGINT interrupt blocking calls (EINTR) and do nothing else, even
+ * if the parent passed it on as ignored (`jupyter lab &`, nohup): a handler
+ * survives where SIG_IGN would be kept. The interpreter later replaces it
+ * with its own. Process-wide; call before threads start. */
+void kthread_catch_sigint(void);
+
 /* pthread_create with SIGINT blocked in the new thread. Returns its result. */
 int kthread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 

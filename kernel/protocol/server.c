@@ -23,6 +23,7 @@
 #include "iopub.h"
 #include "kthread.h"
 #include "log.h"
+#include "parent.h"
 
 #define MAX_FRAMES   64
 #define IDLE_HOOK_MS 10 /* quiet time on shell before the idle hook runs */
@@ -143,6 +144,13 @@ static int send_msg(server *s, void *sock, const wire_frame *ids, size_t n_ids,
 static void pub_iopub(void *self, const char *msg_type, json_t *content, json_t *parent)
 {
     iopub_publish(((channel_pub *)self)->srv->iopub, msg_type, content, parent);
+}
+
+static void pub_iopub_ext(void *self, const char *msg_type, json_t *content, json_t *metadata,
+                          const wire_frame *buffers, size_t n_buffers, json_t *parent)
+{
+    iopub_publish_ext(((channel_pub *)self)->srv->iopub, msg_type, content, metadata, buffers,
+                      n_buffers, parent);
 }
 
 static void pub_announce(void *self, const char *msg_type, json_t *content, json_t *parent)
@@ -462,6 +470,17 @@ static void *make_socket(server *s, int type, const connection *c, int port, cha
     return sock;
 }
 
+/* The process that started the kernel (JPY_PARENT_PID) has exited: stop
+ * as a shutdown_request would (a running cell is interrupted), and be gone
+ * within a second even if it does not stop. Runs on parent.c's thread. */
+static void parent_gone(void *arg, pid_t pid)
+{
+    server *s = arg;
+    log_msg("the parent process %d exited; shutting down", (int)pid);
+    server_arm_exit_watchdog(s, 1);
+    server_request_shutdown(s, 0);
+}
+
 server *server_start(const connection *conn, wire_signer *signer, server_handler on_control,
                      void *arg, char *err, size_t errlen)
 {
@@ -471,9 +490,13 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
         return NULL;
     }
     /* Only the main thread takes SIGINT: every thread started from here on,
-     * libzmq's I/O threads included, blocks it. */
+     * libzmq's I/O threads included, blocks it. The main thread takes it
+     * whatever the parent did: ignored or blocked, it would make Interrupt
+     * do nothing. */
     sigset_t old;
+    kthread_catch_sigint();
     kthread_block_sigint(&old);
+    sigdelset(&old, SIGINT);
     s->signer = signer;
     s->on_control = on_control;
     s->on_control_arg = arg;
@@ -513,9 +536,9 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->shell_ch = (channel_pub){s, s->shell};
     s->control_ch = (channel_pub){s, s->control};
     s->shell_pub = (publisher){&s->shell_ch, pub_iopub,  pub_announce, pub_reply,
-                               pub_input,    pub_stream, pub_sync};
+                               pub_input,    pub_stream, pub_sync,     pub_iopub_ext};
     s->control_pub = (publisher){&s->control_ch, pub_iopub,  pub_announce, pub_reply,
-                                 pub_no_input,   pub_stream, pub_sync};
+                                 pub_no_input,   pub_stream, pub_sync,     pub_iopub_ext};
 
     int rc = pthread_create(&s->hb_thread, NULL, hb_main, s);
     rc = rc ? rc : pthread_create(&s->control_thread, NULL, control_main, s);
@@ -524,6 +547,8 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
         snprintf(err, errlen, "cannot start threads: %s", strerror(rc));
         _exit(1); /* threads own sockets now; there is no clean partial undo */
     }
+    if (parent_watch_start(parent_gone, s) < 0)
+        log_msg("cannot watch the parent process (JPY_PARENT_PID)");
     return s;
 error:
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -9,10 +9,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = ["bench_kernel.py", "bench_prun.py", "bench_lprun.py", "bench_memprof.py",
-           "bench_soak.py", "fuzz"]
+BENCHES = ["bench_kernel.py", "bench_ipython.py", "bench_prun.py", "bench_lprun.py",
+           "bench_memprof.py", "bench_soak.py", "fuzz"]
 # "fuzz": each libFuzzer target of tests/fuzz for 10 million executions.
-FUZZ = [os.path.join(HERE, "..", "fuzz", "run.sh"), "--runs", "10000000"]
 
 
 def main():
