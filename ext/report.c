@@ -342,26 +342,35 @@ static size_t utf8_prefix(const char *s, size_t n, size_t cols, size_t *used)
     return i;
 }
 
+/* Where to cut the first cols code points of s (n bytes): before the last
+ * space in its second half, so words stay whole, else at cols. */
+static size_t wrap_point(const char *s, size_t n, size_t cols)
+{
+    size_t used, take = utf8_prefix(s, n, cols, &used);
+    if (take >= n)
+        return n;
+    for (size_t i = take; i > take / 2; i--)
+        if (s[i] == ' ' && s[i - 1] != ' ')
+            return i;
+    return take;
+}
+
 void report_text_source(report_buf *b, const char *prefix, size_t prefix_len, const char *src,
                         size_t src_len)
 {
     size_t room = prefix_len + 16 < REPORT_TEXT_COLS ? REPORT_TEXT_COLS - prefix_len : 16;
-    size_t used, take = utf8_prefix(src, src_len, room, &used);
+    size_t take = wrap_point(src, src_len, room);
     report_buf_append(b, prefix, prefix_len);
     report_buf_append(b, src, take);
     while (take < src_len) {
-        while (b->len > 0 && b->data[b->len - 1] == ' ')
-            b->data[--b->len] = '\0';
         report_buf_puts(b, "\n");
         report_buf_pad(b, prefix_len);
         report_buf_puts(b, "\u21aa ");
         src += take;
         src_len -= take;
-        take = utf8_prefix(src, src_len, room - 2, &used);
+        take = wrap_point(src, src_len, room - 2);
         report_buf_append(b, src, take);
     }
-    while (b->len > 0 && b->data[b->len - 1] == ' ')
-        b->data[--b->len] = '\0';
     report_buf_puts(b, "\n");
 }
 

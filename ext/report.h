@@ -107,17 +107,19 @@ int report_write_text(PyObject *path, PyObject *text);
 #define REPORT_FONT "font-family:monospace;font-size:12px;line-height:1.35"
 #define REPORT_TABLE                                                                               \
     "border-collapse:collapse;table-layout:auto;width:auto;margin:2px 0 6px 0;font-size:12px"
+/* Headings may wrap between words when the page is narrow ("Mem usage"). */
 #define REPORT_TH_                                                                                 \
-    "padding:2px 8px;border-bottom:1px solid rgba(128,128,128,0.6);font-weight:600;"               \
-    "white-space:nowrap;vertical-align:bottom;"
+    "padding:2px 6px;border-bottom:1px solid rgba(128,128,128,0.6);font-weight:600;"               \
+    "vertical-align:bottom;"
 #define REPORT_TH   REPORT_TH_ "text-align:right"
 #define REPORT_TH_L REPORT_TH_ "text-align:left"
-#define REPORT_TD   "padding:1px 8px;white-space:nowrap;text-align:right;vertical-align:top"
-#define REPORT_TD_L "padding:1px 8px;white-space:nowrap;text-align:left;vertical-align:top"
-/* Source code: whitespace kept, long lines wrap instead of being cut. */
+#define REPORT_TD   "padding:1px 6px;white-space:nowrap;text-align:right;vertical-align:top"
+#define REPORT_TD_L "padding:1px 6px;white-space:nowrap;text-align:left;vertical-align:top"
+/* Source code: whitespace kept; long lines wrap, and the column narrows as
+ * far as the page needs instead of being cut (the numbers never wrap). */
 #define REPORT_TD_SRC                                                                              \
-    "padding:1px 8px;white-space:pre-wrap;overflow-wrap:break-word;text-align:left;"               \
-    "vertical-align:top;min-width:24em"
+    "padding:1px 6px;white-space:pre-wrap;overflow-wrap:break-word;text-align:left;"               \
+    "vertical-align:top;min-width:12em"
 #define REPORT_DIM     "opacity:0.7"
 #define REPORT_SUMMARY "display:list-item;cursor:pointer;margin:6px 0 2px 0;font-weight:600"
 /* Translucent shading of a row: hot / holding memory, and releasing it. */
@@ -167,10 +169,11 @@ void report_note(report_buf *text, report_buf *html, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Appends one row of a text table: prefix (the number columns, prefix_len
- * bytes, its display width is prefix_len) and the source line src. When the
- * row would pass REPORT_TEXT_COLS, the source is wrapped at that column onto
- * continuation rows that start under it with "\u21aa ". Trailing spaces are
- * not written; a newline ends the row. */
+ * bytes, as wide as it is long) and the source line src. When the row would
+ * pass REPORT_TEXT_COLS, the source is wrapped (before a space when there is
+ * one) onto continuation rows that start under it with "\u21aa "; taking
+ * those marks away and joining the pieces gives src back. A newline ends the
+ * row. */
 void report_text_source(report_buf *b, const char *prefix, size_t prefix_len, const char *src,
                         size_t src_len);
 

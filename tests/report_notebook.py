@@ -86,3 +86,18 @@ def report_html(cell):
     """The text/html of each display_data output of a report cell."""
     return [o["data"]["text/html"] for o in cell.outputs
             if o.get("output_type") == "display_data" and "text/html" in o.get("data", {})]
+
+
+if __name__ == "__main__":
+    # python3 tests/report_notebook.py OUT.ipynb: executes the notebook with
+    # the kernel of $PYROMETER_BUILD (default build/) and saves it, e.g. for
+    # PYROMETER_REPORT_NOTEBOOK in the forky root's JupyterLab test.
+    import sys
+
+    import nbformat
+
+    import pyrometer_testing  # noqa: F401  (a JUPYTER_PATH offering the built kernel)
+    try:
+        nbformat.write(report_notebook(), sys.argv[1])
+    finally:
+        pyrometer_testing.cleanup()

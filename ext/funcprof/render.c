@@ -473,6 +473,33 @@ static int html_icicle(report_buf *b, PyObject *stats, PyObject *callees)
             g.total += row.ct;
         }
     }
+    if (PyList_GET_SIZE(roots) == 0) {
+        /* Everything has a caller: a cycle at the top, as when code the
+         * statement runs evals other "<string>" code, which pstats merges
+         * with the statement's <module>. Start from the function with the
+         * most cumulative time. */
+        PyObject *best = NULL;
+        double best_ct = 0;
+        pos = 0;
+        while (PyDict_Next(stats, &pos, &label, &v)) {
+            prow row;
+            if (get_row(stats, label, &row) < 0)
+                goto done;
+            if (row.ct > best_ct) {
+                best = label;
+                best_ct = row.ct;
+            }
+        }
+        if (best != NULL) {
+            PyObject *pair = Py_BuildValue("(Od)", best, best_ct);
+            if (pair == NULL || PyList_Append(roots, pair) < 0) {
+                Py_XDECREF(pair);
+                goto done;
+            }
+            Py_DECREF(pair);
+            g.total = best_ct;
+        }
+    }
     if (g.total <= 0) {
         rc = 0;
         goto done;

@@ -517,7 +517,7 @@ PyObject *lprun_stats_new(PyObject *prof)
     rep.wall = -1;
     if (lprun_report_gather(prof, &rep) < 0)
         goto done;
-    lprun_render_text(&rep, &text);
+    lprun_render_text(&rep, &text, 0);
     lprun_render_html(&rep, &html);
     report_html_close(&html);
     st = stats_from_report(&rep, &text, &html);
@@ -749,7 +749,7 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
                         int interrupted)
 {
     lprun_report rep = {0};
-    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT;
+    report_buf text = REPORT_BUF_INIT, html = REPORT_BUF_INIT, stats_text = REPORT_BUF_INIT;
     PyObject *bundle = NULL, *st = NULL, *result = NULL;
 
     rep.unit = o->unit > 0 ? o->unit : 1e-9;
@@ -757,16 +757,19 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
     rep.wall = wall;
     if (lprun_report_gather(prof, &rep) < 0)
         goto done;
-    lprun_render_text(&rep, &text);
+    /* The stats object and the -T file get line_profiler's layout; the
+     * display wraps long source lines, and adds the notes about the files. */
+    lprun_render_text(&rep, &stats_text, 0);
+    lprun_render_text(&rep, &text, 1);
     lprun_render_html(&rep, &html);
     if (interrupted) {
+        report_note(&stats_text, NULL,
+                    "*** The statement raised; these are the timings up to that point.");
+        report_buf_puts(&stats_text, "\n");
         report_note(&text, &html,
                     "*** The statement raised; these are the timings up to that point.");
         report_buf_puts(&text, "\n");
     }
-    /* The stats object and the -T file get the text so far; the notes about
-     * the files are for the display only. */
-    report_buf stats_text = text;
     if (o->text_file) {
         PyObject *t = report_buf_to_str(&stats_text);
         int bad = t == NULL || report_write_text(o->text_file, t) < 0;
@@ -794,7 +797,6 @@ static PyObject *report(PyObject *prof, lp_opts *o, int64_t wall, PyObject *disp
         report_buf_puts(&text, "\n");
     }
     report_html_close(&html);
-    stats_text.data = text.data; /* text may have moved as it grew */
     st = stats_from_report(&rep, &stats_text, &html);
     if (st == NULL)
         goto done;
@@ -810,6 +812,7 @@ done:
     lprun_report_clear(&rep);
     report_buf_free(&text);
     report_buf_free(&html);
+    report_buf_free(&stats_text);
     Py_XDECREF(bundle);
     Py_XDECREF(st);
     return result;

@@ -148,15 +148,23 @@ static int fn_cmp(const void *a, const void *b)
 
 /* ---- text ---------------------------------------------------------------------------- */
 
-static void text_row(report_buf *b, const char *c1, const char *c2, const char *c3, const char *c4,
-                     const char *c5, const char *src, Py_ssize_t srclen)
+/* One row: the five number columns, then the source (wrapped at
+ * REPORT_TEXT_COLS when wrap is set, as line_profiler's layout otherwise). */
+static void text_row(report_buf *b, int wrap, const char *c1, const char *c2, const char *c3,
+                     const char *c4, const char *c5, const char *src, Py_ssize_t srclen)
 {
-    report_buf_printf(b, "%6s %9s %12s %8s %8s  ", c1, c2, c3, c4, c5);
+    char prefix[160];
+    int n = snprintf(prefix, sizeof prefix, "%6s %9s %12s %8s %8s  ", c1, c2, c3, c4, c5);
+    if (wrap && n > 0 && (size_t)n < sizeof prefix) {
+        report_text_source(b, prefix, (size_t)n, src, (size_t)srclen);
+        return;
+    }
+    report_buf_puts(b, prefix);
     report_buf_append(b, src, (size_t)srclen);
     report_buf_puts(b, "\n");
 }
 
-void lprun_render_text(lprun_report *rep, report_buf *b)
+void lprun_render_text(lprun_report *rep, report_buf *b, int wrap)
 {
     double scalar = 1e-9 / rep->unit;
     report_buf_printf(b, "Timer unit: %g s\n\n", rep->unit);
@@ -176,7 +184,7 @@ void lprun_render_text(lprun_report *rep, report_buf *b)
         if (f->lines == NULL)
             report_buf_puts(b, "(source not found through linecache; lines are shown blank)\n");
         report_buf_puts(b, "\n");
-        text_row(b, "Line #", "Hits", "Time", "Per Hit", "% Time", "Line Contents", 13);
+        text_row(b, wrap, "Line #", "Hits", "Time", "Per Hit", "% Time", "Line Contents", 13);
         report_buf_puts(b, "==============================================================\n");
         for (int k = 0; k < f->nshow; k++) {
             char c1[24], c2[24] = "", c3[40] = "", c4[40] = "", c5[24] = "";
@@ -191,7 +199,7 @@ void lprun_render_text(lprun_report *rep, report_buf *b)
             }
             Py_ssize_t sl;
             const char *src = src_line(f, k, &sl);
-            text_row(b, c1, c2, c3, c4, c5, src, sl);
+            text_row(b, wrap, c1, c2, c3, c4, c5, src, sl);
         }
         report_buf_puts(b, "\n");
     }
@@ -425,8 +433,8 @@ void lprun_render_html(lprun_report *rep, report_buf *b)
                                   "\">%s</td><td style=\"" REPORT_TD
                                   "\">%s</td><td style=\"" REPORT_TD "\">%.1f</td>",
                                   (unsigned long long)f->r.hits[k], t2, t3, pct);
-                report_buf_puts(b, "<td style=\"" REPORT_TD_L ";width:104px\">");
-                report_html_bar(b, REPORT_ORANGE, (int)(pct + 0.5));
+                report_buf_puts(b, "<td style=\"" REPORT_TD_L ";width:64px\">");
+                report_html_bar(b, REPORT_ORANGE, 0.6 * pct);
                 report_buf_puts(b, "</td>");
             } else {
                 report_buf_puts(b, "<td></td><td></td><td></td><td></td><td></td>");

@@ -34,9 +34,11 @@ int lprun_report_gather(PyObject *prof, lprun_report *rep);
 
 void lprun_report_clear(lprun_report *rep);
 
-/* Append line_profiler's text layout / the HTML report. The HTML is left
- * open for the caller's notes: close it with report_html_close(). */
-void lprun_render_text(lprun_report *rep, report_buf *b);
+/* Append line_profiler's text layout (with wrap, source lines that would
+ * pass REPORT_TEXT_COLS are wrapped, for display; without, it is exactly
+ * line_profiler's, for files and LineStats) / the HTML report. The HTML is
+ * left open for the caller's notes: close it with report_html_close(). */
+void lprun_render_text(lprun_report *rep, report_buf *b, int wrap);
 void lprun_render_html(lprun_report *rep, report_buf *b);
 
 #endif

@@ -1062,13 +1062,15 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
             const char *name = PyUnicode_AsUTF8(infos[i].fullname);
             report_buf_printf(&text, "%s: %zu call%s", name ? name : "?", t->nspans,
                               t->nspans == 1 ? "" : "s");
+            /* One call a line (the first five), so the text fits a terminal. */
             for (size_t k = 0; k < t->nspans && k < 5; k++) {
                 memprof_span *s = &t->spans[k];
-                report_buf_printf(&text, "%s [%.3f s - %.3f s] %.1f -> %.1f MiB", k ? "," : ";",
-                                  s->start_t - t0, s->end_t - t0, s->start_mem / MIB,
-                                  s->end_mem / MIB);
+                report_buf_printf(&text, "\n  [%.3f s - %.3f s] %.1f -> %.1f MiB", s->start_t - t0,
+                                  s->end_t - t0, s->start_mem / MIB, s->end_mem / MIB);
             }
-            report_buf_puts(&text, t->nspans > 5 ? ", ...\n" : "\n");
+            if (t->nspans > 5)
+                report_buf_printf(&text, "\n  ... and %zu more", t->nspans - 5);
+            report_buf_puts(&text, "\n");
         }
         if (options_given(&o, FO_DAT)) {
             const char *path = options_str_at(&o, FO_DAT, 0);

@@ -44,11 +44,11 @@ void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets
         memprof_target *t = memprof_targets_get(ts, i);
         const char *fn = PyUnicode_AsUTF8(infos[i].filename);
         report_buf_printf(b, "Filename: %s\n\n", fn ? fn : "?");
-        /* memory_profiler's columns, then the allocator's Net and Peak
-         * (Allocated and Freed are in the HTML and in -r); source lines
-         * that would pass REPORT_TEXT_COLS wrap. */
-        int w = snprintf(prefix, sizeof prefix, "%6s %12s %12s  %10s  %10s %10s   ", "Line #",
-                         "Mem usage", "Increment", "Occurrences", "Net", "Peak");
+        /* memory_profiler's columns, then the allocator's Net (Allocated,
+         * Freed and Peak are in the HTML and in -r), so that 40 columns
+         * are left for the source before REPORT_TEXT_COLS; longer lines wrap. */
+        int w = snprintf(prefix, sizeof prefix, "%6s %12s %12s  %10s  %10s   ", "Line #",
+                         "Mem usage", "Increment", "Occurrences", "Net");
         report_text_source(b, prefix, (size_t)w, "Line Contents", 13);
         for (int k = 0; k < w + 13; k++)
             report_buf_puts(b, "=");
@@ -65,10 +65,9 @@ void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets
                 report_fmt_mib(c[1], sizeof c[1], l->inc / MIB, 1, 0);
                 snprintf(c[2], sizeof c[2], "%llu", (unsigned long long)l->occurrences);
                 report_fmt_bytes(c[3], sizeof c[3], (int64_t)(l->allocated - l->freed), 1);
-                report_fmt_bytes(c[4], sizeof c[4], l->peak, 0);
             }
-            w = snprintf(prefix, sizeof prefix, "%6d %12s %12s  %10s  %10s %10s   ", ln, c[0], c[1],
-                         c[2], c[3], c[4]);
+            w = snprintf(prefix, sizeof prefix, "%6d %12s %12s  %10s  %10s   ", ln, c[0], c[1],
+                         c[2], c[3]);
             report_text_source(b, prefix, (size_t)w, srcl, (size_t)len);
         }
         report_buf_puts(b, "\n\n");
@@ -80,8 +79,8 @@ void mprun_render_lines_text(report_buf *b, mprun_target *infos, memprof_targets
 void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets *ts, size_t n,
                              int np_tracked)
 {
-    static const char *const heads[] = {"Line #",    "Mem usage", "Increment", "Occurrences",
-                                        "Allocated", "Freed",     "Net",       "Peak"};
+    static const char *const heads[] = {"Line&nbsp;#", "Mem usage", "Increment", "Occurrences",
+                                        "Allocated",   "Freed",     "Net",       "Peak"};
     char c[8][48], label[256];
     report_html_open(b);
     for (size_t i = 0; i < n; i++) {
@@ -141,7 +140,7 @@ void mprun_render_lines_html(report_buf *b, mprun_target *infos, memprof_targets
                 report_buf_printf(b, "<td style=\"" REPORT_TD "%s\">%s</td>", shade, c[k]);
             report_buf_printf(b, "<td style=\"" REPORT_TD "%s\">", shade);
             if (ran && net != 0) {
-                double w = 60.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
+                double w = 40.0 * (double)(net < 0 ? -net : net) / (double)maxnet;
                 report_html_bar(b, net > 0 ? REPORT_ORANGE : REPORT_BLUE, w < 1 ? 1 : w);
                 report_buf_puts(b, " ");
             }

@@ -259,6 +259,30 @@ def test_text_is_laid_out_like_line_profiler(magic):
     assert defline.split() == [str(T.branches.__code__.co_firstlineno), "def", "branches(n):"]
 
 
+def test_long_source_lines_wrap_in_the_display_only(magic, tmp_path):
+    """A terminal shows the text: it fits 100 columns, long source lines
+    continuing on rows of their own; LineStats.text and -T keep
+    line_profiler's layout, one row a line."""
+    ns = {}
+    long = "    return " + " + ".join("(n * %d) %% %d" % (i, i + 7) for i in range(1, 12))
+    cell("<cell-9>", "def wide(n):\n" + long + "\n", ns)
+    out = tmp_path / "lp.txt"
+    stats = lprun(magic, "-r -T %s -f wide wide(3)" % out, ns=ns)
+    # (LineStats.text is line_profiler's layout: test_text_is_laid_out_like_line_profiler)
+    assert stats.text == out.read_text() and len(max(stats.text.splitlines(), key=len)) > 100
+    shown = magic.text.splitlines()
+    assert max(len(l) for l in shown if not l.startswith("***")) <= 100
+    # Joined again, the display's rows are line_profiler's, every character.
+    rows = []
+    for l in shown:
+        if l.startswith(" " * 49 + "\u21aa "):
+            rows[-1] += l[49 + 2:]
+        else:
+            rows.append(l)
+    assert len(rows) < len(shown)  # (the long line did wrap)
+    assert rows[:len(stats.text.splitlines())] == stats.text.splitlines()
+
+
 @needs_lp
 def test_unit_option(magic):
     stats = lprun(magic, "-r -u 1e-6 -f T.loop T.loop(100)")
@@ -524,6 +548,8 @@ def test_statement_error_shows_timings_then_raises(magic):
     finally:
         sys.settrace(prev)
     assert "Function: boom" in magic.text and "raised" in magic.text
+    note = "*** The statement raised; these are the timings up to that point."
+    assert note in magic.text and note in magic.html  # every note of the text is in the HTML
     rows = table_rows(magic.text, "boom")
     assert [r[0] for r in rows.values()] == [1, 1]
 

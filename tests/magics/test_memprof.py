@@ -146,10 +146,10 @@ def test_mprun_cell_function_accuracy(magic):
     assert text.startswith(f"Filename: {cell}\n\n")
     header = text.splitlines()[2]
     assert header.startswith("Line #    Mem usage    Increment  Occurrences")
-    # memory_profiler's columns, then the allocator's Net and Peak (Allocated
-    # and Freed are in the HTML and -r): a terminal's 100 columns hold it.
+    # memory_profiler's columns, then the allocator's Net (Allocated, Freed and
+    # Peak are in the HTML and -r): a terminal's 100 columns hold it.
     assert header.split() == ["Line", "#", "Mem", "usage", "Increment", "Occurrences",
-                              "Net", "Peak", "Line", "Contents"]
+                              "Net", "Line", "Contents"]
     assert max(len(l) for l in text.splitlines()[1:]) <= 100
     row = next(l for l in text.splitlines() if l.lstrip().startswith(f"{ba} "))
     assert "+50.00 MiB" in row and row.rstrip().endswith("a = bytearray(50 * 2**20)")
@@ -378,6 +378,7 @@ def test_memit_statement_raises(magic):
         magic("memit", "x = bytearray(10 * 2**20); 1 / 0", ns={})
     assert hooks_state() == before
     assert "peak memory:" in magic.text and "raised in run 1 of 1" in magic.text
+    assert "(the statement raised in run 1 of 1)" in magic.html
 
 
 @needs_numpy
@@ -902,3 +903,17 @@ def test_f_on_lru_cache_suggests_wrapped(magic, pyrometer, name, line, cell):
     assert "profile the function it wraps: -f cached.__wrapped__" in str(err.value)
     res = magic("mprun", "-r -f cached.__wrapped__ cached(10)", ns=ns)
     assert res.functions[0]["name"] == "cached"
+
+
+def test_mprun_statement_raises_says_so_in_text_and_html(magic):
+    ns = {}
+    define_cell("""\
+        def boom():
+            a = bytearray(2**20)
+            raise ValueError("boom")
+        """, ns)
+    with pytest.raises(ValueError, match="boom"):
+        magic("mprun", "-f boom boom()", ns=ns)
+    note = "*** The statement raised; these are the figures up to that point."
+    assert note in magic.text and note in magic.html
+    assert "+1.00 MiB" in magic.text  # the table up to that point

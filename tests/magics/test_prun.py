@@ -230,7 +230,8 @@ def test_html_report(magic, ns):
     assert html.count("<summary") == html.count('<summary style="display:list-item')
     (svg,) = report_charts(html)                    # the call graph is a picture
     assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
-    assert svg.count("<rect") >= 5 and ">fib" in svg and ">main" in svg
+    # (labels go where they fit: the statement and main() span the width)
+    assert svg.count("<rect") >= 5 and ">&lt;module&gt; 100%" in svg and ">main" in svg
     assert "var(" not in svg and 'fill="#111111"' in svg  # dark text on its light boxes
 
 
@@ -352,6 +353,7 @@ def test_keyboard_interrupt_shows_stats_then_raises(magic, ns):
 def test_system_exit_is_reported_like_ipython(magic, ns):
     assert magic("prun", "fib(3); raise SystemExit(3)", ns=ns) is None
     assert "*** SystemExit exception caught in code being profiled." in magic.text
+    assert "*** SystemExit exception caught in code being profiled." in magic.html
 
 
 def test_syntax_error_is_not_profiled(magic, ns):
@@ -539,3 +541,15 @@ def test_ipython_nested_and_errors(ipy):
     assert sys.getprofile() is None
     with pytest.raises(UsageError, match="which dump"):
         ipy.run_line_magic("pstats", "")
+
+
+def test_call_graph_when_every_function_has_a_caller(magic):
+    """Code the statement runs may eval other "<string>" code, which pstats
+    merges with the statement's own <module>: then nothing is caller-less,
+    and the graph starts from the function with the most cumulative time."""
+    ns = {}
+    exec(compile("def work():\n    for i in range(50):\n        eval('i * 2')\n", "<cell-4>", "exec"), ns)
+    st = magic("prun", "-r work()", ns=ns)
+    assert all(v[4] for v in st.stats.values())  # every function has a caller
+    (svg,) = report_charts(magic.html)
+    assert ">&lt;module&gt;" in svg and ">work" in svg

@@ -124,3 +124,20 @@ def test_the_reports_hold_what_the_sanitizer_must_keep(notebook):
     assert "    a = bytearray(30 * 2**20)" in mp and "30.00 MiB" in mp
     assert "peak" in text_of(cells["memit"]) and "MiB" in text_of(cells["memit"])
     assert "__main__.grow" in report_charts(cells["mprof"])[0]
+
+
+def test_text_fits_a_terminal(notebook):
+    """jupyter console shows text/plain: every report's text fits 100
+    columns (file-name notes apart), long source lines wrapped."""
+    for c in notebook.cells:
+        name = c.metadata.get("report")
+        if not name:
+            continue
+        texts = [o["data"]["text/plain"] for o in c.outputs if o.get("output_type") == "display_data"]
+        assert texts, name
+        for t in texts:
+            wide = [l for l in t.splitlines() if len(l) > 100 and not l.startswith("***")]
+            assert not wide, (name, wide)
+            assert not re.search(r"-0\.0+ (MiB|KiB)", t), (name, t)  # never "-0.0 MiB"
+    (lp,) = [c for c in notebook.cells if c.metadata.get("report") == "lprun"]
+    assert "\u21aa " in lp.outputs[0]["data"]["text/plain"]  # (long_line's long line wrapped)
