@@ -510,12 +510,24 @@ static PyObject *post_cell(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* IPython's post_run_cell passes an ExecutionResult: the same, with its
- * error_in_exec. */
+/* post_run_cell(result): ends the recording. In the pyrometer kernel the
+ * cell's error is formatted after this event, so its KeyboardInterrupt
+ * (result.error_in_exec) gets the note here; IPython has shown it already
+ * and gets it from ipython_interrupt. */
 static PyObject *ipython_post(PyObject *module, PyObject *args)
 {
-    if (auto_session != NULL)
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "|O:_ipython_post", &result))
+        return NULL;
+    if (auto_session != NULL) {
         sampler_end(auto_session);
+        PyObject *exc = result ? PyObject_GetAttrString(result, "error_in_exec") : NULL;
+        if (exc == NULL)
+            PyErr_Clear();
+        else if (PyExceptionInstance_Check(exc))
+            note_interrupt(exc);
+        Py_XDECREF(exc);
+    }
     Py_RETURN_NONE;
 }
 
@@ -589,9 +601,17 @@ static PyMethodDef ipython_defs[] = {
      "traceback."},
 };
 
-/* Registers (on) or unregisters the hooks on the running IPython shell, if
- * this is IPython and not the pyrometer kernel (which calls them itself).
- * Returns 0, or -1 with an exception set. */
+static int in_kernel(void)
+{
+    PyObject *modules = PySys_GetObject("modules"); /* borrowed */
+    return modules != NULL && PyDict_GetItemString(modules, "_pyrometer_kernel") != NULL;
+}
+
+/* Registers (on) or unregisters the hooks on the cell events of the shell
+ * that runs cells: the pyrometer kernel's (its events object, which it
+ * shares with IPython once IPython is loaded) or IPython's. Outside both
+ * (plain `import pyrometer`), nothing: the host calls _pre_cell and
+ * _post_cell itself. Returns 0, or -1 with an exception set. */
 static int ipython_hooks(PyObject *module, int on)
 {
     PyObject *shell = NULL, *events = NULL, *pre = NULL, *post = NULL, *intr = NULL;
@@ -599,11 +619,17 @@ static int ipython_hooks(PyObject *module, int on)
     if (on) {
         PyObject *modules = PySys_GetObject("modules");
         PyObject *ip = modules ? PyDict_GetItemString(modules, "IPython") : NULL;
-        PyObject *kernel = modules ? PyDict_GetItemString(modules, "_pyrometer_kernel") : NULL;
-        if (ip == NULL || kernel != NULL)
-            return 0;
-        PyObject *get = PyObject_GetAttrString(ip, "get_ipython");
-        shell = get ? PyObject_CallNoArgs(get) : NULL;
+        PyObject *get = NULL;
+        if (in_kernel()) {                      /* the kernel's get_ipython is a builtin */
+            PyObject *b = PyEval_GetBuiltins(); /* borrowed */
+            get = b ? PyDict_GetItemString(b, "get_ipython") : NULL;
+            Py_XINCREF(get);
+        } else if (ip != NULL) {
+            get = PyObject_GetAttrString(ip, "get_ipython");
+            if (get == NULL)
+                return -1;
+        }
+        shell = get ? PyObject_CallNoArgs(get) : Py_NewRef(Py_None);
         Py_XDECREF(get);
         if (shell == NULL)
             return -1;
@@ -626,9 +652,12 @@ static int ipython_hooks(PyObject *module, int on)
         PyObject *r1 = PyObject_CallMethod(events, "register", "sO", "pre_run_cell", pre);
         PyObject *r2 =
             r1 ? PyObject_CallMethod(events, "register", "sO", "post_run_cell", post) : NULL;
-        PyObject *r3 =
-            r2 ? PyObject_CallMethod(shell, "set_custom_exc", "(O)O", PyExc_KeyboardInterrupt, intr)
-               : NULL;
+        /* IPython shows an error before post_run_cell: the note comes from a
+         * custom handler of KeyboardInterrupt (the kernel needs none). */
+        PyObject *r3 = !r2           ? NULL
+                       : in_kernel() ? Py_NewRef(Py_None)
+                                     : PyObject_CallMethod(shell, "set_custom_exc", "(O)O",
+                                                           PyExc_KeyboardInterrupt, intr);
         Py_XDECREF(r1);
         Py_XDECREF(r2);
         Py_XDECREF(r3);
@@ -644,7 +673,8 @@ static int ipython_hooks(PyObject *module, int on)
         PyObject *r2 = PyObject_CallMethod(events, "unregister", "sO", "post_run_cell", post);
         if (r2 == NULL)
             PyErr_Clear();
-        PyObject *r3 = PyObject_CallMethod(shell, "set_custom_exc", "()O", Py_None);
+        PyObject *r3 = in_kernel() ? Py_NewRef(Py_None)
+                                   : PyObject_CallMethod(shell, "set_custom_exc", "()O", Py_None);
         Py_XDECREF(r1);
         Py_XDECREF(r2);
         Py_XDECREF(r3);

@@ -108,3 +108,13 @@ def test_no_note_without_autosample(kc):
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert not any("%sample" in line for line in reply["content"]["traceback"])
+
+
+def test_exception_notes_are_shown(kc):
+    """PEP 678 notes follow the exception in the kernel's traceback, one
+    entry each, as Python prints them (the autosample note is one)."""
+    reply, _ = execute(kc, "e = ValueError('bad')\ne.add_note('first note')\n"
+                           "e.add_note('second')\nraise e")
+    tb = reply["content"]["traceback"]
+    assert tb[-2:] == ["first note", "second"], tb
+    assert "ValueError" in tb[-3] and "bad" in tb[-3]
