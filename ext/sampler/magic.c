@@ -33,33 +33,68 @@ enum { AOPT_I, AOPT_MODE, AOPT_THREADS };
 #define SECONDS_BAD "-i %s: the interval is a number of seconds, e.g. -i 0.001"
 
 static const options_spec sample_specs[] = {
-    [OPT_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-i 0.001", .bad = SECONDS_BAD},
-    [OPT_MODE] = {0, "mode", OPTIONS_STR, .example = "--mode cpu"},
-    [OPT_THREADS] = {0, "threads", OPTIONS_FLAG},
-    [OPT_ASYNC] = {0, "async", OPTIONS_FLAG},
-    [OPT_COLLAPSED] = {0, "collapsed", OPTIONS_STR, .example = "--collapsed stacks.txt"},
-    [OPT_SPEEDSCOPE] = {0, "speedscope", OPTIONS_STR, .example = "--speedscope profile.json"},
-    [OPT_R] = {'r', NULL, OPTIONS_FLAG},
-    [OPT_LAST] = {0, "last", OPTIONS_FLAG},
-    [OPT_L] = {'l', NULL, OPTIONS_INT, 0, 1.0, .example = "-l 60"},
+    [OPT_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-i 0.001", .bad = SECONDS_BAD,
+               .meta = "SECONDS", .help = "the time between samples; default 0.001"},
+    [OPT_MODE] = {0, "mode", OPTIONS_STR, .example = "--mode cpu", .meta = "MODE",
+                  .help = "wall (default): elapsed time, waiting (sleep, I/O, locks) included; "
+                          "cpu: CPU time only"},
+    [OPT_THREADS] = {0, "threads", OPTIONS_FLAG,
+                     .help = "sample every thread, not only the one running the statement"},
+    [OPT_ASYNC] = {0, "async", OPTIONS_FLAG,
+                   .help = "show asyncio tasks as their coroutine stacks, not the event loop's"},
+    [OPT_COLLAPSED] = {0, "collapsed", OPTIONS_STR, .example = "--collapsed stacks.txt",
+                       .meta = "FILE",
+                       .help = "write the stacks in flamegraph.pl's collapsed format (speedscope "
+                               "and inferno read it too)"},
+    [OPT_SPEEDSCOPE] = {0, "speedscope", OPTIONS_STR, .example = "--speedscope profile.json",
+                        .meta = "FILE", .help = "write speedscope's JSON file format"},
+    [OPT_R] = {'r', NULL, OPTIONS_FLAG, .help = "return the profile as a pyrometer.SampleProfile"},
+    [OPT_LAST] = {0, "last", OPTIONS_FLAG,
+                  .help = "show the previous cell's profile (needs %autosample on); also after "
+                          "an interrupted cell"},
+    [OPT_L] = {'l', NULL, OPTIONS_INT, 0, 1.0, .example = "-l 60", .meta = "ROWS",
+               .help = "rows of the call tree to show, the largest first; default 30"},
 };
 
 static const options_magic sample_magic_spec = {
     "%sample",
-    "usage: %sample [-i SECONDS] [--mode wall|cpu] [--threads] [--async] [--collapsed FILE] "
-    "[--speedscope FILE] [-l ROWS] [-r] STATEMENT  |  %sample --last [--async] [--collapsed "
-    "FILE] [--speedscope FILE] [-l ROWS] [-r]",
-    sample_specs, sizeof sample_specs / sizeof sample_specs[0], 0};
+    "Usage: %sample [-i SECONDS] [--mode wall|cpu] [--threads] [--async] [--collapsed FILE] "
+    "[--speedscope FILE] [-l ROWS] [-r] STATEMENT",
+    sample_specs,
+    sizeof sample_specs / sizeof sample_specs[0],
+    0,
+    .forms = "%%sample [options]   (the cell body is sampled)\n"
+             "%sample --last [--async] [--collapsed FILE] [--speedscope FILE] [-l ROWS] [-r]",
+    .summary = "Sample where a statement spends its time, at a cost that does not grow with "
+               "its calls.",
+    .details = "A sampler thread reads the running frames every interval without the GIL and\n"
+               "without a profile hook. Shows a condensed call tree (library frames folded\n"
+               "unless hot), a flame graph, and the line heat of code defined in cells.",
+    .example = "  %sample -i 0.005 main()\n"
+               "  %sample --mode cpu --collapsed stacks.txt main()\n"
+               "  %autosample on   (then, after any cell)   %sample --last"};
 
 static const options_spec autosample_specs[] = {
-    [AOPT_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-i 0.001", .bad = SECONDS_BAD},
-    [AOPT_MODE] = {0, "mode", OPTIONS_STR, .example = "--mode cpu"},
-    [AOPT_THREADS] = {0, "threads", OPTIONS_FLAG},
+    [AOPT_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-i 0.001", .bad = SECONDS_BAD,
+                .meta = "SECONDS", .help = "the time between samples; default 0.001"},
+    [AOPT_MODE] = {0, "mode", OPTIONS_STR, .example = "--mode cpu", .meta = "MODE",
+                   .help = "wall (default) or cpu, as for %sample"},
+    [AOPT_THREADS] = {0, "threads", OPTIONS_FLAG, .help = "sample every thread"},
 };
 
 static const options_magic autosample_magic_spec = {
-    "%autosample", "usage: %autosample on|off [-i SECONDS] [--mode wall|cpu] [--threads]",
-    autosample_specs, sizeof autosample_specs / sizeof autosample_specs[0], 1};
+    "%autosample",
+    "Usage: %autosample on|off [-i SECONDS] [--mode wall|cpu] [--threads]",
+    autosample_specs,
+    sizeof autosample_specs / sizeof autosample_specs[0],
+    1,
+    .summary = "Keep a sampler under every cell, so %sample --last can show the previous one.",
+    .details = "on: a sampler thread records each cell as it runs (it sleeps between cells);\n"
+               "%sample --last shows the previous cell's profile, also after an interrupted\n"
+               "cell, whose KeyboardInterrupt says so. off: the thread ends. Without on or\n"
+               "off: says whether it is on.",
+    .example = "  %autosample on\n"
+               "  %sample --last"};
 
 #define LAST_NOTE "%sample --last shows where this cell spent its time."
 
@@ -786,7 +821,9 @@ static PyMethodDef hook_defs[] = {
 int sampler_module_exec(PyObject *module)
 {
     static const char *const kinds[] = {"line_cell", "line"};
-    if (PyModule_AddFunctions(module, hook_defs) < 0)
+    if (PyModule_AddFunctions(module, hook_defs) < 0 ||
+        module_add_magic_help(module, "sample", &sample_magic_spec) < 0 ||
+        module_add_magic_help(module, "autosample", &autosample_magic_spec) < 0)
         return -1;
     return module_add_magics(module, sample_defs, kinds);
 }
