@@ -10,7 +10,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = ["bench_kernel.py", "bench_ipython.py", "bench_prun.py", "bench_lprun.py",
-           "bench_memprof.py", "bench_soak.py", "fuzz"]
+           "bench_memprof.py", "bench_sample.py", "bench_soak.py", "fuzz"]
 # "fuzz": each libFuzzer target of tests/fuzz for 10 million executions.
 
 
