@@ -280,8 +280,35 @@ int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *ki
     return 0;
 }
 
+/* Every option table registered, in order (the fuzzer of ext/options.c
+ * drives each). Written once per process at module init, under the GIL. */
+static struct {
+    const char *name;
+    const options_magic *m;
+} option_tables[32];
+static size_t n_option_tables;
+
+const options_magic *module_option_table(size_t i, const char **name)
+{
+    if (i >= n_option_tables)
+        return NULL;
+    if (name != NULL)
+        *name = option_tables[i].name;
+    return option_tables[i].m;
+}
+
+static void remember_table(const char *name, const options_magic *m)
+{
+    for (size_t i = 0; i < n_option_tables; i++)
+        if (option_tables[i].m == m)
+            return; /* the module was initialised again (a subinterpreter) */
+    if (n_option_tables < sizeof option_tables / sizeof option_tables[0])
+        option_tables[n_option_tables++] = (typeof(option_tables[0])){name, m};
+}
+
 int module_add_magic_help(PyObject *module, const char *name, const options_magic *m)
 {
+    remember_table(name, m);
     PyObject *help = PyObject_GetAttrString(module, "MAGIC_HELP");
     PyObject *text = help ? options_help(m) : NULL;
     int rc = text ? PyDict_SetItemString(help, name, text) : -1;

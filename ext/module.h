@@ -36,6 +36,11 @@ int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *ki
  * kernel and %name? under IPython. Returns 0, or -1 with an exception set. */
 int module_add_magic_help(PyObject *module, const char *name, const options_magic *m);
 
+/* The i-th option table registered through module_add_magic_help (its
+ * magic's name in *name when name is not NULL), or NULL past the last. The
+ * tables are static; the fuzzer of ext/options.c drives each. */
+const options_magic *module_option_table(size_t i, const char **name);
+
 /* Component entry points, one per profiler. Each returns 0, or -1 with an
  * exception set. */
 int funcprof_module_exec(PyObject *module);

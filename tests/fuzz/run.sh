@@ -14,7 +14,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${PYROMETER_FUZZ_BUILD:-$ROOT/build-fuzz}
-TARGETS="fuzz_wire fuzz_connection fuzz_transform"
+TARGETS="fuzz_wire fuzz_connection fuzz_transform fuzz_options"
 
 case ${1:-} in
     --runs) LIMIT="-runs=${2:?usage: run.sh --runs N}"; WHAT="${2} runs" ;;
@@ -23,8 +23,10 @@ case ${1:-} in
 esac
 
 if [ ! -f "$BUILD/build.ninja" ]; then
+    mkdir -p "$BUILD"
     CC=clang meson setup "$BUILD" "$ROOT" -Dfuzzing=true -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dstatic_deps=disabled -Dbuildtype=debugoptimized >/dev/null || exit 1
+        -Db_lundef=false -Dstatic_deps=disabled -Dbuildtype=debugoptimized \
+        >"$BUILD/setup.log" 2>&1 || { cat "$BUILD/setup.log" >&2; exit 1; }
 fi
 # shellcheck disable=SC2086
 ninja -C "$BUILD" $(for t in $TARGETS; do printf 'tests/fuzz/%s ' "$t"; done) >/dev/null || {
@@ -36,6 +38,8 @@ rm -rf "$SEEDS"
 mkdir -p "$BUILD/findings"
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+# fuzz_options embeds CPython, which keeps its own allocations at exit.
+export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 failed=0
 for t in $TARGETS; do

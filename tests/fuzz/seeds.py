@@ -8,7 +8,9 @@ usage: seeds.py OUT_DIR      (makes OUT_DIR/<target>/ for each target)
   (bit 0 keyed, bit 1 "SIGN" frames signed by the harness, bit 2 parse twice)
   and the frames joined by the harness's separator;
 - fuzz_connection: every tests/unit/connection_cases/*/connection.json;
-- fuzz_transform: the input of every case of tests/unit/test_transform.c.
+- fuzz_transform: the input of every case of tests/unit/test_transform.c;
+- fuzz_options: option lines as the magic tests write them, each for every
+  table (the first byte picks the table).
 """
 import ast
 import json
@@ -67,10 +69,26 @@ def transform(out):
             f.write(cell.encode("utf-8", "surrogatepass"))
 
 
+OPTION_LINES = [
+    "-l 10 -s cumulative f(1)", "-rq -l5 fib(20)", "-f f -f g.method f(2)", "-f d['a b'] run()",
+    "-u 1e-3 -z -f f f()", "-T out.txt -D out.prof f()", "-r 3 -t 0.5 -i 0.01 x = [0]*10",
+    "-c -o -q make()", "--threads -s tottime work()", "--dat mem.dat -f f", "-i 0.001 -f f",
+    "profile.out -s time --callers", "-- -x", "--sort=calls f()", "-l", "-s", "-f", "-u abc f()",
+    "-l -1 f()", "-i nan f()", "", "   ", "-qr", "--unknown f()", "-f 'a b' f()",
+]
+
+
+def options(out):
+    for t in range(12):
+        for i, line in enumerate(OPTION_LINES):
+            with open(os.path.join(out, "t%02d-%02d" % (t, i)), "wb") as f:
+                f.write(bytes([t]) + line.encode())
+
+
 def main():
     out = sys.argv[1]
     for name, fn in (("fuzz_wire", wire), ("fuzz_connection", connection),
-                     ("fuzz_transform", transform)):
+                     ("fuzz_transform", transform), ("fuzz_options", options)):
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         fn(d)
