@@ -189,9 +189,14 @@ static char *read_str(const sampler_session *s, uintptr_t p)
     }
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        uint32_t c = kind == 1   ? raw[i]
-                     : kind == 2 ? ((uint16_t *)(void *)raw)[i]
-                                 : ((uint32_t *)(void *)raw)[i];
+        uint32_t c = raw[i];
+        if (kind == 2) { /* raw may be unaligned for wider loads */
+            uint16_t u;
+            memcpy(&u, raw + 2 * i, sizeof u);
+            c = u;
+        } else if (kind == 4) {
+            memcpy(&c, raw + 4 * i, sizeof c);
+        }
         o += (size_t)put_utf8(out + o, c);
     }
     out[o] = '\0';

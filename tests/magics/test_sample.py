@@ -260,6 +260,21 @@ def test_recursion_is_one_row(magic, ns):
     assert len(rows) == 1 and m and 5 <= int(m.group(1)) <= depth, magic.text
 
 
+def test_names_beyond_ascii(magic, ns):
+    # names are copied from the interpreter's memory: latin-1, UCS-2 and
+    # UCS-4 strings each have their own layout
+    src = ("def größe():\n    spin(0.1)\n\n"
+           "def 计算():\n    spin(0.1)\n\n"
+           "def 𠀀𠀁():\n    spin(0.1)\n")
+    exec(compile(src, "ünïcode_计算.py", "exec"), ns)
+    p = magic("sample", "-r größe(); 计算(); 𠀀𠀁()", ns=ns)
+    names = {f[1] for _, frames, _, _ in p.stacks for f in frames}
+    files = {f[0] for _, frames, _, _ in p.stacks for f in frames}
+    assert {"größe", "计算", "𠀀𠀁"} <= names, names
+    assert "ünïcode_计算.py" in files
+    assert "计算  ünïcode_计算.py:4" in magic.text
+
+
 def test_exception_shows_profile_then_raises(magic, ns):
     with pytest.raises(ZeroDivisionError):
         magic("sample", "six(); 1/0", ns=ns)
