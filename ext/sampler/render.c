@@ -1002,10 +1002,14 @@ done:
 
 /* ---- views ------------------------------------------------------------------------------- */
 
+/* A frame of the event loop: asyncio's, or nest_asyncio's replacements of
+ * asyncio.run and the loop's methods (jupyter_client applies it). */
 static int is_asyncio(PyObject *frame)
 {
     const char *f = PyUnicode_AsUTF8(PyTuple_GET_ITEM(frame, 0));
-    return f != NULL && strstr(f, "/asyncio/") != NULL;
+    size_t n = f ? strlen(f) : 0;
+    return f != NULL && (strstr(f, "/asyncio/") != NULL ||
+                         (n >= 16 && strcmp(f + n - 16, "/nest_asyncio.py") == 0));
 }
 
 PyObject *sample_render_async(PyObject *stacks)

@@ -175,6 +175,30 @@ def test_async_shows_the_tasks_coroutine_stack(magic, ns):
                for _, frames, _, _ in p.stacks)
 
 
+def test_async_under_nest_asyncio(tmp_path):
+    """jupyter_client applies nest_asyncio, which replaces asyncio.run and the
+    loop's methods with its own: those are the event loop's frames too."""
+    pytest.importorskip("nest_asyncio")
+    import subprocess
+    import sys
+    script = tmp_path / "nest.py"
+    script.write_text(DRIVER + textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import nest_asyncio, pyrometer
+        nest_asyncio.apply()
+        p = pyrometer.MAGICS["sample"][1]("--async -r asyncio.run(amain())", None, globals(),
+                                           lambda b: None)
+        chains = [[f[1] for f in frames] for _, frames, _, _ in p.stacks]
+        print(any(c[-1] == "[await]" for c in chains),
+              all("[task] task_body" in c for c in chains if c[-1] == "spin"))
+        """))
+    from conftest import BUILD
+    r = subprocess.run([sys.executable, str(script), os.path.join(BUILD, "ext")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["True", "True"], (r.stdout, r.stderr)
+
+
 # flamegraph.pl reads each line as /^(.*)\s+?(\d+(?:\.\d*)?)$/ and splits the
 # stack on ';'
 FLAMEGRAPH_LINE = re.compile(r"^(.*)\s+?(\d+(?:\.\d*)?)$")
