@@ -181,9 +181,10 @@ error:
     return partial;
 }
 
-PyDoc_STRVAR(load_ipython_extension_doc,
-             "load_ipython_extension(ipython)\n--\n\n"
-             "Register pyrometer's magics (%prun, %lprun, %memit, ...) with an IPython shell.");
+PyDoc_STRVAR(
+    load_ipython_extension_doc,
+    "load_ipython_extension(ipython)\n--\n\n"
+    "Register pyrometer's magics (%prun, %lprun, %memit, %sample, ...) with an IPython shell.");
 
 static PyObject *load_ipython_extension(PyObject *module, PyObject *shell)
 {
@@ -363,6 +364,8 @@ static int pyrometer_exec(PyObject *module)
         return -1;
     if (memprof_module_exec(module) < 0)
         return -1;
+    if (sampler_module_exec(module) < 0)
+        return -1;
     return 0;
 }
 
@@ -377,9 +380,9 @@ static PyModuleDef_Slot pyrometer_slots[] = {
 };
 
 PyDoc_STRVAR(pyrometer_doc,
-             "pyrometer: native function, line and memory profilers for notebooks.\n\n"
+             "pyrometer: native function, line, memory and sampling profilers for notebooks.\n\n"
              "In IPython or ipykernel: %load_ext pyrometer, then %prun, %lprun, "
-             "%memit, %mprun.");
+             "%memit, %mprun, %sample.");
 
 static struct PyModuleDef pyrometer_module = {
     PyModuleDef_HEAD_INIT, .m_name = "pyrometer",          .m_doc = pyrometer_doc,

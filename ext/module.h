@@ -46,5 +46,6 @@ const options_magic *module_option_table(size_t i, const char **name);
 int funcprof_module_exec(PyObject *module);
 int lineprof_module_exec(PyObject *module);
 int memprof_module_exec(PyObject *module);
+int sampler_module_exec(PyObject *module);
 
 #endif

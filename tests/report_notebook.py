@@ -60,6 +60,7 @@ REPORTS = {
     "memit": "%memit -r 2 x = bytearray(20 * 2**20)",
     "mprun": "%mprun -f alloc alloc()",
     "mprof": "%%mprof -f grow\nkeep = grow(20)\nfor i in range(3):\n    grow(10)\n",
+    "sample": "%%sample\nfor _ in range(60):\n    main()\n",
 }
 
 

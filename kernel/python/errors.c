@@ -454,6 +454,21 @@ static void put_exception(json_t *arr, buf *b, PyObject *exc, PyObject *cells)
         Py_XDECREF(keep);
     }
     flush_entry(arr, b);
+    /* PEP 678 notes, one entry each after the exception, as Python prints
+     * them (e.g. %autosample's "%sample --last shows where ...") */
+    PyObject *notes = attr(exc, "__notes__");
+    if (notes != NULL && (PyList_Check(notes) || PyTuple_Check(notes))) {
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(notes); i++) {
+            PyObject *n = PySequence_Fast_GET_ITEM(notes, i), *keep = NULL;
+            const char *text = PyUnicode_Check(n) ? utf8_of(n, &keep) : NULL;
+            if (text != NULL) {
+                puts_(b, text);
+                flush_entry(arr, b);
+            }
+            Py_XDECREF(keep);
+        }
+    }
+    Py_XDECREF(notes);
 }
 
 json_t *errors_traceback(PyObject *exc, PyObject *cells)

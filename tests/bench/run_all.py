@@ -18,12 +18,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = ["bench_kernel.py", "bench_usercode.py", "bench_ipython.py", "bench_prun.py",
-           "bench_lprun.py", "bench_memprof.py", "bench_soak.py", "fuzz"]
+           "bench_lprun.py", "bench_memprof.py", "bench_sample.py", "bench_soak.py", "fuzz"]
 # In the root: no soak (a host-side leak check) and no fuzzing (clang's
 # libFuzzer is a host tool here); the rest measure the kernel and profilers
 # built for 3.14 against the reference tools of 3.14.
 FORKY_BENCHES = ["bench_kernel.py", "bench_usercode.py", "bench_prun.py", "bench_lprun.py",
-                 "bench_memprof.py"]
+                 "bench_memprof.py", "bench_sample.py"]
 # "fuzz": each libFuzzer target of tests/fuzz for 10 million executions.
 FUZZ = [os.path.join(HERE, "..", "fuzz", "run.sh"), "--runs", "10000000"]
 

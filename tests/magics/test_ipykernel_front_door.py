@@ -31,6 +31,7 @@ def ipk():
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "ext"),
                PYDEVD_DISABLE_FILE_VALIDATION="1")
     km, kc = start_new_kernel(kernel_name="ipykernel-under-test", startup_timeout=60, env=env)
+    kc.km = km
     yield kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
@@ -64,6 +65,36 @@ def test_usage_error_is_ipythons(ipk):
     c = reply["content"]
     assert c["ename"] == "UsageError"
     assert c["evalue"].startswith("%prun: unknown option -Q")
+
+
+def test_sample_and_autosample_in_ipykernel(ipk):
+    import time
+    run_ok(ipk, "%load_ext pyrometer")
+    run_ok(ipk, "import time\ndef spinner(t):\n    end = time.perf_counter() + t\n"
+                "    while time.perf_counter() < end:\n        pass")
+    [data] = [m["content"]["data"]
+              for m in of_type(run_ok(ipk, "%sample spinner(0.2)"), "display_data")]
+    assert re.search(r"└─ spinner  In \[\d+\]:2$", data["text/plain"], re.M), data["text/plain"]
+    assert "data:image/svg+xml;base64," in data["text/html"]
+    run_ok(ipk, "%autosample on")
+    try:
+        msg_id = ipk.execute("while True: spinner(0.01)")
+        time.sleep(1.0)
+        ipk.km.interrupt_kernel()
+        reply = ipk.get_shell_msg(timeout=10)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = ipk.get_shell_msg(timeout=10)
+        c = reply["content"]
+        assert c["status"] == "error" and c["ename"] == "KeyboardInterrupt", c
+        assert any("%sample --last shows where this cell spent its time." in line
+                   for line in c["traceback"]), c["traceback"]
+        [data] = [m["content"]["data"]
+                  for m in of_type(run_ok(ipk, "%sample --last"), "display_data")]
+        text = data["text/plain"]
+        assert re.search(r"^\d\.\d{3} 100%  <module>  In \[\d+\]:1\n\d\.\d{3}\s+\d+%  └─ spinner  In \[\d+\]:2$",
+                         text, re.M), text
+    finally:
+        run_ok(ipk, "%autosample off")
 
 
 def test_magic_help_is_pyrometers(ipk):

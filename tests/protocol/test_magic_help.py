@@ -8,7 +8,7 @@ import pytest
 
 from kernel_util import execute, of_type, stdout_of
 
-PROFILERS = ["prun", "pstats", "lprun", "memit", "mprun", "%mprof"]
+PROFILERS = ["prun", "pstats", "lprun", "memit", "mprun", "%mprof", "sample", "autosample"]
 
 
 def ok(kc, code, **kw):
@@ -26,7 +26,7 @@ def page(kc, code):
 
 def accepted_options(kc, name):
     """The options the magic's parser accepts, as its own error lists them."""
-    line = "-Z" if name != "pstats" else "f.prof -Z"
+    line = {"pstats": "f.prof -Z", "autosample": "on -Z"}.get(name, "-Z")
     code = f"%%{name[1:]} {line}\npass" if name.startswith("%") else f"%{name} {line}"
     reply, _ = execute(kc, code)
     m = re.search(r"unknown option -Z; the options are (.*)\n", reply["content"]["evalue"])
