@@ -16,7 +16,8 @@ DEB_RUN   := jupyter-client python3-jupyter-client jupyter-console python3-nbcli
              jupyter-notebook python3-nbconvert python3-jedi python3-pygments \
              python3-matplotlib python3-pandas python3-ipython
 DEB_TEST  := python3-pytest python3-jupyter-kernel-test python3-numpy python3-psutil python3-zmq \
-             iproute2 chromium chromium-driver python3-selenium clang-format dpkg-dev
+             iproute2 chromium chromium-driver python3-selenium clang-format dpkg-dev \
+             clang libclang-rt-14-dev
 DEB_REF   := python3-ipykernel python3-line-profiler python3-memory-profiler
 DEB_ALL   := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST) $(DEB_REF)
 
@@ -61,4 +62,4 @@ bench: install
 	PYROMETER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tests/bench/run_all.py
 
 clean:
-	rm -rf $(BUILD) $(ASAN) out
+	rm -rf $(BUILD) $(ASAN) build-fuzz out

@@ -6,6 +6,8 @@
  */
 #include "module.h"
 
+#include <string.h>
+
 /* ---- the IPython front door ------------------------------------------- */
 
 /* A callable that IPython calls as f(line) or f(line, cell); it forwards to
@@ -15,6 +17,7 @@ typedef struct {
     PyObject *magic;   /* owned: the pyrometer magic callable */
     PyObject *shell;   /* owned: the InteractiveShell */
     PyObject *display; /* owned: callable(bundle) -> display(bundle, raw=True) */
+    PyObject *doc;     /* owned: the magic's help (MAGIC_HELP), what %name? shows */
 } IPythonMagic;
 
 static int ipm_traverse(IPythonMagic *self, visitproc visit, void *arg)
@@ -23,6 +26,7 @@ static int ipm_traverse(IPythonMagic *self, visitproc visit, void *arg)
     Py_VISIT(self->magic);
     Py_VISIT(self->shell);
     Py_VISIT(self->display);
+    Py_VISIT(self->doc);
     return 0;
 }
 
@@ -31,6 +35,7 @@ static int ipm_clear(IPythonMagic *self)
     Py_CLEAR(self->magic);
     Py_CLEAR(self->shell);
     Py_CLEAR(self->display);
+    Py_CLEAR(self->doc);
     return 0;
 }
 
@@ -79,6 +84,17 @@ done:
     Py_XDECREF(msg);
 }
 
+/* 1 when line is "-h" or "--help" alone. */
+static int help_asked(PyObject *line)
+{
+    PyObject *s = PyObject_CallMethod(line, "strip", NULL);
+    const char *t = s ? PyUnicode_AsUTF8(s) : NULL;
+    int r = t && (strcmp(t, "-h") == 0 || strcmp(t, "--help") == 0);
+    Py_XDECREF(s);
+    PyErr_Clear();
+    return r;
+}
+
 static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"line", "cell", NULL};
@@ -86,6 +102,15 @@ static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "U|O:magic", kwlist, &line, &cell))
         return NULL;
+    if (cell == Py_None && help_asked(line)) { /* %lprun -h: the help */
+        PyObject *builtins = PyImport_ImportModule("builtins");
+        PyObject *r =
+            builtins && self->doc ? PyObject_CallMethod(builtins, "print", "O", self->doc) : NULL;
+        Py_XDECREF(builtins);
+        if (r == NULL && !PyErr_Occurred())
+            Py_RETURN_NONE;
+        return r;
+    }
     ns = PyObject_GetAttrString(self->shell, "user_ns");
     if (ns == NULL)
         return NULL;
@@ -96,13 +121,21 @@ static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
     return result;
 }
 
+/* __doc__ of each bound magic: its own help text, so IPython's %lprun? and
+ * %lprun -h show what the kernel shows. */
+static PyObject *ipm_doc(IPythonMagic *self, void *closure)
+{
+    return Py_NewRef(self->doc ? self->doc : Py_None);
+}
+
+static PyGetSetDef ipm_getset[] = {
+    {"__doc__", (getter)ipm_doc, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot ipm_slots[] = {
-    {Py_tp_dealloc, ipm_dealloc},
-    {Py_tp_traverse, ipm_traverse},
-    {Py_tp_clear, ipm_clear},
-    {Py_tp_call, ipm_call},
-    {Py_tp_doc, "A pyrometer magic bound to an IPython shell."},
-    {0, NULL},
+    {Py_tp_getset, ipm_getset}, {Py_tp_dealloc, ipm_dealloc}, {Py_tp_traverse, ipm_traverse},
+    {Py_tp_clear, ipm_clear},   {Py_tp_call, ipm_call},       {0, NULL},
 };
 
 static PyType_Spec ipm_spec = {
@@ -173,6 +206,10 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *shell)
     register_fn = PyObject_GetAttrString(shell, "register_magic_function");
     if (register_fn == NULL)
         goto error;
+    PyObject *help = PyObject_GetAttrString(module, "MAGIC_HELP");
+    if (help == NULL)
+        goto error;
+    Py_DECREF(help); /* the module keeps it */
     while (PyDict_Next(magics, &pos, &key, &value)) {
         PyObject *kinds, *callable;
         if (!PyArg_ParseTuple(value, "UO:MAGICS entry", &kinds, &callable))
@@ -183,6 +220,12 @@ static PyObject *load_ipython_extension(PyObject *module, PyObject *shell)
         ipm->magic = Py_NewRef(callable);
         ipm->shell = Py_NewRef(shell);
         ipm->display = Py_NewRef(display);
+        ipm->doc = PyDict_GetItem(help, key);
+        if (ipm->doc == NULL)
+            ipm->doc = PyObject_GetAttrString(callable, "__doc__");
+        else
+            Py_INCREF(ipm->doc);
+        PyErr_Clear();
         PyObject_GC_Track(ipm);
         PyObject *res =
             PyObject_CallFunctionObjArgs(register_fn, (PyObject *)ipm, kinds, key, NULL);
@@ -236,6 +279,16 @@ int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *ki
     return 0;
 }
 
+int module_add_magic_help(PyObject *module, const char *name, const options_magic *m)
+{
+    PyObject *help = PyObject_GetAttrString(module, "MAGIC_HELP");
+    PyObject *text = help ? options_help(m) : NULL;
+    int rc = text ? PyDict_SetItemString(help, name, text) : -1;
+    Py_XDECREF(help);
+    Py_XDECREF(text);
+    return rc;
+}
+
 /* ---- module init --------------------------------------------------------- */
 
 static int pyrometer_exec(PyObject *module)
@@ -248,6 +301,14 @@ static int pyrometer_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(magics);
+    PyObject *help = PyDict_New();
+    if (help == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "MAGIC_HELP", help) < 0) {
+        Py_DECREF(help);
+        return -1;
+    }
+    Py_DECREF(help);
     PyObject *ipm_type = PyType_FromModuleAndSpec(module, &ipm_spec, NULL);
     if (ipm_type == NULL)
         return -1;

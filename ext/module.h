@@ -10,6 +10,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "options.h"
+
 /* Initialiser for the kernel: PyImport_AppendInittab("pyrometer", ...). */
 PyMODINIT_FUNC PyInit_pyrometer(void);
 
@@ -28,6 +30,11 @@ int module_add_magic(PyObject *module, const char *name, const char *kinds, PyOb
  * and kinds[i] its kinds. defs must outlive the module (a static table).
  * Returns 0, or -1 with an exception set (earlier entries stay registered). */
 int module_add_magics(PyObject *module, PyMethodDef *defs, const char *const *kinds);
+
+/* Records the help text of magic name in the module's MAGIC_HELP dict:
+ * options_help(m), the text that %name?, %name -h and Shift-Tab show in the
+ * kernel and %name? under IPython. Returns 0, or -1 with an exception set. */
+int module_add_magic_help(PyObject *module, const char *name, const options_magic *m);
 
 /* Component entry points, one per profiler. Each returns 0, or -1 with an
  * exception set. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int is_space(char c)
 {
@@ -368,4 +369,98 @@ double options_double(const options_parsed *o, int i, double dflt)
     if (v == NULL || !PyFloat_Check(v))
         return dflt;
     return PyFloat_AS_DOUBLE(v);
+}
+
+/* ---- the help text -------------------------------------------------------- */
+
+/* Appends text to *out (a growing str). Returns 0, or -1 with *out cleared. */
+static int add_text(PyObject **out, const char *text)
+{
+    PyUnicode_AppendAndDel(out, PyUnicode_FromString(text));
+    return *out ? 0 : -1;
+}
+
+#define HELP_WIDTH  79 /* the help text's lines fit in this */
+#define HELP_INDENT 23 /* where an option's meaning starts */
+
+/* Appends "  -x, --name META", then the meaning from column HELP_INDENT,
+ * wrapped at word boundaries to HELP_WIDTH. */
+static int add_option(PyObject **out, const options_spec *s)
+{
+    char left[96], line[HELP_WIDTH + 2], help[1024];
+    int n = 0;
+    if (s->short_name)
+        n = snprintf(left, sizeof left, "  -%c", s->short_name);
+    if (s->long_name)
+        n += snprintf(left + n, sizeof left - (size_t)n, "%s--%s", n ? ", " : "  ", s->long_name);
+    if (s->kind != OPTIONS_FLAG && (size_t)n < sizeof left)
+        snprintf(left + n, sizeof left - (size_t)n, " %s", s->meta ? s->meta : "VALUE");
+    snprintf(help, sizeof help, "%s%s", s->help ? s->help : "", s->repeat ? " (repeatable)" : "");
+    size_t col = strlen(left);
+    if (add_text(out, left) < 0)
+        return -1;
+    if (col >= HELP_INDENT - 1) { /* a long option: its meaning starts below */
+        if (add_text(out, "\n") < 0)
+            return -1;
+        col = 0;
+    }
+    const char *h = help;
+    while (*h) {
+        size_t room = HELP_WIDTH - HELP_INDENT, len = strlen(h);
+        size_t take = len;
+        if (len > room) {
+            take = room;
+            while (take > 0 && h[take] != ' ')
+                take--;
+            if (take == 0)
+                take = room;
+        }
+        snprintf(line, sizeof line, "%*s%.*s\n", (int)(HELP_INDENT - col), "", (int)take, h);
+        if (add_text(out, line) < 0)
+            return -1;
+        col = 0;
+        h += take;
+        while (*h == ' ')
+            h++;
+    }
+    if (help[0] == '\0' && add_text(out, "\n") < 0)
+        return -1;
+    return 0;
+}
+
+PyObject *options_help(const options_magic *m)
+{
+    /* The usage lines without "usage: " and their alignment to it. */
+    PyObject *out = PyUnicode_FromString("");
+    for (const char *u = m->usage; out && *u;) {
+        if (strncasecmp(u, "usage: ", 7) == 0)
+            u += 7;
+        while (*u == ' ')
+            u++;
+        const char *nl = strchr(u, '\n');
+        size_t n = nl ? (size_t)(nl - u) : strlen(u);
+        PyUnicode_AppendAndDel(&out, PyUnicode_FromStringAndSize(u, (Py_ssize_t)n));
+        if (out != NULL && add_text(&out, "\n") < 0)
+            return NULL;
+        u += n + (nl != NULL);
+    }
+    if (out == NULL)
+        return NULL;
+    if (m->forms && (add_text(&out, m->forms) < 0 || add_text(&out, "\n") < 0))
+        return NULL;
+    if (m->summary &&
+        (add_text(&out, "\n") < 0 || add_text(&out, m->summary) < 0 || add_text(&out, "\n") < 0))
+        return NULL;
+    if (m->details &&
+        (add_text(&out, "\n") < 0 || add_text(&out, m->details) < 0 || add_text(&out, "\n") < 0))
+        return NULL;
+    if (m->nspecs > 0 && add_text(&out, "\nOptions:\n") < 0)
+        return NULL;
+    for (int i = 0; i < m->nspecs; i++)
+        if (add_option(&out, &m->specs[i]) < 0)
+            return NULL;
+    if (m->example && (add_text(&out, "\nExample:\n") < 0 || add_text(&out, m->example) < 0 ||
+                       add_text(&out, "\n") < 0))
+        return NULL;
+    return out;
 }

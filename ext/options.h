@@ -36,6 +36,8 @@ typedef struct {
     const char *example; /* shown when the value is missing, or NULL */
     const char *bad;     /* OPTIONS_INT / OPTIONS_FLOAT: the message for a bad
                             value, with one %s for it; NULL for the default */
+    const char *meta;    /* the value's name in the help ("FUNC"); NULL for a flag */
+    const char *help;    /* what the option means, for the magic's help text */
 } options_spec;
 
 typedef struct {
@@ -46,6 +48,11 @@ typedef struct {
     int positional; /* 1: words that are not options are collected in
                        positional and parsing goes on (%pstats FILE -s KEY);
                        0: the first such word starts the statement */
+    /* The help text (options_help): */
+    const char *forms;   /* more usage lines after `usage` ("%%prun [options]"), or NULL */
+    const char *summary; /* one line: what the magic does */
+    const char *details; /* paragraphs after the summary, or NULL */
+    const char *example; /* example lines, or NULL */
 } options_magic;
 
 typedef struct {
@@ -80,6 +87,13 @@ const char *options_str_at(const options_parsed *o, int i, Py_ssize_t k);
 PyObject *options_last(const options_parsed *o, int i);
 long options_long(const options_parsed *o, int i, long dflt);
 double options_double(const options_parsed *o, int i, double dflt);
+
+/* The magic's whole help, made from m: its usage lines, the summary, the
+ * details, then every option of the spec table with its value's name and
+ * meaning, then the example. The option list is the table itself, so it
+ * cannot drift from what the parser accepts. Returns a new str, or NULL
+ * with an exception set. */
+PyObject *options_help(const options_magic *m);
 
 /* Takes (clears) the pending exception and writes "TypeName: message" into
  * buf, for a UsageError that explains why a target could not be used. */

@@ -22,30 +22,59 @@ enum { OPT_L, OPT_S, OPT_R, OPT_T, OPT_D, OPT_Q, OPT_THREADS };
 enum { OPT_CALLERS = 2, OPT_CALLEES };
 
 static const options_spec prun_specs[] = {
-    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10, -l 0.25 or -l 'fib'"},
-    [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative"},
-    [OPT_R] = {'r', NULL, OPTIONS_FLAG},
-    [OPT_T] = {'T', NULL, OPTIONS_STR, .example = "-T profile.txt"},
-    [OPT_D] = {'D', NULL, OPTIONS_STR, .example = "-D profile.prof"},
-    [OPT_Q] = {'q', NULL, OPTIONS_FLAG},
-    [OPT_THREADS] = {0, "threads", OPTIONS_FLAG},
+    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10, -l 0.25 or -l 'fib'", .meta = "LIMIT",
+               .help = "limit the rows: a count (-l 10), a fraction (-l 0.25) or a regular "
+                       "expression on the function's name (-l fib)"},
+    [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative", .meta = "KEY",
+               .help = "sort by KEY, as pstats does (time, cumulative, calls, ncalls, name, "
+                       "filename, line, ...); default time"},
+    [OPT_R] = {'r', NULL, OPTIONS_FLAG,
+               .help = "return the profile as a pstats.Stats (a subclass), as IPython does"},
+    [OPT_T] = {'T', NULL, OPTIONS_STR, .example = "-T profile.txt", .meta = "FILE",
+               .help = "also write the text report to FILE"},
+    [OPT_D] = {'D', NULL, OPTIONS_STR, .example = "-D profile.prof", .meta = "FILE",
+               .help = "write a marshal dump that pstats, snakeviz and gprof2dot read"},
+    [OPT_Q] = {'q', NULL, OPTIONS_FLAG, .help = "show nothing (with -r, -T or -D)"},
+    [OPT_THREADS] = {0, "threads", OPTIONS_FLAG,
+                     .help = "profile every thread, not only the one running the statement"},
 };
 
 static const options_spec pstats_specs[] = {
-    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10"},
-    [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative"},
-    [OPT_CALLERS] = {0, "callers", OPTIONS_FLAG},
-    [OPT_CALLEES] = {0, "callees", OPTIONS_FLAG},
+    [OPT_L] = {'l', NULL, OPTIONS_STR, 1, .example = "-l 10", .meta = "LIMIT",
+               .help = "limit the rows: a count, a fraction or a regular expression"},
+    [OPT_S] = {'s', NULL, OPTIONS_STR, 1, .example = "-s cumulative", .meta = "KEY",
+               .help = "sort by KEY, as pstats does; default time"},
+    [OPT_CALLERS] = {0, "callers", OPTIONS_FLAG,
+                     .help = "add pstats' print_callers text and open the callers view"},
+    [OPT_CALLEES] = {0, "callees", OPTIONS_FLAG,
+                     .help = "add pstats' print_callees text and open the callees view"},
 };
 
 static const options_magic prun_magic_spec = {
     "%prun",
     "usage: %prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT",
-    prun_specs, sizeof prun_specs / sizeof prun_specs[0], 0};
+    prun_specs,
+    sizeof prun_specs / sizeof prun_specs[0],
+    0,
+    .forms = "%%prun [options] [STATEMENT]   (the cell body is profiled after STATEMENT)",
+    .summary = "Profile a statement with pyrometer's native function profiler.",
+    .details = "Counts every call as cProfile does and shows pstats' text with an HTML table,\n"
+               "callers and callees, and an icicle graph. Functions defined in notebook cells\n"
+               "are named after their cell (In [3]). The statement runs in the user namespace.",
+    .example = "  %prun -s cumulative -l 10 fib(25)\n"
+               "  stats = %prun -r -q fib(20)"};
 
 static const options_magic pstats_magic_spec = {
-    "%pstats", "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
-    pstats_specs, sizeof pstats_specs / sizeof pstats_specs[0], 1};
+    "%pstats",
+    "usage: %pstats FILE [-s KEY]... [-l LIMIT]... [--callers] [--callees]",
+    pstats_specs,
+    sizeof pstats_specs / sizeof pstats_specs[0],
+    1,
+    .summary = "Show a pstats dump as %prun shows a profile.",
+    .details = "FILE is a dump written by %prun -D, python -m cProfile -o or\n"
+               "cProfile.Profile.dump_stats; sorted by time unless -s says otherwise.",
+    .example = "  %prun -q -D fib.prof fib(20)\n"
+               "  %pstats fib.prof -s cumulative --callers"};
 
 static int is_space(char c)
 {
@@ -626,5 +655,8 @@ static PyMethodDef prun_defs[] = {
 int prun_module_exec(PyObject *module)
 {
     static const char *const kinds[] = {"line_cell", "line"};
+    if (module_add_magic_help(module, "prun", &prun_magic_spec) < 0 ||
+        module_add_magic_help(module, "pstats", &pstats_magic_spec) < 0)
+        return -1;
     return module_add_magics(module, prun_defs, kinds);
 }

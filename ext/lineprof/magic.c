@@ -314,19 +314,39 @@ static void opts_clear(lp_opts *o)
 enum { LO_F, LO_M, LO_U, LO_Z, LO_S, LO_T, LO_D, LO_R };
 
 static const options_spec lprun_specs[] = {
-    [LO_F] = {'f', NULL, OPTIONS_EXPR, 1, .needs = "a function", .example = "%lprun -f f f(10)"},
-    [LO_M] = {'m', NULL, OPTIONS_STR, 1, .example = "-m mypkg.mymod"},
+    [LO_F] = {'f', NULL, OPTIONS_EXPR, 1, .needs = "a function", .example = "%lprun -f f f(10)",
+              .meta = "FUNC",
+              .help = "profile this function: an expression in the user namespace (a function, "
+                      "method, property, class, closure or functools.wraps-decorated function)"},
+    [LO_M] = {'m', NULL, OPTIONS_STR, 1, .example = "-m mypkg.mymod", .meta = "MODULE",
+              .help = "profile every function of this module"},
     [LO_U] = {'u', NULL, OPTIONS_FLOAT, 0, 0.0, 1, .example = "-u 1e-3",
-              .bad = "-u takes a time unit in seconds, such as -u 1e-3 for milliseconds; got %s"},
-    [LO_Z] = {'z', NULL, OPTIONS_FLAG},
-    [LO_S] = {'s', NULL, OPTIONS_FLAG},
-    [LO_T] = {'T', NULL, OPTIONS_STR},
-    [LO_D] = {'D', NULL, OPTIONS_STR},
-    [LO_R] = {'r', NULL, OPTIONS_FLAG},
+              .bad = "-u takes a time unit in seconds, such as -u 1e-3 for milliseconds; got %s",
+              .meta = "UNIT", .help = "show times in this unit, in seconds (-u 1e-3: ms)"},
+    [LO_Z] = {'z', NULL, OPTIONS_FLAG, .help = "leave out functions that never ran"},
+    [LO_S] = {'s', NULL, OPTIONS_FLAG, .help = "the same as -z"},
+    [LO_T] = {'T', NULL, OPTIONS_STR, .meta = "FILE", .help = "also write the text report to FILE"},
+    [LO_D] = {'D', NULL, OPTIONS_STR, .meta = "FILE",
+              .help = "write a dump that python3 -m line_profiler reads"},
+    [LO_R] = {'r', NULL, OPTIONS_FLAG,
+              .help = "return a pyrometer.LineStats (.timings and .unit as line_profiler's)"},
 };
 
-static const options_magic lprun_magic_spec = {"%lprun", USAGE, lprun_specs,
-                                               sizeof lprun_specs / sizeof lprun_specs[0], 0};
+static const options_magic lprun_magic_spec = {
+    "%lprun",
+    USAGE,
+    lprun_specs,
+    sizeof lprun_specs / sizeof lprun_specs[0],
+    0,
+    .forms = "%%lprun [options]   (the cell body is the statement)",
+    .summary = "Profile chosen functions line by line: hits and time per line.",
+    .details = "Runs the statement in the user namespace with pyrometer's native line\n"
+               "profiler on the -f functions (and -m modules); works on functions defined\n"
+               "in notebook cells, with no decorator. Each line's time counts once, also\n"
+               "in recursion; a generator keeps charging the line it is suspended on.",
+    .example = "  %lprun -f fib fib(20)\n"
+               "  %lprun -f Model.fit -u 1e-3 Model().fit(data)",
+};
 
 /* Parses the magic's line (and cell, for %%lprun). Returns 0, or -1 with an
  * exception set; o is filled on success and must be cleared by the caller. */
@@ -868,7 +888,8 @@ int lprun_module_exec(PyObject *module)
     if (PyModule_AddObjectRef(module, "LineStats", (PyObject *)LineStats_Type) < 0)
         return -1;
     static const char *const kinds[] = {"line_cell"};
-    if (module_add_magics(module, lprun_defs, kinds) < 0)
+    if (module_add_magic_help(module, "lprun", &lprun_magic_spec) < 0 ||
+        module_add_magics(module, lprun_defs, kinds) < 0)
         return -1;
     /* pyrometer.lprun: the magic's callable, also as a module attribute. */
     PyObject *fn = PyCFunction_NewEx(&lprun_defs[0], module, NULL);

@@ -1,14 +1,15 @@
 /* memprof/engine.c - the memory profiler's engine: hooks on PyMem's three domains
  * and on NumPy's data handler feeding a pointer->size table, the line
- * attribution trace function of %mprun, the span recorder of %%mprof, and
- * RSS probes (/proc/self/statm, VmHWM, a sampling thread).
+ * attribution of %mprun, the span recorder of %%mprof (both fed by the
+ * interpreter backend, memprof/backend.h), and RSS probes (/proc/self/statm, VmHWM, a sampling
+ * thread).
  *
  * Locking: the MEM and OBJ domains' table and counters are protected by the
  * GIL; the RAW domain's and NumPy's (called without the GIL at times) by
  * `raw_lock`, a spinlock. Line statistics are owned by the thread that runs
  * the traced statement (tl_traced).
  */
-#include "memprof/memprof.h"
+#include "memprof/backend.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,8 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <frameobject.h>
-
 #if defined(__x86_64__)
 #include <x86intrin.h>
 #endif
@@ -35,8 +34,10 @@
  * allocator may call another domain (pymalloc -> PyMem_RawMalloc), and that
  * inner block must not be counted twice. */
 static TLS int tl_busy;
-/* Set on the thread whose lines %mprun attributes. */
+/* Set on the thread whose lines %mprun attributes, and on the thread whose
+ * target calls %%mprof records. */
 static TLS int tl_traced;
+static TLS int tl_spans;
 
 /* ---- pointer tables --------------------------------------------------------
  *
@@ -1381,6 +1382,16 @@ memprof_target *memprof_targets_get(memprof_targets *ts, size_t i)
     return i < ts->n ? &ts->items[i] : NULL;
 }
 
+size_t memprof_targets_ncodes(const memprof_targets *ts)
+{
+    return ts->ncodes;
+}
+
+PyObject *memprof_targets_code(const memprof_targets *ts, size_t i)
+{
+    return i < ts->ncodes ? ts->codes[i].code : NULL;
+}
+
 static inline size_t code_slot(const void *code, size_t mask)
 {
     return (size_t)(((uint64_t)(uintptr_t)code >> 4) * 0x9E3779B97F4A7C15ULL >> 40) & mask;
@@ -1421,6 +1432,11 @@ static inline code_entry *lookup_code(const memprof_targets *ts, const void *cod
             return &ts->codes[k - 1];
         j = (j + 1) & ts->slot_mask;
     }
+}
+
+int memprof_targets_has(const memprof_targets *ts, const void *code)
+{
+    return lookup_code(ts, code) != NULL;
 }
 
 /* Registers code and, recursively, the code objects in its co_consts. */
@@ -1501,8 +1517,9 @@ int memprof_targets_add(memprof_targets *ts, PyObject *code, int first, int last
 
 /* ---- line attribution (%mprun) -------------------------------------------------------
  *
- * A C trace function on the profiled thread. It keeps a stack of the
- * running target frames; the top one's current line is cur_line, charged by
+ * The backend (memprof/backend.h) feeds the events of target code on the
+ * profiled thread. A stack of the running target activations is kept; the
+ * top one's current line is cur_line, charged by
  * the allocator hooks. Like memory_profiler, each line "finishes" at the
  * next line or return event of its frame, recording RSS then: Mem usage is
  * the highest RSS seen when it finished, Increment the summed RSS change
@@ -1514,7 +1531,7 @@ int memprof_targets_add(memprof_targets *ts, PyObject *code, int first, int last
 #define RSS_HEAP_STEP ((int64_t)256 * 1024)
 
 typedef struct {
-    PyFrameObject *frame; /* borrowed: alive while on the stack */
+    void *frame; /* its frame (3.11) or code object (sys.monitoring); only compared */
     memprof_target *t;
     memprof_line *cur;
     int64_t start_live;
@@ -1528,8 +1545,6 @@ static int lines_children;
 static int64_t rss_value, rss_live, rss_last_point;
 static long long rss_stamp; /* TICKS() of the last RSS read */
 static int trace_dropped;
-static Py_tracefunc saved_trace;
-static PyObject *saved_traceobj; /* owned while installed */
 
 /* A cheap clock for "has a few milliseconds passed": the TSC on x86-64
  * (at least 1 GHz there), else the coarse monotonic clock in ns. */
@@ -1593,149 +1608,66 @@ static inline void set_current(void)
     }
 }
 
-static int lines_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+/* The events, fed by the backend on the traced thread. `frame` identifies
+ * an activation (its frame on 3.11, its code object under sys.monitoring);
+ * `line` is the line number it is at. Never raise. */
+
+void memprof_lines_on_start(void *frame, PyObject *code, int line)
 {
-    tframe *top;
-    memprof_line *l;
-    (void)obj;
-    (void)arg;
-    switch (what) {
-    case PyTrace_CALL: {
-        PyCodeObject *code = PyFrame_GetCode(frame);
-        code_entry *e = lookup_code(lines_ts, code);
-        Py_DECREF(code);
-        if (e == NULL)
-            return 0;
-        if (lines_depth == MAX_DEPTH) {
-            lines_overflow++;
-            trace_dropped = 1;
-            return 0;
-        }
-        top = &lines_stack[lines_depth++];
-        top->frame = frame;
-        top->t = &lines_ts->items[e->target];
-        top->cur = line_of(top->t, PyFrame_GetLineNumber(frame));
-        /* A comprehension's frame continues its caller's line. */
-        if (lines_depth > 1 && top[-1].cur == top->cur)
-            top->start_live = top[-1].start_live;
-        else
-            top->start_live = live_now();
-        set_current();
-        return 0;
-    }
-    case PyTrace_LINE:
-        if (lines_depth == 0 || lines_stack[lines_depth - 1].frame != frame)
-            return 0;
-        top = &lines_stack[lines_depth - 1];
-        finish_line(top->cur);
-        l = line_of(top->t, PyFrame_GetLineNumber(frame));
-        /* A line that runs again at once (a one-line loop, a comprehension's
-         * iterations) keeps its start: its peak spans the whole run. */
-        if (l != top->cur) {
-            top->cur = l;
-            top->start_live = live_now();
-        }
-        set_current();
-        return 0;
-    case PyTrace_RETURN:
-        if (lines_depth == 0 || lines_stack[lines_depth - 1].frame != frame) {
-            if (lines_overflow > 0) {
-                PyCodeObject *code = PyFrame_GetCode(frame);
-                if (lookup_code(lines_ts, code) != NULL)
-                    lines_overflow--;
-                Py_DECREF(code);
-            }
-            return 0;
-        }
-        finish_line(lines_stack[lines_depth - 1].cur);
-        lines_depth--;
-        set_current();
-        return 0;
-    default:
-        return 0;
-    }
-}
-
-/* The gate (CPython 3.11): the interpreter pays for tracing on every
- * instruction of every frame while a trace function is set. A PEP 523 frame
- * evaluator lets us switch tracing on only for frames of target code: other
- * frames (library code called from a target line) run untraced, while their
- * allocations still go to the target's current line. The evaluator reads the
- * code object from the head of 3.11's _PyInterpreterFrame, whose layout
- * memprof_lines_start() checks against a live frame first. */
-
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-#define HAVE_GATE 1
-
-typedef struct {
-    PyObject *f_func, *f_globals, *f_builtins, *f_locals;
-    PyCodeObject *f_code;
-} frame311_head;
-
-typedef struct {
-    PyObject_HEAD
-    PyFrameObject *f_back;
-    struct _PyInterpreterFrame *f_frame;
-} frameobject311_head;
-
-static PyThreadState *gate_tstate; /* the traced thread, while the gate is on */
-static _PyFrameEvalFunction saved_eval;
-
-static PyObject *gate_eval(PyThreadState *ts, struct _PyInterpreterFrame *frame, int throwflag)
-{
-    if (ts != gate_tstate || lines_ts == NULL)
-        return _PyEval_EvalFrameDefault(ts, frame, throwflag);
-    PyCodeObject *code = ((frame311_head *)frame)->f_code;
-    _PyCFrame *cf = ts->cframe;
-    uint8_t saved = cf->use_tracing;
-    /* The callee's _PyCFrame copies its use_tracing from ours. */
-    cf->use_tracing = lookup_code(lines_ts, code) != NULL ? 255 : 0;
-    PyObject *res = _PyEval_EvalFrameDefault(ts, frame, throwflag);
-    cf->use_tracing = saved;
-    return res;
-}
-
-/* Installs the gate if no other frame evaluator is set and the frame layout
- * is the one we know. */
-static void gate_on(PyThreadState *tstate)
-{
-    PyInterpreterState *interp = PyThreadState_GetInterpreter(tstate);
-    PyFrameObject *f = PyEval_GetFrame(); /* borrowed; NULL when called from C */
-    if (_PyInterpreterState_GetEvalFrameFunc(interp) != _PyEval_EvalFrameDefault)
+    if (!tl_traced)
         return;
-    if (f != NULL) {
-        PyCodeObject *code = PyFrame_GetCode(f);
-        int ok = ((frame311_head *)((frameobject311_head *)f)->f_frame)->f_code == code;
-        Py_DECREF(code);
-        if (!ok)
-            return;
-    }
-    saved_eval = _PyEval_EvalFrameDefault;
-    gate_tstate = tstate;
-    _PyInterpreterState_SetEvalFrameFunc(interp, gate_eval);
-}
-
-static void gate_off(void)
-{
-    if (gate_tstate == NULL)
+    code_entry *e = lookup_code(lines_ts, code);
+    if (e == NULL)
         return;
-    _PyInterpreterState_SetEvalFrameFunc(PyThreadState_GetInterpreter(gate_tstate), saved_eval);
-    gate_tstate = NULL;
-}
-#else
-static void gate_on(PyThreadState *tstate)
-{
-    (void)tstate;
+    if (lines_depth == MAX_DEPTH) {
+        lines_overflow++;
+        trace_dropped = 1;
+        return;
+    }
+    tframe *top = &lines_stack[lines_depth++];
+    top->frame = frame;
+    top->t = &lines_ts->items[e->target];
+    top->cur = line_of(top->t, line);
+    /* A comprehension's frame continues its caller's line. */
+    if (lines_depth > 1 && top[-1].cur == top->cur)
+        top->start_live = top[-1].start_live;
+    else
+        top->start_live = live_now();
+    set_current();
 }
 
-static void gate_off(void)
+void memprof_lines_on_line(void *frame, int line)
 {
+    if (!tl_traced || lines_depth == 0 || lines_stack[lines_depth - 1].frame != frame)
+        return;
+    tframe *top = &lines_stack[lines_depth - 1];
+    finish_line(top->cur);
+    memprof_line *l = line_of(top->t, line);
+    /* A line that runs again at once (a one-line loop, a comprehension's
+     * iterations) keeps its start: its peak spans the whole run. */
+    if (l != top->cur) {
+        top->cur = l;
+        top->start_live = live_now();
+    }
+    set_current();
 }
-#endif
+
+void memprof_lines_on_leave(void *frame, PyObject *code)
+{
+    if (!tl_traced)
+        return;
+    if (lines_depth == 0 || lines_stack[lines_depth - 1].frame != frame) {
+        if (lines_overflow > 0 && lookup_code(lines_ts, code) != NULL)
+            lines_overflow--;
+        return;
+    }
+    finish_line(lines_stack[lines_depth - 1].cur);
+    lines_depth--;
+    set_current();
+}
 
 int memprof_lines_start(memprof_targets *ts, int children)
 {
-    PyThreadState *tstate = PyThreadState_Get();
     if (!memprof_busy()) {
         PyErr_SetString(PyExc_RuntimeError, "memprof_lines_start: the allocator hooks are off");
         return -1;
@@ -1750,21 +1682,19 @@ int memprof_lines_start(memprof_targets *ts, int children)
     if (children)
         rss_value += memprof_children_rss();
     rss_last_point = rss_value;
-    saved_trace = tstate->c_tracefunc;
-    saved_traceobj = Py_XNewRef(tstate->c_traceobj);
     cur_line = NULL;
     tl_traced = 1;
-    PyEval_SetTrace(lines_trace, NULL);
-    gate_on(tstate);
+    if (memprof_backend_lines_start(ts) < 0) {
+        tl_traced = 0;
+        lines_ts = NULL;
+        return -1;
+    }
     return 0;
 }
 
 void memprof_lines_stop(void)
 {
-    gate_off();
-    PyEval_SetTrace(saved_trace, saved_traceobj);
-    Py_CLEAR(saved_traceobj);
-    saved_trace = NULL;
+    memprof_backend_lines_stop();
     tl_traced = 0;
     cur_line = NULL;
     lines_depth = 0;
@@ -1779,7 +1709,7 @@ int memprof_trace_lost(void)
 /* ---- spans (%%mprof) ------------------------------------------------------------------ */
 
 typedef struct {
-    PyFrameObject *frame; /* borrowed */
+    void *frame; /* its frame (3.11) or code object (sys.monitoring); only compared */
     memprof_target *t;
     size_t span; /* index into t->spans */
 } sframe;
@@ -1788,63 +1718,61 @@ typedef struct {
 static memprof_targets *spans_ts;
 static sframe spans_stack[MAX_DEPTH];
 static int spans_depth;
-static Py_tracefunc saved_profile;
-static PyObject *saved_profileobj; /* owned while installed */
 
-static int spans_profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+void memprof_spans_on_start(void *frame, PyObject *code)
 {
-    (void)obj;
-    (void)arg;
-    if (what == PyTrace_CALL) {
-        PyCodeObject *code = PyFrame_GetCode(frame);
-        code_entry *e = lookup_code(spans_ts, code);
-        Py_DECREF(code);
-        if (e == NULL || e->nested)
-            return 0;
-        memprof_target *t = &spans_ts->items[e->target];
-        if (spans_depth == MAX_DEPTH) {
-            trace_dropped = 1;
-            return 0;
-        }
-        if (t->nspans == t->capspans) {
-            size_t cap = t->capspans ? t->capspans * 2 : 16;
-            memprof_span *p = realloc(t->spans, cap * sizeof *p);
-            if (p == NULL) {
-                trace_dropped = 1;
-                return 0;
-            }
-            t->spans = p;
-            t->capspans = cap;
-        }
-        memprof_span *s = &t->spans[t->nspans];
-        s->start_t = memprof_wall();
-        s->start_mem = memprof_rss();
-        s->end_t = s->start_t;
-        s->end_mem = s->start_mem;
-        s->level = spans_depth;
-        t->open_spans++;
-        spans_stack[spans_depth++] = (sframe){frame, t, t->nspans++};
-    } else if (what == PyTrace_RETURN) {
-        if (spans_depth == 0 || spans_stack[spans_depth - 1].frame != frame)
-            return 0;
-        sframe *f = &spans_stack[--spans_depth];
-        memprof_span *s = &f->t->spans[f->span];
-        s->end_t = memprof_wall();
-        s->end_mem = memprof_rss();
-        f->t->open_spans--;
+    if (!tl_spans)
+        return;
+    code_entry *e = lookup_code(spans_ts, code);
+    if (e == NULL || e->nested)
+        return;
+    memprof_target *t = &spans_ts->items[e->target];
+    if (spans_depth == MAX_DEPTH) {
+        trace_dropped = 1;
+        return;
     }
-    return 0;
+    if (t->nspans == t->capspans) {
+        size_t cap = t->capspans ? t->capspans * 2 : 16;
+        memprof_span *p = realloc(t->spans, cap * sizeof *p);
+        if (p == NULL) {
+            trace_dropped = 1;
+            return;
+        }
+        t->spans = p;
+        t->capspans = cap;
+    }
+    memprof_span *s = &t->spans[t->nspans];
+    s->start_t = memprof_wall();
+    s->start_mem = memprof_rss();
+    s->end_t = s->start_t;
+    s->end_mem = s->start_mem;
+    s->level = spans_depth;
+    t->open_spans++;
+    spans_stack[spans_depth++] = (sframe){frame, t, t->nspans++};
+}
+
+void memprof_spans_on_leave(void *frame)
+{
+    if (!tl_spans || spans_depth == 0 || spans_stack[spans_depth - 1].frame != frame)
+        return;
+    sframe *f = &spans_stack[--spans_depth];
+    memprof_span *s = &f->t->spans[f->span];
+    s->end_t = memprof_wall();
+    s->end_mem = memprof_rss();
+    f->t->open_spans--;
 }
 
 int memprof_spans_start(memprof_targets *ts)
 {
-    PyThreadState *tstate = PyThreadState_Get();
     spans_ts = ts;
     spans_depth = 0;
     trace_dropped = 0;
-    saved_profile = tstate->c_profilefunc;
-    saved_profileobj = Py_XNewRef(tstate->c_profileobj);
-    PyEval_SetProfile(spans_profile, NULL);
+    tl_spans = 1;
+    if (memprof_backend_spans_start(ts) < 0) {
+        tl_spans = 0;
+        spans_ts = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -1852,9 +1780,8 @@ void memprof_spans_stop(void)
 {
     double now = memprof_wall();
     int64_t rss = memprof_rss();
-    PyEval_SetProfile(saved_profile, saved_profileobj);
-    Py_CLEAR(saved_profileobj);
-    saved_profile = NULL;
+    memprof_backend_spans_stop();
+    tl_spans = 0;
     /* Spans left open (an exception escaped through a frame we missed, or
      * the statement was interrupted) end now. */
     while (spans_depth > 0) {

@@ -220,15 +220,32 @@ static const char memit_usage[] =
 
 enum { MO_R, MO_T, MO_I, MO_C, MO_O, MO_Q };
 static const options_spec memit_opts[] = {
-    [MO_R] = {'r', NULL, OPTIONS_INT, 0, 1.0},
-    [MO_T] = {'t', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
-    [MO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
-    [MO_C] = {'c', NULL, OPTIONS_FLAG},
-    [MO_O] = {'o', NULL, OPTIONS_FLAG},
-    [MO_Q] = {'q', NULL, OPTIONS_FLAG},
+    [MO_R] = {'r', NULL, OPTIONS_INT, 0, 1.0, .meta = "N",
+              .help = "run the statement N times and report the largest peak (default 1)"},
+    [MO_T] = {'t', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD, .meta = "TIMEOUT",
+              .help = "stop sampling RSS after TIMEOUT seconds"},
+    [MO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD, .meta = "INTERVAL",
+              .help = "sample RSS every INTERVAL seconds (default 0.01)"},
+    [MO_C] = {'c', NULL, OPTIONS_FLAG, .help = "add the RSS of child processes"},
+    [MO_O] = {'o', NULL, OPTIONS_FLAG,
+              .help = "return a pyrometer.MemitResult (memory_profiler's fields, plus heap_peak "
+                      "and heap_net)"},
+    [MO_Q] = {'q', NULL, OPTIONS_FLAG, .help = "print nothing (with -o)"},
 };
-static const options_magic memit_magic_spec = {"%memit", memit_usage, memit_opts,
-                                               sizeof memit_opts / sizeof memit_opts[0], 0};
+static const options_magic memit_magic_spec = {
+    "%memit",
+    memit_usage,
+    memit_opts,
+    sizeof memit_opts / sizeof memit_opts[0],
+    0,
+    .summary = "Measure a statement's peak memory: RSS peak and increment, and the heap.",
+    .details = "The exact RSS peak comes from the kernel's high-water mark (VmHWM), reset\n"
+               "before the run; allocator hooks add the Python heap's peak and net change\n"
+               "and NumPy's array buffers. In %%memit the line is setup, run first and not\n"
+               "measured.",
+    .example = "  %memit x = list(range(10**6))\n"
+               "  r = %memit -o -q bytearray(50 * 2**20)",
+};
 
 static const char nested_msg[] =
     "another memory magic is already running (%%memit, %%mprun and %%%%mprof cannot be "
@@ -701,13 +718,26 @@ static const char mprun_usage[] =
 
 enum { PO_F, PO_T, PO_R, PO_C };
 static const options_spec mprun_opts[] = {
-    [PO_F] = {'f', NULL, OPTIONS_STR, 1},
-    [PO_T] = {'T', NULL, OPTIONS_STR},
-    [PO_R] = {'r', NULL, OPTIONS_FLAG},
-    [PO_C] = {'c', NULL, OPTIONS_FLAG},
+    [PO_F] = {'f', NULL, OPTIONS_STR, 1, .meta = "FUNC",
+              .help = "a function to profile: an expression in the user namespace"},
+    [PO_T] = {'T', NULL, OPTIONS_STR, .meta = "FILE", .help = "also write the text report to FILE"},
+    [PO_R] = {'r', NULL, OPTIONS_FLAG,
+              .help = "return the results (functions, text, html) as a SimpleNamespace"},
+    [PO_C] = {'c', NULL, OPTIONS_FLAG, .help = "add the RSS of child processes"},
 };
-static const options_magic mprun_magic_spec = {"%mprun", mprun_usage, mprun_opts,
-                                               sizeof mprun_opts / sizeof mprun_opts[0], 0};
+static const options_magic mprun_magic_spec = {
+    "%mprun",
+    mprun_usage,
+    mprun_opts,
+    sizeof mprun_opts / sizeof mprun_opts[0],
+    0,
+    .forms = "%%mprun [options]   (the cell body is the statement)",
+    .summary = "Profile chosen functions' memory line by line.",
+    .details = "For each line of the -f functions: RSS and its increment as memory_profiler\n"
+               "shows them, plus the bytes allocated and freed there, the net change and\n"
+               "the peak, charged by allocator hooks to the line that ran.",
+    .example = "  %mprun -f build build(10**5)",
+};
 
 /* The -r result: SimpleNamespace(functions=[...], text=..., html=...). */
 static PyObject *mprun_result(mprun_target *infos, memprof_targets *ts, size_t n, PyObject *bundle)
@@ -883,12 +913,26 @@ static const char mprof_usage[] = "Usage: %%mprof [-f func ...] [-i INTERVAL] [-
 
 enum { FO_F, FO_I, FO_DAT };
 static const options_spec mprof_opts[] = {
-    [FO_F] = {'f', NULL, OPTIONS_STR, 1},
-    [FO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD},
-    [FO_DAT] = {0, "dat", OPTIONS_STR},
+    [FO_F] = {'f', NULL, OPTIONS_STR, 1, .meta = "FUNC",
+              .help = "mark each call of this function on the chart"},
+    [FO_I] = {'i', NULL, OPTIONS_FLOAT, 0, 0.0, .bad = SECONDS_BAD, .meta = "INTERVAL",
+              .help = "sample every INTERVAL seconds"},
+    [FO_DAT] = {0, "dat", OPTIONS_STR, .meta = "FILE",
+                .help = "also write the samples to FILE in mprof's .dat format"},
 };
-static const options_magic mprof_magic_spec = {"%%mprof", mprof_usage, mprof_opts,
-                                               sizeof mprof_opts / sizeof mprof_opts[0], 0};
+static const options_magic mprof_magic_spec = {
+    "%%mprof",
+    mprof_usage,
+    mprof_opts,
+    sizeof mprof_opts / sizeof mprof_opts[0],
+    0,
+    .summary = "Record memory over time while the cell runs, drawn as a chart.",
+    .details = "RSS and the Python heap are sampled while the cell body runs and shown as\n"
+               "an SVG chart (an <img>, so it shows in untrusted notebooks too).",
+    .example = "  %%mprof -f step -i 0.005\n"
+               "  for i in range(10):\n"
+               "      step(i)",
+};
 
 static PyObject *mprof_magic(PyObject *module, PyObject *args)
 {
@@ -936,7 +980,8 @@ static PyObject *mprof_magic(PyObject *module, PyObject *args)
     if (sampler == NULL)
         goto done;
     if (ninfos > 0) {
-        memprof_spans_start(ts);
+        if (memprof_spans_start(ts) < 0)
+            goto done;
         spans = 1;
     }
     double t0 = memprof_wall();
@@ -1071,5 +1116,9 @@ int mprun_module_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(type);
+    if (module_add_magic_help(module, "memit", &memit_magic_spec) < 0 ||
+        module_add_magic_help(module, "mprun", &mprun_magic_spec) < 0 ||
+        module_add_magic_help(module, "mprof", &mprof_magic_spec) < 0)
+        return -1;
     return module_add_magics(module, magic_defs, kinds);
 }

@@ -133,19 +133,20 @@ int memprof_targets_add(memprof_targets *ts, PyObject *code, int first, int last
 size_t memprof_targets_count(const memprof_targets *ts);
 memprof_target *memprof_targets_get(memprof_targets *ts, size_t i);
 
-/* Line attribution: installs a trace function on this thread (saving the
- * previous one) that charges each allocation to the running line of the
- * innermost target frame, and records RSS per line like memory_profiler.
- * On CPython 3.11 a frame evaluator (PEP 523) also turns tracing on only in
- * target frames, so their callees run untraced. Needs memprof_start()
- * first. `children` adds children's RSS. Returns 0, or -1 with an exception
- * set. */
+/* Line attribution: from now on, on this thread, each allocation is charged
+ * to the running line of the innermost target activation, and RSS is
+ * recorded per line like memory_profiler. Only target code raises events
+ * (local sys.monitoring events on 3.12+; on 3.11 a trace function that a
+ * PEP 523 frame evaluator turns on only in target frames), so their callees
+ * run untraced. Needs memprof_start() first. `children` adds children's
+ * RSS. Returns 0, or -1 with an exception set (pyrometer.UsageError naming
+ * the holder when another tool holds the sys.monitoring tool id). */
 int memprof_lines_start(memprof_targets *ts, int children);
-/* Removes it and restores the previous trace function and evaluator. */
+/* Stops it and puts back what the backend replaced. */
 void memprof_lines_stop(void);
 
-/* Spans: installs a profile function on this thread (saving the previous
- * one) that records when each target is entered and left, with RSS. */
+/* Spans: from now on, on this thread, records when each target is entered
+ * and left, with RSS. Returns 0, or -1 with an exception set. */
 int memprof_spans_start(memprof_targets *ts);
 void memprof_spans_stop(void);
 

@@ -23,9 +23,9 @@ static const dispatch_entry shell_table[] = {
     {"inspect_request", handle_inspect, 1},
     {"history_request", handle_history, 1},
     {"comm_info_request", handle_comm_info, 1},
-    {"comm_open", handle_comm_open, 1},
-    {"comm_msg", handle_comm_ignore, 1},
-    {"comm_close", handle_comm_ignore, 1},
+    {"comm_open", handle_comm, 1},
+    {"comm_msg", handle_comm, 1},
+    {"comm_close", handle_comm, 1},
     {"shutdown_request", handle_shutdown, 1},
     {NULL, NULL, 0},
 };

@@ -29,8 +29,7 @@ void handle_complete(server *s, publisher *pub, const wire_msg *msg);
 void handle_inspect(server *s, publisher *pub, const wire_msg *msg);
 void handle_history(server *s, publisher *pub, const wire_msg *msg);
 void handle_comm_info(server *s, publisher *pub, const wire_msg *msg);
-void handle_comm_open(server *s, publisher *pub, const wire_msg *msg);
-void handle_comm_ignore(server *s, publisher *pub, const wire_msg *msg);
+void handle_comm(server *s, publisher *pub, const wire_msg *msg);
 void handle_shutdown(server *s, publisher *pub, const wire_msg *msg);
 void handle_interrupt(server *s, publisher *pub, const wire_msg *msg);
 

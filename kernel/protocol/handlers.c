@@ -2,8 +2,11 @@
  * content, asks interp/introspect/history for the answer, and replies
  * through its publisher; none touches a socket. */
 #include <string.h>
+#include <time.h>
 
+#include "comms.h"
 #include "dispatch.h"
+#include "exiter.h"
 #include "history.h"
 #include "interp.h"
 #include "introspect.h"
@@ -28,6 +31,31 @@ void handle_kernel_info(server *s, publisher *pub, const wire_msg *msg)
                NULL);
 }
 
+/* exit() ends the kernel this long after its reply: jupyter console reads
+ * the reply (and its ask_exit) only while the kernel is alive, then shuts
+ * the kernel down itself. ipykernel waits 0.1 s. */
+#define EXIT_DELAY_NS 300000000LL
+
+/* When an exit() is due (CLOCK_MONOTONIC, ns). Main thread only. */
+static long long exit_due_ns;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The idle hook while an exit is due: re-armed until the time comes. */
+static void exit_when_due(void *arg)
+{
+    server *s = arg;
+    if (now_ns() >= exit_due_ns)
+        server_request_shutdown(s, 0);
+    else
+        server_set_idle_hook(s, exit_when_due, s);
+}
+
 void handle_execute(server *s, publisher *pub, const wire_msg *msg)
 {
     int failed = 0;
@@ -40,6 +68,10 @@ void handle_execute(server *s, publisher *pub, const wire_msg *msg)
     if (failed && (soe == NULL || json_is_true(soe)))
         dispatch_abort_queued(s);
     pub->reply(pub->self, msg, "execute_reply", reply, md);
+    if (exiter_take_request()) { /* exit(): the kernel ends, as ipykernel's does */
+        exit_due_ns = now_ns() + EXIT_DELAY_NS;
+        server_set_idle_hook(s, exit_when_due, s);
+    }
 }
 
 void handle_is_complete(server *s, publisher *pub, const wire_msg *msg)
@@ -70,21 +102,13 @@ void handle_history(server *s, publisher *pub, const wire_msg *msg)
 
 void handle_comm_info(server *s, publisher *pub, const wire_msg *msg)
 {
-    pub->reply(pub->self, msg, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"),
-               NULL);
+    const char *target = json_string_value(json_object_get(msg->content, "target_name"));
+    pub->reply(pub->self, msg, "comm_info_reply", comms_info(target), NULL);
 }
 
-/* No comm targets are registered: answer every comm_open with comm_close. */
-void handle_comm_open(server *s, publisher *pub, const wire_msg *msg)
+void handle_comm(server *s, publisher *pub, const wire_msg *msg)
 {
-    const char *id = str_field(msg, "comm_id");
-    log_msg("comm_open for unknown target \"%.64s\": closing it", str_field(msg, "target_name"));
-    pub->iopub(pub->self, "comm_close", json_pack("{s:s, s:{}}", "comm_id", id, "data"),
-               msg->header);
-}
-
-void handle_comm_ignore(server *s, publisher *pub, const wire_msg *msg)
-{
+    comms_handle(pub, msg);
 }
 
 void handle_shutdown(server *s, publisher *pub, const wire_msg *msg)

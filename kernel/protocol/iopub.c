@@ -205,6 +205,38 @@ void iopub_publish(iopub *io, const char *msg_type, json_t *content, json_t *par
     wire_frames_free(f, n);
 }
 
+void iopub_publish_ext(iopub *io, const char *msg_type, json_t *content, json_t *metadata,
+                       const wire_frame *buffers, size_t n_buffers, json_t *parent)
+{
+    char tbuf[128];
+    size_t n = 0;
+    snprintf(tbuf, sizeof tbuf, "%s%s", io->topic, msg_type);
+    wire_frame topic = {tbuf, strlen(tbuf)};
+    wire_frame *f = wire_build(io->signer, &topic, 1, msg_type, parent, metadata, content, &n);
+    json_decref(content);
+    json_decref(metadata);
+    wire_frame *all = f && n_buffers ? realloc(f, (n + n_buffers) * sizeof *f) : f;
+    if (all == NULL) {
+        log_msg("iopub: out of memory, dropped %s", msg_type);
+        wire_frames_free(f, n);
+        return;
+    }
+    f = all;
+    for (size_t i = 0; i < n_buffers; i++) { /* not signed: the signature covers the JSON */
+        f[n].len = buffers[i].len;
+        f[n].data = malloc(buffers[i].len ? buffers[i].len : 1);
+        if (f[n].data == NULL) {
+            log_msg("iopub: out of memory, dropped %s", msg_type);
+            wire_frames_free(f, n);
+            return;
+        }
+        memcpy(f[n].data, buffers[i].data, buffers[i].len);
+        n++;
+    }
+    send_now(io, f, n, 1);
+    wire_frames_free(f, n);
+}
+
 void iopub_announce(iopub *io, const char *msg_type, json_t *content, json_t *parent)
 {
     size_t n = 0;

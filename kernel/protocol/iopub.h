@@ -30,6 +30,11 @@ iopub *iopub_start(void *sock, const wire_signer *signer, char *err, size_t errl
  * write of any thread. */
 void iopub_publish(iopub *io, const char *msg_type, json_t *content, json_t *parent);
 
+/* iopub_publish with metadata (stolen; NULL for {}) and buffers (borrowed,
+ * copied) sent as extra frames after the content. */
+void iopub_publish_ext(iopub *io, const char *msg_type, json_t *content, json_t *metadata,
+                       const wire_frame *buffers, size_t n_buffers, json_t *parent);
+
 /* Like iopub_publish, for a message that announces what follows: it leaves
  * with the next message published or flushed, or after at most 10 ms. */
 void iopub_announce(iopub *io, const char *msg_type, json_t *content, json_t *parent);

@@ -41,6 +41,10 @@ struct publisher {
     /* Delivers what C code and subprocesses wrote to fd 1/2 so far, so that
      * it is published before anything published after this call. */
     void (*sync)(void *self);
+    /* iopub, with metadata (stolen; NULL for {}) and binary buffers
+     * (borrowed, copied) after the four JSON frames: comm messages. */
+    void (*iopub_ext)(void *self, const char *msg_type, json_t *content, json_t *metadata,
+                      const wire_frame *buffers, size_t n_buffers, json_t *parent);
 };
 
 #endif

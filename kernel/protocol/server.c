@@ -146,6 +146,13 @@ static void pub_iopub(void *self, const char *msg_type, json_t *content, json_t 
     iopub_publish(((channel_pub *)self)->srv->iopub, msg_type, content, parent);
 }
 
+static void pub_iopub_ext(void *self, const char *msg_type, json_t *content, json_t *metadata,
+                          const wire_frame *buffers, size_t n_buffers, json_t *parent)
+{
+    iopub_publish_ext(((channel_pub *)self)->srv->iopub, msg_type, content, metadata, buffers,
+                      n_buffers, parent);
+}
+
 static void pub_announce(void *self, const char *msg_type, json_t *content, json_t *parent)
 {
     iopub_announce(((channel_pub *)self)->srv->iopub, msg_type, content, parent);
@@ -534,9 +541,9 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->shell_ch = (channel_pub){s, s->shell};
     s->control_ch = (channel_pub){s, s->control};
     s->shell_pub = (publisher){&s->shell_ch, pub_iopub,  pub_announce, pub_reply,
-                               pub_input,    pub_stream, pub_sync};
+                               pub_input,    pub_stream, pub_sync,     pub_iopub_ext};
     s->control_pub = (publisher){&s->control_ch, pub_iopub,  pub_announce, pub_reply,
-                                 pub_no_input,   pub_stream, pub_sync};
+                                 pub_no_input,   pub_stream, pub_sync,     pub_iopub_ext};
 
     int rc = pthread_create(&s->hb_thread, NULL, hb_main, s);
     rc = rc ? rc : pthread_create(&s->control_thread, NULL, control_main, s);

@@ -7,14 +7,26 @@
 
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "aio.h"
+#include "comms.h"
+#include "errors.h"
+#include "events.h"
+#include "exiter.h"
 #include "history.h"
+#include "introspect.h"
+#include "ipybridge.h"
 #include "magics.h"
 #include "module.h"
+#include "session.h"
 #include "shell.h"
+#include "stdmagics.h"
 #include "stdmagics_hooks.h"
 #include "streams.h"
 #include "transform.h"
+
+#define UNSTORED_KEPT 256
 
 /* Interpreter-wide state. Protected by the GIL. */
 static struct {
@@ -32,11 +44,29 @@ static struct {
     PyObject *compile;     /* owned: builtins.compile */
     PyObject *ast_expr;    /* owned: _ast.Expr */
     PyObject *ast_interactive; /* owned: _ast.Interactive */
+    /* The linecache names of the last UNSTORED_KEPT cells run with
+     * store_history false (owned; a ring). Frontends send such cells all the
+     * time (VS Code's variable view, widgets); older ones leave linecache so
+     * they do not pile up (about 500 bytes each). */
+    PyObject *unstored[UNSTORED_KEPT];
+    size_t unstored_next;
+    int hosted;           /* the interpreter was running before the kernel */
+    PyObject *cell_value; /* owned: what the display hook showed in this cell, or NULL */
 } st;
 
 const wire_msg *interp_current_request(void)
 {
     return st.req;
+}
+
+void interp_set_request(publisher *pub, const wire_msg *req)
+{
+    if (pub != NULL)
+        st.pub = pub;
+    st.req = req;
+    st.silent = 0;
+    st.store_history = 0;
+    st.allow_stdin = 0;
 }
 
 publisher *interp_publisher(void)
@@ -271,8 +301,8 @@ int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display
     PyObject *data = NULL, *md = NULL;
     json_t *jdata = NULL, *jmd = NULL, *content = NULL;
 
-    if (st.silent && st.req != NULL)
-        return 0; /* a silent request publishes nothing */
+    if ((st.silent && st.req != NULL) || st.pub == NULL)
+        return 0; /* a silent request publishes nothing, nor a stopped kernel */
     if (raw) {
         if (!PyDict_Check(obj)) {
             PyErr_SetString(PyExc_TypeError, "display(raw=True) expects a dict of MIME types");
@@ -323,6 +353,8 @@ error:
 
 void interp_clear_output(int wait)
 {
+    if (st.pub == NULL)
+        return;
     st.pub->sync(st.pub->self);
     st.pub->iopub(st.pub->self, "clear_output", json_pack("{s:b}", "wait", wait),
                   st.req ? st.req->header : NULL);
@@ -336,17 +368,24 @@ static int is_usage_error(PyObject *exc)
     int r = ue ? PyObject_IsInstance(exc, ue) : 0;
     Py_XDECREF(ue);
     PyErr_Clear();
+    if (r > 0)
+        return 1;
+    /* IPython's magics raise IPython's UsageError (only if it is loaded). */
+    PyObject *err = PyDict_GetItemString(PyImport_GetModuleDict(), "IPython.core.error");
+    PyObject *ipy = err ? PyObject_GetAttrString(err, "UsageError") : NULL;
+    r = ipy ? PyObject_IsInstance(exc, ipy) : 0;
+    Py_XDECREF(ipy);
+    PyErr_Clear();
     return r > 0;
 }
 
-/* Turns the raised exception into {ename, evalue, traceback} and clears it.
- * The traceback holds the user's frames only: the cell is the outermost
- * frame that the kernel evaluates, so nothing of the kernel appears. */
-static json_t *error_content(void)
+/* {ename, evalue, traceback} for exc (stolen; NULL: SystemError). The
+ * traceback holds the user's frames only: the cell is the outermost frame
+ * that the kernel evaluates, so nothing of the kernel appears. It is
+ * IPython's coloured layout (errors.c). */
+static json_t *error_content_of(PyObject *exc)
 {
-    PyObject *exc = take_exception();
-    json_t *tb_lines = json_array();
-    PyObject *lines = NULL, *tbmod = NULL;
+    json_t *tb_lines = NULL;
     const char *ename = "Exception", *evalue = "";
     PyObject *evalue_s = NULL;
 
@@ -363,29 +402,58 @@ static json_t *error_content(void)
     if (is_usage_error(exc)) { /* a magic's usage message needs no traceback */
         char line[2048];
         snprintf(line, sizeof line, "UsageError: %s", evalue);
-        json_array_append_new(tb_lines, json_string(line));
-        goto done;
+        tb_lines = json_pack("[s]", line);
+    } else {
+        tb_lines = errors_traceback(exc, st.linecache);
     }
-    tbmod = PyImport_ImportModule("traceback");
-    lines = tbmod ? PyObject_CallMethod(tbmod, "format_exception", "O", exc) : NULL;
-    if (lines && PyList_Check(lines)) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
-            const char *l = PyUnicode_AsUTF8(PyList_GET_ITEM(lines, i));
-            if (l) {
-                size_t n = strlen(l);
-                json_array_append_new(tb_lines, json_stringn(l, n && l[n - 1] == '\n' ? n - 1 : n));
-            }
-        }
-    }
-done:
+    if (tb_lines == NULL)
+        tb_lines = json_array();
     PyErr_Clear();
     json_t *content =
         json_pack("{s:s, s:s, s:o}", "ename", ename, "evalue", evalue, "traceback", tb_lines);
-    Py_XDECREF(lines);
-    Py_XDECREF(tbmod);
     Py_XDECREF(evalue_s);
     Py_XDECREF(exc);
     return content;
+}
+
+/* Turns the raised exception into {ename, evalue, traceback} and clears it. */
+static json_t *error_content(void)
+{
+    return error_content_of(take_exception());
+}
+
+json_t *interp_error_content(PyObject *exc)
+{
+    Py_XINCREF(exc);
+    return error_content_of(exc);
+}
+
+void interp_publish(const char *msg_type, json_t *content)
+{
+    if (content == NULL)
+        return;
+    if (st.pub == NULL || (st.silent && st.req != NULL)) {
+        json_decref(content);
+        return;
+    }
+    st.pub->sync(st.pub->self);
+    st.pub->iopub(st.pub->self, msg_type, content, st.req ? st.req->header : NULL);
+}
+
+/* sys.last_type, last_value, last_traceback (and last_exc from 3.12): what
+ * pdb.pm() and IPython's %debug look at. */
+static void set_last_exception(PyObject *exc)
+{
+    PyObject *tb = PyException_GetTraceback(exc);
+    if (PySys_SetObject("last_type", (PyObject *)Py_TYPE(exc)) < 0 ||
+        PySys_SetObject("last_value", exc) < 0 ||
+        PySys_SetObject("last_traceback", tb ? tb : Py_None) < 0
+#if PY_VERSION_HEX >= 0x030C0000
+        || PySys_SetObject("last_exc", exc) < 0
+#endif
+    )
+        PyErr_Clear();
+    Py_XDECREF(tb);
 }
 
 /* ---- the display hook and output history ----------------------------------- */
@@ -425,6 +493,9 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
 {
     if (obj == Py_None || st.silent)
         Py_RETURN_NONE;
+    if (exiter_displayed(obj)) /* a bare `exit` */
+        Py_RETURN_NONE;
+    Py_XSETREF(st.cell_value, Py_NewRef(obj));
     if (st.store_history && store_output(obj) < 0)
         return NULL;
     PyObject *md = NULL;
@@ -654,13 +725,16 @@ static int install(void)
     st.linecache = PyDict_New();
     if (st.linecache == NULL)
         goto error;
-    if (streams_install(st.kmod, sys) < 0 || magics_install(st.kmod) < 0)
+    /* The registry first, then its members register themselves. */
+    if (streams_install(st.kmod, sys) < 0 || events_install(st.kmod) < 0 ||
+        magics_install(st.kmod) < 0 || introspect_install(st.kmod) < 0 ||
+        stdmagics_register() < 0 || magics_register_extension() < 0 || errors_register_magics() < 0)
         goto error;
     if (set_builtin(builtins, "display", "display") < 0 ||
         set_builtin(builtins, "input", "input") < 0 ||
         set_builtin(builtins, "clear_output", "clear_output") < 0 ||
         PyObject_SetAttrString(builtins, "__pyrometer__", st.kmod) < 0 ||
-        shell_install(st.kmod, builtins) < 0)
+        exiter_install(st.kmod, builtins) < 0 || shell_install(st.kmod, builtins) < 0)
         goto error;
     PyObject *hook = PyObject_GetAttrString(st.kmod, "displayhook");
     if (hook == NULL)
@@ -726,42 +800,151 @@ int interp_patch_getpass(PyObject *getpass)
     return rc;
 }
 
-int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen)
+int interp_check_stdlib(char *err, size_t errlen)
+{
+    char path[4096];
+    const char *home = getenv("PYTHONHOME");
+    if (home != NULL && home[0] != '\0') {
+        const char *colon = strchr(home, ':');
+        snprintf(path, sizeof path, "%.*s/lib/python%d.%d/os.py",
+                 colon ? (int)(colon - home) : (int)strlen(home), home, PY_MAJOR_VERSION,
+                 PY_MINOR_VERSION);
+    } else {
+        snprintf(path, sizeof path, "%s/os.py", PYROMETER_STDLIB);
+    }
+    if (access(path, R_OK) == 0)
+        return 0;
+    snprintf(err, errlen,
+             "Python %d.%d's standard library is not where this kernel expects it (%s is "
+             "missing): was the interpreter upgraded or removed since pyrometer was built? "
+             "Rebuild or reinstall pyrometer",
+             PY_MAJOR_VERSION, PY_MINOR_VERSION, path);
+    return -1;
+}
+
+/* The interpreter was already running (`python -m pyrometer_kernel`): the
+ * user gets a fresh __main__ (the launcher's stays behind), and the
+ * `pyrometer` module linked into this kernel unless one is imported. GIL
+ * held. Returns 0, or -1 with an exception set. */
+static int adopt_interpreter(void)
+{
+    PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+    PyObject *main_mod = NULL, *spec = NULL, *bootstrap = NULL, *ext = NULL, *argv = NULL;
+    int rc = -1;
+
+    main_mod = PyModule_New("__main__");
+    if (main_mod == NULL)
+        goto error;
+    PyObject *d = PyModule_GetDict(main_mod);
+    if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0 ||
+        PyDict_SetItemString(d, "__spec__", Py_None) < 0 ||
+        PyDict_SetItemString(d, "__package__", Py_None) < 0 ||
+        PyDict_SetItemString(modules, "__main__", main_mod) < 0)
+        goto error;
+    /* A notebook's sys.argv holds no kernel arguments, as when embedded. */
+    argv = Py_BuildValue("[s]", "");
+    if (argv == NULL || PySys_SetObject("argv", argv) < 0)
+        goto error;
+    if (PyDict_GetItemString(modules, "pyrometer") == NULL) {
+        bootstrap = PyImport_ImportModule("_frozen_importlib");
+        spec = bootstrap ? PyObject_CallMethod(bootstrap, "ModuleSpec", "sO", "pyrometer", Py_None)
+                         : NULL;
+        PyModuleDef *def = spec ? (PyModuleDef *)PyInit_pyrometer() : NULL;
+        ext = def ? PyModule_FromDefAndSpec(def, spec) : NULL;
+        if (ext == NULL || PyModule_ExecDef(ext, def) < 0 ||
+            PyDict_SetItemString(modules, "pyrometer", ext) < 0)
+            goto error;
+    }
+    rc = 0;
+error:
+    Py_XDECREF(main_mod);
+    Py_XDECREF(spec);
+    Py_XDECREF(bootstrap);
+    Py_XDECREF(ext);
+    Py_XDECREF(argv);
+    return rc;
+}
+
+/* sys.path[0] is '': a module beside the notebook (the kernel's working
+ * directory) imports, and keeps importing after %cd, as in ipykernel.
+ * `python -m` put the working directory there as an absolute path; it
+ * becomes ''. GIL held. Returns 0, or -1 with an exception set. */
+static int path_has_cwd(void)
+{
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    if (path == NULL || !PyList_Check(path)) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.path is not a list");
+        return -1;
+    }
+    PyObject *empty = PyUnicode_FromString("");
+    if (empty == NULL)
+        return -1;
+    int rc = 0;
+    char cwd[4096];
+    PyObject *first = PyList_GET_SIZE(path) > 0 ? PyList_GET_ITEM(path, 0) : NULL;
+    const char *f = first && PyUnicode_Check(first) ? PyUnicode_AsUTF8(first) : NULL;
+    PyErr_Clear();
+    if (f != NULL && f[0] == '\0') {
+        /* already there */
+    } else if (f != NULL && getcwd(cwd, sizeof cwd) != NULL && strcmp(f, cwd) == 0) {
+        rc = PyList_SetItem(path, 0, Py_NewRef(empty));
+    } else {
+        rc = PyList_Insert(path, 0, empty);
+    }
+    Py_DECREF(empty);
+    return rc;
+}
+
+int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t errlen)
 {
     PyStatus status;
     PyConfig config;
+    PyGILState_STATE g = PyGILState_UNLOCKED;
 
     st.pub = pub;
-    if (PyImport_AppendInittab("pyrometer", PyInit_pyrometer) < 0) {
-        snprintf(err, errlen, "cannot register the pyrometer module");
-        return -1;
+    st.hosted = hosted;
+    if (hosted) {
+        g = PyGILState_Ensure();
+        if (adopt_interpreter() < 0)
+            goto py_error;
+    } else {
+        if (PyImport_AppendInittab("pyrometer", PyInit_pyrometer) < 0) {
+            snprintf(err, errlen, "cannot register the pyrometer module");
+            return -1;
+        }
+        PyConfig_InitPythonConfig(&config);
+        config.parse_argv = 0;
+        config.install_signal_handlers = 1;
+        config.buffered_stdio = 0;
+        /* sys.executable must be a real python (multiprocessing, subprocesses):
+         * the python3.X beside the executable (a venv's bin/, so sys.prefix and
+         * site-packages are the venv's), else the one it was built for. */
+        char exe[4096], python[4200];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(python, sizeof python, "%s/python%d.%d", exe, PY_MAJOR_VERSION,
+                     PY_MINOR_VERSION);
+        }
+        if (slash == NULL || access(python, X_OK) != 0)
+            snprintf(python, sizeof python, "%s", PYROMETER_PYTHON);
+        status = PyConfig_SetBytesString(&config, &config.program_name, python);
+        if (!PyStatus_Exception(status)) {
+            wchar_t *argv[] = {L""};
+            status = PyConfig_SetArgv(&config, 1, argv);
+        }
+        if (!PyStatus_Exception(status))
+            status = Py_InitializeFromConfig(&config);
+        PyConfig_Clear(&config);
+        if (PyStatus_Exception(status)) {
+            snprintf(err, errlen, "cannot start Python %s: %s", PY_VERSION,
+                     status.err_msg ? status.err_msg : "?");
+            return -1;
+        }
     }
-    PyConfig_InitPythonConfig(&config);
-    config.parse_argv = 0;
-    config.install_signal_handlers = 1;
-    config.buffered_stdio = 0;
-    /* sys.executable must be a real python3 (multiprocessing, subprocesses). */
-    status = PyConfig_SetString(&config, &config.program_name, L"/usr/bin/python3");
-    if (!PyStatus_Exception(status)) {
-        wchar_t *argv[] = {L""};
-        status = PyConfig_SetArgv(&config, 1, argv);
-    }
-    if (!PyStatus_Exception(status))
-        status = Py_InitializeFromConfig(&config);
-    PyConfig_Clear(&config);
-    if (PyStatus_Exception(status)) {
-        snprintf(err, errlen, "cannot start Python: %s", status.err_msg ? status.err_msg : "?");
-        return -1;
-    }
-    if (install() < 0) {
-        PyObject *exc = take_exception();
-        PyObject *s = exc ? PyObject_Str(exc) : NULL;
-        snprintf(err, errlen, "cannot set up the interpreter: %s",
-                 s && PyUnicode_AsUTF8(s) ? PyUnicode_AsUTF8(s) : "unknown error");
-        Py_XDECREF(s);
-        Py_XDECREF(exc);
-        return -1;
-    }
+    if (path_has_cwd() < 0 || install() < 0)
+        goto py_error;
     /* _signal, the C module: signal.py would import enum for nothing.
      * Python installs its SIGINT handler only over SIG_DFL; the kernel's
      * own (kthread_catch_sigint) is there instead, so set it here: SIGINT
@@ -779,23 +962,48 @@ int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen)
     }
     Py_DECREF(r);
     history_open();
-    PyEval_SaveThread();
+    if (hosted)
+        PyGILState_Release(g);
+    else
+        PyEval_SaveThread();
     return 0;
+py_error : {
+    PyObject *exc = take_exception();
+    PyObject *s = exc ? PyObject_Str(exc) : NULL;
+    snprintf(err, errlen, "cannot set up the interpreter: %s",
+             s && PyUnicode_AsUTF8(s) ? PyUnicode_AsUTF8(s) : "unknown error");
+    Py_XDECREF(s);
+    Py_XDECREF(exc);
+    return -1;
+}
 }
 
 void interp_stop(void)
 {
     history_close();
-    PyGILState_Ensure();
+    PyGILState_STATE g = PyGILState_Ensure();
+    st.pub = NULL; /* from now on, sys.stdout and sys.stderr write to fd 1/2 */
+    st.req = NULL;
+    ipybridge_clear();
+    aio_clear();
+    comms_clear();
     shell_clear();
+    events_clear();
+    Py_CLEAR(st.cell_value);
     Py_CLEAR(st.kmod);
     Py_CLEAR(st.in_list);
     Py_CLEAR(st.out_dict);
     Py_CLEAR(st.linecache);
+    for (size_t i = 0; i < UNSTORED_KEPT; i++)
+        Py_CLEAR(st.unstored[i]);
     Py_CLEAR(st.stdin_error);
     Py_CLEAR(st.compile);
     Py_CLEAR(st.ast_expr);
     Py_CLEAR(st.ast_interactive);
+    if (st.hosted) { /* the host finalizes its interpreter itself */
+        PyGILState_Release(g);
+        return;
+    }
     if (Py_FinalizeEx() < 0) {
         /* buffered data could not be flushed; nothing more to do */
     }
@@ -844,14 +1052,112 @@ static int register_source(PyObject *fname, const char *src)
     return rc;
 }
 
+/* Remembers fname, the source name of a cell not stored in history, and
+ * drops from linecache the one UNSTORED_KEPT such cells before it. */
+static void forget_old_unstored(PyObject *fname)
+{
+    PyObject **slot = &st.unstored[st.unstored_next];
+    st.unstored_next = (st.unstored_next + 1) % UNSTORED_KEPT;
+    if (*slot != NULL && PyDict_DelItem(st.linecache, *slot) < 0)
+        PyErr_Clear(); /* already gone (linecache.clearcache) */
+    Py_INCREF(fname);
+    Py_XSETREF(*slot, fname);
+}
+
+/* Compiles tree (an AST node) in mode, with top-level await allowed.
+ * Returns a new code object, or NULL with an exception set. */
+static PyObject *compile_tree(PyObject *tree, PyObject *fname, const char *mode)
+{
+    return PyObject_CallFunction(st.compile, "OOsi", tree, fname, mode, PyCF_ALLOW_TOP_LEVEL_AWAIT);
+}
+
+/* Runs code in the user namespace; a coroutine (the cell awaits) runs on the
+ * kernel's event loop. Returns 0, or -1 with an exception set. */
+static int run_code(PyObject *code)
+{
+    PyObject *res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
+    if (res != NULL) {
+        int is_coro = aio_is_coroutine_code(code);
+        if (is_coro < 0)
+            Py_CLEAR(res);
+        else if (is_coro)
+            Py_SETREF(res, aio_run(res, code));
+    }
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+/* Returns a new statement node `__pyrometer__.displayhook(<last's value>)`
+ * at last's position, or NULL with an exception set. */
+static PyObject *display_call(PyObject *last)
+{
+    PyObject *astm = NULL, *value = NULL, *loc = NULL, *load = NULL, *name = NULL;
+    PyObject *attr = NULL, *call = NULL, *stmt = NULL;
+    static const char *fields[] = {"lineno", "col_offset", "end_lineno", "end_col_offset"};
+
+    astm = PyImport_ImportModule("_ast");
+    value = astm ? PyObject_GetAttrString(last, "value") : NULL;
+    loc = value ? PyDict_New() : NULL;
+    if (loc == NULL)
+        goto error;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        PyObject *v = PyObject_GetAttrString(value, fields[i]);
+        int rc = v ? PyDict_SetItemString(loc, fields[i], v) : -1;
+        Py_XDECREF(v);
+        if (rc < 0)
+            goto error;
+    }
+    load = PyObject_CallMethod(astm, "Load", NULL);
+    PyObject *name_type = load ? PyObject_GetAttrString(astm, "Name") : NULL;
+    if (name_type == NULL)
+        goto error;
+    PyObject *args = Py_BuildValue("(sO)", "__pyrometer__", load);
+    name = args ? PyObject_Call(name_type, args, loc) : NULL;
+    Py_XDECREF(args);
+    Py_DECREF(name_type);
+    PyObject *attr_type = name ? PyObject_GetAttrString(astm, "Attribute") : NULL;
+    if (attr_type == NULL)
+        goto error;
+    args = Py_BuildValue("(OsO)", name, "displayhook", load);
+    attr = args ? PyObject_Call(attr_type, args, loc) : NULL;
+    Py_XDECREF(args);
+    Py_DECREF(attr_type);
+    PyObject *call_type = attr ? PyObject_GetAttrString(astm, "Call") : NULL;
+    if (call_type == NULL)
+        goto error;
+    args = Py_BuildValue("(O[O][])", attr, value);
+    call = args ? PyObject_Call(call_type, args, loc) : NULL;
+    Py_XDECREF(args);
+    Py_DECREF(call_type);
+    if (call == NULL)
+        goto error;
+    args = Py_BuildValue("(O)", call);
+    stmt = args ? PyObject_Call(st.ast_expr, args, loc) : NULL;
+    Py_XDECREF(args);
+error:
+    Py_XDECREF(astm);
+    Py_XDECREF(value);
+    Py_XDECREF(loc);
+    Py_XDECREF(load);
+    Py_XDECREF(name);
+    Py_XDECREF(attr);
+    Py_XDECREF(call);
+    return stmt;
+}
+
 /* Compiles src (already transformed) as a module and runs it in the user
  * namespace; when display_last is set and the last statement is an
  * expression, it runs in 'single' mode so its value reaches the display
- * hook. Returns 0, or -1 with an exception set. */
+ * hook. A cell that awaits anywhere runs whole as one coroutine, as IPython
+ * runs it (tasks it starts before its first await see the running loop);
+ * its last expression is then shown by a call to the display hook.
+ * Returns 0, or -1 with an exception set. */
 static int run_source(const char *src, PyObject *fname, int display_last)
 {
-    PyObject *ast_mod = NULL, *body = NULL, *code = NULL;
-    PyObject *last = NULL, *interactive = NULL, *res = NULL;
+    PyObject *ast_mod = NULL, *body = NULL, *last = NULL, *interactive = NULL;
+    PyObject *code = NULL, *code_last = NULL;
     int rc = -1;
     PyCompilerFlags flags = {PyCF_ONLY_AST, PY_MINOR_VERSION};
 
@@ -872,33 +1178,40 @@ static int run_source(const char *src, PyObject *fname, int display_last)
                 goto error;
         }
     }
-    code = PyObject_CallFunction(st.compile, "OOs", ast_mod, fname, "exec");
+    code = compile_tree(ast_mod, fname, "exec");
     if (code == NULL)
         goto error;
-    res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
-    if (res == NULL)
-        goto error;
-    Py_CLEAR(res);
-    Py_CLEAR(code);
     if (last) {
         interactive = PyObject_CallFunction(st.ast_interactive, "([O])", last);
-        if (interactive == NULL)
+        code_last = interactive ? compile_tree(interactive, fname, "single") : NULL;
+        if (code_last == NULL)
             goto error;
-        code = PyObject_CallFunction(st.compile, "OOs", interactive, fname, "single");
-        if (code == NULL)
+        int coro = aio_is_coroutine_code(code), coro_last = aio_is_coroutine_code(code_last);
+        if (coro < 0 || coro_last < 0)
             goto error;
-        res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
-        if (res == NULL)
-            goto error;
+        if (coro || coro_last) { /* one coroutine, the display call its end */
+            PyObject *stmt = display_call(last);
+            if (stmt == NULL || PyList_Append(body, stmt) < 0) {
+                Py_XDECREF(stmt);
+                goto error;
+            }
+            Py_DECREF(stmt);
+            Py_CLEAR(code_last);
+            Py_SETREF(code, compile_tree(ast_mod, fname, "exec"));
+            if (code == NULL)
+                goto error;
+        }
     }
+    if (run_code(code) < 0 || (code_last && run_code(code_last) < 0))
+        goto error;
     rc = 0;
 error:
     Py_XDECREF(ast_mod);
     Py_XDECREF(body);
-    Py_XDECREF(code);
     Py_XDECREF(last);
     Py_XDECREF(interactive);
-    Py_XDECREF(res);
+    Py_XDECREF(code);
+    Py_XDECREF(code_last);
     return rc;
 }
 
@@ -919,6 +1232,41 @@ static PyObject *eval_string(json_t *expr)
     Py_DECREF(text);
     Py_XDECREF(code);
     return res;
+}
+
+/* Python's keywords: never automagic. */
+static const char *const keywords[] = {
+    "False", "None",     "True",  "and",    "as",   "assert", "async",  "await",    "break",
+    "class", "continue", "def",   "del",    "elif", "else",   "except", "finally",  "for",
+    "from",  "global",   "if",    "import", "in",   "is",     "lambda", "nonlocal", "not",
+    "or",    "pass",     "raise", "return", "try",  "while",  "with",   "yield",
+};
+
+/* transform_magic_fn for automagic, as IPython decides it: name is a line
+ * magic, and no variable, builtin or keyword of that name shadows it.
+ * GIL held; never raises. */
+static int automagic_ok(const char *name, size_t len, void *arg)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        return 0;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+        if (strcmp(keywords[i], buf) == 0)
+            return 0;
+    if (PyDict_GetItemString(st.main_dict, buf) != NULL)
+        return 0;
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    if (builtins != NULL && PyDict_GetItemString(builtins, buf) != NULL)
+        return 0;
+    PyObject *names = magics_names(0), *key = PyUnicode_FromString(buf);
+    int found = names && key ? PySequence_Contains(names, key) : -1;
+    Py_XDECREF(names);
+    Py_XDECREF(key);
+    if (found < 0)
+        PyErr_Clear();
+    return found == 1;
 }
 
 /* Evaluates user_expressions: {name: {status, data, metadata} | error}. */
@@ -1019,6 +1367,8 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
     /* An interrupt that arrived while idle must not hit this cell. */
     if (PyErr_CheckSignals() < 0)
         PyErr_Clear();
+    (void)
+        exiter_take_request(); /* an exit() outside any cell (a comm callback) is not this cell's */
     st.pub = pub;
     st.req = req;
     st.silent = silent;
@@ -1045,12 +1395,23 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 
     char *src = NULL, terr[256];
     int rc = -1;
+    /* Pasted indented code runs dedented; linecache holds what ran, so a
+     * traceback's columns match its lines. */
+    char *dedented = transform_dedent(code);
+    const char *text = dedented ? dedented : code;
+    /* Extensions' callbacks (IPython fires none for a blank cell). */
+    const char *cell_id = json_string_value(json_object_get(req->metadata, "cellId"));
+    int blank = code[strspn(code, " \t\r\n\f\v")] == '\0';
+    if (!blank)
+        events_pre_cell(code, silent, store_history, cell_id);
     /* The cell's name in linecache and in its code: one string for both. */
     PyObject *fname = PyUnicode_FromString(filename); /* NULL: its error is the cell's */
     if (fname != NULL) {
-        if (register_source(fname, code) < 0)
+        if (register_source(fname, text) < 0)
             PyErr_Clear();
-        src = has_nul ? NULL : transform_cell(code, terr, sizeof terr);
+        else if (!store_history)
+            forget_old_unstored(fname);
+        src = has_nul ? NULL : transform_cell_auto(text, automagic_ok, NULL, terr, sizeof terr);
         if (has_nul) {
             reject_nul(jcode, fname);
         } else if (src == NULL) {
@@ -1061,15 +1422,23 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         }
         Py_DECREF(fname);
     }
+    free(dedented);
     json_t *err = NULL;
+    PyObject *exc = rc < 0 ? take_exception() : NULL;
+    if (exc != NULL)
+        set_last_exception(exc);
+    if (!blank)
+        events_post_cell(st.execution_count, st.cell_value, exc);
+    Py_CLEAR(st.cell_value);
     if (rc < 0)
-        err = error_content();
-    magics_after_cell();
+        err = error_content_of(exc); /* steals exc */
+    stdmagics_after_cell();
     pub->sync(pub->self);
     if (err) {
         *failed = 1;
         if (!silent)
             pub->iopub(pub->self, "error", json_deep_copy(err), req->header);
+        ipybridge_cell_failed(!silent); /* %debug's traceback; %pdb on: the debugger */
         reply = err;
         json_object_set_new(reply, "status", json_string("error"));
         json_object_set_new(reply, "execution_count", json_integer(st.execution_count));
@@ -1078,7 +1447,7 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         reply = json_pack("{s:s, s:I, s:[], s:o}", "status", "ok", "execution_count",
                           (json_int_t)st.execution_count, "payload", "user_expressions",
                           json_is_object(exprs) ? user_expressions(exprs) : json_object());
-        json_t *payload = magics_take_payload();
+        json_t *payload = session_take_payload();
         if (payload)
             json_object_set_new(reply, "payload", payload);
     }
@@ -1096,7 +1465,10 @@ json_t *interp_is_complete(const char *code)
     PyGILState_STATE g = PyGILState_Ensure();
     json_t *reply = NULL;
     char terr[256];
-    char *src = transform_cell(code, terr, sizeof terr);
+    char *dedented = transform_dedent(code);
+    char *src =
+        transform_cell_auto(dedented ? dedented : code, automagic_ok, NULL, terr, sizeof terr);
+    free(dedented);
     if (src == NULL) {
         reply = json_pack("{s:s}", "status", "invalid");
         goto done;

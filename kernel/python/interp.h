@@ -15,11 +15,19 @@
 #include "publisher.h"
 #include "wire.h"
 
-/* Starts the interpreter with the `pyrometer` extension built in, installs
- * the kernel's stdout/stderr, display hook, input() and magics, and releases
- * the GIL. signal_fd (or -1) becomes Python's signal wakeup fd. pub (borrowed, must outlive the
- * interpreter) carries every stream and display. Returns 0, or -1 with a reason in err. */
-int interp_start(publisher *pub, int signal_fd, char *err, size_t errlen);
+/* Starts the interpreter with the `pyrometer` extension built in (hosted:
+ * adopts the one already running in this process, whose GIL the caller has
+ * released), installs the kernel's stdout/stderr, display hook, input() and
+ * magics, and releases the GIL. signal_fd (or -1) becomes Python's signal
+ * wakeup fd. pub (borrowed, must outlive interp_stop) carries every stream
+ * and display. Returns 0, or -1 with a one-line reason in err. */
+int interp_start(publisher *pub, int signal_fd, int hosted, char *err, size_t errlen);
+
+/* For the embedded interpreter, before it starts: the standard library it
+ * was built with must still be there (an upgrade that replaced or removed it
+ * would otherwise end inside Py_Initialize). Returns 0, or -1 with one line
+ * in err. Needs no interpreter. */
+int interp_check_stdlib(char *err, size_t errlen);
 
 /* Returns a new kernel_info_reply content object (protocol 5.3), or NULL.
  * Needs no interpreter: may be called before interp_start. */
@@ -37,7 +45,8 @@ long interp_execution_count(void);
 /* Returns a new is_complete_reply content for code. */
 json_t *interp_is_complete(const char *code);
 
-/* Ends the interpreter (Py_FinalizeEx). */
+/* Ends the interpreter (Py_FinalizeEx); hosted, leaves it to its host, with
+ * sys.stdout and sys.stderr writing to fd 1 and 2. */
 void interp_stop(void);
 
 /* ---- for the kernel's own Python-callable functions (GIL held) ---------- */
@@ -46,6 +55,14 @@ void interp_stop(void);
  * and display_id is not NULL). raw: obj is already a MIME bundle dict.
  * Returns 0, or -1 with an exception set. */
 int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display_id, int update);
+
+/* Publishes msg_type with content (stolen) on iopub under the running
+ * request, after the output before it; nothing for a silent request. */
+void interp_publish(const char *msg_type, json_t *content);
+
+/* Returns a new {ename, evalue, traceback} object for exc (borrowed), as an
+ * error message or reply carries it. GIL held. */
+json_t *interp_error_content(PyObject *exc);
 
 /* Publishes clear_output. */
 void interp_clear_output(int wait);
@@ -68,6 +85,12 @@ int interp_silent(void);
 
 /* The request being executed, or NULL. */
 const wire_msg *interp_current_request(void);
+
+/* While Python runs for a request other than execute_request (a comm
+ * message): makes req (borrowed) the request that display(),
+ * clear_output() and comm messages are parented to, not silent, without
+ * stdin; interp_set_request(NULL, NULL) ends it. GIL held. */
+void interp_set_request(publisher *pub, const wire_msg *req);
 
 /* The publisher given to interp_start. */
 publisher *interp_publisher(void);

@@ -18,6 +18,7 @@
 #include "interp.h"
 #include "log.h"
 #include "magics.h"
+#include "session.h"
 
 #define MAX_MATCHES     1000 /* path and key listings stop there */
 #define MAX_STRING_FORM 200
@@ -1073,6 +1074,9 @@ static PyObject *name_at_cursor(const cell *c)
     if (s == e || !is_id(c->u[s]) || Py_UNICODE_ISDIGIT(c->u[s]) ||
         (s > 0 && (c->u[s - 1] == '.' || c->u[s - 1] == ')' || c->u[s - 1] == ']')))
         return NULL;
+    /* %name and %%name: the magic, with its sigil */
+    if (s > 0 && c->u[s - 1] == '%')
+        s -= (s > 1 && c->u[s - 2] == '%') ? 2 : 1;
     return substr(c, s, e);
 }
 
@@ -1288,6 +1292,22 @@ static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
     return out;
 }
 
+/* The help of the magic "%name" or "%%name" (a new str), or NULL with no
+ * exception set when there is no such magic. */
+static PyObject *magic_text(PyObject *sigil_name)
+{
+    const char *n = PyUnicode_AsUTF8(sigil_name);
+    if (n == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int is_cell = n[1] == '%';
+    PyObject *doc = magics_help(n + 1 + is_cell, is_cell);
+    if (doc == NULL)
+        PyErr_Clear();
+    return doc;
+}
+
 json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
 {
     PyGILState_STATE g = PyGILState_Ensure();
@@ -1299,8 +1319,12 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
     json_t *reply = NULL;
     if (cell_init(&c, code, cursor_pos) == 0) {
         name = name_at_cursor(&c);
-        obj = name ? resolve(name) : NULL;
-        text = obj ? info_text(obj, name, detail_level) : NULL;
+        if (name != NULL && PyUnicode_READ_CHAR(name, 0) == '%') {
+            text = magic_text(name);
+        } else {
+            obj = name ? resolve(name) : NULL;
+            text = obj ? info_text(obj, name, detail_level) : NULL;
+        }
         if (obj != NULL && text == NULL)
             log_exception("inspection");
         cell_clear(&c);
@@ -1322,6 +1346,15 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
     return reply;
 }
 
+PyObject *introspect_object(const char *name)
+{
+    PyObject *n = PyUnicode_FromString(name);
+    PyObject *obj = n ? resolve(n) : NULL;
+    Py_XDECREF(n);
+    PyErr_Clear();
+    return obj;
+}
+
 char *introspect_text(const char *name, int detail_level)
 {
     PyObject *n = PyUnicode_FromString(name);
@@ -1331,6 +1364,15 @@ char *introspect_text(const char *name, int detail_level)
     Py_DECREF(n);
     if (stripped == NULL)
         return NULL;
+    if (PyUnicode_GET_LENGTH(stripped) > 1 && PyUnicode_READ_CHAR(stripped, 0) == '%') {
+        PyObject *doc = magic_text(stripped);
+        Py_DECREF(stripped);
+        const char *t = doc ? PyUnicode_AsUTF8(doc) : NULL;
+        char *r = t ? strdup(t) : NULL;
+        Py_XDECREF(doc);
+        PyErr_Clear();
+        return r;
+    }
     PyObject *obj = resolve(stripped);
     if (obj == NULL) {
         Py_DECREF(stripped);
@@ -1347,4 +1389,41 @@ char *introspect_text(const char *name, int detail_level)
         PyErr_NoMemory();
     Py_DECREF(text);
     return r;
+}
+
+/* obj? and obj??: the same text as inspect_request, as a `page` payload. */
+static PyObject *k_inspect(PyObject *self, PyObject *args)
+{
+    const char *name;
+    int level;
+    if (!PyArg_ParseTuple(args, "si:inspect", &name, &level))
+        return NULL;
+    char *text = introspect_text(name, level);
+    if (text == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *msg = PyUnicode_FromFormat("Object `%s` not found.\n", name);
+        if (msg == NULL)
+            return NULL;
+        PySys_WriteStdout("%s", PyUnicode_AsUTF8(msg));
+        Py_DECREF(msg);
+        Py_RETURN_NONE;
+    }
+    session_add_payload(
+        json_pack("{s:s, s:{s:s}, s:i}", "source", "page", "data", "text/plain", text, "start", 0));
+    free(text);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef inspect_def = {"inspect", k_inspect, METH_VARARGS,
+                                  "inspect(name, level): obj? and obj??."};
+
+int introspect_install(PyObject *kmod)
+{
+    PyObject *f = PyCFunction_New(&inspect_def, NULL);
+    if (f == NULL || PyModule_AddObject(kmod, "inspect", f) < 0) {
+        Py_XDECREF(f);
+        return -1;
+    }
+    return 0;
 }

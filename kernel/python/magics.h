@@ -28,23 +28,33 @@ int magics_register_py(const char *name, const char *kinds, PyObject *callable);
  * exception set. GIL held. (For completion.) */
 PyObject *magics_names(int cell);
 
-/* Adds line_magic, cell_magic, system, getoutput and inspect to kmod,
- * registers the built-in magics and pyrometer.MAGICS. GIL held. */
+/* Adds line_magic, cell_magic, system, getoutput and inspect to kmod and
+ * registers the registry's own magics (%lsmagic, %load_ext, %pwd). The
+ * other members register themselves, called by the start-up code. GIL held.
+ * Returns 0, or -1 with an exception set. */
 int magics_install(PyObject *kmod);
 
-/* Called after every cell (GIL held): shows pending matplotlib figures. */
-void magics_after_cell(void);
+/* Registers pyrometer.MAGICS (the extension's profilers) with their help
+ * from pyrometer.MAGIC_HELP. GIL held. Returns 0, or -1 with an exception
+ * set. */
+int magics_register_extension(void);
 
-/* Returns the execute_reply payload list collected during the cell (e.g. a
- * `page` from obj?), or NULL when there is none. GIL held. */
-json_t *magics_take_payload(void);
+/* Returns the help text of magic name (a new str): the registered help of a
+ * kernel magic, pyrometer.MAGIC_HELP's text for an extension magic, or
+ * IPython's docstring for one of IPython's (which brings IPython up). NULL
+ * with KeyError set when no magic has that name. GIL held. */
+PyObject *magics_help(const char *name, int cell);
+
+/* The first line of magic name's help that is not a usage line (a new
+ * str), or NULL with an exception set. GIL held. */
+PyObject *magics_summary(const char *name);
+
+/* 1 when name is in the kernel's registry. GIL held. */
+int magics_known(const char *name);
 
 /* Writes text to the user's sys.stdout (what magics print goes there, so it
  * follows any redirection). Returns 0, or -1 with an exception set. */
 int magics_write_stdout(const char *text);
-
-/* Appends a payload item (stolen) for the current cell. */
-void magics_add_payload(json_t *item);
 
 /* Returns a new reference to pyrometer.UsageError, or NULL with an
  * exception set. */

@@ -16,6 +16,14 @@
 /* The directory before the last %cd (owned), or NULL. Protected by the GIL. */
 static PyObject *prev_dir;
 
+/* The name of v's type without its module ("int", "DataFrame"), as
+ * type(v).__name__ shows it; borrowed from the type. */
+static const char *short_type_name(PyObject *v)
+{
+    const char *name = Py_TYPE(v)->tp_name, *dot = strrchr(name, '.');
+    return dot ? dot + 1 : name;
+}
+
 /* ---- helpers ------------------------------------------------------------------ */
 
 /* Writes a str object to sys.stdout. */
@@ -59,7 +67,7 @@ static PyObject *user_names(PyObject *types)
         if (name[0] == '_' || strcmp(name, "In") == 0 || strcmp(name, "Out") == 0)
             continue;
         if (types && PyList_GET_SIZE(types) > 0) {
-            PyObject *tn = PyUnicode_FromString(_PyType_Name(Py_TYPE(v)));
+            PyObject *tn = PyUnicode_FromString(short_type_name(v));
             if (tn == NULL)
                 goto error;
             int in = PySequence_Contains(types, tn);
@@ -171,17 +179,17 @@ error:
  * value; %env VAR=value or %env VAR value: sets it. */
 static PyObject *m_env(PyObject *line, PyObject *cell)
 {
-    PyObject *os = NULL, *environ = NULL, *arg = NULL, *result = NULL;
+    PyObject *os = NULL, *os_environ = NULL, *arg = NULL, *result = NULL;
     os = PyImport_ImportModule("os");
-    environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
-    arg = environ ? stripped(line) : NULL;
+    os_environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
+    arg = os_environ ? stripped(line) : NULL;
     if (arg == NULL)
         goto error;
     const char *a = PyUnicode_AsUTF8(arg);
     if (a == NULL)
         goto error;
     if (*a == '\0') { /* the whole environment */
-        PyObject *env = PyDict_New(), *items = env ? PyMapping_Items(environ) : NULL;
+        PyObject *env = PyDict_New(), *items = env ? PyMapping_Items(os_environ) : NULL;
         if (items == NULL) {
             Py_XDECREF(env);
             goto error;
@@ -212,7 +220,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
     while (*sp && !isspace((unsigned char)*sp))
         sp++;
     if (eq == NULL && *sp == '\0') { /* %env VAR */
-        result = PyObject_GetItem(environ, arg);
+        result = PyObject_GetItem(os_environ, arg);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
             magics_usage_error("Environment does not have key: %s", a);
@@ -241,7 +249,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
     }
     PyObject *key = PyUnicode_FromStringAndSize(a, ke - a);
     PyObject *val = key ? PyUnicode_FromString(vs) : NULL;
-    int bad = val == NULL || PyObject_SetItem(environ, key, val) < 0;
+    int bad = val == NULL || PyObject_SetItem(os_environ, key, val) < 0;
     if (!bad) {
         PyObject *msg = PyUnicode_FromFormat("env: %U=%U\n", key, val);
         bad = msg == NULL || write_obj(msg) < 0;
@@ -253,7 +261,7 @@ static PyObject *m_env(PyObject *line, PyObject *cell)
         result = Py_NewRef(Py_None);
 error:
     Py_XDECREF(os);
-    Py_XDECREF(environ);
+    Py_XDECREF(os_environ);
     Py_XDECREF(arg);
     return result;
 }
@@ -318,7 +326,7 @@ error:
  * past 50 characters. Returns a new str or NULL. */
 static PyObject *data_info(PyObject *v)
 {
-    const char *tn = _PyType_Name(Py_TYPE(v));
+    const char *tn = short_type_name(v);
     if (strcmp(tn, "dict") == 0 || strcmp(tn, "list") == 0 || strcmp(tn, "tuple") == 0) {
         Py_ssize_t n = PyObject_Length(v);
         if (n < 0)
@@ -408,7 +416,7 @@ static PyObject *m_whos(PyObject *line, PyObject *cell)
                 PyErr_SetObject(PyExc_KeyError, name);
             goto error;
         }
-        PyObject *tn = PyUnicode_FromString(_PyType_Name(Py_TYPE(v)));
+        PyObject *tn = PyUnicode_FromString(short_type_name(v));
         if (tn == NULL || PyList_Append(tnames, tn) < 0) {
             Py_XDECREF(tn);
             goto error;
@@ -648,110 +656,48 @@ static PyObject *m_matplotlib(PyObject *line, PyObject *cell)
 
 /* ---- %magic -------------------------------------------------------------------- */
 
-/* name, kinds (1 line, 2 cell, 3 both), help: the magics of the kernel. The
- * registry in magics.c keeps no list that can be read back, so the built-in
- * ones are listed here; the extension's come from pyrometer.MAGICS. */
-static const struct {
-    const char *name;
-    int kinds;
-    const char *help;
-} std_magics[] = {
-    {"cd", 1,
-     "%cd [-q] [dir | -]: change the working directory (home with no argument, the "
-     "previous one with -) and print it."},
-    {"env", 1,
-     "%env: the environment; %env VAR: a variable; %env VAR=value or %env VAR value: "
-     "set one."},
-    {"lsmagic", 1, "List the available magics."},
-    {"load_ext", 1, "%load_ext pyrometer: accepted (the profilers are built in)."},
-    {"magic", 1, "Show this list of magics with their help."},
-    {"matplotlib", 1,
-     "%matplotlib inline: show figures inline (the default: no set-up line is "
-     "needed)."},
-    {"pwd", 1, "Return the current working directory."},
-    {"reset", 1,
-     "%reset [-f] [out]: delete the user's variables (out: only the output "
-     "history); asks first unless -f."},
-    {"time", 3,
-     "%time stmt / %%time: run once and print CPU times and wall time; %time expr "
-     "returns the value."},
-    {"timeit", 3,
-     "%timeit [-n<N> -r<R> -p<P> -q -o] stmt / %%timeit [opts] setup: time a "
-     "statement over N loops, R runs (default 7), N calibrated to >= 0.2 s; -o "
-     "returns a TimeitResult."},
-    {"who", 1, "%who [type ...]: the names of the user's variables."},
-    {"who_ls", 1, "%who_ls [type ...]: the same as a sorted list."},
-    {"whos", 1, "%whos [type ...]: a table of the user's variables with type and value."},
-};
-
-static int append_entry(PyObject **text, const char *name, int kinds, PyObject *help)
-{
-    PyObject *entry = PyUnicode_FromFormat("%s%s%s%s%s\n    %U\n\n", (kinds & 1) ? "%" : "",
-                                           (kinds & 1) ? name : "", kinds == 3 ? ", " : "",
-                                           (kinds & 2) ? "%%" : "", (kinds & 2) ? name : "", help);
-    if (entry == NULL)
-        return -1;
-    PyUnicode_Append(text, entry);
-    Py_DECREF(entry);
-    return *text ? 0 : -1;
-}
-
-/* %magic: every magic with its help text. */
+/* %magic: every magic of the registry, line and cell forms together, with
+ * its one-line summary; %name? gives the whole help. */
 static PyObject *m_magic(PyObject *line, PyObject *cell)
 {
-    PyObject *text = PyUnicode_FromString("Available magics:\n\n"), *ext = NULL, *table = NULL;
-    PyObject *result = NULL;
-    if (text == NULL)
-        return NULL;
-    for (size_t i = 0; i < sizeof std_magics / sizeof std_magics[0]; i++) {
-        PyObject *h = PyUnicode_FromString(std_magics[i].help);
-        int bad = h == NULL || append_entry(&text, std_magics[i].name, std_magics[i].kinds, h) < 0;
-        Py_XDECREF(h);
-        if (bad)
+    PyObject *text = PyUnicode_FromString("Available magics (%name? or %name -h for the whole "
+                                          "help):\n\n");
+    PyObject *lines = magics_names(0), *cells = lines ? magics_names(1) : NULL;
+    PyObject *all = cells ? PySequence_Concat(lines, cells) : NULL;
+    PyObject *seen = all ? PySet_New(NULL) : NULL, *result = NULL;
+    if (text == NULL || seen == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+        PyObject *name = PyList_GET_ITEM(all, i);
+        int dup = PySet_Contains(seen, name);
+        if (dup < 0 || (!dup && PySet_Add(seen, name) < 0))
             goto error;
-    }
-    ext = PyImport_ImportModule("pyrometer");
-    table = ext ? PyObject_GetAttrString(ext, "MAGICS") : NULL;
-    if (table == NULL || !PyDict_Check(table)) {
-        PyErr_Clear();
-    } else {
-        PyObject *k, *v;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(table, &pos, &k, &v)) {
-            const char *kinds, *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
-            PyObject *fn;
-            if (name == NULL || !PyTuple_Check(v) || !PyArg_ParseTuple(v, "sO", &kinds, &fn)) {
-                PyErr_Clear();
-                continue;
-            }
-            int kk = (strstr(kinds, "line") ? 1 : 0) | (strstr(kinds, "cell") ? 2 : 0);
-            PyObject *doc = PyObject_GetAttrString(fn, "__doc__");
-            PyObject *h = NULL;
-            if (doc && PyUnicode_Check(doc)) {
-                PyObject *s = PyObject_CallMethod(doc, "strip", NULL);
-                PyObject *parts = s ? PyObject_CallMethod(s, "split", "s", "\n\n") : NULL;
-                if (parts && PyList_GET_SIZE(parts) > 0)
-                    h = Py_NewRef(PyList_GET_ITEM(parts, 0));
-                Py_XDECREF(s);
-                Py_XDECREF(parts);
-            }
-            PyErr_Clear();
-            if (h == NULL)
-                h = PyUnicode_FromString("(pyrometer profiler)");
-            int bad = h == NULL || append_entry(&text, name, kk, h) < 0;
-            Py_XDECREF(doc);
-            Py_XDECREF(h);
-            if (bad)
-                goto error;
+        if (dup)
+            continue;
+        int is_line = PySequence_Contains(lines, name), is_cell = PySequence_Contains(cells, name);
+        const char *n = PyUnicode_AsUTF8(name);
+        PyObject *sum = n ? magics_summary(n) : NULL;
+        if (sum == NULL || is_line < 0 || is_cell < 0) {
+            Py_XDECREF(sum);
+            goto error;
         }
+        PyObject *entry = PyUnicode_FromFormat("%s%s%s%s%s\n    %U\n\n", is_line ? "%" : "",
+                                               is_line ? n : "", is_line && is_cell ? ", " : "",
+                                               is_cell ? "%%" : "", is_cell ? n : "", sum);
+        Py_DECREF(sum);
+        PyUnicode_AppendAndDel(&text, entry);
+        if (text == NULL)
+            goto error;
     }
     if (write_obj(text) < 0)
         goto error;
     result = Py_NewRef(Py_None);
 error:
     Py_XDECREF(text);
-    Py_XDECREF(ext);
-    Py_XDECREF(table);
+    Py_XDECREF(lines);
+    Py_XDECREF(cells);
+    Py_XDECREF(all);
+    Py_XDECREF(seen);
     return result;
 }
 
@@ -764,14 +710,69 @@ int stdmagics_register(void)
         magic_handler line;
         const char *help;
     } line_magics[] = {
-        {"cd", m_cd, "Change the working directory."},
-        {"env", m_env, "Get, set or list environment variables."},
-        {"who", m_who, "List the user's variables."},
-        {"who_ls", m_who_ls, "Return the user's variable names as a list."},
-        {"whos", m_whos, "Table of the user's variables."},
-        {"reset", m_reset, "Delete the user's variables (-f: without asking)."},
-        {"magic", m_magic, "List the magics with their help."},
-        {"matplotlib", m_matplotlib, "%matplotlib inline: figures inline."},
+        {"cd", m_cd,
+         "%cd [-q] [DIRECTORY | -]\n\n"
+         "Change the working directory and print the new one.\n\n"
+         "With no directory it goes home; with - to the directory before the last %cd.\n\n"
+         "Options:\n"
+         "  -q                     do not print the new directory\n\n"
+         "Example:\n"
+         "  %cd /tmp\n"
+         "  %cd -"},
+        {"env", m_env,
+         "%env [VAR | VAR=VALUE | VAR VALUE]\n\n"
+         "Get, set or list environment variables.\n\n"
+         "%env alone returns the environment as a dict (values that look like secrets\n"
+         "hidden); %env VAR returns one variable; %env VAR=VALUE or %env VAR VALUE sets\n"
+         "it, for this process and the commands it starts. It has no options.\n\n"
+         "Example:\n"
+         "  %env OMP_NUM_THREADS=4\n"
+         "  %env HOME"},
+        {"who", m_who,
+         "%who [TYPE ...]\n\n"
+         "Print the names of the user's variables.\n\n"
+         "Names starting with _ and the kernel's In and Out are left out. With type\n"
+         "names, only variables of those types are shown. It has no options.\n\n"
+         "Example:\n"
+         "  %who int str"},
+        {"who_ls", m_who_ls,
+         "%who_ls [TYPE ...]\n\n"
+         "Return the names of the user's variables as a sorted list.\n\n"
+         "The same selection as %who. It has no options.\n\n"
+         "Example:\n"
+         "  names = %who_ls function"},
+        {"whos", m_whos,
+         "%whos [TYPE ...]\n\n"
+         "Print a table of the user's variables: name, type and data.\n\n"
+         "The same selection as %who; arrays show their shape and size. It has no\n"
+         "options.\n\n"
+         "Example:\n"
+         "  %whos ndarray"},
+        {"reset", m_reset,
+         "%reset [-f] [-s] [out]\n\n"
+         "Delete the user's variables, or with out only the output history.\n\n"
+         "Without -f it asks first (an input request).\n\n"
+         "Options:\n"
+         "  -f                     do not ask for confirmation\n"
+         "  -s                     accepted for IPython's sake: the reset is always soft\n"
+         "  out                    clear Out and _N only\n\n"
+         "Example:\n"
+         "  %reset -f"},
+        {"magic", m_magic,
+         "%magic\n\n"
+         "List every magic with a one-line summary.\n\n"
+         "It has no options; %name? shows one magic's whole help.\n\n"
+         "Example:\n"
+         "  %magic"},
+        {"matplotlib", m_matplotlib,
+         "%matplotlib [inline | -l]\n\n"
+         "Show matplotlib figures inline, below the cell.\n\n"
+         "Inline is the default here, so no set-up line is needed; %matplotlib inline\n"
+         "also overrides MPLBACKEND.\n\n"
+         "Options:\n"
+         "  -l, --list             list the available backends\n\n"
+         "Example:\n"
+         "  %matplotlib inline"},
     };
     if (timing_register() < 0)
         return -1;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comms.h"
 #include "interp.h"
 #include "streams.h"
 #include "wire.h"
@@ -39,6 +40,7 @@ static struct {
     PyObject *loader_type; /* owned: PatchingLoader */
     PyObject *handle_type; /* owned: DisplayHandle */
     int force_inline;      /* %matplotlib inline was run: ignore MPLBACKEND */
+    int ipython_ready;     /* IPython's shell is up: its own display() publishes */
 } hk;
 
 #define BACKEND_MODULE "_pyrometer_kernel_mpl"
@@ -369,8 +371,22 @@ done:
  * transient=None, display_id=None, raw=False, clear=False, **kwargs),
  * publishing through the kernel. self is IPython.core.display_functions
  * (for its DisplayHandle class). */
+/* Once IPython's shell is up (kernel/python/ipybridge.c), IPython's own
+ * function, kept on the module as attr, does the work: its display_pub
+ * publishes through the kernel, and %%capture can swap it. Returns a new
+ * reference, or NULL with an exception set. */
+static PyObject *ipython_original(PyObject *module, const char *attr, PyObject *args, PyObject *kw)
+{
+    PyObject *fn = PyObject_GetAttrString(module, attr);
+    PyObject *r = fn ? PyObject_Call(fn, args, kw) : NULL;
+    Py_XDECREF(fn);
+    return r;
+}
+
 static PyObject *ipy_display(PyObject *self, PyObject *args, PyObject *kw)
 {
+    if (hk.ipython_ready)
+        return ipython_original(self, "_pyrometer_ipython_display", args, kw);
     PyObject *include = Py_None, *exclude = Py_None, *metadata = Py_None, *transient = Py_None;
     PyObject *display_id = Py_None, *did = NULL, *rest = NULL, *empty = NULL;
     int raw = 0, clear = 0, update = 0;
@@ -457,6 +473,10 @@ static PyObject *ipy_publish(PyObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"data", "metadata", "source", "transient", NULL};
     if (rest == NULL)
         return NULL;
+    if (hk.ipython_ready) {
+        Py_DECREF(rest);
+        return ipython_original(self, "_pyrometer_ipython_publish_display_data", args, kw);
+    }
     known = PyDict_New();
     if (known == NULL)
         goto error;
@@ -501,7 +521,12 @@ static int patch_ipython_display(PyObject *mod)
     PyObject *disp = clear ? PyCFunction_NewEx(&ipy_display_def, mod, NULL) : NULL;
     PyObject *pub = disp ? PyCFunction_NewEx(&ipy_publish_def, mod, NULL) : NULL;
     int rc = -1;
-    if (pub && PyObject_SetAttrString(mod, "display", disp) == 0 &&
+    /* IPython's own, for when its shell is up */
+    PyObject *orig_disp = pub ? PyObject_GetAttrString(mod, "display") : NULL;
+    PyObject *orig_pub = orig_disp ? PyObject_GetAttrString(mod, "publish_display_data") : NULL;
+    if (orig_pub && PyObject_SetAttrString(mod, "_pyrometer_ipython_display", orig_disp) == 0 &&
+        PyObject_SetAttrString(mod, "_pyrometer_ipython_publish_display_data", orig_pub) == 0 &&
+        PyObject_SetAttrString(mod, "display", disp) == 0 &&
         PyObject_SetAttrString(mod, "clear_output", clear) == 0 &&
         PyObject_SetAttrString(mod, "publish_display_data", pub) == 0)
         rc = 0;
@@ -509,6 +534,8 @@ static int patch_ipython_display(PyObject *mod)
     Py_XDECREF(clear);
     Py_XDECREF(disp);
     Py_XDECREF(pub);
+    Py_XDECREF(orig_disp);
+    Py_XDECREF(orig_pub);
     return rc;
 }
 
@@ -525,6 +552,9 @@ static const struct {
     {"linecache", interp_patch_linecache},
     {"getpass", interp_patch_getpass},
     {"threading", streams_patch_threading},
+    /* Comms (comms.c): the comm package's kernel hooks, ipywidgets' targets. */
+    {"comm", comms_patch_comm},
+    {"ipywidgets", comms_patch_ipywidgets},
 };
 
 /* Wraps the loader that the import system found for a patched module:
@@ -843,6 +873,12 @@ PyObject *stdmagics_display_handle_new(PyObject *display_id)
 }
 
 /* ---- install --------------------------------------------------------------------- */
+
+int stdmagics_hooks_ipython_ready(void)
+{
+    hk.ipython_ready = 1;
+    return 0;
+}
 
 int stdmagics_hooks_install(void)
 {

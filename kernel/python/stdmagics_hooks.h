@@ -16,6 +16,11 @@
  * held. Returns 0, or -1 with an exception set. */
 int stdmagics_hooks_install(void);
 
+/* IPython's shell is up: from now on the patched IPython.display functions
+ * call IPython's own (whose display publisher is the kernel's), so that
+ * %%capture and IPython's formatters see them. GIL held. Returns 0. */
+int stdmagics_hooks_ipython_ready(void);
+
 /* %matplotlib inline: makes the inline backend current now (when pyplot is
  * loaded) and on later imports, even if MPLBACKEND is set. GIL held.
  * Returns 0, or -1 with an exception set. */

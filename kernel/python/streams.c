@@ -4,8 +4,9 @@
  * to fd 1/2 directly are captured by server.c.
  *
  * Threads started by a cell keep printing into that cell: threading's
- * _start_new_thread is wrapped so that each new thread remembers the header
- * of the request that was running when it was started.
+ * _start_new_thread (3.11, 3.12) and _start_joinable_thread (3.13+) are
+ * wrapped so that each new thread remembers the header of the request that
+ * was running when it was started.
  */
 #include "streams.h"
 
@@ -23,8 +24,10 @@ static __thread json_t *thread_parent;
  * did not survive the fork. Set once at install. */
 static pid_t kernel_pid;
 
-/* The original _thread.start_new_thread. Protected by the GIL. */
-static PyObject *orig_start_new_thread;
+/* The original _thread.start_new_thread, and (3.13+, where threading
+ * starts its threads through it) _thread.start_joinable_thread, or NULL.
+ * Protected by the GIL. */
+static PyObject *orig_start_new_thread, *orig_start_joinable_thread;
 
 typedef struct {
     PyObject_HEAD
@@ -90,6 +93,11 @@ static PyObject *os_write(OutStream *self, PyObject *arg)
         return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
     }
     publisher *pub = interp_publisher();
+    if (pub == NULL) { /* the kernel has stopped; its hosting interpreter lives on */
+        write_all(self->fd, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        Py_DECREF(b);
+        return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+    }
     pub->sync(pub->self); /* what C code wrote to fd 1/2 so far goes first */
     pub->stream(pub->self, self->name, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
                 thread_parent);
@@ -243,18 +251,24 @@ static PyType_Spec tb_spec = {
     .slots = tb_slots,
 };
 
-/* Type object for ThreadBoot. Protected by the GIL. */
+/* Type object for ThreadBoot, and 1 while streams_call_unparented runs.
+ * Protected by the GIL. */
 static PyObject *tb_type;
+static int unparented;
 
-static PyObject *start_new_thread(PyObject *mod, PyObject *args)
+/* The parent a thread started now inherits (borrowed), or NULL (also
+ * while streams_call_unparented runs). */
+static json_t *starting_parent(void)
 {
-    PyObject *func, *fargs, *fkw = NULL;
-    if (!PyArg_ParseTuple(args, "OO|O:start_new_thread", &func, &fargs, &fkw))
-        return NULL;
     const wire_msg *req = interp_current_request();
-    json_t *parent = thread_parent ? thread_parent : (req ? req->header : NULL);
-    if (parent == NULL)
-        return PyObject_CallObject(orig_start_new_thread, args);
+    if (unparented)
+        return NULL;
+    return thread_parent ? thread_parent : (req ? req->header : NULL);
+}
+
+/* Returns a new ThreadBoot that runs func(*fargs, **fkw) under parent. */
+static PyObject *boot_new(PyObject *func, PyObject *fargs, PyObject *fkw, json_t *parent)
+{
     ThreadBoot *boot = PyObject_New(ThreadBoot, (PyTypeObject *)tb_type);
     if (boot == NULL)
         return NULL;
@@ -262,44 +276,103 @@ static PyObject *start_new_thread(PyObject *mod, PyObject *args)
     boot->args = Py_NewRef(fargs);
     boot->kwargs = Py_XNewRef(fkw);
     boot->parent = json_incref(parent);
-    PyObject *r = PyObject_CallFunction(orig_start_new_thread, "O()", (PyObject *)boot);
+    return (PyObject *)boot;
+}
+
+static PyObject *start_new_thread(PyObject *mod, PyObject *args)
+{
+    PyObject *func, *fargs, *fkw = NULL;
+    if (!PyArg_ParseTuple(args, "OO|O:start_new_thread", &func, &fargs, &fkw))
+        return NULL;
+    json_t *parent = starting_parent();
+    if (parent == NULL)
+        return PyObject_CallObject(orig_start_new_thread, args);
+    PyObject *boot = boot_new(func, fargs, fkw, parent);
+    if (boot == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallFunction(orig_start_new_thread, "O()", boot);
     Py_DECREF(boot);
+    return r;
+}
+
+/* start_joinable_thread(function, handle=None, daemon=True): the function is
+ * wrapped; the other arguments pass through as they came. */
+static PyObject *start_joinable_thread(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    json_t *parent = starting_parent();
+    if (parent == NULL || PyTuple_GET_SIZE(args) < 1)
+        return PyObject_Call(orig_start_joinable_thread, args, kw);
+    PyObject *empty = PyTuple_New(0), *boot = NULL, *nargs = NULL, *r = NULL;
+    if (empty == NULL)
+        return NULL;
+    boot = boot_new(PyTuple_GET_ITEM(args, 0), empty, NULL, parent);
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    nargs = boot ? PyTuple_New(n) : NULL;
+    if (nargs != NULL) {
+        PyTuple_SET_ITEM(nargs, 0, Py_NewRef(boot));
+        for (Py_ssize_t i = 1; i < n; i++)
+            PyTuple_SET_ITEM(nargs, i, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+        r = PyObject_Call(orig_start_joinable_thread, nargs, kw);
+    }
+    Py_DECREF(empty);
+    Py_XDECREF(boot);
+    Py_XDECREF(nargs);
     return r;
 }
 
 static PyMethodDef start_def = {"_start_new_thread", start_new_thread, METH_VARARGS,
                                 "start_new_thread(function, args[, kwargs]) that keeps the "
                                 "starting cell as the thread's output parent."};
+static PyMethodDef start_joinable_def = {
+    "_start_joinable_thread", (PyCFunction)(void (*)(void))start_joinable_thread,
+    METH_VARARGS | METH_KEYWORDS,
+    "start_joinable_thread(function, handle=None, daemon=True) that keeps the starting cell as "
+    "the thread's output parent."};
 
-/* Makes threading start its threads through start_new_thread above, so a
- * thread's output goes to the cell that started it. Called by the import
- * hook when threading is imported (the kernel itself does not need it). */
+/* Sets threading.<name> to def's function when threading has that name and
+ * _thread has orig_name (*orig receives the original). Returns 0 or -1. */
+static int patch_one(PyObject *threading, PyObject *thread, PyObject *kmod, PyMethodDef *def,
+                     const char *orig_name, PyObject **orig)
+{
+    if (!PyObject_HasAttrString(threading, def->ml_name) ||
+        !PyObject_HasAttrString(thread, orig_name))
+        return 0;
+    if (*orig == NULL) {
+        *orig = PyObject_GetAttrString(thread, orig_name);
+        if (*orig == NULL)
+            return -1;
+    }
+    PyObject *fn = PyCFunction_New(def, kmod);
+    int rc = fn ? PyObject_SetAttrString(threading, def->ml_name, fn) : -1;
+    Py_XDECREF(fn);
+    return rc;
+}
+
+/* Makes threading start its threads through the functions above, so a
+ * thread's output goes to the cell that started it: _start_new_thread up to
+ * 3.12, _start_joinable_thread from 3.13 on. Called by the import hook when
+ * threading is imported (the kernel itself does not need it). */
 int streams_patch_threading(PyObject *threading)
 {
-    PyObject *thread = NULL, *kmod = NULL, *fn = NULL;
+    PyObject *thread = NULL, *kmod = NULL;
     int rc = -1;
 
     if (tb_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the kernel's streams are not installed");
         return -1;
     }
-    if (orig_start_new_thread == NULL) {
-        thread = PyImport_ImportModule("_thread");
-        if (thread == NULL)
-            goto error;
-        orig_start_new_thread = PyObject_GetAttrString(thread, "start_new_thread");
-        if (orig_start_new_thread == NULL)
-            goto error;
-    }
-    kmod = PyImport_ImportModule("_pyrometer_kernel");
-    fn = kmod ? PyCFunction_New(&start_def, kmod) : NULL;
-    if (fn == NULL || PyObject_SetAttrString(threading, "_start_new_thread", fn) < 0)
+    thread = PyImport_ImportModule("_thread");
+    kmod = thread ? PyImport_ImportModule("_pyrometer_kernel") : NULL;
+    if (kmod == NULL ||
+        patch_one(threading, thread, kmod, &start_def, "start_new_thread", &orig_start_new_thread) <
+            0 ||
+        patch_one(threading, thread, kmod, &start_joinable_def, "start_joinable_thread",
+                  &orig_start_joinable_thread) < 0)
         goto error;
     rc = 0;
 error:
     Py_XDECREF(thread);
     Py_XDECREF(kmod);
-    Py_XDECREF(fn);
     return rc;
 }
 
@@ -339,4 +412,12 @@ int streams_install(PyObject *kmod, PyObject *sys)
             rc = -1;
     }
     return rc;
+}
+
+PyObject *streams_call_unparented(PyObject *fn)
+{
+    unparented = 1;
+    PyObject *r = PyObject_CallNoArgs(fn);
+    unparented = 0;
+    return r;
 }

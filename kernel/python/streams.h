@@ -15,4 +15,10 @@ int streams_install(PyObject *kmod, PyObject *sys);
  * kernel does not import threading itself. GIL held. Returns 0 or -1. */
 int streams_patch_threading(PyObject *threading);
 
+/* Calls fn(); the threads it starts have no cell of their own: what they
+ * print goes to whichever cell is running (a service thread, such as the
+ * event loop of IPython's %%bash). Returns fn's result (new reference), or
+ * NULL with an exception set. GIL held. */
+PyObject *streams_call_unparented(PyObject *fn);
+
 #endif

@@ -760,6 +760,41 @@ error:
     return result;
 }
 
+static const char time_help[] =
+    "%time STATEMENT\n"
+    "%%time   (the cell body is timed)\n"
+    "\n"
+    "Time one run of a statement or cell: CPU times and wall time.\n"
+    "\n"
+    "Prints \"CPU times: user ..., sys ..., total ...\" and \"Wall time: ...\" as IPython\n"
+    "does. %time EXPR returns the value of EXPR, so x = %time f() keeps it. It has\n"
+    "no options.\n"
+    "\n"
+    "Example:\n"
+    "  %time sum(range(10**7))\n"
+    "  result = %time slow_function()";
+
+static const char timeit_help[] =
+    "%timeit [-n N] [-r R] [-p P] [-q] [-o] STATEMENT\n"
+    "%%timeit [options] [SETUP]   (the cell body is timed; the line is setup)\n"
+    "\n"
+    "Time a statement: the mean and standard deviation of R runs of N loops each.\n"
+    "\n"
+    "Without -n the number of loops is calibrated so a run takes at least 0.2 s.\n"
+    "A warning says so when the slowest run took much longer than the fastest.\n"
+    "\n"
+    "Options:\n"
+    "  -n N                   loops per run (default: calibrated)\n"
+    "  -r R                   runs (default 7)\n"
+    "  -p P                   significant digits shown (default 3)\n"
+    "  -q                     print nothing (with -o)\n"
+    "  -o                     return a TimeitResult (.best, .average, .stdev,\n"
+    "                         .all_runs, .loops, .repeat)\n"
+    "\n"
+    "Example:\n"
+    "  %timeit -n 1000 -r 5 sorted(data)\n"
+    "  t = %timeit -o -q sum(range(1000))";
+
 int timing_register(void)
 {
     PyObject *kmod = NULL;
@@ -773,13 +808,8 @@ int timing_register(void)
     kmod = PyImport_ImportModule("_pyrometer_kernel");
     if (kmod == NULL || PyObject_SetAttrString(kmod, "TimeitResult", timeit_result_type) < 0)
         goto error;
-    if (magics_register("time", m_time, m_time,
-                        "Time one run of a statement or cell: CPU times and wall time. "
-                        "%time expr returns the value of expr.") < 0 ||
-        magics_register("timeit", m_timeit, m_timeit,
-                        "Time a statement (%timeit [-n<N> -r<R> -p<P> -q -o] stmt); in %%timeit "
-                        "the first line is setup, the cell is timed. Loops are calibrated to "
-                        "take at least 0.2 s; -o returns a TimeitResult.") < 0) {
+    if (magics_register("time", m_time, m_time, time_help) < 0 ||
+        magics_register("timeit", m_timeit, m_timeit, timeit_help) < 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot register %time/%timeit");
         goto error;
     }

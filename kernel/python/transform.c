@@ -1,6 +1,7 @@
 /* transform.c - rewrites IPython-style cell syntax into plain Python calls
  * on `__pyrometer__`, line by line, tracking strings, brackets and
- * backslash continuations so that only whole logical lines are rewritten. */
+ * backslash continuations so that only whole logical lines are rewritten;
+ * also the dedent of pasted indented code and automagic. */
 #include "transform.h"
 
 #include <ctype.h>
@@ -249,6 +250,42 @@ static int help_query(const char *s, size_t n, const char **name, size_t *nlen, 
     return 1;
 }
 
+/* %name? / %name?? / ?%name / %%name? and the like: help on a magic.
+ * Returns 1 and fills name (with its % or %%) and level when s[0:n] is
+ * one. */
+static int magic_help_query(const char *s, size_t n, const char **name, size_t *nlen, int *level)
+{
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\r' || s[n - 1] == '\t'))
+        n--;
+    size_t q = 0;
+    if (n > 0 && s[0] == '?') {
+        while (q < n && s[q] == '?')
+            q++;
+        *name = s + q;
+        *nlen = n - q;
+    } else {
+        while (q < n && s[n - 1 - q] == '?')
+            q++;
+        *name = s;
+        *nlen = n - q;
+    }
+    if (q < 1 || q > 2 || *nlen < 2 || (*name)[0] != '%')
+        return 0;
+    size_t sig = (*name)[1] == '%' ? 2 : 1;
+    if (*nlen <= sig || span_ident(*name + sig, *nlen - sig) != *nlen - sig)
+        return 0;
+    *level = (int)q - 1;
+    return 1;
+}
+
+/* Emits __pyrometer__.inspect('%name', level). */
+static void emit_help(sbuf *b, const char *name, size_t nlen, int level)
+{
+    puts_(b, "__pyrometer__.inspect(");
+    put_literal(b, name, nlen);
+    puts_(b, level ? ", 1)" : ", 0)");
+}
+
 char *transform_cell(const char *cell, char *err, size_t errlen)
 {
     sbuf b = {0};
@@ -285,6 +322,19 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
     if (cell[0] == '%' && cell[1] == '%') {
         const char *eol = strchr(cell, '\n');
         size_t first = eol ? (size_t)(eol - cell) : total;
+        const char *hname;
+        size_t hlen;
+        int hlevel;
+        if (magic_help_query(cell, first, &hname, &hlen, &hlevel)) { /* %%name? */
+            emit_help(&b, hname, hlen, hlevel);
+            puts_(&b, "\n");
+            if (b.failed) {
+                free(b.data);
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
+            return b.data;
+        }
         size_t nl = span_ident(cell + 2, first - 2);
         if (nl == 0) {
             snprintf(err, errlen, "%%%% must be followed by a cell magic name");
@@ -332,7 +382,12 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
         size_t hlen;
         int level;
 
-        if (at_statement && sn > 0 && (s[0] == '%' || s[0] == '!')) {
+        if (at_statement && sn > 0 && magic_help_query(s, sn, &hname, &hlen, &level)) {
+            put(&b, p, ind);
+            emit_help(&b, hname, hlen, level);
+            if (cr)
+                put(&b, "\r", 1);
+        } else if (at_statement && sn > 0 && (s[0] == '%' || s[0] == '!')) {
             if (sn > 1 && s[0] == '%' && s[1] == '%') {
                 free(b.data);
                 snprintf(err, errlen, "cell magic %.*s must be on the first line of the cell",
@@ -415,4 +470,80 @@ char *transform_cell(const char *cell, char *err, size_t errlen)
         return strdup("");
     }
     return b.data;
+}
+
+/* Returns the length of the name that a one-line cell s runs as automagic
+ * (s starts with it), or 0. */
+static size_t automagic_name(const char *s, transform_magic_fn is_magic, void *arg)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n == 0 || memchr(s, '\n', n) != NULL || isdigit((unsigned char)s[0]))
+        return 0;
+    size_t nl = span_ident(s, n);
+    if (nl == 0 || (nl < n && s[nl] != ' ' && s[nl] != '\t'))
+        return 0;
+    size_t r = nl;
+    while (r < n && (s[r] == ' ' || s[r] == '\t'))
+        r++;
+    if (r < n) {
+        /* name = ..., name += ..., name == ..., name, ..., name: int */
+        size_t op = r;
+        while (op < n && strchr("+-*/%&|^@<>!:", s[op]) != NULL && op - r < 3)
+            op++;
+        if (s[r] == ',' || s[r] == ':' || (op < n && s[op] == '='))
+            return 0;
+    }
+    return is_magic(s, nl, arg) == 1 ? nl : 0;
+}
+
+char *transform_cell_auto(const char *cell, transform_magic_fn is_magic, void *arg, char *err,
+                          size_t errlen)
+{
+    size_t nl = is_magic ? automagic_name(cell, is_magic, arg) : 0;
+    if (nl == 0)
+        return transform_cell(cell, err, errlen);
+    size_t n = strlen(cell);
+    char *line = malloc(n + 2);
+    if (line == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    line[0] = '%';
+    memcpy(line + 1, cell, n + 1);
+    char *out = transform_cell(line, err, errlen);
+    free(line);
+    return out;
+}
+
+char *transform_dedent(const char *cell)
+{
+    const char *first = cell;
+    for (;;) { /* the first line with something on it */
+        const char *q = first;
+        while (*q == ' ' || *q == '\t' || *q == '\r')
+            q++;
+        if (*q != '\n')
+            break;
+        first = q + 1;
+    }
+    size_t ind = 0;
+    while (first[ind] == ' ' || first[ind] == '\t')
+        ind++;
+    if (ind == 0 || first[ind] == '\0')
+        return NULL;
+    char *out = malloc(strlen(cell) + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const char *p = cell; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        size_t skip = n >= ind && memcmp(p, first, ind) == 0 ? ind : 0;
+        memcpy(o, p + skip, n - skip);
+        o += n - skip;
+        p += n;
+    }
+    *o = '\0';
+    return out;
 }

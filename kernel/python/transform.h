@@ -18,4 +18,22 @@
  * one-line reason in err. Lines inside strings and brackets are left alone. */
 char *transform_cell(const char *cell, char *err, size_t errlen);
 
+/* Says whether name[0:len] should run as a line magic when a one-line cell
+ * starts with it (automagic): 1 yes, 0 no. */
+typedef int (*transform_magic_fn)(const char *name, size_t len, void *arg);
+
+/* transform_cell, and automagic as IPython does it: a cell of one line
+ * "name [args]", where is_magic(name) says yes and what follows the name
+ * is not an assignment (=, +=, ...), a comparison, a tuple (,) or an
+ * annotation (:), runs as %name args. is_magic may be NULL (none). */
+char *transform_cell_auto(const char *cell, transform_magic_fn is_magic, void *arg, char *err,
+                          size_t errlen);
+
+/* Pasted indented code: when the first non-blank line is indented, returns
+ * a copy of cell (malloc'ed, caller frees) with that indentation removed
+ * from every line that starts with it, as IPython's leading_indent does;
+ * NULL when there is nothing to remove (or no memory): use cell as it is.
+ * Line count and every other character are kept. */
+char *transform_dedent(const char *cell);
+
 #endif

@@ -9,7 +9,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = ["bench_kernel.py", "bench_prun.py", "bench_lprun.py", "bench_memprof.py"]
+BENCHES = ["bench_kernel.py", "bench_ipython.py", "bench_prun.py", "bench_lprun.py",
+           "bench_memprof.py", "bench_soak.py", "fuzz"]
+# "fuzz": each libFuzzer target of tests/fuzz for 10 million executions.
 
 
 def main():
@@ -17,7 +19,8 @@ def main():
     for name in only:
         print(f"\n## {name}  ({time.strftime('%Y-%m-%d %H:%M:%S')}, load {os.getloadavg()[0]:.2f})\n",
               flush=True)
-        rc = subprocess.call(["/usr/bin/python3", os.path.join(HERE, name)])
+        cmd = FUZZ if name == "fuzz" else ["/usr/bin/python3", os.path.join(HERE, name)]
+        rc = subprocess.call(cmd)
         if rc != 0:
             print(f"{name} exited with {rc}")
 

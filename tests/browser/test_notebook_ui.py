@@ -207,12 +207,18 @@ def test_exception_traceback(page):
     from selenium.webdriver.common.by import By
     err = page.output(i).find_elements(By.CSS_SELECTOR, ".output_error")
     assert len(err) == 1
-    # the cell's own lines, nothing of the kernel's
-    assert err[0].text.splitlines() == [
-        "Traceback (most recent call last):",
-        '  File "<cell-%d>", line 2, in <module>' % page.prompt(i),
-        "    raise ValueError('bad value %d' % x)",
+    # the cell's own lines, nothing of the kernel's, laid out as IPython does
+    assert [l.rstrip() for l in err[0].text.splitlines()] == [
+        "-" * 75,
+        "ValueError                                Traceback (most recent call last)",
+        "Cell In[%d], line 2" % page.prompt(i),
+        "      1 x = 1",
+        "----> 2 raise ValueError('bad value %d' % x)",
+        "",
         "ValueError: bad value 1"]
+    # in colour: the exception's name is red (IPython's ansi-red)
+    reds = err[0].find_elements(By.CSS_SELECTOR, ".ansi-red-fg")
+    assert [r.text for r in reds][-1] == "ValueError"
 
 
 def test_prun_renders_table_and_flame_graph(page):

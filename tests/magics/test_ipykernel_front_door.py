@@ -51,3 +51,21 @@ def test_usage_error_is_ipythons(ipk):
     c = reply["content"]
     assert c["ename"] == "UsageError"
     assert c["evalue"].startswith("%prun: unknown option -Q")
+
+
+def test_magic_help_is_pyrometers(ipk):
+    """%lprun? under ipykernel shows the help the kernel shows, not the
+    wrapper type's docstring; %lprun -h prints it."""
+    run_ok(ipk, "%load_ext pyrometer")
+    run_ok(ipk, "import pyrometer")
+    reply, msgs = execute(ipk, "%lprun?", timeout=60)
+    [p] = reply["content"]["payload"]
+    text = p["data"]["text/plain"]
+    assert "A pyrometer magic bound to an IPython shell" not in text
+    assert "Profile chosen functions line by line: hits and time per line." in text
+    assert re.search(r"-f FUNC +profile this function", text), text
+    msgs = run_ok(ipk, "%lprun -h")
+    out = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
+    msgs = run_ok(ipk, "print(pyrometer.MAGIC_HELP['lprun'])")
+    expected = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
+    assert out == expected and out.startswith("%lprun [-f func]")

@@ -14,7 +14,14 @@ import threading
 
 import pytest
 
-np = pytest.importorskip("numpy")
+try:
+    import numpy as np
+except ImportError as e:  # forky's 3.13 has no numpy build
+    np, _np_error = None, e
+# Tests that allocate through NumPy skip, naming it, where this Python has none.
+needs_numpy = pytest.mark.skipif(
+    np is None, reason="needs numpy, which Python %d.%d cannot import (%s)"
+    % (sys.version_info[:2] + ((_np_error if np is None else ""),)))
 
 MiB = 2**20
 
@@ -96,12 +103,13 @@ def allocators():
 
 
 def hooks_state():
-    return (allocators(), sys.gettrace(), sys.getprofile(), np.core.multiarray.get_handler_name())
+    return (allocators(), sys.gettrace(), sys.getprofile(), np.core.multiarray.get_handler_name() if np else None)
 
 
 # ---- %mprun -----------------------------------------------------------------------
 
 
+@needs_numpy
 def test_mprun_cell_function_accuracy(magic):
     ns = {"np": np}
     cell = define_cell(ALLOC_SRC, ns)
@@ -162,23 +170,34 @@ def test_mprun_list_of_small_ints_on_the_comprehension_line(magic):
     res = magic("mprun", "-r -f ints ints()", ns=ns)
     lines = res.functions[0]["lines"]
     comp = line_of(ns["ints"], "for i in")
-    # Exactly: one 32-byte int per value above the small-int cache (0..256),
-    # plus the list's final capacity of pointers and its 56-byte object.
+    # Exactly: one 32-byte int per value above the small-int cache (0..256;
+    # 0..1024 from 3.15, found here by asking the interpreter), plus the
+    # list's final capacity of pointers and its 56-byte object.
+    top = 0
+    while int(str(top + 1)) is int(str(top + 1)):
+        top += 1
     cap, size = 0, 0
     for _ in range(10**6):
         size += 1
         if size > cap:
             cap = (size + (size >> 3) + 6) & ~3
-    expected = 32 * (10**6 - 129) + 8 * cap + 56
+    expected = 32 * (10**6 - len(range(0, top + 1, 2))) + 8 * cap + 56
     # (Up to a few hundred bytes of interpreter bookkeeping: the line tables
-    # built for tracing, the comprehension's function object.)
-    assert abs(lines[comp]["net"] - expected) <= 1024
-    assert abs(lines[comp]["peak"] - expected) <= 1024
+    # built for tracing, the comprehension's function object. From 3.14 up
+    # to 100 freed ints wait on a free list, Py_ints_MAXFREELIST: those the
+    # comprehension takes from it cost no allocation.)
+    slack = 32 * 100 if sys.version_info >= (3, 14) else 0
+    assert expected - slack - 1024 <= lines[comp]["net"] <= expected + 1024
+    assert expected - slack - 1024 <= lines[comp]["peak"] <= expected + 1024
     assert sum(abs(l["net"]) for ln, l in lines.items() if ln != comp) <= 1024
-    # The comprehension's iterations are line events, as in memory_profiler.
-    assert lines[comp]["occurrences"] == 10**6 + 3
+    # The comprehension's iterations are line events, as in memory_profiler:
+    # up to 3.11 in the comprehension's own frame (n + 3 of them); from 3.12,
+    # where comprehensions are inlined (PEP 709), as sys.settrace reports them,
+    # one per jump back to the line's start (n + 1).
+    assert lines[comp]["occurrences"] == 10**6 + (3 if sys.version_info < (3, 12) else 1)
 
 
+@needs_numpy
 def test_mprun_matches_memory_profiler(tmp_path, magic):
     """Same file function through memory_profiler and %mprun: same lines, same
     occurrences, same RSS increments on the big lines, same text layout."""
@@ -321,6 +340,7 @@ def test_memit_temporary_peak_and_net(magic):
     assert 150 <= ref - base <= res.increment + 5
 
 
+@needs_numpy
 def test_memit_cell_mode_repeat_quiet(magic):
     ns = {"np": np}
     # %%memit: the first line is setup (not measured), the body is measured.
@@ -346,6 +366,7 @@ def test_memit_statement_raises(magic):
     assert "peak memory:" in magic.text and "raised in run 1 of 1" in magic.text
 
 
+@needs_numpy
 def test_memit_counts_other_threads_and_numpy(magic):
     ns = {"np": np, "threading": threading}
     res = magic("memit", "-o t = threading.Thread(target=lambda: np.zeros(4 * 10**6).sum()); "
@@ -360,6 +381,7 @@ def test_memit_counts_other_threads_and_numpy(magic):
 # ---- %%mprof --------------------------------------------------------------------------
 
 
+@needs_numpy
 def test_mprof_dat_file_read_by_mprof(tmp_path, magic):
     import mprof
 
@@ -505,6 +527,7 @@ def test_trace_and_profile_functions_are_restored(magic):
 # ---- through IPython (%load_ext pyrometer) ----------------------------------------------
 
 
+@needs_numpy
 def test_ipython_front_door(ipy, tmp_path):
     from IPython.core.error import UsageError
 
@@ -660,6 +683,7 @@ def _kernel_run(kc, code, timeout=60):
             return reply["content"], shown, results
 
 
+@needs_numpy
 def test_through_the_kernel(tmp_path, monkeypatch):
     import json
 
@@ -746,6 +770,29 @@ def test_mprun_callees_run_untraced(magic):
     # In a traced (target) frame the interpreter's temporaries are there.
     append = by["traced"][line_of(ns["traced"], "out.append")]
     assert append["allocated"] > 5000 * 48
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_tool_id_held_by_another_tool(magic, pyrometer):
+    """%mprun and %%mprof take sys.monitoring tool id 4, say who holds it when
+    another tool does, and give it back."""
+    ns = {}
+    define_cell("""\
+        def f():
+            return [0] * 10
+        """, ns)
+    sys.monitoring.use_tool_id(4, "coverage")
+    try:
+        for name, line, cell in (("mprun", "-f f f()", None), ("mprof", "-f f", "f()\n")):
+            with pytest.raises(pyrometer.UsageError) as e:
+                magic(name, line, cell=cell, ns=ns)
+            assert str(e.value).startswith(
+                f"%{'%' if cell else ''}{name}: sys.monitoring tool id 4 is held by 'coverage'")
+    finally:
+        sys.monitoring.free_tool_id(4)
+    res = magic("mprun", "-r -f f f()", ns=ns)
+    assert res.functions[0]["lines"][line_of(ns["f"], "return")]["occurrences"] == 1
+    assert sys.monitoring.get_tool(4) is None
 
 
 def test_fork_while_profiling(magic):

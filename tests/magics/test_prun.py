@@ -345,6 +345,23 @@ def test_nested_prun_is_a_clear_error(magic, ns, pyrometer):
     magic("prun", "-q fib(3)", ns=ns)   # and the next %prun works
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_tool_id_held_by_cprofile(magic, ns, pyrometer):
+    """On 3.12+ %prun takes sys.monitoring's PROFILER_ID, as cProfile does:
+    while cProfile runs, %prun says who holds it, and gives it back after."""
+    cp = cProfile.Profile()
+    cp.enable()
+    try:
+        with pytest.raises(pyrometer.UsageError) as e:
+            magic("prun", "-q fib(3)", ns=ns)
+    finally:
+        cp.disable()
+    assert str(e.value).startswith("%prun: sys.monitoring tool id 2 is held by 'cProfile'")
+    assert sys.monitoring.get_tool(2) is None
+    magic("prun", "-q fib(3)", ns=ns)
+    assert sys.monitoring.get_tool(2) is None
+
+
 def test_previous_profile_hook_restored(magic, ns):
     seen = []
 

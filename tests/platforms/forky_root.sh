@@ -26,7 +26,7 @@ PACKAGES="python3 python3-dev python3.13 python3.13-dev python3.15 python3.15-de
   python3-ipywidgets python3-jupyterlab-widgets python3-comm python3-tqdm
   python3-pytest python3-numpy python3-pandas python3-psutil python3-zmq python3-jedi python3-pygments
   python3-matplotlib python3-selenium chromium chromium-driver fonts-dejavu-core
-  python3-line-profiler python3-memray python3-pyinstrument procps iproute2 ca-certificates"
+  python3-line-profiler python3-memory-profiler python3-memray python3-pyinstrument procps iproute2 ca-certificates"
 # From trixie: jupyter_kernel_test is not in forky (pure Python, arch all).
 TRIXIE_PACKAGES="python3-jupyter-kernel-test"
 

@@ -5,7 +5,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -13,7 +12,7 @@ import pytest
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 
-from pyrometer_testing import KERNEL, start_kernel
+from pyrometer_testing import KERNEL, python_version, start_kernel
 from kernel_util import execute, of_type, stdout_of, wait_for_iopub, wait_idle
 
 
@@ -27,7 +26,7 @@ def test_kernel_info(kernel):
     assert tuple(int(x) for x in c["protocol_version"].split(".")) >= (5, 3)
     assert c["implementation"] == "pyrometer" and c["implementation_version"]
     li = c["language_info"]
-    assert li["name"] == "python" and li["version"] == "%d.%d.%d" % sys.version_info[:3]
+    assert li["name"] == "python" and li["version"] == "%d.%d.%d" % python_version()
     assert li["mimetype"] == "text/x-python" and li["file_extension"] == ".py"
     assert li["pygments_lexer"] == "ipython3" and li["nbconvert_exporter"] == "python"
     assert li["codemirror_mode"] == {"name": "ipython", "version": 3}

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
+from pyrometer_testing import needs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -87,6 +88,7 @@ def test_failing_repr_falls_back_to_plain(kernel):
     assert "RuntimeError" in stdout_of(msgs, "stderr")
 
 
+@needs("pandas")
 def test_pandas_dataframe_html(kernel):
     km, kc = kernel
     msgs = ok(kc, "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})")
@@ -200,6 +202,7 @@ def figures(msgs):
     return out
 
 
+@needs("matplotlib")
 def test_matplotlib_inline_without_setup(kernel):
     km, kc = kernel
     msgs = ok(kc, "import matplotlib.pyplot as plt\n"
@@ -219,6 +222,7 @@ def test_matplotlib_inline_without_setup(kernel):
     assert of_type(msgs, "execute_result")[0]["content"]["data"]["text/plain"] == "0"
 
 
+@needs("matplotlib")
 def test_plt_show_displays_in_place(kernel):
     km, kc = kernel
     msgs = ok(kc, "import matplotlib.pyplot as plt\n"
@@ -233,6 +237,7 @@ def test_plt_show_displays_in_place(kernel):
     assert stdout_of(msgs, "stderr") == ""  # no "non-GUI backend" warning
 
 
+@needs("matplotlib")
 def test_matplotlib_figure_repr_and_errors(kernel):
     km, kc = kernel
     msgs = ok(kc, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(); ax.plot([1])\n"
@@ -248,6 +253,7 @@ def test_matplotlib_figure_repr_and_errors(kernel):
     assert kinds == ["display_data", "error"]
 
 
+@needs("matplotlib")
 def test_matplotlib_silent_request_keeps_figures(kernel):
     km, kc = kernel
     ok(kc, "import matplotlib.pyplot as plt")

@@ -7,7 +7,11 @@ import subprocess
 
 import pytest
 
-from pyrometer_testing import KERNEL
+from pyrometer_testing import KERNEL, _build_python
+
+XY = subprocess.run([_build_python(), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                    capture_output=True, text=True, check=True).stdout.strip()
+DISPLAY = "Python %s (pyrometer)" % XY
 
 
 def run(*args, env=None):
@@ -25,20 +29,43 @@ def kernelspecs(jupyter_path):
 
 
 def test_install_prefix(tmp_path):
-    r = run("install", "--prefix", str(tmp_path))
+    r = run("install", "--embedded", "--prefix", str(tmp_path))
     assert r.returncode == 0, r.stderr
     d = tmp_path / "share/jupyter/kernels/pyrometer"
     spec = json.loads((d / "kernel.json").read_text())
     assert spec["argv"] == [os.path.realpath(KERNEL), "-f", "{connection_file}"]
     assert os.path.isabs(spec["argv"][0])
-    assert spec["display_name"] == "Python 3 (pyrometer)"
+    assert spec["display_name"] == DISPLAY
     assert spec["language"] == "python" and spec["interrupt_mode"] == "signal"
     for logo, size in (("logo-32x32.png", 32), ("logo-64x64.png", 64)):
         data = (d / logo).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(data[16:20], "big") == size
     specs = kernelspecs(str(tmp_path / "share/jupyter"))
-    assert specs["pyrometer"]["spec"]["display_name"] == "Python 3 (pyrometer)"
+    assert specs["pyrometer"]["spec"]["display_name"] == DISPLAY
+
+
+def test_install_hosted_prefix(tmp_path):  # the executable writes it: fine under sanitizers too
+    """The executable writes a kernelspec that the interpreter hosts."""
+    r = run("install", "--hosted", "--prefix", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((tmp_path / "share/jupyter/kernels/pyrometer/kernel.json").read_text())
+    assert spec["argv"][1:] == ["-m", "pyrometer_kernel", "-f", "{connection_file}"]
+    assert os.path.realpath(spec["argv"][0]) == os.path.realpath(_build_python())
+    assert spec["display_name"] == DISPLAY
+
+
+def test_install_sys_prefix_of_executable(tmp_path):
+    """--sys-prefix: the prefix the executable is installed in (<prefix>/bin)."""
+    (tmp_path / "bin").mkdir()
+    exe = tmp_path / "bin/pyrometer-kernel"
+    exe.write_bytes(open(KERNEL, "rb").read())
+    exe.chmod(0o755)
+    r = subprocess.run([str(exe), "install", "--embedded", "--sys-prefix"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((tmp_path / "share/jupyter/kernels/pyrometer/kernel.json").read_text())
+    assert spec["argv"] == [str(exe), "-f", "{connection_file}"]
 
 
 def test_install_user_name_display_mode(tmp_path):
@@ -51,7 +78,8 @@ def test_install_user_name_display_mode(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["install", "--user", "--prefix", "/tmp/x"], "--user and --prefix exclude each other"),
+    (["install", "--user", "--prefix", "/tmp/x"], "--user, --sys-prefix and --prefix exclude each other"),
+    (["install", "--sys-prefix", "--prefix", "/tmp/x"], "--user, --sys-prefix and --prefix exclude each other"),
     (["install", "--bogus"], "unknown or incomplete option --bogus"),
     (["install", "--interrupt-mode", "sometimes"], "--interrupt-mode is signal or message"),
     (["install", "--name", "../evil"], "invalid kernel name"),

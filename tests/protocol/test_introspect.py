@@ -8,6 +8,7 @@ import tempfile
 import pytest
 
 import conftest
+from pyrometer_testing import needs
 from kernel_util import drain_iopub, execute, stdout_of
 
 SETUP = '''\
@@ -161,6 +162,7 @@ def test_complete_paths(k):
     assert complete(k, q)[:3] == ([], 5, len(q))
 
 
+@needs("numpy", "pandas")
 def test_complete_pandas_numpy(k):
     execute(k, "import numpy as np, pandas as pd\n"
                "df = pd.DataFrame({'alpha': [1], 'beta': [2], 'alps': [3]})\n"

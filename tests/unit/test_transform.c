@@ -1,7 +1,8 @@
 /* test_transform.c - transform_cell: exact outputs for %magic, %%magic,
  * !shell, obj? and the lines that must be left alone (strings, brackets,
  * continuations, operators); errors; line counts; and that every output
- * compiles as Python (through the embedded interpreter). */
+ * compiles as Python (through the embedded interpreter). Then
+ * transform_dedent and automagic (transform_cell_auto): exact outputs. */
 #include <Python.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,13 @@ static const transform_case cases[] = {
     {"dotted obj?", "os.path.join?", P "inspect('os.path.join', 0)", NULL, NULL},
     {"obj? with trailing spaces", "obj?  ", P "inspect('obj', 0)", NULL, NULL},
     {"indented obj?", "if 1:\n    obj??", "if 1:\n    " P "inspect('obj', 1)", NULL, NULL},
+    {"%magic?: the magic's help", "%lprun?", P "inspect('%lprun', 0)", NULL, NULL},
+    {"%magic??", "%lprun??", P "inspect('%lprun', 1)", NULL, NULL},
+    {"?%magic", "?%lprun", P "inspect('%lprun', 0)", NULL, NULL},
+    {"?%%magic", "?%%mprof", P "inspect('%%mprof', 0)", NULL, NULL},
+    {"%%magic? alone in a cell", "%%mprof?", P "inspect('%%mprof', 0)\n", NULL, NULL},
+    {"%magic with ? inside its line is a call", "%timeit a?b", P "line_magic('timeit', 'a?b')",
+     NULL, NULL},
     {"obj??? is not help", "obj???", "obj???", NULL, NULL},
     {"a?b is not help", "x?y", "x?y", NULL, NULL},
     {"1? is not help", "1?", "1?", NULL, NULL},
@@ -186,6 +194,84 @@ static int meant_invalid(const transform_case *c)
     return 0;
 }
 
+/* Pasted indented code: input, expected output (NULL: left as it is). */
+static const struct {
+    const char *name, *in, *out;
+} dedent_cases[] = {
+    {"uniform 4 spaces", "    x = 1\n    y = 2\n", "x = 1\ny = 2\n"},
+    {"nested block keeps its relative indent", "    if x:\n        y()\n    z()",
+     "if x:\n    y()\nz()"},
+    {"leading blank lines kept, first indented line decides", "\n  \n    a\n    b\n",
+     "\n  \na\nb\n"},
+    {"blank line shorter than the indent kept", "    a\n\n  \n    b", "a\n\n  \nb"},
+    {"tabs", "\tfor i in r:\n\t\tprint(i)\n", "for i in r:\n\tprint(i)\n"},
+    {"a line indented less is left as it is", "    a\n  b\n", "a\n  b\n"},
+    {"indented magic", "    %time f()\n", "%time f()\n"},
+    {"CRLF", "  a\r\n  b\r\n", "a\r\nb\r\n"},
+    {"not indented: nothing to do", "a\n    b\n", NULL},
+    {"blank cell: nothing to do", "   \n  ", NULL},
+    {"empty cell", "", NULL},
+};
+
+/* The mock magic registry and namespace for automagic: pwd, cd, time and
+ * who are magics; who is shadowed by a variable. */
+static int mock_is_magic(const char *name, size_t len, void *arg)
+{
+    static const char *const magics[] = {"pwd", "cd", "time", "lprun"};
+    (void)arg;
+    for (size_t i = 0; i < sizeof magics / sizeof magics[0]; i++)
+        if (strlen(magics[i]) == len && memcmp(magics[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
+static const struct {
+    const char *name, *in, *out;
+} automagic_cases[] = {
+    {"bare name", "pwd", P "line_magic('pwd', '')"},
+    {"trailing newline", "pwd\n", P "line_magic('pwd', '')\n"},
+    {"with arguments", "cd /tmp", P "line_magic('cd', '/tmp')"},
+    {"option arguments", "lprun -f f f(1)", P "line_magic('lprun', '-f f f(1)')"},
+    {"cd -", "cd -", P "line_magic('cd', '-')"},
+    {"cd ..", "cd ..", P "line_magic('cd', '..')"},
+    {"statement as argument", "time x = 1", P "line_magic('time', 'x = 1')"},
+    {"not a magic", "foo bar", "foo bar"},
+    {"assignment", "cd = 3", "cd = 3"},
+    {"assignment, no space", "cd=3", "cd=3"},
+    {"augmented assignment", "cd += 1", "cd += 1"},
+    {"comparison", "pwd == 'x'", "pwd == 'x'"},
+    {"inequality", "pwd != 'x'", "pwd != 'x'"},
+    {"tuple", "pwd, cd", "pwd, cd"},
+    {"annotation", "pwd: str = 'x'", "pwd: str = 'x'"},
+    {"call", "pwd()", "pwd()"},
+    {"attribute", "time.sleep(1)", "time.sleep(1)"},
+    {"subscript", "cd[0]", "cd[0]"},
+    {"two lines: never", "pwd\ncd /tmp", "pwd\ncd /tmp"},
+    {"explicit % unchanged", "%pwd", P "line_magic('pwd', '')"},
+};
+
+static void test_dedent_and_automagic(void)
+{
+    char err[256];
+    for (size_t i = 0; i < sizeof dedent_cases / sizeof dedent_cases[0]; i++) {
+        char *out = transform_dedent(dedent_cases[i].in);
+        tap_is_str(out, dedent_cases[i].out, "dedent: %s", dedent_cases[i].name);
+        if (out != NULL)
+            tap_is_int(count_lines(out), count_lines(dedent_cases[i].in),
+                       "dedent: %s: line count preserved", dedent_cases[i].name);
+        free(out);
+    }
+    for (size_t i = 0; i < sizeof automagic_cases / sizeof automagic_cases[0]; i++) {
+        char *out =
+            transform_cell_auto(automagic_cases[i].in, mock_is_magic, NULL, err, sizeof err);
+        tap_is_str(out, automagic_cases[i].out, "automagic: %s", automagic_cases[i].name);
+        free(out);
+    }
+    char *out = transform_cell_auto("pwd", NULL, NULL, err, sizeof err);
+    tap_is_str(out, "pwd", "automagic: no is_magic, no automagic");
+    free(out);
+}
+
 int main(void)
 {
     char err[256], why[512];
@@ -238,6 +324,8 @@ int main(void)
         free(out);
         free(big);
     }
+
+    test_dedent_and_automagic();
 
     if (have_python)
         Py_FinalizeEx();

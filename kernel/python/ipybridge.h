@@ -1,0 +1,58 @@
+/* ipybridge.h - IPython on demand: the first time a cell needs something
+ * only IPython has (one of its magics, %load_ext of an IPython extension,
+ * an InteractiveShell attribute through get_ipython()), IPython's shell is
+ * made, bound to the kernel's user namespace, with its display hook, display
+ * publisher, tracebacks, events and input history routed to the kernel's.
+ * A session that never needs it never imports IPython. */
+#ifndef PYROMETER_IPYBRIDGE_H
+#define PYROMETER_IPYBRIDGE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* 1 once IPython's shell is up. GIL held. */
+int ipybridge_active(void);
+
+/* 1 when IPython provides the line (cell) magic name: before the bridge is
+ * up, from the list of IPython 8/9's magics (and %store, from the storemagic
+ * extension that IPython's applications load); after, by asking IPython
+ * (extensions add magics). Imports nothing before the bridge is up; never
+ * raises. GIL held. */
+int ipybridge_has_magic(const char *name, int cell);
+
+/* Brings IPython's shell up if it is not (about 0.3 s and 30 MiB, once).
+ * Returns it (borrowed), or NULL with an exception set (ImportError when
+ * IPython is not installed). GIL held. */
+PyObject *ipybridge_shell(void);
+
+/* Runs IPython's %name line (cell NULL) or %%name line + cell, bringing the
+ * shell up first. Returns the magic's value (new reference), or NULL with
+ * an exception set. GIL held. */
+PyObject *ipybridge_run_magic(const char *name, PyObject *line, PyObject *cell);
+
+/* The help text of IPython's magic name (a new str), or NULL with no
+ * exception set when IPython has no such magic; brings the shell up when
+ * ipybridge_has_magic(name) says IPython has it. GIL held. */
+PyObject *ipybridge_magic_doc(const char *name, int cell);
+
+/* 1 when attr names an InteractiveShell attribute that get_ipython() should
+ * bring the bridge up for (magics_manager, config, register_magic_function,
+ * extension_manager, ...). GIL held. */
+int ipybridge_shell_attr(const char *attr);
+
+/* What %lsmagic adds for IPython: its magics by name, when IPython is
+ * installed (found without importing it), else "". A new str, or NULL with
+ * an exception set. GIL held. */
+PyObject *ipybridge_magics_text(void);
+
+/* After a cell failed (its error is in sys.last_traceback): when IPython's
+ * shell is up, its traceback handler forgets the one it last showed, so
+ * %debug looks at this error; and when %pdb is on (call_pdb) and
+ * interactive is set, its post-mortem debugger runs now, as in IPython.
+ * Never raises. GIL held. */
+void ipybridge_cell_failed(int interactive);
+
+/* Drops the shell reference (before the interpreter ends). GIL held. */
+void ipybridge_clear(void);
+
+#endif
