@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import KERNEL, SPEC_DIR, start_kernel
+from pyrometer_testing import KERNEL_ARGV, KERNEL_ENV, SPEC_DIR, start_kernel
 
 
 def test_forked_child_writes_empty_string(kernel):
@@ -166,8 +166,8 @@ def wrapped_spec():
     kdir = os.path.join(SPEC_DIR, "kernels", "pyrometer-wrapped")
     os.makedirs(kdir, exist_ok=True)
     with open(os.path.join(kdir, "kernel.json"), "w") as f:
-        json.dump({"argv": ["/bin/sh", "-c", f'"{KERNEL}" -f "$0"; exit $?', "{connection_file}"],
-                   "display_name": "wrapped", "language": "python"}, f)
+        json.dump({"argv": ["/bin/sh", "-c", '"$@"; exit $?', "sh"] + KERNEL_ARGV,
+                   "env": KERNEL_ENV, "display_name": "wrapped", "language": "python"}, f)
     return "pyrometer-wrapped"
 
 
