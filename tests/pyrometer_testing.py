@@ -62,7 +62,7 @@ if MODE == "hosted":
     KERNEL_ARGV = [PYTHON, "-m", "pyrometer_kernel", "-f", "{connection_file}"]
     KERNEL_ENV = {"PYTHONPATH": os.path.join(BUILD, "kernel")}
 else:
-    PYTHON = None
+    PYTHON = os.environ.get("PYROMETER_PYTHON") or _build_python()
     KERNEL_ARGV = [KERNEL, "-f", "{connection_file}"]
     KERNEL_ENV = {}
 
@@ -99,6 +99,13 @@ def python_lacks(module):
     """None when PYTHON imports module, or why it cannot (its last error line).
     Imported for real: a forky package can have its pure-Python part shared
     by every version and its compiled part built only for some."""
+    if os.path.realpath(PYTHON) == os.path.realpath(sys.executable):
+        import importlib
+        try:
+            importlib.import_module(module)
+            return None
+        except Exception as e:  # noqa: BLE001 - any failure to import is the reason
+            return "%s: %s" % (type(e).__name__, e)
     p = subprocess.run([PYTHON, "-c", "import " + module], capture_output=True, text=True,
                        timeout=120)
     if p.returncode == 0:

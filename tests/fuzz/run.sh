@@ -23,8 +23,10 @@ case ${1:-} in
 esac
 
 if [ ! -f "$BUILD/build.ninja" ]; then
+    mkdir -p "$BUILD"
     CC=clang meson setup "$BUILD" "$ROOT" -Dfuzzing=true -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dstatic_deps=disabled -Dbuildtype=debugoptimized >/dev/null || exit 1
+        -Db_lundef=false -Dstatic_deps=disabled -Dbuildtype=debugoptimized \
+        >"$BUILD/setup.log" 2>&1 || { cat "$BUILD/setup.log" >&2; exit 1; }
 fi
 # shellcheck disable=SC2086
 ninja -C "$BUILD" $(for t in $TARGETS; do printf 'tests/fuzz/%s ' "$t"; done) >/dev/null || {
