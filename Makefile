@@ -24,7 +24,7 @@ DEB_RUN   := jupyter-client python3-jupyter-client jupyter-console python3-nbcli
              jupyter-notebook python3-nbconvert python3-jedi python3-pygments \
              python3-matplotlib python3-pandas python3-ipython
 DEB_TEST  := python3-pytest python3-jupyter-kernel-test python3-numpy python3-psutil python3-zmq \
-             iproute2 chromium chromium-driver python3-selenium clang-format \
+             iproute2 chromium chromium-driver python3-selenium clang-format dpkg-dev \
              clang libclang-rt-14-dev debootstrap
 DEB_REF   := python3-ipykernel python3-line-profiler python3-memory-profiler
 DEB_ALL   := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST) $(DEB_REF)
@@ -43,7 +43,7 @@ deps:
 	fi
 
 $(BUILD)/build.ninja:
-	meson setup $(BUILD) --prefix=$(PREFIX)
+	meson setup $(BUILD) --prefix=$(PREFIX) --werror
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -52,7 +52,7 @@ install: build
 	meson install -C $(BUILD) --quiet
 
 $(ASAN)/build.ninja:
-	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug --werror
 
 asan-build: deps $(ASAN)/build.ninja
 	ninja -C $(ASAN)

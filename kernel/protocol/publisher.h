@@ -27,11 +27,13 @@ struct publisher {
      * are stolen (metadata may be NULL). */
     void (*reply)(void *self, const wire_msg *req, const char *msg_type, json_t *content,
                   json_t *metadata);
-    /* Asks the frontend of req for a line of input over stdin. Returns 0 with
-     * *out a malloc'ed string, 1 if interrupted (check signals), or -1 with a
-     * reason in err. Blocks; the caller must not hold the GIL. */
-    int (*input)(void *self, const wire_msg *req, const char *prompt, int password, char **out,
-                 char *err, size_t errlen);
+    /* Asks the frontend of req for a line of input over stdin, showing the
+     * prompt_len bytes of prompt. Returns 0 with *out a malloc'ed string of
+     * *out_len bytes (it may hold NULs; a NUL follows it), 1 if interrupted
+     * (check signals), or -1 with a reason in err. Blocks; the caller must
+     * not hold the GIL. */
+    int (*input)(void *self, const wire_msg *req, const char *prompt, size_t prompt_len,
+                 int password, char **out, size_t *out_len, char *err, size_t errlen);
     /* Appends text to stream name ("stdout"/"stderr"), parented to parent
      * (borrowed), or to the request being handled when parent is NULL. Any
      * thread. */

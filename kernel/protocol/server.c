@@ -204,8 +204,8 @@ static int drain_signals(server *s)
     return got;
 }
 
-static int pub_input(void *self, const wire_msg *req, const char *prompt, int password, char **out,
-                     char *err, size_t errlen)
+static int pub_input(void *self, const wire_msg *req, const char *prompt, size_t prompt_len,
+                     int password, char **out, size_t *out_len, char *err, size_t errlen)
 {
     server *s = ((channel_pub *)self)->srv;
     wire_msg reply;
@@ -215,7 +215,7 @@ static int pub_input(void *self, const wire_msg *req, const char *prompt, int pa
     /* Forget replies to an earlier, abandoned request. */
     while (recv_msg(s, s->stdin_sock, "stdin", &reply, ZMQ_DONTWAIT) >= 0)
         wire_msg_clear(&reply);
-    json_t *content = json_pack("{s:s, s:b}", "prompt", prompt, "password", password);
+    json_t *content = json_pack("{s:s%, s:b}", "prompt", prompt, prompt_len, "password", password);
     if (content == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -263,7 +263,12 @@ static int pub_input(void *self, const wire_msg *req, const char *prompt, int pa
             wire_msg_clear(&reply);
             continue;
         }
-        *out = strdup(json_string_value(value));
+        size_t len = json_string_length(value); /* it may hold NULs */
+        *out = malloc(len + 1);
+        if (*out != NULL) {
+            memcpy(*out, json_string_value(value), len + 1);
+            *out_len = len;
+        }
         wire_msg_clear(&reply);
         if (*out == NULL) {
             snprintf(err, errlen, "out of memory");
@@ -273,8 +278,8 @@ static int pub_input(void *self, const wire_msg *req, const char *prompt, int pa
     }
 }
 
-static int pub_no_input(void *self, const wire_msg *req, const char *prompt, int password,
-                        char **out, char *err, size_t errlen)
+static int pub_no_input(void *self, const wire_msg *req, const char *prompt, size_t prompt_len,
+                        int password, char **out, size_t *out_len, char *err, size_t errlen)
 {
     *out = NULL;
     snprintf(err, errlen, "input is not available on this channel");

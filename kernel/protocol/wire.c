@@ -173,7 +173,9 @@ static int seen_before(wire_signer *s, const unsigned char d[32])
 static json_t *load_dict(const wire_frame *f, const char *what, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *v = json_loadb(f->data, f->len, 0, &jerr);
+    /* \u0000 is a valid escape: strings may hold NULs (object keys cannot,
+     * in Jansson); whoever reads one takes its length, not strlen. */
+    json_t *v = json_loadb(f->data, f->len, JSON_ALLOW_NUL, &jerr);
     if (v == NULL) {
         snprintf(err, errlen, "malformed JSON in %s: %s", what, jerr.text);
         return NULL;
@@ -267,6 +269,10 @@ int wire_parse(wire_signer *s, const wire_frame *frames, size_t n, wire_msg *out
     json_t *mt = json_object_get(out->header, "msg_type");
     if (!json_is_string(mt) || json_string_length(mt) == 0) {
         snprintf(err, errlen, "header has no msg_type string");
+        goto error;
+    }
+    if (strlen(json_string_value(mt)) != json_string_length(mt)) {
+        snprintf(err, errlen, "unknown message type (it holds a NUL)");
         goto error;
     }
     out->msg_type = json_string_value(mt);

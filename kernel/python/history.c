@@ -462,11 +462,15 @@ json_t *history_reply(json_t *request)
         return json_pack("{s:s, s:[]}", "status", "ok", "history");
     history_sync(); /* every cell so far is in the answer; the writer is idle */
     if (strcmp(type, "tail") == 0) {
-        /* The last n inputs of every session, oldest first. */
+        /* The last n inputs of this session, made up to n from the latest
+         * of the others (other kernels may write this file meanwhile), the
+         * others' first; oldest first within each: IPython's get_tail. */
+        ints[n_ints++] = session;
         ints[n_ints++] = int_field(request, "n", 10);
         snprintf(sql, sizeof sql,
-                 "SELECT * FROM (SELECT h.session AS s, h.line AS l, %s, %s FROM history h%s"
-                 " ORDER BY h.session DESC, h.line DESC LIMIT ?) ORDER BY s, l",
+                 "SELECT * FROM (SELECT h.session AS s, h.line AS l, %s, %s,"
+                 " h.session = ?1 AS cur FROM history h%s"
+                 " ORDER BY cur DESC, h.session DESC, h.line DESC LIMIT ?2) ORDER BY cur, s, l",
                  src, out, join);
     } else if (strcmp(type, "range") == 0) {
         /* session 0 is this one, -1 the one before, ...; lines [start, stop) */

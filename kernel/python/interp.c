@@ -586,13 +586,15 @@ static PyObject *read_input(PyObject *prompt, int password)
 {
     char *line = NULL, err[256];
     const char *p = "";
+    Py_ssize_t plen = 0;
+    size_t len = 0;
     PyObject *ps = NULL;
 
     if (prompt && prompt != Py_None) {
         ps = PyObject_Str(prompt);
         if (ps == NULL)
             return NULL;
-        p = PyUnicode_AsUTF8(ps);
+        p = PyUnicode_AsUTF8AndSize(ps, &plen);
         if (p == NULL) {
             Py_DECREF(ps);
             return NULL;
@@ -609,7 +611,7 @@ static PyObject *read_input(PyObject *prompt, int password)
     publisher *pub = st.pub;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = pub->input(pub->self, req, p, password, &line, err, sizeof err);
+    rc = pub->input(pub->self, req, p, (size_t)plen, password, &line, &len, err, sizeof err);
     Py_END_ALLOW_THREADS
     Py_XDECREF(ps);
     if (rc == 1) {
@@ -622,7 +624,7 @@ static PyObject *read_input(PyObject *prompt, int password)
         PyErr_Format(PyExc_EOFError, "%s", err);
         return NULL;
     }
-    PyObject *res = PyUnicode_DecodeUTF8(line, (Py_ssize_t)strlen(line), "replace");
+    PyObject *res = PyUnicode_DecodeUTF8(line, (Py_ssize_t)len, "replace");
     free(line);
     return res;
 }
@@ -1213,6 +1215,25 @@ error:
     return rc;
 }
 
+/* Evaluates the JSON string expr in the user namespace. Its whole length
+ * reaches Python, so a NUL in it gets Python's own error rather than a
+ * truncated expression. Returns a new reference, or NULL with an exception
+ * set. */
+static PyObject *eval_string(json_t *expr)
+{
+    PyObject *code = NULL, *res = NULL;
+    PyObject *text =
+        PyUnicode_DecodeUTF8(json_string_value(expr), (Py_ssize_t)json_string_length(expr), NULL);
+    if (text == NULL)
+        return NULL;
+    code = PyObject_CallFunction(st.compile, "Oss", text, "<string>", "eval");
+    if (code != NULL)
+        res = PyEval_EvalCode(code, st.main_dict, st.main_dict);
+    Py_DECREF(text);
+    Py_XDECREF(code);
+    return res;
+}
+
 /* Python's keywords: never automagic. */
 static const char *const keywords[] = {
     "False", "None",     "True",  "and",    "as",   "assert", "async",  "await",    "break",
@@ -1261,8 +1282,7 @@ static json_t *user_expressions(json_t *exprs)
             r = json_pack("{s:s, s:s, s:s, s:[]}", "status", "error", "ename", "TypeError",
                           "evalue", "user expression must be a string", "traceback");
         } else {
-            PyObject *v =
-                PyRun_String(json_string_value(val), Py_eval_input, st.main_dict, st.main_dict);
+            PyObject *v = eval_string(val);
             PyObject *md = NULL, *data = v ? interp_format(v, &md) : NULL;
             json_t *jd = data ? interp_to_json(data) : NULL;
             json_t *jm = jd ? interp_to_json(md) : NULL;
@@ -1308,10 +1328,29 @@ static void remember_input(const char *code)
     PyErr_Clear();
 }
 
+/* A cell whose text holds a NUL cannot be compiled: sets Python's own
+ * error for it (compile() of the whole text; ValueError on 3.11,
+ * SyntaxError from 3.12) and returns -1. */
+static int reject_nul(json_t *jcode, PyObject *fname)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(json_string_value(jcode),
+                                          (Py_ssize_t)json_string_length(jcode), "replace");
+    PyObject *r = text ? PyObject_CallFunction(st.compile, "OOs", text, fname, "exec") : NULL;
+    Py_XDECREF(text);
+    if (r != NULL) { /* a Python that accepts NULs: still not a cell we can run */
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_SyntaxError, "source code cannot contain null bytes");
+    }
+    return -1;
+}
+
 json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 {
     json_t *c = req->content;
-    const char *code = json_string_value(json_object_get(c, "code"));
+    json_t *jcode = json_object_get(c, "code");
+    const char *code = json_string_value(jcode);
+    /* a NUL inside: the text is not what C sees up to it */
+    int has_nul = code != NULL && strlen(code) != json_string_length(jcode);
     int silent = json_is_true(json_object_get(c, "silent"));
     json_t *sh = json_object_get(c, "store_history");
     int store_history = silent ? 0 : (sh == NULL || json_is_true(sh));
@@ -1347,8 +1386,9 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
         snprintf(filename, sizeof filename, "<cell-%ld.%ld>", st.execution_count, st.serial);
     if (!silent)
         pub->announce(pub->self, "execute_input",
-                      json_pack("{s:s, s:I}", "code", code, "execution_count",
-                                (json_int_t)st.execution_count),
+                      json_pack("{s:o, s:I}", "code",
+                                json_is_string(jcode) ? json_incref(jcode) : json_string(""),
+                                "execution_count", (json_int_t)st.execution_count),
                       req->header);
     if (store_history)
         remember_input(code);
@@ -1371,8 +1411,10 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
             PyErr_Clear();
         else if (!store_history)
             forget_old_unstored(fname);
-        src = transform_cell_auto(text, automagic_ok, NULL, terr, sizeof terr);
-        if (src == NULL) {
+        src = has_nul ? NULL : transform_cell_auto(text, automagic_ok, NULL, terr, sizeof terr);
+        if (has_nul) {
+            reject_nul(jcode, fname);
+        } else if (src == NULL) {
             PyErr_SetString(PyExc_SyntaxError, terr);
         } else {
             rc = run_source(src, fname, !silent);

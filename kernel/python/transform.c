@@ -5,6 +5,7 @@
 #include "transform.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,10 @@ static void put(sbuf *b, const char *s, size_t n)
 {
     if (b->failed)
         return;
+    if (n > SIZE_MAX / 4 - b->len) { /* no size below can overflow (and GCC sees it) */
+        b->failed = 1;
+        return;
+    }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 256;
         while (cap < b->len + n + 1)

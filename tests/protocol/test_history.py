@@ -270,3 +270,33 @@ def test_default_location_under_jupyter_data_dir(tmp_path):
     assert con.execute("SELECT session, line, source_raw FROM history").fetchall() == [
         (1, 1, "here = 1")]
     con.close()
+
+
+def test_tail_with_two_kernels_on_one_file(tmp_path):
+    """Two kernels on one history file (two notebooks open): tail gives this
+    session's last n inputs, made up from the others' latest only when this
+    one has fewer, the others' first, as IPython's get_tail does (it gave
+    whichever kernel wrote last; jupyter_kernel_test's history test fails
+    on that)."""
+    db = tmp_path / "h.sqlite"
+    km1, kc1 = start(db)
+    km2, kc2 = start(db)
+    try:
+        run(kc1, "a = 1", "a + 1")
+        run(kc2, "b = 1")
+        s1 = history(kc1, hist_access_type="range", session=0)["history"][0][0]
+        s2 = history(kc2, hist_access_type="range", session=0)["history"][0][0]
+        assert s1 != s2
+        run(kc1, "a + 2")
+        run(kc2, "b + 1", "b + 2")
+        assert history(kc1, hist_access_type="tail", n=3)["history"] == [
+            [s1, 1, "a = 1"], [s1, 2, "a + 1"], [s1, 3, "a + 2"]]
+        assert history(kc2, hist_access_type="tail", n=2, output=True)["history"] == [
+            [s2, 2, ["b + 1", "2"]], [s2, 3, ["b + 2", "3"]]]
+        # fewer than n in this session: the latest of the others, before it
+        assert history(kc2, hist_access_type="tail", n=5)["history"] == [
+            [s1, 2, "a + 1"], [s1, 3, "a + 2"], [s2, 1, "b = 1"], [s2, 2, "b + 1"],
+            [s2, 3, "b + 2"]]
+    finally:
+        stop(km1, kc1)
+        stop(km2, kc2)
