@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import KERNEL, KERNEL_ARGV, KERNEL_ENV, MODE, SPEC_DIR, start_kernel
+from pyrometer_testing import KERNEL_ARGV, KERNEL_ENV, MODE, SPEC_DIR, start_kernel
 
 
 def test_forked_child_writes_empty_string(kernel):
