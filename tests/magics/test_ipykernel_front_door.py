@@ -78,7 +78,8 @@ def test_sample_and_autosample_in_ipykernel(ipk):
     assert "data:image/svg+xml;base64," in data["text/html"]
     run_ok(ipk, "%autosample on")
     try:
-        msg_id = ipk.execute("while True: spinner(0.01)")
+        # stop_on_error off: ipykernel aborts what follows an error for a moment
+        msg_id = ipk.execute("while True: spinner(0.01)", stop_on_error=False)
         time.sleep(1.0)
         ipk.km.interrupt_kernel()
         reply = ipk.get_shell_msg(timeout=10)
