@@ -197,7 +197,14 @@ class NotebookPage:
             command))
 
 
-@pytest.fixture(scope="module", params=["lab", "notebook7"])
+# Notebook 7's page now and then stops answering chromedriver ("script
+# timeout") for minutes: its tests run and report, but do not yet decide the
+# suite (issue 11 stays open on it).
+NOTEBOOK7_FLAKY = pytest.mark.xfail(strict=False, reason="Notebook 7's page can stop answering "
+                                    "chromedriver (script timeout); not yet understood")
+
+
+@pytest.fixture(scope="module", params=["lab", pytest.param("notebook7", marks=NOTEBOOK7_FLAKY)])
 def page(request, driver, artifact):
     """A notebook on the pyrometer kernel, open and idle: in JupyterLab picked
     from the launcher, in Notebook 7 a saved notebook opened from its URL."""
