@@ -5,14 +5,13 @@ the kernel's namespace; its magics and extensions then work as under
 ipykernel, and pyrometer's own magics stay native. A session that never
 needs IPython never imports it."""
 import os
-import queue
 import re
-import sys
 import time
 
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
+from pyrometer_testing import python_version
 
 pytest.importorskip("IPython")
 
@@ -364,7 +363,7 @@ def test_without_ipython_its_magics_say_so(fresh_kernel):
     assert c["ename"] == "UsageError", c
     assert c["evalue"] == (
         "%%run comes from IPython, which Python %d.%d cannot import here: install IPython "
-        "(python3-ipython, or pip install ipython) to use it" % sys.version_info[:2])
+        "(python3-ipython, or pip install ipython) to use it" % python_version()[:2])
     reply, _ = execute(kc, "%load_ext autoreload")
     assert reply["content"]["evalue"].startswith("%load_ext comes from IPython")
     # the kernel's own magics are unaffected
