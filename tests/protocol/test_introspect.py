@@ -311,7 +311,9 @@ def test_inspect_cursor_positions(k):
     assert inspect(k, "f(1, 2)", 1)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
     assert inspect(k, "x = f(1, ", 9)["data"]["text/plain"].startswith("Signature: f(x, y=2)\n")
     t = inspect(k, "os.path.join('a')", 10)["data"]["text/plain"]
-    assert t.startswith("Signature: os.path.join(a, *p)\n")
+    # the signature as the kernel's Python has it (3.15 writes (a, /, *p))
+    _, msgs = execute(k, "import inspect as _i, os; print(_i.signature(os.path.join))")
+    assert t.startswith("Signature: os.path.join%s\n" % stdout_of(msgs).strip())
     t = inspect(k, "é😀 = 1; os.path.join", 14)["data"]["text/plain"]
     assert t.startswith("Type:      module\n")  # cursor in "path": os.path
 

@@ -61,8 +61,8 @@ def test_library_frames_name_file_and_signature(kernel):
     out = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream").split()
     json_file, first = out[0], int(out[1])
     assert tb[3].startswith(f"File {json_file}:")
-    assert ", in loads(s, cls, object_hook, parse_float, parse_int, parse_constant, " \
-           "object_pairs_hook, **kw)\n" in tb[3]
+    # the parameters (3.15's json.loads has more, so its list ends in "...")
+    assert ", in loads(s, cls, object_hook, parse_float, parse_int, parse_constant, " in tb[3]
     assert [e.split("\n")[0].split(", in ")[1] for e in tb[4:-1]] == \
         ["JSONDecoder.decode(self, s, _w)", "JSONDecoder.raw_decode(self, s, idx)"]
     assert tb[-1] == "JSONDecodeError: Expecting property name enclosed in double quotes: " \
