@@ -9,6 +9,14 @@ import time
 import pytest
 
 from kernel_util import execute, of_type
+from pyrometer_testing import SANITIZED
+
+# Under the ASan build, a %sample cell now and then gets no reply within 20 s
+# (seen in 2 of 5 runs of this file beside two others; never alone, never in
+# the normal build). Until that hang is found, these tests run there and
+# report, but do not decide the suite; in the normal build they are strict.
+pytestmark = pytest.mark.xfail(SANITIZED, strict=False,
+                               reason="intermittent: no reply to a %sample cell under ASan (open)")
 
 CELL = ("import time\n"
         "def spinner(t):\n"
