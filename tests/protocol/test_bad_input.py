@@ -136,10 +136,10 @@ class RawClient:
         raise AssertionError("iopub never delivered")
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory):
-    """A kernel of this module's own, its stderr in a file, and a raw client."""
-    err = tmp_path_factory.mktemp("bad-input") / "kernel.err"
+def raw_kernel(tmp_path_factory, name):
+    """Yields a raw client on a kernel of its own whose stderr is in a file
+    (client.log), then shuts the kernel down. For module fixtures."""
+    err = tmp_path_factory.mktemp(name) / "kernel.err"
     km, kc = start_kernel(stderr=open(err, "w"))
     client = RawClient(km.get_connection_info())
     client.km, client.kc, client.log = km, kc, LogTail(err)
@@ -149,6 +149,12 @@ def raw(tmp_path_factory):
     kc.stop_channels()
     if km.is_alive():
         km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """A kernel of this module's own, its stderr in a file, and a raw client."""
+    yield from raw_kernel(tmp_path_factory, "bad-input")
 
 
 def assert_dropped(raw, bad_frames, log_line, bad_id=None, channel="shell"):

@@ -19,12 +19,10 @@ import json
 import os
 import random
 import time
-import uuid
 
 import pytest
 
-from test_bad_input import DELIM, RawClient, header, LogTail
-from conftest import start_kernel
+from test_bad_input import DELIM, header, raw_kernel
 
 SEED = int(os.environ.get("PYROMETER_FUZZ_SEED", "1"))
 COUNT = int(os.environ.get("PYROMETER_FUZZ_MESSAGES", "1500"))
@@ -157,16 +155,7 @@ def message(r, raw):
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory):
-    err = tmp_path_factory.mktemp("fuzz") / "kernel.err"
-    km, kc = start_kernel(stderr=open(err, "w"))
-    client = RawClient(km.get_connection_info())
-    client.km, client.kc, client.log = km, kc, LogTail(err)
-    client.wait_for_iopub()
-    yield client
-    client.close()
-    kc.stop_channels()
-    if km.is_alive():
-        km.shutdown_kernel(now=True)
+    yield from raw_kernel(tmp_path_factory, "fuzz")
 
 
 def drain_iopub(raw):
