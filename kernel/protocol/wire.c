@@ -178,6 +178,11 @@ static json_t *load_dict(const wire_frame *f, const char *what, char *err, size_
     json_t *v = json_loadb(f->data, f->len, JSON_ALLOW_NUL, &jerr);
     if (v == NULL) {
         snprintf(err, errlen, "malformed JSON in %s: %s", what, jerr.text);
+        /* Jansson quotes the bad token, which may hold control characters:
+         * the reason stays one line in the log (found by fuzz_wire). */
+        for (char *c = err; *c; c++)
+            if ((unsigned char)*c < 0x20)
+                *c = ' ';
         return NULL;
     }
     if (!json_is_object(v)) {
