@@ -67,6 +67,10 @@ class Place:
         return subprocess.run(argv, cwd=cwd, env=dict(os.environ, **env_extra), **kw)
 
 
+# What failed, stage by stage, printed again just above the closing line so
+# the end of a long log (all CI keeps) names each failure.
+FAILURES = []
+
 HOST = Place(False)
 FORKY_PLACE = Place(True)
 
@@ -87,6 +91,9 @@ def tap_stage(name, build, env_extra=None, place=HOST):
             bad = 1  # crashed, or a sanitizer stopped it
         if bad:
             sys.stdout.write(p.stdout + p.stderr)
+            names = [l for l in p.stdout.splitlines()
+                     if l.startswith("not ok") and "# TODO" not in l]
+            FAILURES.extend(f"{name} {t}: {l}" for l in names or ["exit %d" % p.returncode])
         print(f"  {name} {t}: {ok} ok, {bad} failed")
         passed += ok
         failed += bad
@@ -108,6 +115,7 @@ def format_stage():
             passed += 1
         else:
             failed += 1
+            FAILURES.append(f"format: {path}")
             print(f"  format: {path} differs from clang-format's output "
                   f"(run: clang-format -i {path})")
     print(f"  format: {passed} files ok, {failed} differ")
@@ -129,13 +137,18 @@ def pytest_stage(name, build, paths, env_extra=None, python=PY, place=HOST):
         root = ET.parse(xml).getroot()
     except (ET.ParseError, OSError):
         print(f"  {name}: pytest wrote no report (exit {p.returncode})")
+        FAILURES.append(f"{name}: pytest wrote no report (exit {p.returncode})")
         return 0, 1
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     tests = int(suite.get("tests"))
     bad = int(suite.get("failures")) + int(suite.get("errors"))
     skipped = int(suite.get("skipped"))
+    for case in suite.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            FAILURES.append(f"{name}: {case.get('classname')}::{case.get('name')}")
     if p.returncode not in (0, 1) and bad == 0:
         bad = 1
+        FAILURES.append(f"{name}: pytest exit {p.returncode}")
     print(f"  {name}: {tests - bad - skipped} passed, {bad} failed, {skipped} skipped")
     return tests - bad - skipped, bad
 
@@ -150,8 +163,10 @@ def fuzz_stage(seconds=20):
         sys.stdout.write(p.stderr)
     passed = len(re.findall(r"^target \S+: .*no findings$", p.stdout, re.M))
     failed = len(re.findall(r"^target \S+: FINDING", p.stdout, re.M))
+    FAILURES.extend("fuzz: " + l for l in re.findall(r"^target \S+: FINDING.*$", p.stdout, re.M))
     if p.returncode != 0 and failed == 0:
         failed = 1  # the build or the script itself failed
+        FAILURES.append(f"fuzz: run.sh exit {p.returncode}")
     return passed, failed
 
 
@@ -184,6 +199,7 @@ def make_root():
     p = subprocess.run([FORKY_ROOT, "make"], cwd=ROOT)
     if p.returncode != 0:
         print(f"  forky root: {FORKY_ROOT} failed (exit {p.returncode})")
+        FAILURES.append(f"forky root: exit {p.returncode}")
         return 0, 1
     return 0, 0
 
@@ -196,6 +212,7 @@ def build_stage(version):
         errors = [l for l in lines if re.search(r"error|FAILED|ERROR", l)]
         print("\n".join(("    " + l)[:400] for l in (errors[:20] or lines[-20:])))
         print(f"  build[{version}]: failed (exit {p.returncode}); its tests do not run")
+        FAILURES.append(f"build[{version}]: exit {p.returncode}")
         return 0, 1
     print(f"  build[{version}]: ok")
     return 0, 0
@@ -246,6 +263,8 @@ def main():
     passed = sum(r[0] for r in results)
     failed = sum(r[1] for r in results)
     print(f"   (all stages: {(time.monotonic() - t0) / 60:.1f} min)")
+    for line in FAILURES:
+        print("FAILED " + line)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

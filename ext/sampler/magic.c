@@ -171,11 +171,13 @@ static PyObject *apply_views(PyObject *prof, int from_cell, int async)
     if (out == NULL)
         return NULL;
     PyObject *stacks = Py_NewRef(PyDict_GetItemString(out, "stacks"));
+    int cut = 0;
     if (from_cell)
-        Py_SETREF(stacks, sample_render_from_cell(stacks));
+        Py_SETREF(stacks, sample_render_from_cell(stacks, &cut));
     if (stacks != NULL && async)
         Py_SETREF(stacks, sample_render_async(stacks));
-    if (stacks == NULL || PyDict_SetItemString(out, "stacks", stacks) < 0) {
+    if (stacks == NULL || PyDict_SetItemString(out, "stacks", stacks) < 0 ||
+        (cut && PyDict_SetItemString(out, "from_cell", Py_True) < 0)) {
         Py_XDECREF(stacks);
         Py_DECREF(out);
         return NULL;

@@ -985,8 +985,11 @@ int sample_render_report(PyObject *prof, const char *title, int rows, report_buf
             report_buf_printf(text, "(showing the top %d of %zu rows; -l N shows N)\n", o.rows,
                               ntot);
         if (root->self >= MIN_SHARE * t.grand)
-            report_note(text, html, "%.3f s (%.0f%%) outside any Python frame", root->self,
-                        100.0 * root->self / t.grand);
+            report_note(text, html, "%.3f s (%.0f%%) outside %s", root->self,
+                        100.0 * root->self / t.grand,
+                        PyDict_GetItemString(prof, "from_cell") == Py_True
+                            ? "the cell's code (the shell's own work before and after it)"
+                            : "any Python frame");
         ditem_free(d);
         if (flame_img(&t, root, html) < 0)
             goto done;
@@ -1065,23 +1068,43 @@ PyObject *sample_render_async(PyObject *stacks)
     return out;
 }
 
-PyObject *sample_render_from_cell(PyObject *stacks)
+/* The index of the outermost cell frame of frames, or -1 with none (or
+ * with an exception set, which the caller checks). */
+static Py_ssize_t outermost_cell(PyObject *frames)
 {
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(frames); k++) {
+        const char *f = PyUnicode_AsUTF8(PyTuple_GET_ITEM(PyTuple_GET_ITEM(frames, k), 0));
+        if (f == NULL)
+            return -1;
+        if (cell_number(f) >= 0)
+            return k;
+    }
+    return -1;
+}
+
+PyObject *sample_render_from_cell(PyObject *stacks, int *found)
+{
+    *found = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(stacks) && !*found; i++) {
+        *found = outermost_cell(PyTuple_GET_ITEM(PyList_GET_ITEM(stacks, i), 1)) >= 0;
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (!*found) /* a host that does not name its cells: nothing to cut */
+        return Py_NewRef(stacks);
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(stacks); i++) {
         PyObject *row = PyList_GET_ITEM(stacks, i), *frames = PyTuple_GET_ITEM(row, 1);
-        Py_ssize_t n = PyTuple_GET_SIZE(frames), at = 0;
-        for (Py_ssize_t k = 0; k < n; k++) {
-            const char *f = PyUnicode_AsUTF8(PyTuple_GET_ITEM(PyTuple_GET_ITEM(frames, k), 0));
-            if (f == NULL)
-                goto error;
-            if (cell_number(f) >= 0) {
-                at = k;
-                break;
-            }
-        }
+        Py_ssize_t n = PyTuple_GET_SIZE(frames), at = outermost_cell(frames);
+        if (PyErr_Occurred())
+            goto error;
+        /* A sample with no cell frame fell in the shell's own work before
+         * or after the cell (IPython's run_cell, compiling, display): its
+         * frames are not the cell's and are left out. */
+        if (at < 0)
+            at = n;
         PyObject *r =
             Py_BuildValue("(ONOO)", PyTuple_GET_ITEM(row, 0), PyTuple_GetSlice(frames, at, n),
                           PyTuple_GET_ITEM(row, 2), PyTuple_GET_ITEM(row, 3));

@@ -19,9 +19,12 @@
 PyObject *sample_render_async(PyObject *stacks);
 
 /* Returns a new list of the stacks with every frame above the outermost
- * frame of a notebook cell removed (a front end's own frames); stacks
- * without a cell frame are kept whole. NULL with an exception set. */
-PyObject *sample_render_from_cell(PyObject *stacks);
+ * frame of a notebook cell removed (a front end's own frames), and sets
+ * *found when some stack has a cell frame. Then a stack without one (the
+ * shell's work before or after the cell) keeps no frame; with none at all
+ * (a host that does not name its cells) the stacks are returned as they
+ * are. NULL with an exception set. */
+PyObject *sample_render_from_cell(PyObject *stacks, int *found);
 
 /* Appends the report: a header line (title, seconds, samples), the
  * condensed call tree (its largest `rows` rows), a flame graph (HTML: an
