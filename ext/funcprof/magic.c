@@ -562,7 +562,7 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
     PyObject *cell, *ns, *display;
     options_parsed o = OPTIONS_PARSED_INIT;
     PyObject *keys = NULL, *lims = NULL, *pstats = NULL, *st = NULL, *path = NULL, *order = NULL;
-    PyObject *result = NULL;
+    PyObject *st_text = NULL, *result = NULL;
     report_buf tb = REPORT_BUF_INIT, hb = REPORT_BUF_INIT;
     static const char *const extra[] = {"print_callers", "print_callees"};
 
@@ -613,7 +613,12 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
         }
         goto done;
     }
-    PyObject *text = prun_render_capture(st, "print_stats", lims);
+    /* The text as %prun's: dirs stripped, so a dump of library code fits a
+     * terminal; the HTML keeps each full path in its title. */
+    st_text = make_stats(pstats, path, 1, keys);
+    if (st_text == NULL)
+        goto done;
+    PyObject *text = prun_render_capture(st_text, "print_stats", lims);
     if (text == NULL)
         goto done;
     report_buf_puts(&tb, PyUnicode_AsUTF8(text));
@@ -621,11 +626,16 @@ static PyObject *pstats_magic(PyObject *module, PyObject *args)
     for (int i = 0; i < 2; i++) {
         if (o.values[i == 0 ? OPT_CALLERS : OPT_CALLEES] == NULL)
             continue;
-        text = prun_render_capture(st, extra[i], lims);
+        text = prun_render_capture(st_text, extra[i], lims);
         if (text == NULL)
             goto done;
+        const char *utf8 = PyUnicode_AsUTF8(text);
+        if (utf8 == NULL) {
+            Py_DECREF(text);
+            goto done;
+        }
         report_buf_puts(&tb, "\n\n");
-        report_buf_puts(&tb, PyUnicode_AsUTF8(text));
+        prun_render_fit_calls(&tb, utf8);
         Py_DECREF(text);
     }
     order = prun_render_print_list(st, lims);
@@ -653,6 +663,7 @@ done:
     Py_XDECREF(lims);
     Py_XDECREF(pstats);
     Py_XDECREF(st);
+    Py_XDECREF(st_text);
     Py_XDECREF(path);
     Py_XDECREF(order);
     report_buf_free(&tb);

@@ -41,6 +41,79 @@ done:
     return text;
 }
 
+/* ---- text ---------------------------------------------------------------- */
+
+/* Columns of the n bytes of UTF-8 at s (one a code point). */
+static size_t utf8_cols(const char *s, size_t n)
+{
+    size_t cols = 0;
+    for (size_t i = 0; i < n; i++)
+        cols += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return cols;
+}
+
+/* The byte offset of column col in the line s of n bytes (n past its end). */
+static size_t utf8_offset(const char *s, size_t n, size_t col)
+{
+    size_t i = 0;
+    for (size_t c = 0; i < n; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && c++ == col)
+            return i;
+    }
+    return n;
+}
+
+void prun_render_fit_calls(report_buf *b, const char *text)
+{
+    /* The heading "Function<spaces>was called by..." (or "called...") gives
+     * the name column's width. */
+    const char *head = strstr(text, "Function ");
+    const char *eol = head ? strchr(head, '\n') : NULL;
+    const char *title = head ? strstr(head, "was called by...") : NULL;
+    if (title == NULL || (eol != NULL && title > eol))
+        title = head ? strstr(head, "called...") : NULL;
+    if (head == NULL || title == NULL || (eol != NULL && title > eol) ||
+        (head != text && head[-1] != '\n')) {
+        report_buf_puts(b, text);
+        return;
+    }
+    size_t width = utf8_cols(head, (size_t)(title - head)), widest = 0;
+    for (const char *l = head; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        size_t c = utf8_cols(l, n);
+        widest = c > widest ? c : widest;
+        l += n + (e != NULL);
+    }
+    size_t excess = widest > REPORT_TEXT_COLS ? widest - REPORT_TEXT_COLS : 0;
+    size_t narrow = width > excess + 16 ? width - excess : (width < 16 ? width : 16);
+    report_buf_append(b, text, (size_t)(head - text));
+    for (const char *l = head; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        size_t cut = utf8_offset(l, n, width); /* name column | the rest */
+        size_t name = cut;
+        while (name > 0 && l[name - 1] == ' ')
+            name--;
+        size_t name_cols = utf8_cols(l, name);
+        if (n == 0 || narrow == width) {
+            report_buf_append(b, l, n);
+        } else {
+            report_buf_append(b, l, name);
+            if (name_cols > narrow) { /* its own line; the rest below, aligned */
+                report_buf_puts(b, "\n");
+                name_cols = 0;
+            }
+            for (size_t k = name_cols; k < narrow; k++)
+                report_buf_puts(b, " ");
+            report_buf_append(b, l + cut, n - cut);
+        }
+        if (e != NULL)
+            report_buf_puts(b, "\n");
+        l += n + (e != NULL);
+    }
+}
+
 /* ---- HTML --------------------------------------------------------------- */
 
 /* Unpacks a pstats label (file, line, name). Returns 1 for a builtin

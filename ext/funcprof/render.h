@@ -20,6 +20,14 @@ typedef struct {
  * the new str it printed (right-stripped), or NULL with an exception set. */
 PyObject *prun_render_capture(PyObject *st, const char *method, PyObject *args);
 
+/* Appends text, pstats' print_callers or print_callees output, to b with
+ * its function column narrowed so that lines fit REPORT_TEXT_COLS: pstats
+ * pads that column to the longest name of the whole profile. A name longer
+ * than the narrowed column gets a line of its own. Lines before the
+ * "Function" heading, and text in any other shape, are appended as they
+ * are. */
+void prun_render_fit_calls(report_buf *b, const char *text);
+
 /* Returns a new list: the labels st would print for limits lims (a tuple of
  * -l values), or NULL with an exception set. st.stream is restored. */
 PyObject *prun_render_print_list(PyObject *st, PyObject *lims);

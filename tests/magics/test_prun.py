@@ -481,6 +481,26 @@ def test_pstats_reads_our_dump_and_cprofiles(magic, ns, tmp_path):
     assert "called..." in magic.text and "Ordered by: call count" in magic.text
 
 
+def test_pstats_text_fits_a_terminal(magic, tmp_path):
+    """A dump of library code: the text names files as %prun does (dirs
+    stripped), so it fits 100 columns; the HTML keeps each full path."""
+    import email.parser, email.policy, json
+    dump = tmp_path / "lib.prof"
+    prof = cProfile.Profile()
+    prof.runcall(lambda: (json.dumps([{"a": [1, 2, 3]}] * 200),
+                          email.parser.Parser(policy=email.policy.default).parsestr("From: a\n\nhi")))
+    prof.dump_stats(str(dump))
+    encoder = json.encoder.__file__
+    assert len(encoder) > 20  # a real directory to strip
+    magic("pstats", "%s -l 30 --callers --callees" % dump)
+    wide = [l for l in magic.text.splitlines() if len(l) > 100]
+    assert wide == [], wide
+    assert re.search(r"^\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+ encoder\.py:\d+\(iterencode\)$",
+                     magic.text, re.M), magic.text
+    assert encoder not in magic.text
+    assert 'title="%s"' % encoder in magic.html
+
+
 @pytest.mark.parametrize("line,msg", [
     ("", "which dump?"),
     ("a b", "one dump at a time"),
