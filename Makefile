@@ -19,7 +19,7 @@ PREFIX   := /usr/local
 PYTEST   := $(PYTHON) -m pytest -p no:cacheprovider
 
 DEB_BUILD := gcc libstdc++-12-dev meson ninja-build pkg-config python3-dev libzmq3-dev libjansson-dev \
-             libssl-dev libsqlite3-dev python3-mesonpy python3-venv
+             libsodium-dev libsqlite3-dev python3-mesonpy python3-venv
 DEB_RUN   := jupyter-client python3-jupyter-client jupyter-console python3-nbclient \
              jupyter-notebook python3-nbconvert python3-jedi python3-pygments \
              python3-matplotlib python3-pandas python3-ipython

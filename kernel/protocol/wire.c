@@ -1,13 +1,11 @@
 /* wire.c - the Jupyter wire format: splitting and joining frames, HMAC-SHA256
- * signing and constant-time verification (OpenSSL), replay refusal, headers
- * with uuid message ids and ISO 8601 dates, and sending frames on zmq. */
+ * signing and constant-time verification (libsodium), replay refusal,
+ * headers with uuid message ids and ISO 8601 dates, and sending frames on
+ * zmq. */
 #include "wire.h"
 
 #include <errno.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,16 +26,12 @@ int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
     memcpy(s->key, key, key_len);
     s->key_len = key_len;
     wire_uuid(s->session);
-    if (key_len > 0) {
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-            OSSL_PARAM_construct_end(),
-        };
-        s->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        s->keyed = s->mac ? EVP_MAC_CTX_new(s->mac) : NULL;
-        if (s->keyed == NULL || !EVP_MAC_init(s->keyed, s->key, key_len, params))
-            return -1;
-    }
+    /* libsodium's HMAC-SHA256 takes a key of any length (longer than a
+     * block: hashed first, as RFC 2104 says). sodium_init only picks the
+     * fastest code for this CPU; it is safe to call more than once. */
+    if (key_len > 0 &&
+        (sodium_init() < 0 || crypto_auth_hmacsha256_init(&s->keyed, s->key, key_len) != 0))
+        return -1;
     pthread_mutex_init(&s->lock, NULL);
     s->seen_cap = SEEN_MIN;
     s->seen = calloc(s->seen_cap, sizeof *s->seen);
@@ -46,26 +40,25 @@ int wire_signer_init(wire_signer *s, const unsigned char *key, size_t key_len)
 
 void wire_signer_free(wire_signer *s)
 {
-    EVP_MAC_CTX_free(s->keyed);
-    EVP_MAC_free(s->mac);
-    OPENSSL_cleanse(s->key, sizeof s->key);
+    sodium_memzero(s->key, sizeof s->key);
+    sodium_memzero(&s->keyed, sizeof s->keyed);
     free(s->seen);
     s->seen = NULL;
     pthread_mutex_destroy(&s->lock);
 }
 
-/* HMAC-SHA256 of the concatenated parts into out. On an OpenSSL failure out
- * is zeroed, so verification fails closed. */
+/* HMAC-SHA256 of the concatenated parts into out: the keyed state is
+ * copied, so any thread may sign at once. On a failure out is zeroed, so
+ * verification fails closed. */
 static void raw_hmac(const wire_signer *s, const char *const parts[], const size_t lens[], size_t n,
                      unsigned char out[32])
 {
-    size_t outlen = 0;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(s->keyed);
-    int ok = ctx != NULL;
+    crypto_auth_hmacsha256_state st = s->keyed;
+    int ok = 1;
     for (size_t i = 0; ok && i < n; i++)
-        ok = EVP_MAC_update(ctx, (const unsigned char *)parts[i], lens[i]);
-    ok = ok && EVP_MAC_final(ctx, out, &outlen, 32) && outlen == 32;
-    EVP_MAC_CTX_free(ctx);
+        ok = crypto_auth_hmacsha256_update(&st, (const unsigned char *)parts[i], lens[i]) == 0;
+    ok = ok && crypto_auth_hmacsha256_final(&st, out) == 0;
+    sodium_memzero(&st, sizeof st);
     if (!ok)
         memset(out, 0, 32);
 }
@@ -257,7 +250,7 @@ int wire_parse(wire_signer *s, const wire_frame *frames, size_t n, wire_msg *out
             pl[i] = parts[i].len;
         }
         raw_hmac(s, pp, pl, 4, want);
-        if (CRYPTO_memcmp(got, want, 32) != 0) {
+        if (sodium_memcmp(got, want, 32) != 0) {
             snprintf(err, errlen, "bad signature: HMAC mismatch");
             return -1;
         }

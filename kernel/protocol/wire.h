@@ -9,7 +9,7 @@
 #define PYROMETER_WIRE_H
 
 #include <jansson.h>
-#include <openssl/evp.h>
+#include <sodium.h>
 #include <pthread.h>
 #include <stddef.h>
 
@@ -23,11 +23,10 @@ typedef struct {
 
 typedef struct {
     unsigned char key[1024];
-    size_t key_len;     /* 0: no signing, no checking */
-    EVP_MAC *mac;       /* owned: HMAC, fetched once */
-    EVP_MAC_CTX *keyed; /* owned: HMAC-SHA256 keyed once; only ever
-                         * duplicated, so any thread may sign */
-    char session[37];   /* fresh uuid4 at each start */
+    size_t key_len;                     /* 0: no signing, no checking */
+    crypto_auth_hmacsha256_state keyed; /* HMAC-SHA256 keyed once; only
+                                         * ever copied, so any thread may sign */
+    char session[37];                   /* fresh uuid4 at each start */
     /* Replay guard: open-addressing set of raw digests. Protected by lock. */
     pthread_mutex_t lock;
     unsigned char (*seen)[32];

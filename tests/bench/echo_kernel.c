@@ -1,15 +1,13 @@
 /* echo_kernel.c - the floor of bench_kernel.py's round trip: the least a
  * kernel in C can do for a request on the same libraries as pyrometer
- * (libzmq, Jansson, OpenSSL). It verifies the request's signature, parses
+ * (libzmq, Jansson, libsodium). It verifies the request's signature, parses
  * it, and answers every shell request with status busy, execute_input (for
  * an execute_request), the reply and status idle, all signed, running no
  * code at all. Only shell and IOPub are bound; no heartbeat, no control.
  *
  * usage: echo_kernel -f CONNECTION_FILE     (a benchmark tool, not installed) */
 #include <jansson.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,25 +17,24 @@
 #define DELIM     "<IDS|MSG>"
 #define MAX_PARTS 32
 
-static EVP_MAC_CTX *keyed; /* HMAC-SHA256 with the key, copied per message */
+static crypto_auth_hmacsha256_state keyed; /* HMAC-SHA256 with the key, copied per message */
+static int has_key;
 static char session[40];
 
 /* Hex HMAC-SHA256 of the four parts into hex[65] ("" without a key). */
 static void sign(const char *const part[4], const size_t len[4], char hex[65])
 {
     unsigned char mac[32];
-    size_t n = 0;
     hex[0] = '\0';
-    if (keyed == NULL)
+    if (!has_key)
         return;
-    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(keyed);
-    int ok = c != NULL;
+    crypto_auth_hmacsha256_state c = keyed;
+    int ok = 1;
     for (int i = 0; ok && i < 4; i++)
-        ok = EVP_MAC_update(c, (const unsigned char *)part[i], len[i]);
-    ok = ok && EVP_MAC_final(c, mac, &n, sizeof mac);
-    EVP_MAC_CTX_free(c);
-    for (size_t i = 0; ok && i < n; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+        ok = crypto_auth_hmacsha256_update(&c, (const unsigned char *)part[i], len[i]) == 0;
+    ok = ok && crypto_auth_hmacsha256_final(&c, mac) == 0;
+    if (ok)
+        sodium_bin2hex(hex, 65, mac, sizeof mac);
 }
 
 /* Sends ids, then a signed message of msg_type with parent and content. */
@@ -109,7 +106,7 @@ static void answer(void *shell, void *iopub, zmq_msg_t *f, int n, long *count)
     char hex[65];
     sign(part, len, hex);
     if (zmq_msg_size(&f[d + 1]) != strlen(hex) ||
-        CRYPTO_memcmp(hex, zmq_msg_data(&f[d + 1]), strlen(hex)) != 0) {
+        sodium_memcmp(hex, zmq_msg_data(&f[d + 1]), strlen(hex)) != 0) {
         fprintf(stderr, "echo_kernel: bad signature, dropped\n");
         return;
     }
@@ -157,16 +154,12 @@ int main(int argc, char **argv)
     }
     const char *key = json_string_value(json_object_get(info, "key"));
     if (key != NULL && *key != '\0') {
-        EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-                               OSSL_PARAM_construct_end()};
-        keyed = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
-        if (keyed == NULL ||
-            !EVP_MAC_init(keyed, (const unsigned char *)key, strlen(key), params)) {
+        if (sodium_init() < 0 ||
+            crypto_auth_hmacsha256_init(&keyed, (const unsigned char *)key, strlen(key)) != 0) {
             fprintf(stderr, "echo_kernel: HMAC-SHA256 is unavailable\n");
             return 1;
         }
-        EVP_MAC_free(hmac);
+        has_key = 1;
     }
     snprintf(session, sizeof session, "echo%ld", (long)time(NULL));
     void *ctx = zmq_ctx_new();
