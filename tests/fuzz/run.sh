@@ -4,6 +4,7 @@
 #
 #   tests/fuzz/run.sh SECONDS         each target for SECONDS
 #   tests/fuzz/run.sh --runs N        each target for N executions
+#   PYROMETER_FUZZ_TARGETS="fuzz_wire" tests/fuzz/run.sh ...   only those
 #
 # Prints one line per target, "target NAME: N execs in S s, ...", and exits
 # nonzero on any finding (crash, sanitizer report, leak, timeout); the input
@@ -14,7 +15,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${PYROMETER_FUZZ_BUILD:-$ROOT/build-fuzz}
-TARGETS="fuzz_wire fuzz_connection fuzz_transform fuzz_options"
+TARGETS=${PYROMETER_FUZZ_TARGETS:-fuzz_wire fuzz_connection fuzz_transform fuzz_options}
 
 case ${1:-} in
     --runs) LIMIT="-runs=${2:?usage: run.sh --runs N}"; WHAT="${2} runs" ;;
