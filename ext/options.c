@@ -17,6 +17,23 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+int options_blank(const char *s)
+{
+    for (; *s; s++)
+        if (!is_space(*s))
+            return 0;
+    return 1;
+}
+
+PyObject *options_statement(const options_parsed *o, PyObject *cell)
+{
+    if (cell == Py_None)
+        return PyUnicode_FromString(o->rest);
+    if (options_blank(o->rest))
+        return Py_NewRef(cell);
+    return PyUnicode_FromFormat("%s\n%U", o->rest, cell);
+}
+
 static int is_alpha(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');

@@ -88,6 +88,15 @@ PyObject *options_last(const options_parsed *o, int i);
 long options_long(const options_parsed *o, int i, long dflt);
 double options_double(const options_parsed *o, int i, double dflt);
 
+/* Whether s holds only whitespace. */
+int options_blank(const char *s);
+
+/* The statement a line or cell magic runs, as a new str: the rest of the
+ * line, then the cell (None for a line magic). When the line has no
+ * statement the cell is the statement alone, so its line numbers are the
+ * cell's own. NULL with an exception set. */
+PyObject *options_statement(const options_parsed *o, PyObject *cell);
+
 /* The magic's whole help, made from m: its usage lines, the summary, the
  * details, then every option of the spec table with its value's name and
  * meaning, then the example. The option list is the table itself, so it

@@ -76,11 +76,6 @@ static const options_magic pstats_magic_spec = {
     .example = "  %prun -q -D fib.prof fib(20)\n"
                "  %pstats fib.prof -s cumulative --callers"};
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 /* ---- validating -s and -l ---------------------------------------------- */
 
 /* Returns a new tuple of sort keys (default: "time"), or NULL with a
@@ -424,14 +419,6 @@ static PyObject *result_stats(PyObject *prof, PyObject *keys)
     return sorted_stats(PyObject_CallOneArg(stats_class, prof), 1, keys);
 }
 
-static int is_blank(const char *s)
-{
-    for (; *s; s++)
-        if (!is_space(*s))
-            return 0;
-    return 1;
-}
-
 PyDoc_STRVAR(prun_doc,
              "prun(line, cell, ns, display)\n--\n\n"
              "%prun [-l LIMIT]... [-s KEY]... [-r] [-q] [-T FILE] [-D FILE] [--threads] STATEMENT\n"
@@ -464,20 +451,13 @@ static PyObject *prun_magic(PyObject *module, PyObject *args)
     }
     if (options_parse(module, &prun_magic_spec, line, &o) < 0)
         goto done;
-    /* %%prun: the statement on the first line, then the cell (line numbers
-     * of the cell are kept when the first line has no statement). */
-    if (cell != Py_None && is_blank(o.rest))
-        src = Py_NewRef(cell);
-    else if (cell != Py_None)
-        src = PyUnicode_FromFormat("%s\n%U", o.rest, cell);
-    else
-        src = PyUnicode_FromString(o.rest);
+    src = options_statement(&o, cell);
     if (src == NULL)
         goto done;
     const char *csrc = PyUnicode_AsUTF8(src);
     if (csrc == NULL)
         goto done;
-    if (is_blank(csrc)) {
+    if (options_blank(csrc)) {
         options_usage_error(
             module, &prun_magic_spec,
             "nothing to profile; write the statement after the options, e.g. %%prun -s "

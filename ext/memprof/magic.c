@@ -844,19 +844,13 @@ static PyObject *mprun_magic(PyObject *module, PyObject *args)
                             "func(arg)");
         goto done;
     }
-    if (cell != Py_None)
-        src = PyUnicode_FromFormat("%s\n%U", o.rest, cell);
-    else
-        src = PyUnicode_FromString(o.rest);
+    src = options_statement(&o, cell);
     if (src == NULL)
         goto done;
     const char *stmt = PyUnicode_AsUTF8(src);
     if (stmt == NULL)
         goto done;
-    const char *q = stmt;
-    while (Py_ISSPACE(*q))
-        q++;
-    if (*q == '\0') {
+    if (options_blank(stmt)) {
         const char *f0 = options_str_at(&o, PO_F, 0);
         options_usage_error(module, &mprun_magic_spec,
                             "give a statement to run, e.g. %%mprun -f %s %s()", f0, f0);

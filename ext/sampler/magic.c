@@ -107,24 +107,11 @@ static PyObject *ipython_shell; /* owned: the shell whose events call the hooks,
 
 /* ---- running a statement -------------------------------------------------------------- */
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static int is_blank(const char *s)
-{
-    for (; *s; s++)
-        if (!is_space(*s))
-            return 0;
-    return 1;
-}
-
 /* Makes linecache know src as "<sample>", so line heat can show it. */
 static int register_source(PyObject *src)
 {
     PyObject *lc = PyImport_ImportModule("linecache"), *cache = NULL, *lines = NULL;
-    PyObject *entry = NULL;
+    PyObject *entry = NULL, *name = NULL;
     int rc = -1;
     if (lc == NULL)
         return -1;
@@ -133,7 +120,8 @@ static int register_source(PyObject *src)
     if (cache == NULL || lines == NULL)
         goto done;
     entry = Py_BuildValue("(nOOs)", PyUnicode_GET_LENGTH(src), Py_None, lines, "<sample>");
-    if (entry == NULL || PyObject_SetItem(cache, PyUnicode_FromString("<sample>"), entry) < 0)
+    name = PyUnicode_FromString("<sample>");
+    if (entry == NULL || name == NULL || PyObject_SetItem(cache, name, entry) < 0)
         goto done;
     rc = 0;
 done:
@@ -141,6 +129,7 @@ done:
     Py_XDECREF(cache);
     Py_XDECREF(lines);
     Py_XDECREF(entry);
+    Py_XDECREF(name);
     return rc;
 }
 
@@ -407,7 +396,7 @@ static PyObject *sample_magic(PyObject *module, PyObject *args)
         goto done;
     int async = options_given(&o, OPT_ASYNC);
     if (options_given(&o, OPT_LAST)) {
-        if (!is_blank(o.rest) || cell != Py_None || options_given(&o, OPT_I) ||
+        if (!options_blank(o.rest) || cell != Py_None || options_given(&o, OPT_I) ||
             options_given(&o, OPT_MODE) || options_given(&o, OPT_THREADS)) {
             options_usage_error(module, &sample_magic_spec,
                                 "--last shows the previous cell as it was sampled: no statement, "
@@ -427,18 +416,13 @@ static PyObject *sample_magic(PyObject *module, PyObject *args)
     cfg.all_threads = options_given(&o, OPT_THREADS);
     if (parse_mode(module, &sample_magic_spec, &o, OPT_MODE, &cfg.mode) < 0)
         goto done;
-    if (cell != Py_None && is_blank(o.rest))
-        src = Py_NewRef(cell);
-    else if (cell != Py_None)
-        src = PyUnicode_FromFormat("%s\n%U", o.rest, cell);
-    else
-        src = PyUnicode_FromString(o.rest);
+    src = options_statement(&o, cell);
     if (src == NULL)
         goto done;
     const char *csrc = PyUnicode_AsUTF8(src);
     if (csrc == NULL)
         goto done;
-    if (is_blank(csrc)) {
+    if (options_blank(csrc)) {
         options_usage_error(module, &sample_magic_spec,
                             "nothing to sample; write the statement after the options, e.g. "
                             "%%sample -i 0.005 main()");
