@@ -368,7 +368,8 @@ def test_clean_exit_and_sanitizers_quiet(tmp_path):
     km, kc = start_kernel(stderr=open(err, "w"))
     try:
         for code in ("print('x'); 41 + 1", "1/0", "def f(n):\n    return n * 2\nf(3)",
-                     "%prun f(2)", "%lprun -f f f(2)", "%memit f(2)", "input('?')",
+                     "%prun f(2)", "%lprun -f f f(2)", "%memit f(2)",
+                     "%sample __import__('time').sleep(0.05)", "input('?')",
                      "import threading; t = threading.Thread(target=print, args=(1,))\n"
                      "t.start(); t.join()"):
             execute(kc, code, allow_stdin=False)
