@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <dlfcn.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -30,6 +32,37 @@
 #define PY_XY_STR(a, b)  PY_XY_STR_(a, b)
 /* "3.14": the Python this kernel was built for. */
 #define PY_XY PY_XY_STR(PY_MAJOR_VERSION, PY_MINOR_VERSION)
+
+#if defined(__SANITIZE_ADDRESS__)
+/* A copy of fd for a sanitizer runtime to keep (2 stays 2), or 2. */
+static int report_copy(int fd)
+{
+    int c = fd == 2 ? 2 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    return c >= 0 ? c : 2;
+}
+
+/* Points the reports of every sanitizer runtime at fd. GCC links UBSan as a
+ * runtime of its own (libubsan) with its own report fd, which
+ * __sanitizer_set_report_fd (bound to ASan's) leaves alone: a UBSan report
+ * went to fd 2, the running cell's stderr stream, and with halt_on_error
+ * the kernel exited before even that was published, so the client saw only
+ * a request without a reply. Each runtime gets a copy of fd, never fd
+ * itself: libubsan starts at its first report and then resets ASan's report
+ * file to stderr, closing the fd ASan had (after a UBSan report that does
+ * not halt, ASan's reports go to fd 2 again). The copies stay open to the
+ * end. Clang links one runtime for both, and no libubsan. */
+static void sanitizer_reports_to(int fd)
+{
+    __sanitizer_set_report_fd((void *)(intptr_t)report_copy(fd));
+    void *ubsan = dlopen("libubsan.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    if (ubsan == NULL)
+        return;
+    void (*set_fd)(void *) = (void (*)(void *))dlsym(ubsan, "__sanitizer_set_report_fd");
+    if (set_fd != NULL && set_fd != __sanitizer_set_report_fd)
+        set_fd((void *)(intptr_t)report_copy(fd));
+    dlclose(ubsan);
+}
+#endif
 
 static void usage(FILE *out, const cli_host *host)
 {
@@ -250,7 +283,7 @@ static int run_kernel(const char *conn_path, const cli_host *host)
         log_set_fd(logfd);
 #if defined(__SANITIZE_ADDRESS__)
         /* Sanitizer reports go to the real stderr, not into a cell. */
-        __sanitizer_set_report_fd((void *)(intptr_t)logfd);
+        sanitizer_reports_to(logfd);
 #endif
     }
     /* The interpreter starts when the shell queue first runs dry (or before
@@ -272,7 +305,7 @@ static int run_kernel(const char *conn_path, const cli_host *host)
     if (logfd >= 0) {
         dup2(logfd, 2); /* what runs at exit (e.g. LeakSanitizer) writes here */
 #if defined(__SANITIZE_ADDRESS__)
-        __sanitizer_set_report_fd((void *)(intptr_t)2);
+        sanitizer_reports_to(2);
 #endif
         close(logfd);
     }

@@ -150,6 +150,7 @@ def start_kernel(name="pyrometer", **kw):
     jupyter_client (the forky root's 3.13 lacks pyzmq)."""
     start_new_kernel = import_or_skip("jupyter_client.manager").start_new_kernel
     km, kc = start_new_kernel(kernel_name=name, startup_timeout=30, **kw)
+    kc.km = km  # kernel_util tells a kernel that exited from one that is slow
     return km, kc
 
 

@@ -125,9 +125,13 @@ static int by_total(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* qsort wants a non-null array even for no elements, and a leaf has none
+ * (NULL kids): hence the count checks before each qsort below. Under UBSan
+ * (halt_on_error) that null ended the kernel in every %sample report. */
 static void tnode_sort(tnode *n)
 {
-    qsort(n->kids, (size_t)n->nkids, sizeof *n->kids, by_total);
+    if (n->nkids > 1)
+        qsort(n->kids, (size_t)n->nkids, sizeof *n->kids, by_total);
     for (int i = 0; i < n->nkids; i++)
         tnode_sort(n->kids[i]);
 }
@@ -463,7 +467,8 @@ static int ditem_by_total(const void *a, const void *b)
 /* Sorts every level by total and collects the totals (for the row limit). */
 static int ditem_sort(ditem *d, double **totals, size_t *n, size_t *cap)
 {
-    qsort(d->kids, (size_t)d->nkids, sizeof *d->kids, ditem_by_total);
+    if (d->nkids > 1)
+        qsort(d->kids, (size_t)d->nkids, sizeof *d->kids, ditem_by_total);
     for (int i = 0; i < d->nkids; i++) {
         if (*n == *cap) {
             size_t c = *cap ? *cap * 2 : 64;
@@ -953,7 +958,8 @@ int sample_render_report(PyObject *prof, const char *title, int rows, report_buf
             PyErr_NoMemory();
             goto done;
         }
-        qsort(totals, ntot, sizeof *totals, by_value_desc);
+        if (ntot > 1)
+            qsort(totals, ntot, sizeof *totals, by_value_desc);
         tree_out o = {&t, ntot > (size_t)rows ? totals[rows - 1] : 0.0, text, html, 0};
         free(totals);
         const char *label = PyUnicode_AsUTF8(PyList_GET_ITEM(t.labels, r));

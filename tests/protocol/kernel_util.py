@@ -11,13 +11,28 @@ def drain_iopub(kc, timeout=0.2):
             return
 
 
+def shell_reply(kc, timeout):
+    """The next shell message; when none comes and the kernel (kc.km, which
+    start_kernel sets) has exited, an error that says so and how, not a bare
+    queue.Empty that reads like a hang (its stderr, e.g. a sanitizer's
+    report, is in the test's captured output)."""
+    try:
+        return kc.get_shell_msg(timeout=timeout)
+    except queue.Empty:
+        km = getattr(kc, "km", None)
+        code = km.provisioner.process.poll() if km is not None and km.provisioner else None
+        if code is not None:
+            raise AssertionError(f"the kernel exited ({code}) without a reply") from None
+        raise
+
+
 def execute(kc, code, timeout=20, **kw):
     """Runs code; returns (reply, [iopub messages parented to it, status excluded
     except busy/idle which are kept in order])."""
     msg_id = kc.execute(code, **kw)
-    reply = kc.get_shell_msg(timeout=timeout)
+    reply = shell_reply(kc, timeout)
     while reply["parent_header"].get("msg_id") != msg_id:
-        reply = kc.get_shell_msg(timeout=timeout)
+        reply = shell_reply(kc, timeout)
     msgs = []
     deadline = time.time() + timeout
     while True:

@@ -12,7 +12,7 @@ import pytest
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 
-from pyrometer_testing import KERNEL, python_version, start_kernel
+from pyrometer_testing import KERNEL, SANITIZED, python_version, start_kernel
 from kernel_util import execute, of_type, stdout_of, wait_for_iopub, wait_idle
 
 
@@ -368,7 +368,8 @@ def test_clean_exit_and_sanitizers_quiet(tmp_path):
     km, kc = start_kernel(stderr=open(err, "w"))
     try:
         for code in ("print('x'); 41 + 1", "1/0", "def f(n):\n    return n * 2\nf(3)",
-                     "%prun f(2)", "%lprun -f f f(2)", "%memit f(2)", "input('?')",
+                     "%prun f(2)", "%lprun -f f f(2)", "%memit f(2)",
+                     "%sample __import__('time').sleep(0.05)", "input('?')",
                      "import threading; t = threading.Thread(target=print, args=(1,))\n"
                      "t.start(); t.join()"):
             execute(kc, code, allow_stdin=False)
@@ -385,3 +386,88 @@ def test_clean_exit_and_sanitizers_quiet(tmp_path):
     assert proc.returncode == 0, text
     for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
         assert bad not in text, text
+
+
+
+def ubsan_probe(line):
+    """A cell that raises a UBSan report by hand, through UBSan's own handler
+    of a null passed to a nonnull argument (what a real one at probe.c:LINE:3
+    calls), then prints survived."""
+    return ("import ctypes\n"
+            "class Loc(ctypes.Structure):\n"
+            "    _fields_ = [('file', ctypes.c_char_p), ('line', ctypes.c_uint32),\n"
+            "                ('column', ctypes.c_uint32)]\n"
+            "class Data(ctypes.Structure):\n"
+            "    _fields_ = [('loc', Loc), ('attr', Loc), ('arg', ctypes.c_int)]\n"
+            f"d = Data(Loc(b'probe.c', {line}, 3), Loc(b'probe.c', 2, 1), 1)\n"
+            "ctypes.CDLL(None).__ubsan_handle_nonnull_arg(ctypes.byref(d))\n"
+            "print('survived')\n")
+
+
+def ubsan_report(line):
+    return (f"probe.c:{line}:3: runtime error: null pointer passed as argument 1, which is "
+            "declared to never be null\nprobe.c:2:1: note: nonnull attribute specified here\n")
+
+
+def streams_of(kc, msg_id):
+    """The stream texts parented to msg_id that reached iopub (until it is
+    quiet for a second)."""
+    out = []
+    while True:
+        try:
+            m = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            return out
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream":
+            out.append(m["content"]["text"])
+
+
+@pytest.mark.skipif(not SANITIZED, reason="needs the sanitizer build's UBSan runtime")
+def test_ubsan_report_that_halts_goes_to_stderr(tmp_path):
+    """A UBSan report goes whole to the kernel's real stderr, as ASan's do,
+    not into the running cell's stream. Under GCC, UBSan is a runtime of its
+    own (libubsan) with its own report fd beside ASan's. Before, its first
+    line went into the cell as a stderr stream, halt_on_error ended the
+    kernel before the rest was published, and the client saw only a request
+    with no reply: test_sample_kernel.py's "intermittent hang" under ASan."""
+    err = tmp_path / "kernel.err"
+    env = dict(os.environ, UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    km, kc = start_kernel(stderr=open(err, "w"), env=env)
+    try:
+        proc = km.provisioner.process
+        msg_id = kc.execute(ubsan_probe(7))
+        proc.wait(timeout=60)
+        streams = streams_of(kc, msg_id)
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
+    text = err.read_text()
+    assert proc.returncode == 1, (proc.returncode, text)
+    assert ubsan_report(7) + "    #0 0x" in text, text  # with its stack trace
+    assert streams == [], streams
+
+
+@pytest.mark.skipif(not SANITIZED, reason="needs the sanitizer build's UBSan runtime")
+def test_ubsan_reports_that_do_not_halt_go_to_stderr(tmp_path):
+    """Without halt_on_error the cell goes on, and this report and the next
+    go to the real stderr too: libubsan starts at its first report and then
+    closes the report fd ASan had, which must not be the one UBSan writes to
+    (nor the kernel's own log fd)."""
+    err = tmp_path / "kernel.err"
+    env = dict(os.environ, UBSAN_OPTIONS="halt_on_error=0:print_stacktrace=0")
+    km, kc = start_kernel(stderr=open(err, "w"), env=env)
+    try:
+        proc = km.provisioner.process
+        for line in (7, 8):
+            reply, msgs = execute(kc, ubsan_probe(line))
+            assert reply["content"]["status"] == "ok", reply["content"]
+            assert [m["content"]["text"] for m in of_type(msgs, "stream")] == ["survived\n"]
+        kc.shutdown()
+        proc.wait(timeout=15)
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
+    text = err.read_text()
+    assert text.startswith(ubsan_report(7) + ubsan_report(8)), text

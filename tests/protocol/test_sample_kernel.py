@@ -9,14 +9,6 @@ import time
 import pytest
 
 from kernel_util import execute, of_type
-from pyrometer_testing import SANITIZED
-
-# Under the ASan build, a %sample cell now and then gets no reply within 20 s
-# (seen in 2 of 5 runs of this file beside two others; never alone, never in
-# the normal build). Until that hang is found, these tests run there and
-# report, but do not decide the suite; in the normal build they are strict.
-pytestmark = pytest.mark.xfail(SANITIZED, strict=False,
-                               reason="intermittent: no reply to a %sample cell under ASan (open)")
 
 CELL = ("import time\n"
         "def spinner(t):\n"
@@ -73,7 +65,9 @@ def test_last_after_a_normal_and_an_interrupted_cell(kc):
     [data] = displays(msgs)
     text = data["text/plain"]
     assert text.startswith("%sample --last: "), text
-    assert re.search(rf"^(0\.\d{{3}}) 100%  <module>  In \[{n}\]:1\n\1 100%  └─ spinner  In \[{kc.defs}\]:2$",
+    # spinner holds (a rounded) 100% of the cell, not every sample: on a busy
+    # machine one can fall in <module> on the way in or out of the call
+    assert re.search(rf"^0\.\d{{3}} 100%  <module>  In \[{n}\]:1\n0\.\d{{3}} 100%  └─ spinner  In \[{kc.defs}\]:2$",
                      text, re.M), text
 
     # the stuck cell, interrupted
