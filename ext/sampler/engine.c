@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/timerfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,13 @@ struct sampler_session {
     pid_t pid;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv; /* the sampler thread's tid is set */
+    /* The sampler thread's clock: armed (one period, then every period)
+     * only while recording, so between recordings, and in a cell shorter
+     * than one period, the thread is never woken. */
+    int timer_fd;
     /* Protected by mu. */
-    int recording, quit, idle;
+    int recording, quit;
     sampler_data *cur;  /* the recording in progress, or the one just ended */
     sampler_data *last; /* the recording before cur */
     uintptr_t target;   /* the PyThreadState of the recording thread */
@@ -559,6 +564,21 @@ static void take_sample(sampler_session *s, sampler_data *d, walker *w)
     d->last_ts = now;
 }
 
+/* Arms the session's timer: the first tick one period from now, then one
+ * every period (interval 0: disarmed). */
+static void arm_timer(sampler_session *s, long long first_ns, long long period_ns)
+{
+    struct itimerspec it = {{(time_t)(period_ns / 1000000000LL), (long)(period_ns % 1000000000LL)},
+                            {(time_t)(first_ns / 1000000000LL), (long)(first_ns % 1000000000LL)}};
+    timerfd_settime(s->timer_fd, 0, &it, NULL); /* cannot fail on a valid fd and values */
+}
+
+static long long period_ns(const sampler_session *s)
+{
+    long long period = (long long)(s->cfg.interval * 1e9);
+    return period < 10000 ? 10000 : period;
+}
+
 static void *sampler_main(void *arg)
 {
     sampler_session *s = arg;
@@ -567,28 +587,21 @@ static void *sampler_main(void *arg)
     s->sampler_tid = (long)syscall(SYS_gettid);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    long long period = (long long)(s->cfg.interval * 1e9);
-    if (period < 10000)
-        period = 10000;
 
-    pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->recording && !s->quit) {
-            s->idle = 1;
-            pthread_cond_wait(&s->cv, &s->mu);
-            s->idle = 0;
-        }
-        if (s->quit)
-            break;
-        long long next = mono_ns() + period;
-        while (s->recording && !s->quit) {
+        /* Each tick (or several, when this thread was late: one sample,
+         * weighted by the time since the last) while recording; nothing
+         * between recordings. */
+        uint64_t ticks;
+        ssize_t n = read(s->timer_fd, &ticks, sizeof ticks);
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            break; /* the fd is gone: cannot happen before sampler_free */
+        pthread_mutex_lock(&s->mu);
+        if (s->quit) {
             pthread_mutex_unlock(&s->mu);
-            struct timespec ts = {(time_t)(next / 1000000000LL), (long)(next % 1000000000LL)};
-            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-                ;
-            pthread_mutex_lock(&s->mu);
-            if (!s->recording || s->quit)
-                break;
+            break;
+        }
+        if (n == sizeof ticks && s->recording) {
             sampler_data *d = s->cur;
             if (d->dirty)
                 data_reset(d);
@@ -596,13 +609,9 @@ static void *sampler_main(void *arg)
                 take_sample(s, d, w);
             else
                 d->errors++;
-            long long now = mono_ns();
-            next += period;
-            if (next <= now) /* late (a loaded machine): the next one a period from now */
-                next = now + period;
         }
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
     free(w);
     return NULL;
 }
@@ -636,6 +645,12 @@ sampler_session *sampler_new(const sampler_config *cfg)
         free(s);
         return NULL;
     }
+    s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (s->timer_fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     /* The sampler thread takes no signals: SIGINT and timers stay with the
@@ -648,6 +663,7 @@ sampler_session *sampler_new(const sampler_config *cfg)
     if (rc != 0) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
+        close(s->timer_fd);
         free(s);
         errno = rc;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -698,8 +714,7 @@ void sampler_begin(sampler_session *s, int skip_callers)
         s->target_stop = stop;
         s->sampler_cpu0 = s->sampler_tid > 0 ? thread_cpu_ns(s->sampler_tid) : -1;
         s->recording = 1;
-        if (s->idle)
-            pthread_cond_signal(&s->cv);
+        arm_timer(s, period_ns(s), period_ns(s));
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -716,6 +731,7 @@ void sampler_end(sampler_session *s)
         s->cur->sampler_cpu = cpu >= 0 && s->sampler_cpu0 >= 0 ? cpu - s->sampler_cpu0 : -1;
     }
     s->recording = 0;
+    arm_timer(s, 0, 0);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -749,11 +765,12 @@ void sampler_free(sampler_session *s)
     pthread_mutex_lock(&s->mu);
     s->quit = 1;
     s->recording = 0;
-    pthread_cond_signal(&s->cv);
+    arm_timer(s, 1, 0); /* one tick at once: the thread wakes, sees quit */
     pthread_mutex_unlock(&s->mu);
     Py_BEGIN_ALLOW_THREADS
     pthread_join(s->thread, NULL);
     Py_END_ALLOW_THREADS
+    close(s->timer_fd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     sampler_data_free(s->cur);
