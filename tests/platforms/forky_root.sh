@@ -19,7 +19,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 # What the suite needs in the root: the three Pythons and their headers, the
 # build tools and libraries, Jupyter's frontends and the reference tools.
 PACKAGES="python3 python3-dev python3.13 python3.13-dev python3.13-venv python3.15 python3.15-dev python3.15-venv
-  gcc meson ninja-build pkg-config libzmq3-dev libjansson-dev libssl-dev libsqlite3-dev
+  gcc meson ninja-build pkg-config libzmq3-dev libsodium-dev libjansson-dev libsqlite3-dev
   python3-mesonpy python3-venv python3-pip
   python3-jupyter-client jupyter-client jupyter-console python3-nbclient python3-nbconvert
   jupyterlab jupyter-notebook python3-notebook python3-ipykernel python3-ipython
