@@ -132,6 +132,19 @@ class JupyterServer:
                 argv += ["--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly"]
             else:  # (a trait Notebook 7 lacks fails its whole configuration)
                 argv += ["--JupyterNotebookApp.expose_app_in_browser=True"]
+                # No cell toolbar. In forky's Notebook 7.4 build, disposing
+                # one (each time the active cell changes, as running a cell
+                # moves it) runs the web components' design-token teardown
+                # into an endless mutual recursion: thousands of caught
+                # "Maximum call stack size exceeded" errors, each logged, and
+                # the page stops answering for minutes (chromedriver's
+                # "script timeout"). The toolbar's buttons (move, copy,
+                # delete a cell) are nothing the kernel tests use.
+                labconfig = os.path.join(config, "labconfig")
+                os.makedirs(labconfig)
+                with open(os.path.join(labconfig, "page_config.json"), "w") as f:
+                    json.dump({"disabledExtensions":
+                               {"@jupyterlab/cell-toolbar-extension": True}}, f)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=_die_with_parent)
@@ -247,9 +260,8 @@ def driver():
     profile = tempfile.mkdtemp(prefix="pyrometer-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    # Commands do not wait for page loads (every test polls for the state it
-    # needs): Notebook 7's page stopped answering chromedriver's script and
-    # input commands now and then, mid-test, when they waited on one.
+    # Commands do not wait for page loads: every test polls for the state it
+    # needs.
     opts.page_load_strategy = "none"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
                 "--disable-dev-shm-usage", "--disable-background-networking",
@@ -266,3 +278,28 @@ def driver():
     finally:
         drv.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def goto(driver):
+    """goto(url): opens url in the browser by way of a blank page. A
+    JupyterLab page loaded straight over another Jupyter page (another
+    notebook of the same server, or another server's app) came up blank now
+    and then: its scripts all loaded, yet it never asked the server for
+    anything, so no kernel ever started ("timed out waiting for the kernel").
+    Leaving the old page for about:blank first, and waiting until it is gone,
+    gives each app a fresh start."""
+    def go(url):
+        driver.get("about:blank")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if driver.execute_script("return location.href;") == "about:blank":
+                    break
+            except Exception:  # the old page is still unloading
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the browser did not leave %s" % driver.current_url)
+            time.sleep(0.1)
+        driver.get(url)
+    return go

@@ -140,9 +140,8 @@ class NotebookPage:
                 "return cellAt(arguments[1]).model.sharedModel.getSource();", i) == code)
         else:
             self.js("cellAt(arguments[1]).model.sharedModel.setSource(arguments[2]);", i, code)
-        # What Shift+Enter is bound to. (Sending Shift+Enter through
-        # chromedriver hung Notebook 7's page now and then under load.) The
-        # command's promise settles only when the cell ends: not awaited.
+        # What Shift+Enter is bound to. The command's promise settles only
+        # when the cell ends: not awaited.
         self.js("app.commands.execute('notebook:run-cell-and-select-next'); return true;")
         wait_for("cell %d to start" % i, lambda: self.started(i))
         return i
@@ -197,22 +196,18 @@ class NotebookPage:
             command))
 
 
-# Notebook 7's page now and then stops answering chromedriver ("script
-# timeout") for minutes: its tests run and report, but do not yet decide the
-# suite (issue 11 stays open on it).
-NOTEBOOK7_FLAKY = pytest.mark.xfail(strict=False, reason="Notebook 7's page can stop answering "
-                                    "chromedriver (script timeout); not yet understood")
-
-
-@pytest.fixture(scope="module", params=["lab", pytest.param("notebook7", marks=NOTEBOOK7_FLAKY)])
-def page(request, driver, artifact):
+# (Notebook 7's page used to stop answering chromedriver, "script timeout",
+# for minutes: its cell toolbar, which tests/browser/conftest.py now turns
+# off there, sent forky's build into an endless recursion.)
+@pytest.fixture(scope="module", params=["lab", "notebook7"])
+def page(request, driver, goto, artifact):
     """A notebook on the pyrometer kernel, open and idle: in JupyterLab picked
     from the launcher, in Notebook 7 a saved notebook opened from its URL."""
     app = request.param
     server = request.getfixturevalue("lab_server" if app == "lab" else "notebook7_server")
     display = display_name()
     if app == "lab":
-        driver.get("%s/lab?token=%s" % (server.url, server.token))
+        goto("%s/lab?token=%s" % (server.url, server.token))
         card = wait_for("the launcher's %r card under Notebook" % display, lambda: [
             c for c in driver.find_elements("css selector", ".jp-LauncherCard[data-category='Notebook']")
             if c.get_attribute("title") == display and c.is_displayed()], 60)
@@ -233,7 +228,7 @@ def page(request, driver, artifact):
                          "execution_count": None, "outputs": [], "source": ""}]}
         with open(os.path.join(server.notebook_dir, path), "w") as f:
             json.dump(nb, f)
-        driver.get("%s/notebooks/%s?token=%s" % (server.url, path, server.token))
+        goto("%s/notebooks/%s?token=%s" % (server.url, path, server.token))
     p = NotebookPage(driver, app, path, artifact)
     p.server = server
     try:
