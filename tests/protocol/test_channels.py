@@ -1,5 +1,6 @@
 """kernel_info, is_complete, comms, the control channel, interrupts, input(),
 shutdown and transports, through jupyter_client against the built kernel."""
+import contextlib
 import json
 import os
 import queue
@@ -361,12 +362,24 @@ def test_shutdown_with_a_thread_that_never_ends(fresh_kernel):
     assert time.time() - t0 < 6
 
 
+@contextlib.contextmanager
+def kernel_with_stderr(err, env=None):
+    """A kernel whose stderr goes to the file err; stopped, killed if it
+    still runs, whatever the test did."""
+    km, kc = start_kernel(stderr=open(err, "w"), **({"env": env} if env else {}))
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
+
+
 def test_clean_exit_and_sanitizers_quiet(tmp_path):
     """A typical session ends with status 0 and nothing from the sanitizers
     (under the ASan+UBSan build, LeakSanitizer checks the exit too)."""
     err = tmp_path / "kernel.err"
-    km, kc = start_kernel(stderr=open(err, "w"))
-    try:
+    with kernel_with_stderr(err) as (km, kc):
         for code in ("print('x'); 41 + 1", "1/0", "def f(n):\n    return n * 2\nf(3)",
                      "%prun f(2)", "%lprun -f f f(2)", "%memit f(2)",
                      "%sample __import__('time').sleep(0.05)", "input('?')",
@@ -378,10 +391,6 @@ def test_clean_exit_and_sanitizers_quiet(tmp_path):
         proc = km.provisioner.process
         kc.shutdown()
         proc.wait(timeout=15)
-    finally:
-        kc.stop_channels()
-        if km.is_alive():
-            km.shutdown_kernel(now=True)
     text = err.read_text()
     assert proc.returncode == 0, text
     for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
@@ -432,16 +441,11 @@ def test_ubsan_report_that_halts_goes_to_stderr(tmp_path):
     with no reply: test_sample_kernel.py's "intermittent hang" under ASan."""
     err = tmp_path / "kernel.err"
     env = dict(os.environ, UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
-    km, kc = start_kernel(stderr=open(err, "w"), env=env)
-    try:
+    with kernel_with_stderr(err, env) as (km, kc):
         proc = km.provisioner.process
         msg_id = kc.execute(ubsan_probe(7))
         proc.wait(timeout=60)
         streams = streams_of(kc, msg_id)
-    finally:
-        kc.stop_channels()
-        if km.is_alive():
-            km.shutdown_kernel(now=True)
     text = err.read_text()
     assert proc.returncode == 1, (proc.returncode, text)
     assert ubsan_report(7) + "    #0 0x" in text, text  # with its stack trace
@@ -456,8 +460,7 @@ def test_ubsan_reports_that_do_not_halt_go_to_stderr(tmp_path):
     (nor the kernel's own log fd)."""
     err = tmp_path / "kernel.err"
     env = dict(os.environ, UBSAN_OPTIONS="halt_on_error=0:print_stacktrace=0")
-    km, kc = start_kernel(stderr=open(err, "w"), env=env)
-    try:
+    with kernel_with_stderr(err, env) as (km, kc):
         proc = km.provisioner.process
         for line in (7, 8):
             reply, msgs = execute(kc, ubsan_probe(line))
@@ -465,9 +468,5 @@ def test_ubsan_reports_that_do_not_halt_go_to_stderr(tmp_path):
             assert [m["content"]["text"] for m in of_type(msgs, "stream")] == ["survived\n"]
         kc.shutdown()
         proc.wait(timeout=15)
-    finally:
-        kc.stop_channels()
-        if km.is_alive():
-            km.shutdown_kernel(now=True)
     text = err.read_text()
     assert text.startswith(ubsan_report(7) + ubsan_report(8)), text
