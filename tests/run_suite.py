@@ -85,15 +85,14 @@ def tap_stage(name, build, env_extra=None, place=HOST):
         p = place.run([os.path.join(unit, t)], cwd=os.path.join(ROOT, "tests", "unit"),
                       env_extra=env_extra, capture_output=True, text=True)
         ok = len(re.findall(r"^ok \d+", p.stdout, re.M))
-        bad = len([l for l in p.stdout.splitlines()
-                   if l.startswith("not ok") and "# TODO" not in l])
+        not_ok = [l for l in p.stdout.splitlines()
+                  if l.startswith("not ok") and "# TODO" not in l]
+        bad = len(not_ok)
         if p.returncode != 0 and bad == 0:
             bad = 1  # crashed, or a sanitizer stopped it
         if bad:
             sys.stdout.write(p.stdout + p.stderr)
-            names = [l for l in p.stdout.splitlines()
-                     if l.startswith("not ok") and "# TODO" not in l]
-            FAILURES.extend(f"{name} {t}: {l}" for l in names or ["exit %d" % p.returncode])
+            FAILURES.extend(f"{name} {t}: {l}" for l in not_ok or ["exit %d" % p.returncode])
         print(f"  {name} {t}: {ok} ok, {bad} failed")
         passed += ok
         failed += bad
@@ -162,8 +161,9 @@ def fuzz_stage(seconds=20):
     if p.stderr.strip():
         sys.stdout.write(p.stderr)
     passed = len(re.findall(r"^target \S+: .*no findings$", p.stdout, re.M))
-    failed = len(re.findall(r"^target \S+: FINDING", p.stdout, re.M))
-    FAILURES.extend("fuzz: " + l for l in re.findall(r"^target \S+: FINDING.*$", p.stdout, re.M))
+    findings = re.findall(r"^target \S+: FINDING.*$", p.stdout, re.M)
+    failed = len(findings)
+    FAILURES.extend("fuzz: " + l for l in findings)
     if p.returncode != 0 and failed == 0:
         failed = 1  # the build or the script itself failed
         FAILURES.append(f"fuzz: run.sh exit {p.returncode}")
