@@ -125,13 +125,18 @@ static int by_total(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* qsort wants a non-null array even for no elements, and a leaf has none
- * (NULL kids): hence the count checks before each qsort below. Under UBSan
+/* qsort of n items, which may be none at a NULL base (a leaf's kids):
+ * qsort itself wants a non-null array even for no elements, and under UBSan
  * (halt_on_error) that null ended the kernel in every %sample report. */
+static void sort_items(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
+
 static void tnode_sort(tnode *n)
 {
-    if (n->nkids > 1)
-        qsort(n->kids, (size_t)n->nkids, sizeof *n->kids, by_total);
+    sort_items(n->kids, (size_t)n->nkids, sizeof *n->kids, by_total);
     for (int i = 0; i < n->nkids; i++)
         tnode_sort(n->kids[i]);
 }
@@ -467,8 +472,7 @@ static int ditem_by_total(const void *a, const void *b)
 /* Sorts every level by total and collects the totals (for the row limit). */
 static int ditem_sort(ditem *d, double **totals, size_t *n, size_t *cap)
 {
-    if (d->nkids > 1)
-        qsort(d->kids, (size_t)d->nkids, sizeof *d->kids, ditem_by_total);
+    sort_items(d->kids, (size_t)d->nkids, sizeof *d->kids, ditem_by_total);
     for (int i = 0; i < d->nkids; i++) {
         if (*n == *cap) {
             size_t c = *cap ? *cap * 2 : 64;
@@ -814,7 +818,7 @@ static int line_heat(tree *t, PyObject *prof, PyObject *stacks, report_buf *text
             if (h->secs[l] > h->total)
                 h->total = h->secs[l];
     }
-    qsort(hs, (size_t)nh, sizeof *hs, by_heat);
+    sort_items(hs, (size_t)nh, sizeof *hs, by_heat);
     int shown = 0;
     for (int i = 0; i < nh && shown < HEAT_FUNCS; i++) {
         heat *h = &hs[i];
@@ -958,8 +962,7 @@ int sample_render_report(PyObject *prof, const char *title, int rows, report_buf
             PyErr_NoMemory();
             goto done;
         }
-        if (ntot > 1)
-            qsort(totals, ntot, sizeof *totals, by_value_desc);
+        sort_items(totals, ntot, sizeof *totals, by_value_desc);
         tree_out o = {&t, ntot > (size_t)rows ? totals[rows - 1] : 0.0, text, html, 0};
         free(totals);
         const char *label = PyUnicode_AsUTF8(PyList_GET_ITEM(t.labels, r));
