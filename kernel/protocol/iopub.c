@@ -21,9 +21,11 @@
 #include "kthread.h"
 #include "log.h"
 
-#define STREAM_HOLD_MS 20        /* a lone stream item waits this long for more text */
-#define STREAM_MAX     (1 << 16) /* ... unless it already holds this many bytes */
-#define ANNOUNCE_MS    10        /* an announcement waits this long for the next message */
+#define STREAM_HOLD_MS 20         /* a lone stream item waits this long for more text */
+#define STREAM_MAX     (1 << 16)  /* ... unless it already holds this many bytes */
+#define ANNOUNCE_MS    10         /* an announcement waits this long for the next message */
+#define HOLD_S         10.0       /* until a first subscriber, messages are held this long */
+#define HOLD_MAX       (16 << 20) /* ... unless they already take this many bytes */
 
 /* A queued message (an announcement) or stream text. Either is sent as soon
  * as anything follows it in the queue, or when it is due. */
@@ -38,6 +40,13 @@ typedef struct item {
     size_t len, cap;
     json_t *parent; /* owned */
 } item;
+
+/* A message sent before the first subscriber joined, kept for it. */
+typedef struct held {
+    struct held *next;
+    wire_frame *frames; /* owned copies */
+    size_t n_frames;
+} held;
 
 /* Lock order: q_lock, then io_lock. Whoever takes items off the queue, or
  * finds the queue empty, takes io_lock before releasing q_lock, so messages
@@ -58,6 +67,15 @@ struct iopub {
     pthread_mutex_t io_lock;
     void *sock;
     int closed; /* the relay has closed sock: later messages are dropped */
+    /* Before anyone subscribes, what is sent would be lost: a client that
+     * executes as soon as kernel_info is answered, before its SUB socket
+     * has joined (`jupyter run`), saw no output and waited for ever. Such
+     * messages are held for the first subscriber, for HOLD_S after the
+     * start and up to HOLD_MAX bytes. */
+    int holding; /* no subscriber yet and still within the limits */
+    double hold_until;
+    held *held_head, *held_tail;
+    size_t held_bytes;
 
     int sock_fd;     /* ZMQ_FD of sock: polled by the relay, never read */
     int wake_fd;     /* eventfd: wakes the relay */
@@ -94,9 +112,78 @@ static wire_frame *serialize(const iopub *io, const char *msg_type, json_t *cont
 
 /* ---- the socket (io_lock held) --------------------------------------------- */
 
+static void held_free_all(iopub *io)
+{
+    while (io->held_head) {
+        held *h = io->held_head;
+        io->held_head = h->next;
+        wire_frames_free(h->frames, h->n_frames);
+        free(h);
+    }
+    io->held_tail = NULL;
+    io->held_bytes = 0;
+}
+
+/* Ends the hold: sends what was held (to the first subscriber), or drops
+ * it when nobody joined in time. */
+static void release_locked(iopub *io, int send)
+{
+    io->holding = 0;
+    size_t count = 0;
+    for (held *h = io->held_head; h; h = h->next, count++)
+        if (send && !io->closed && wire_send(io->sock, h->frames, h->n_frames) < 0)
+            log_msg("iopub: send failed: %s", zmq_strerror(errno));
+    if (!send && count > 0)
+        log_msg(
+            "iopub: nobody subscribed within %.0f s; the %zu messages published until then were "
+            "dropped",
+            HOLD_S, count);
+    held_free_all(io);
+}
+
+/* Keeps a copy of f for the first subscriber. Returns 0, or -1 when the
+ * hold is over (by time or size) and f should simply be sent. */
+static int hold_locked(iopub *io, const wire_frame *f, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += f[i].len;
+    if (now_s() >= io->hold_until || io->held_bytes + bytes > HOLD_MAX) {
+        release_locked(io, 0);
+        return -1;
+    }
+    held *h = calloc(1, sizeof *h);
+    wire_frame *copy = h ? calloc(n, sizeof *copy) : NULL;
+    if (copy == NULL) {
+        free(h);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        copy[i].data = malloc(f[i].len ? f[i].len : 1);
+        if (copy[i].data == NULL) {
+            wire_frames_free(copy, i);
+            free(h);
+            return -1;
+        }
+        memcpy(copy[i].data, f[i].data, f[i].len);
+        copy[i].len = f[i].len;
+    }
+    h->frames = copy;
+    h->n_frames = n;
+    if (io->held_tail)
+        io->held_tail->next = h;
+    else
+        io->held_head = h;
+    io->held_tail = h;
+    io->held_bytes += bytes;
+    return 0;
+}
+
 static void send_locked(iopub *io, const wire_frame *f, size_t n)
 {
     if (io->closed)
+        return;
+    if (io->holding && hold_locked(io, f, n) == 0)
         return;
     if (wire_send(io->sock, f, n) < 0)
         log_msg("iopub: send failed: %s", zmq_strerror(errno));
@@ -124,10 +211,12 @@ static void welcome_locked(iopub *io)
             json_t *content = json_pack("{s:s%}", "subscription", (const char *)d + 1, len - 1);
             size_t n = 0;
             wire_frame *f = content ? serialize(io, "iopub_welcome", content, NULL, &n) : NULL;
-            if (f != NULL)
-                send_locked(io, f, n);
+            if (f != NULL && !io->closed && wire_send(io->sock, f, n) < 0)
+                log_msg("iopub: send failed: %s", zmq_strerror(errno));
             wire_frames_free(f, n);
             json_decref(content);
+            if (io->holding) /* the first subscriber: what waited for it follows */
+                release_locked(io, 1);
         }
         zmq_msg_close(&m);
     }
@@ -462,9 +551,20 @@ static void *relay_main(void *arg)
         timeout = relay_flush(io);
         if (atomic_load(&io->stop) && timeout < 0)
             break;
+        pthread_mutex_lock(&io->io_lock);
+        if (io->holding) { /* wake when the hold ends, to drop what it kept */
+            double left = io->hold_until - now_s();
+            long ms = (long)(left * 1000.0) + 1;
+            if (left <= 0)
+                release_locked(io, 0);
+            else if (timeout < 0 || ms < timeout)
+                timeout = ms;
+        }
+        pthread_mutex_unlock(&io->io_lock);
     }
     relay_flush(io);
     pthread_mutex_lock(&io->io_lock);
+    held_free_all(io); /* nobody subscribed before the end */
     int linger = 2000;
     zmq_setsockopt(io->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(io->sock);
@@ -487,6 +587,8 @@ iopub *iopub_start(void *sock, const wire_signer *signer, char *err, size_t errl
     io->sock = sock;
     snprintf(io->topic, sizeof io->topic, "kernel.%.8s.", signer->session);
     io->relay_asleep = 1; /* until its first drain, the relay waits on wake_fd */
+    io->holding = 1;
+    io->hold_until = now_s() + HOLD_S;
     io->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     io->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (io->wake_fd < 0 || io->timer_fd < 0) {

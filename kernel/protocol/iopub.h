@@ -7,7 +7,10 @@
  * consecutive writes, and announcements (status busy, execute_input), held
  * up to 10 ms so that a quick request's messages leave together. The relay
  * thread sends what falls due while nobody else publishes, and answers each
- * subscription with iopub_welcome.
+ * subscription with iopub_welcome. What is published before anyone has
+ * subscribed is held for the first subscriber (up to 10 s after the start
+ * and 16 MiB), so a client that executes before its SUB socket has joined
+ * loses nothing.
  */
 #ifndef PYROMETER_IOPUB_H
 #define PYROMETER_IOPUB_H

@@ -268,6 +268,57 @@ def test_iopub_welcome_on_subscribe(kernel):
         sub.close(0)
 
 
+def iopub_frames(sub, timeout_ms=5000):
+    """(msg_type, parent msg_id, content) of each message until none comes
+    for timeout_ms, as a raw SUB socket receives them."""
+    got = []
+    while sub.poll(timeout_ms):
+        frames = sub.recv_multipart()
+        i = frames.index(b"<IDS|MSG>")
+        header, parent = json.loads(frames[i + 2]), json.loads(frames[i + 3])
+        got.append((header["msg_type"], parent.get("msg_id"), json.loads(frames[i + 5])))
+        timeout_ms = 500
+    return got
+
+
+def test_output_waits_for_the_first_subscriber():
+    """A client that executes as soon as the kernel answers, before its SUB
+    socket has joined IOPub (`jupyter run` does: it waited for ever when
+    the output had gone out to nobody), still gets the cell's messages,
+    after its iopub_welcome."""
+    km = KernelManager(kernel_name="pyrometer")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels(iopub=False, stdin=False, hb=False)
+    sub = None
+    try:
+        msg_id = kc.execute("print('before anyone listened')")
+        reply = kc.get_shell_msg(timeout=20)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+        info = km.get_connection_info()
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        got = iopub_frames(sub)
+        assert got[0] == ("iopub_welcome", None, {"subscription": ""})
+        mine = [(t, c) for t, parent, c in got if parent == msg_id]
+        assert [t for t, c in mine] == ["status", "execute_input", "stream", "status"]
+        assert mine[0][1] == {"execution_state": "busy"}
+        assert mine[2][1] == {"name": "stdout", "text": "before anyone listened\n"}
+        assert mine[3][1] == {"execution_state": "idle"}
+        # later messages go straight out, once each
+        msg_id = kc.execute("print('after')")
+        kc.get_shell_msg(timeout=20)
+        later = [(t, c) for t, parent, c in iopub_frames(sub) if parent == msg_id]
+        assert [t for t, c in later] == ["status", "execute_input", "stream", "status"]
+    finally:
+        if sub is not None:
+            sub.close(0)
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def announcements_while_running(kc, msg_id, seconds=0.8):
     """What iopub brings for msg_id within seconds (statuses by state),
     asserting that its reply has not come meanwhile."""
