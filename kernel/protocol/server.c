@@ -429,23 +429,29 @@ void server_sync_fds(server *s)
 
 /* ---- start, run, stop ----------------------------------------------------- */
 
-static void *try_sched_batch(void *arg)
+/* libzmq's I/O thread should never preempt the thread that woke it: the
+ * busy, reply and idle of a request then leave in one go, not one context
+ * switch each (SCHED_BATCH: no wake-up preemption). libzmq starts its
+ * threads with the first socket, and a new thread inherits its creator's
+ * policy; so the calling thread takes SCHED_BATCH just around that first
+ * socket (see server_start). ZMQ_THREAD_SCHED_POLICY would do the same but
+ * aborts the process where the policy is refused (a seccomp filter), and
+ * asking first cost a thread of its own at every start. Returns the
+ * policy to restore, or -1 if nothing changed. */
+static int sched_batch_begin(void)
 {
-    struct sched_param sp = {0};
-    *(int *)arg = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-    return NULL;
+    struct sched_param sp = {0}, old_sp;
+    int old = SCHED_OTHER;
+    if (pthread_getschedparam(pthread_self(), &old, &old_sp) != 0 || old != SCHED_OTHER)
+        return -1; /* a policy someone chose on purpose: keep it */
+    return pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) == 0 ? old : -1;
 }
 
-/* 1 if a thread may switch itself to SCHED_BATCH here (a seccomp filter or
- * another OS may refuse); tried on a thread that ends at once. */
-static int sched_batch_allowed(void)
+static void sched_batch_end(int old)
 {
-    pthread_t t;
-    int rc = -1;
-    if (pthread_create(&t, NULL, try_sched_batch, &rc) != 0)
-        return 0;
-    pthread_join(t, NULL);
-    return rc == 0;
+    struct sched_param sp = {0};
+    if (old >= 0 && pthread_setschedparam(pthread_self(), old, &sp) != 0)
+        log_msg("cannot restore the main thread's scheduling policy");
 }
 
 static void *make_socket(server *s, int type, const connection *c, int port, char *err,
@@ -510,18 +516,13 @@ server *server_start(const connection *conn, wire_signer *signer, server_handler
     s->cap_fd[0] = s->cap_fd[1] = -1;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->ctx = zmq_ctx_new();
-    /* libzmq's I/O thread never preempts the thread that woke it: the
-     * busy, reply and idle of a request then leave in one go, not one
-     * context switch each (SCHED_BATCH: no wake-up preemption). libzmq
-     * aborts if it cannot apply the policy, so ask only where it can. */
-    if (s->ctx != NULL && sched_batch_allowed() &&
-        zmq_ctx_set(s->ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH) < 0)
-        log_msg("zmq: cannot make the I/O thread SCHED_BATCH: %s", zmq_strerror(errno));
     if (s->wake_fd < 0 || s->ctx == NULL || pipe2(s->sig_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, errlen, "cannot create zmq context or eventfd");
         goto error;
     }
+    int batch = sched_batch_begin(); /* libzmq's threads start with the first socket */
     s->shell = make_socket(s, ZMQ_ROUTER, conn, conn->shell_port, err, errlen);
+    sched_batch_end(batch);
     if (!s->shell)
         goto error;
     s->control = make_socket(s, ZMQ_ROUTER, conn, conn->control_port, err, errlen);

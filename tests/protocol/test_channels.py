@@ -268,6 +268,31 @@ def test_iopub_welcome_on_subscribe(kernel):
         sub.close(0)
 
 
+def thread_policies(pid):
+    """{thread name: set of scheduling policies} of pid's threads (stat field 41)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out.setdefault(name, set()).add(int(fields[41 - 3]))
+    return out
+
+
+def test_zmq_threads_are_sched_batch_and_the_main_thread_is_not(kernel):
+    """libzmq's threads run SCHED_BATCH (they never preempt the thread that
+    woke them), taken from the main thread around the first socket; the
+    main thread, which runs the cells, is back to SCHED_OTHER."""
+    km, kc = kernel
+    pid = km.provisioner.process.pid
+    policies = thread_policies(pid)
+    assert policies["ZMQbg/IO/0"] == {os.SCHED_BATCH}
+    assert policies["ZMQbg/Reaper"] == {os.SCHED_BATCH}
+    with open(f"/proc/{pid}/stat") as f:  # the main thread
+        assert int(f.read().rsplit(")", 1)[1].split()[41 - 3]) == os.SCHED_OTHER
+
+
 def iopub_frames(sub, timeout_ms=5000):
     """(msg_type, parent msg_id, content) of each message until none comes
     for timeout_ms, as a raw SUB socket receives them."""
