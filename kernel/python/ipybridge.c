@@ -207,6 +207,30 @@ int ipybridge_has_magic(const char *name, int cell)
     return in_list(cell ? cell_magics : line_magics, name);
 }
 
+/* 1 when IPython is up or can be imported here: found by importlib without
+ * importing it (a module set to None in sys.modules, as a test does, counts
+ * as missing). Never raises. */
+static int ipython_findable(void)
+{
+    if (the_shell != NULL)
+        return 1;
+    PyObject *util = PyImport_ImportModule("importlib.util");
+    PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "s", "IPython") : NULL;
+    Py_XDECREF(util);
+    if (spec == NULL)
+        PyErr_Clear();
+    int have = spec != NULL && spec != Py_None;
+    Py_XDECREF(spec);
+    return have;
+}
+
+int ipybridge_automagic(const char *name)
+{
+    if (!ipybridge_has_magic(name, 0))
+        return 0;
+    return ipython_findable();
+}
+
 /* ---- what the shell's parts publish through --------------------------------- */
 
 /* DisplayPublisher.publish(data, metadata=None, source=None, *,
@@ -713,17 +737,8 @@ static int append_names(PyObject **text, const char *const *list, const char *si
 
 PyObject *ipybridge_magics_text(void)
 {
-    if (the_shell == NULL) {
-        PyObject *util = PyImport_ImportModule("importlib.util");
-        PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "s", "IPython") : NULL;
-        Py_XDECREF(util);
-        if (spec == NULL)
-            PyErr_Clear();
-        int have = spec != NULL && spec != Py_None;
-        Py_XDECREF(spec);
-        if (!have)
-            return PyUnicode_FromString("");
-    }
+    if (!ipython_findable())
+        return PyUnicode_FromString("");
     PyObject *text = PyUnicode_FromString(
         the_shell ? "\nIPython's line magics (IPython is loaded):\n"
                   : "\nIPython's line magics (IPython is loaded on first use):\n");

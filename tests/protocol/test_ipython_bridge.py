@@ -215,6 +215,34 @@ def test_debug_post_mortem(kc):
     assert "*** Oldest frame" in plain or frames[-1] != frames[0], plain
 
 
+def test_automagic_of_ipython_magics(fresh_kernel, tmp_path):
+    """A one-line cell that starts with the name of one of IPython's line
+    magics runs it, as IPython's automagic does (bringing IPython in),
+    unless a variable shadows the name."""
+    km, kc = fresh_kernel
+    (tmp_path / "auto.py").write_text("print('auto ran', 6 * 7)\n")
+    ok(kc, f"import os; os.chdir({str(tmp_path)!r})")
+    assert not ipython_loaded(kc)
+    assert stdout_of(ok(kc, "run auto.py")) == "auto ran 42\n"
+    assert ipython_loaded(kc)
+    assert stdout_of(ok(kc, "xmode Minimal")) == "Exception reporting mode: Minimal\n"
+    assert stdout_of(ok(kc, "xmode Context")) == "Exception reporting mode: Context\n"
+    out = stdout_of(ok(kc, "pip --version"))
+    assert re.search(r"^pip \d+\.\d+", out, re.M), out
+    ok(kc, "run = 'mine'")
+    assert value(kc, "run") == "'mine'"
+    reply, _ = execute(kc, "run auto.py")
+    assert reply["content"]["ename"] == "SyntaxError"
+
+
+def test_no_automagic_of_ipython_magics_without_ipython(fresh_kernel):
+    km, kc = fresh_kernel
+    ok(kc, "import sys; sys.modules['IPython'] = None  # as if IPython were not installed")
+    reply, _ = execute(kc, "xmode")
+    assert reply["content"]["ename"] == "NameError"
+    assert reply["content"]["evalue"] == "name 'xmode' is not defined"
+
+
 def test_usage_error_of_an_ipython_magic(kc):
     reply, msgs = execute(kc, "%history --no-such-option")
     c = reply["content"]
