@@ -11,7 +11,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import python_version
+from pyrometer_testing import python_version, start_kernel
 
 pytest.importorskip("IPython")
 
@@ -99,6 +99,35 @@ def test_history(kc):
     assert lines[-1].endswith("%history -n")
     assert re.match(r"\s*(\d+):", lines[-1]).group(1) == str(count - 1)
     assert "marker_b = 2" in stdout_of(ok(kc, "%hist"))
+
+
+def test_history_of_earlier_sessions(tmp_path):
+    """%history -l and -g and ~1/ ranges read earlier sessions from the
+    kernel's own database, as ipykernel's read IPython's; the current
+    cell's input is there too."""
+    env = dict(os.environ, PYROMETER_HISTORY=str(tmp_path / "history.sqlite"))
+    km, kc = start_kernel(env=env)
+    try:
+        ok(kc, "earlier_a = 'first session'")
+        ok(kc, "earlier_b = 2")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    km, kc = start_kernel(env=env)
+    try:
+        ok(kc, "now_c = 3")
+        # the last 3 inputs before this cell: the other session's, then this one's
+        assert stdout_of(ok(kc, "%history -l 3")) == \
+            "earlier_a = 'first session'\nearlier_b = 2\nnow_c = 3\n"
+        out = stdout_of(ok(kc, "%history -g earlier_"))
+        assert re.fullmatch(r" *(\d+)/1: earlier_a = 'first session'\n *\1/2: earlier_b = 2\n"
+                            r" *3: %history -g earlier_\n", out), out
+        assert stdout_of(ok(kc, "%history ~1/1-2")) == "earlier_a = 'first session'\nearlier_b = 2\n"
+        # the current session still comes from the kernel's In
+        assert stdout_of(ok(kc, "%history -n 1")) == "   1: now_c = 3\n"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def test_capture(kc):
