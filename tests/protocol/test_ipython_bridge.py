@@ -43,15 +43,26 @@ def kc(kernel, tmp_path_factory):
 # ---- a session that never needs IPython --------------------------------------------------
 
 
-def test_plain_session_never_imports_ipython(fresh_kernel):
+def test_plain_session_never_imports_ipython(fresh_kernel, tmp_path):
     km, kc = fresh_kernel
+    ok(kc, f"import os; os.chdir({str(tmp_path)!r})")
     for code in ("x = 1\nx + 1", "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)",
                  "%prun -q fib(8)", "%lprun -f fib fib(5)", "%memit -q x = [0] * 1000",
                  "%time fib(5)", "%timeit -n 1 -r 1 fib(5)", "%lsmagic", "%magic", "%lprun?",
                  "%prun -h", "%cd .", "%env HOME", "%who", "print('hi')",
                  "get_ipython().events.register('post_run_cell', lambda r: None)",
-                 "get_ipython().kernel.implementation", "get_ipython().set_next_input('x')"):
-        execute(kc, code, timeout=60)
+                 "get_ipython().kernel.implementation", "get_ipython().set_next_input('x')",
+                 "?%lprun", "%mprun -f fib fib(3)", "%%mprof\nx = [0] * 1000",
+                 "%prun -q -D fib.prof fib(5)", "%pstats fib.prof", "%sample fib(12)",
+                 "%autosample on", "%autosample off", "pwd", "    y = 1\n    y + 1",
+                 "import asyncio\nawait asyncio.sleep(0)", "asyncio.run(asyncio.sleep(0))",
+                 "get_ipython().object_inspect('fib')", "%colors NoColor", "%colors Linux"):
+        reply, _ = execute(kc, code, timeout=60)
+        assert reply["content"]["status"] == "ok", (code, reply["content"])
+    kc.inspect("%lprun -f", cursor_pos=3)
+    assert kc.get_shell_msg(timeout=10)["content"]["found"] is True
+    kc.complete("fi", cursor_pos=2)
+    assert "fib" in kc.get_shell_msg(timeout=10)["content"]["matches"]
     assert not ipython_loaded(kc)
     reply, _ = execute(kc, "1/0")
     assert reply["content"]["ename"] == "ZeroDivisionError"
@@ -122,7 +133,8 @@ def test_history_of_earlier_sessions(tmp_path):
         out = stdout_of(ok(kc, "%history -g earlier_"))
         assert re.fullmatch(r" *(\d+)/1: earlier_a = 'first session'\n *\1/2: earlier_b = 2\n"
                             r" *3: %history -g earlier_\n", out), out
-        assert stdout_of(ok(kc, "%history ~1/1-2")) == "earlier_a = 'first session'\nearlier_b = 2\n"
+        assert stdout_of(ok(kc, "%history ~1/1-2")) == \
+            "earlier_a = 'first session'\nearlier_b = 2\n"
         # the current session still comes from the kernel's In
         assert stdout_of(ok(kc, "%history -n 1")) == "   1: now_c = 3\n"
     finally:
@@ -160,7 +172,8 @@ def test_shell_cell_magics(kc, magic):
 def test_display_cell_magics(kc, magic, mime, body):
     msgs = ok(kc, f"%%{magic}\n{body}")
     [d] = of_type(msgs, "display_data")
-    assert body.split()[0][:10] in d["content"]["data"][mime]
+    assert d["content"]["data"][mime] == body
+    assert of_type(msgs, "execute_result") == [] and stdout_of(msgs) == ""
 
 
 def test_config(kc):
@@ -302,11 +315,18 @@ def test_own_magics_stay_native(kc):
     assert "<table" in d["content"]["data"]["text/html"]  # pyrometer's report, not IPython's
     out = stdout_of(ok(kc, "%time f(10)"))
     assert re.match(r"CPU times: user .*\nWall time: ", out), out
+    # the kernel's %timeit and %%timeit, whose -o result is the kernel's type
+    ok(kc, "tr = %timeit -o -q -n 1 -r 1 f(10)")
+    assert value(kc, "type(tr).__module__") == "'_pyrometer_kernel'"
+    msgs = ok(kc, "%%timeit -n 1 -r 1\nf(10)")
+    assert re.fullmatch(r"\S+ \S+ ± 0 ns per loop \(mean ± std\. dev\. of 1 run, 1 loop each\)\n",
+                        stdout_of(msgs)), stdout_of(msgs)
     msgs = ok(kc, "%lprun -f f f(10)")
     assert "Function: f at line 1" in of_type(msgs, "display_data")[0]["content"]["data"][
         "text/plain"]
     # IPython's own table holds pyrometer's profilers too
-    assert value(kc, "type(IPython.get_ipython().find_line_magic('prun')).__name__") == \
+    assert value(kc, "import IPython\n"
+                     "type(IPython.get_ipython().find_line_magic('prun')).__name__") == \
         "'_IPythonMagic'"
 
 
