@@ -190,6 +190,26 @@ def test_xmode(kc):
     assert stdout_of(ok(kc, "%xmode Context")) == "Exception reporting mode: Context\n"
 
 
+def test_conda_is_ipythons(kc):
+    """Outside a conda environment, IPython's %conda refuses, as under
+    ipykernel (forky and Debian have no conda)."""
+    reply, msgs = execute(kc, "%conda --version")
+    c = reply["content"]
+    assert (c["ename"], c["evalue"]) == (
+        "ValueError", "The python kernel does not appear to be a conda environment.  "
+        "Please use ``%pip install`` instead.")
+
+
+def test_await_and_asyncio_run_once_ipython_is_in(kc):
+    ok(kc, "%xmode Context")
+    msgs = ok(kc, "import asyncio\nasync def agen():\n    yield 1\n    yield 2\n"
+                  "async for i in agen():\n    print(i)\nawait asyncio.sleep(0, 'awaited')")
+    assert stdout_of(msgs) == "1\n2\n"
+    assert [m["content"]["data"]["text/plain"] for m in of_type(msgs, "execute_result")] == \
+        ["'awaited'"]
+    assert value(kc, "asyncio.run(asyncio.sleep(0, 'ran'))") == "'ran'"
+
+
 def test_env_is_native(kc):
     ok(kc, "%env BRIDGE_TEST=on")
     assert value(kc, "os.environ['BRIDGE_TEST']") == "'on'"
