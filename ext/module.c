@@ -102,11 +102,16 @@ static PyObject *ipm_call(IPythonMagic *self, PyObject *args, PyObject *kwargs)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "U|O:magic", kwlist, &line, &cell))
         return NULL;
-    if (cell == Py_None && help_asked(line)) { /* %lprun -h: the help */
+    if (cell == Py_None && help_asked(line)) { /* %lprun -h: the help, as the kernel prints it */
         PyObject *builtins = PyImport_ImportModule("builtins");
-        PyObject *r =
-            builtins && self->doc ? PyObject_CallMethod(builtins, "print", "O", self->doc) : NULL;
+        PyObject *print = builtins && self->doc ? PyObject_GetAttrString(builtins, "print") : NULL;
+        PyObject *pargs = print ? PyTuple_Pack(1, self->doc) : NULL;
+        PyObject *kw = pargs ? Py_BuildValue("{s:s}", "end", "") : NULL; /* the text ends in \n */
+        PyObject *r = kw ? PyObject_Call(print, pargs, kw) : NULL;
         Py_XDECREF(builtins);
+        Py_XDECREF(print);
+        Py_XDECREF(pargs);
+        Py_XDECREF(kw);
         if (r == NULL && !PyErr_Occurred())
             Py_RETURN_NONE;
         return r;

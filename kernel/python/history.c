@@ -34,6 +34,7 @@ static sqlite3_stmt *ins_output; /* owned: INSERT of one output (writer thread) 
 static sqlite3_int64 session;    /* this kernel's session number */
 static long n_cmds;              /* inputs stored in this session (main thread) */
 static int write_failed;         /* a write failed: logged once (writer thread) */
+static char db_file[4096];       /* the open file's path; "" when in memory or closed */
 
 /* One row to write. */
 typedef struct job {
@@ -112,6 +113,7 @@ static void close_db(void)
     ins_input = ins_output = NULL;
     sqlite3_close(db);
     db = NULL;
+    db_file[0] = '\0';
 }
 
 /* Opens path, sets it up and starts a session. Returns SQLITE_OK, or an
@@ -137,6 +139,7 @@ static int open_at(const char *path)
     if (rc != SQLITE_OK)
         goto error;
     session = sqlite3_last_insert_rowid(db);
+    snprintf(db_file, sizeof db_file, "%s", strcmp(path, ":memory:") == 0 ? "" : path);
     rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)", -1,
                             &ins_input, NULL);
     if (rc == SQLITE_OK)
@@ -345,6 +348,14 @@ void history_sync(void)
     pthread_mutex_lock(&q_lock);
     flush_locked();
     pthread_mutex_unlock(&q_lock);
+}
+
+const char *history_file(long long *session_number)
+{
+    if (db == NULL || db_file[0] == '\0')
+        return NULL;
+    *session_number = session;
+    return db_file;
 }
 
 void history_catch_up(void)

@@ -26,6 +26,10 @@ void history_sync(void);
  * of its last 50 ms and the running cell. Main thread. */
 void history_catch_up(void);
 
+/* The database file and this kernel's session number in it, or NULL when
+ * the history is kept in memory (or closed). Main thread. */
+const char *history_file(long long *session_number);
+
 /* Returns a new history_reply content for a history_request content. */
 json_t *history_reply(json_t *request);
 

@@ -1243,7 +1243,8 @@ static const char *const keywords[] = {
 };
 
 /* transform_magic_fn for automagic, as IPython decides it: name is a line
- * magic, and no variable, builtin or keyword of that name shadows it.
+ * magic (the kernel's own, or IPython's where IPython can be imported), and
+ * no variable, builtin or keyword of that name shadows it.
  * GIL held; never raises. */
 static int automagic_ok(const char *name, size_t len, void *arg)
 {
@@ -1266,7 +1267,7 @@ static int automagic_ok(const char *name, size_t len, void *arg)
     Py_XDECREF(key);
     if (found < 0)
         PyErr_Clear();
-    return found == 1;
+    return found == 1 || (found == 0 && ipybridge_automagic(buf));
 }
 
 /* Evaluates user_expressions: {name: {status, data, metadata} | error}. */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "history.h"
 #include "interp.h"
 #include "session.h"
 #include "stdmagics_hooks.h"
@@ -205,6 +206,30 @@ int ipybridge_has_magic(const char *name, int cell)
         return fn != NULL;
     }
     return in_list(cell ? cell_magics : line_magics, name);
+}
+
+/* 1 when IPython is up or can be imported here: found by importlib without
+ * importing it (a module set to None in sys.modules, as a test does, counts
+ * as missing). Never raises. */
+static int ipython_findable(void)
+{
+    if (the_shell != NULL)
+        return 1;
+    PyObject *util = PyImport_ImportModule("importlib.util");
+    PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "s", "IPython") : NULL;
+    Py_XDECREF(util);
+    if (spec == NULL)
+        PyErr_Clear();
+    int have = spec != NULL && spec != Py_None;
+    Py_XDECREF(spec);
+    return have;
+}
+
+int ipybridge_automagic(const char *name)
+{
+    if (!ipybridge_has_magic(name, 0))
+        return 0;
+    return ipython_findable();
 }
 
 /* ---- what the shell's parts publish through --------------------------------- */
@@ -414,8 +439,51 @@ done:
     return rc;
 }
 
+/* Earlier sessions (%history -l and -g, ranges such as ~1/1-5) come from
+ * the kernel's own database, which has IPython's shape: the history
+ * manager gets a read-only connection to it and the kernel's session
+ * number. It stays disabled, so it never writes. Where the kernel keeps its
+ * history in memory or the file cannot be opened, IPython's DummyDB stays
+ * and those options find nothing. Never raises. */
+static void share_history_db(PyObject *hm)
+{
+    long long session;
+    const char *file = history_file(&session);
+    if (file == NULL)
+        return;
+    PyObject *os_path = PyImport_ImportModule("os.path");
+    PyObject *abs = os_path ? PyObject_CallMethod(os_path, "abspath", "s", file) : NULL;
+    PyObject *pathlib = abs ? PyImport_ImportModule("pathlib") : NULL;
+    PyObject *path = pathlib ? PyObject_CallMethod(pathlib, "Path", "O", abs) : NULL;
+    PyObject *uri = path ? PyObject_CallMethod(path, "as_uri", NULL) : NULL;
+    PyObject *ro = uri ? PyUnicode_FromFormat("%U?mode=ro", uri) : NULL;
+    PyObject *sqlite3 = ro ? PyImport_ImportModule("sqlite3") : NULL;
+    PyObject *connect = sqlite3 ? PyObject_GetAttrString(sqlite3, "connect") : NULL;
+    PyObject *args = connect ? PyTuple_Pack(1, ro) : NULL;
+    PyObject *kw =
+        args ? Py_BuildValue("{s:O, s:O}", "uri", Py_True, "check_same_thread", Py_False) : NULL;
+    PyObject *conn = kw ? PyObject_Call(connect, args, kw) : NULL;
+    PyObject *num = conn ? PyLong_FromLongLong(session) : NULL;
+    if (num == NULL || PyObject_SetAttrString(hm, "session_number", num) < 0 ||
+        PyObject_SetAttrString(hm, "db", conn) < 0)
+        PyErr_Clear();
+    Py_XDECREF(os_path);
+    Py_XDECREF(abs);
+    Py_XDECREF(pathlib);
+    Py_XDECREF(path);
+    Py_XDECREF(uri);
+    Py_XDECREF(ro);
+    Py_XDECREF(sqlite3);
+    Py_XDECREF(connect);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(conn);
+    Py_XDECREF(num);
+}
+
 /* IPython's history manager reads the kernel's In and Out, so %history,
- * %rerun, %save, %macro and %recall see this session's cells. Its own SQLite
+ * %rerun, %save, %macro and %recall see this session's cells, and the
+ * kernel's database for earlier ones (share_history_db). Its own SQLite
  * file stays off (HistoryManager.enabled = False at start-up). */
 static int share_history(PyObject *shell, PyObject *saved)
 {
@@ -428,6 +496,7 @@ static int share_history(PyObject *shell, PyObject *saved)
                 PyObject_SetAttrString(hm, "input_hist_raw", in) < 0)) ||
         (out && PyObject_SetAttrString(hm, "output_hist", out) < 0))
         goto done;
+    share_history_db(hm);
     rc = 0;
 done:
     Py_DECREF(hm);
@@ -662,6 +731,12 @@ PyObject *ipybridge_run_magic(const char *name, PyObject *line, PyObject *cell)
         return NULL;
     }
     sync_count();
+    /* The magics that read the database find this cell's input there, as
+     * IPython's own history manager writes it out before it reads. */
+    static const char *const readers[] = {"history", "hist", "rerun", "recall", "rep",      "save",
+                                          "macro",   "load", "edit",  "ed",     "pastebin", NULL};
+    if (cell == NULL && in_list(readers, name))
+        history_sync();
     if (cell != NULL)
         return PyObject_CallMethod(the_shell, "run_cell_magic", "sOO", name, line, cell);
     return PyObject_CallMethod(the_shell, "run_line_magic", "sO", name, line);
@@ -713,17 +788,8 @@ static int append_names(PyObject **text, const char *const *list, const char *si
 
 PyObject *ipybridge_magics_text(void)
 {
-    if (the_shell == NULL) {
-        PyObject *util = PyImport_ImportModule("importlib.util");
-        PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "s", "IPython") : NULL;
-        Py_XDECREF(util);
-        if (spec == NULL)
-            PyErr_Clear();
-        int have = spec != NULL && spec != Py_None;
-        Py_XDECREF(spec);
-        if (!have)
-            return PyUnicode_FromString("");
-    }
+    if (!ipython_findable())
+        return PyUnicode_FromString("");
     PyObject *text = PyUnicode_FromString(
         the_shell ? "\nIPython's line magics (IPython is loaded):\n"
                   : "\nIPython's line magics (IPython is loaded on first use):\n");

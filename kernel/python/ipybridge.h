@@ -20,6 +20,14 @@ int ipybridge_active(void);
  * raises. GIL held. */
 int ipybridge_has_magic(const char *name, int cell);
 
+/* 1 when a one-line cell that starts with name (unbound, not the kernel's
+ * own magic) should run as IPython's line magic %name, as IPython's
+ * automagic does: IPython has that magic (ipybridge_has_magic) and is up or
+ * can be imported here. Where it cannot, 0, so the name stays a NameError
+ * rather than a message about installing IPython. Imports nothing before
+ * the bridge is up; never raises. GIL held. */
+int ipybridge_automagic(const char *name);
+
 /* Brings IPython's shell up if it is not (about 0.3 s and 30 MiB, once).
  * Returns it (borrowed), or NULL with an exception set (ImportError when
  * IPython is not installed). GIL held. */

@@ -99,18 +99,29 @@ def test_sample_and_autosample_in_ipykernel(ipk):
 
 
 def test_magic_help_is_pyrometers(ipk):
-    """%lprun? under ipykernel shows the help the kernel shows, not the
-    wrapper type's docstring; %lprun -h prints it."""
+    """%lprun?, ?%lprun, Shift-Tab and %lprun -h under ipykernel show the
+    help the kernel shows (pyrometer.MAGIC_HELP), not the wrapper type's
+    docstring."""
     run_ok(ipk, "%load_ext pyrometer")
     run_ok(ipk, "import pyrometer")
-    reply, msgs = execute(ipk, "%lprun?", timeout=60)
-    [p] = reply["content"]["payload"]
-    text = p["data"]["text/plain"]
-    assert "A pyrometer magic bound to an IPython shell" not in text
-    assert "Profile chosen functions line by line: hits and time per line." in text
-    assert re.search(r"-f FUNC +profile this function", text), text
+    msgs = run_ok(ipk, "print(pyrometer.MAGIC_HELP['lprun'], end='')")
+    expected = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
+    assert expected.startswith("%lprun [-f func]") and "\nExample:\n  %lprun " in expected
+    assert re.search(r"-f FUNC +profile this function", expected), expected
+    pages = []
+    for code in ("%lprun?", "?%lprun"):
+        reply, msgs = execute(ipk, code, timeout=60)
+        [p] = reply["content"]["payload"]
+        pages.append(re.sub(r"\x1b\[[0-9;]*m", "", p["data"]["text/plain"]))
+    assert pages[0] == pages[1]
+    assert "A pyrometer magic bound to an IPython shell" not in pages[0]
+    # IPython's page: the docstring whole (its final newline dropped)
+    assert "Docstring:\n" + expected.rstrip("\n") + "\n" in pages[0] + "\n", pages[0]
+    ipk.inspect("%lprun -f", cursor_pos=3, detail_level=0)
+    reply = ipk.get_shell_msg(timeout=10)
+    assert reply["content"]["found"] is True
+    tip = re.sub(r"\x1b\[[0-9;]*m", "", reply["content"]["data"]["text/plain"])
+    assert expected.rstrip("\n") in tip, tip
     msgs = run_ok(ipk, "%lprun -h")
     out = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
-    msgs = run_ok(ipk, "print(pyrometer.MAGIC_HELP['lprun'])")
-    expected = "".join(m["content"]["text"] for m in of_type(msgs, "stream"))
-    assert out == expected and out.startswith("%lprun [-f func]")
+    assert out == expected

@@ -688,6 +688,22 @@ def test_ipython_statement_error(ipy):
     assert sys.gettrace() is None
 
 
+@pytest.mark.parametrize("name", ["prun", "pstats", "lprun", "memit", "mprun", "sample",
+                                  "autosample"])
+def test_ipython_help_is_the_kernels(ipy, pyrometer, capsys, name):
+    """In IPython with %load_ext pyrometer, %name?, ?%name (IPython's
+    inspector) and %name -h give pyrometer's help, the text the kernel shows."""
+    text = pyrometer.MAGIC_HELP[name]
+    assert text.startswith("%" + name + " ") and "\nOptions:\n" in text and "\nExample:\n" in text
+    assert ipy.find_line_magic(name).__doc__ == text
+    assert ipy.object_inspect("%" + name)["docstring"] == text.rstrip("\n")
+    for query in ("%" + name + "?", "?%" + name):
+        assert ipy.transform_cell(query) == \
+            "get_ipython().run_line_magic('pinfo', '%%%s')\n" % name
+    ipy.run_line_magic(name, "-h")
+    assert capsys.readouterr().out == text
+
+
 # ---- through the kernel (pyrometer-kernel, driven by jupyter_client) -------------
 
 KERNEL_CELL = '''\

@@ -11,7 +11,13 @@ import pytest
 
 from kernel_util import execute, of_type, stdout_of
 
-pytest.importorskip("comm")  # the kernel's Python must have it too (python3-comm)
+
+@pytest.fixture(scope="module")
+def kernel(kernel):
+    """The module's kernel, for the tests that need the comm package (the
+    kernel's Python must have it too: python3-comm)."""
+    pytest.importorskip("comm")
+    return kernel
 
 
 def ok(kc, code):

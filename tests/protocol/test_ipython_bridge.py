@@ -11,7 +11,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import python_version
+from pyrometer_testing import python_version, start_kernel
 
 pytest.importorskip("IPython")
 
@@ -43,15 +43,26 @@ def kc(kernel, tmp_path_factory):
 # ---- a session that never needs IPython --------------------------------------------------
 
 
-def test_plain_session_never_imports_ipython(fresh_kernel):
+def test_plain_session_never_imports_ipython(fresh_kernel, tmp_path):
     km, kc = fresh_kernel
+    ok(kc, f"import os; os.chdir({str(tmp_path)!r})")
     for code in ("x = 1\nx + 1", "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)",
                  "%prun -q fib(8)", "%lprun -f fib fib(5)", "%memit -q x = [0] * 1000",
                  "%time fib(5)", "%timeit -n 1 -r 1 fib(5)", "%lsmagic", "%magic", "%lprun?",
                  "%prun -h", "%cd .", "%env HOME", "%who", "print('hi')",
                  "get_ipython().events.register('post_run_cell', lambda r: None)",
-                 "get_ipython().kernel.implementation", "get_ipython().set_next_input('x')"):
-        execute(kc, code, timeout=60)
+                 "get_ipython().kernel.implementation", "get_ipython().set_next_input('x')",
+                 "?%lprun", "%mprun -f fib fib(3)", "%%mprof\nx = [0] * 1000",
+                 "%prun -q -D fib.prof fib(5)", "%pstats fib.prof", "%sample fib(12)",
+                 "%autosample on", "%autosample off", "pwd", "    y = 1\n    y + 1",
+                 "import asyncio\nawait asyncio.sleep(0)", "asyncio.run(asyncio.sleep(0))",
+                 "get_ipython().object_inspect('fib')", "%colors NoColor", "%colors Linux"):
+        reply, _ = execute(kc, code, timeout=60)
+        assert reply["content"]["status"] == "ok", (code, reply["content"])
+    kc.inspect("%lprun -f", cursor_pos=3)
+    assert kc.get_shell_msg(timeout=10)["content"]["found"] is True
+    kc.complete("fi", cursor_pos=2)
+    assert "fib" in kc.get_shell_msg(timeout=10)["content"]["matches"]
     assert not ipython_loaded(kc)
     reply, _ = execute(kc, "1/0")
     assert reply["content"]["ename"] == "ZeroDivisionError"
@@ -101,6 +112,36 @@ def test_history(kc):
     assert "marker_b = 2" in stdout_of(ok(kc, "%hist"))
 
 
+def test_history_of_earlier_sessions(tmp_path):
+    """%history -l and -g and ~1/ ranges read earlier sessions from the
+    kernel's own database, as ipykernel's read IPython's; the current
+    cell's input is there too."""
+    env = dict(os.environ, PYROMETER_HISTORY=str(tmp_path / "history.sqlite"))
+    km, kc = start_kernel(env=env)
+    try:
+        ok(kc, "earlier_a = 'first session'")
+        ok(kc, "earlier_b = 2")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    km, kc = start_kernel(env=env)
+    try:
+        ok(kc, "now_c = 3")
+        # the last 3 inputs before this cell: the other session's, then this one's
+        assert stdout_of(ok(kc, "%history -l 3")) == \
+            "earlier_a = 'first session'\nearlier_b = 2\nnow_c = 3\n"
+        out = stdout_of(ok(kc, "%history -g earlier_"))
+        assert re.fullmatch(r" *(\d+)/1: earlier_a = 'first session'\n *\1/2: earlier_b = 2\n"
+                            r" *3: %history -g earlier_\n", out), out
+        assert stdout_of(ok(kc, "%history ~1/1-2")) == \
+            "earlier_a = 'first session'\nearlier_b = 2\n"
+        # the current session still comes from the kernel's In
+        assert stdout_of(ok(kc, "%history -n 1")) == "   1: now_c = 3\n"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_capture(kc):
     msgs = ok(kc, "%%capture cap\nprint('captured text')\n"
                   "from IPython.display import HTML\ndisplay(HTML('<b>captured</b>'))\n")
@@ -131,7 +172,8 @@ def test_shell_cell_magics(kc, magic):
 def test_display_cell_magics(kc, magic, mime, body):
     msgs = ok(kc, f"%%{magic}\n{body}")
     [d] = of_type(msgs, "display_data")
-    assert body.split()[0][:10] in d["content"]["data"][mime]
+    assert d["content"]["data"][mime] == body
+    assert of_type(msgs, "execute_result") == [] and stdout_of(msgs) == ""
 
 
 def test_config(kc):
@@ -146,6 +188,26 @@ def test_xmode(kc):
     assert stdout_of(ok(kc, "%xmode Minimal")) == "Exception reporting mode: Minimal\n"
     assert value(kc, "get_ipython().InteractiveTB.mode") == "'Minimal'"
     assert stdout_of(ok(kc, "%xmode Context")) == "Exception reporting mode: Context\n"
+
+
+def test_conda_is_ipythons(kc):
+    """Outside a conda environment, IPython's %conda refuses, as under
+    ipykernel (forky and Debian have no conda)."""
+    reply, msgs = execute(kc, "%conda --version")
+    c = reply["content"]
+    assert (c["ename"], c["evalue"]) == (
+        "ValueError", "The python kernel does not appear to be a conda environment.  "
+        "Please use ``%pip install`` instead.")
+
+
+def test_await_and_asyncio_run_once_ipython_is_in(kc):
+    ok(kc, "%xmode Context")
+    msgs = ok(kc, "import asyncio\nasync def agen():\n    yield 1\n    yield 2\n"
+                  "async for i in agen():\n    print(i)\nawait asyncio.sleep(0, 'awaited')")
+    assert stdout_of(msgs) == "1\n2\n"
+    assert [m["content"]["data"]["text/plain"] for m in of_type(msgs, "execute_result")] == \
+        ["'awaited'"]
+    assert value(kc, "asyncio.run(asyncio.sleep(0, 'ran'))") == "'ran'"
 
 
 def test_env_is_native(kc):
@@ -215,6 +277,34 @@ def test_debug_post_mortem(kc):
     assert "*** Oldest frame" in plain or frames[-1] != frames[0], plain
 
 
+def test_automagic_of_ipython_magics(fresh_kernel, tmp_path):
+    """A one-line cell that starts with the name of one of IPython's line
+    magics runs it, as IPython's automagic does (bringing IPython in),
+    unless a variable shadows the name."""
+    km, kc = fresh_kernel
+    (tmp_path / "auto.py").write_text("print('auto ran', 6 * 7)\n")
+    ok(kc, f"import os; os.chdir({str(tmp_path)!r})")
+    assert not ipython_loaded(kc)
+    assert stdout_of(ok(kc, "run auto.py")) == "auto ran 42\n"
+    assert ipython_loaded(kc)
+    assert stdout_of(ok(kc, "xmode Minimal")) == "Exception reporting mode: Minimal\n"
+    assert stdout_of(ok(kc, "xmode Context")) == "Exception reporting mode: Context\n"
+    out = stdout_of(ok(kc, "pip --version"))
+    assert re.search(r"^pip \d+\.\d+", out, re.M), out
+    ok(kc, "run = 'mine'")
+    assert value(kc, "run") == "'mine'"
+    reply, _ = execute(kc, "run auto.py")
+    assert reply["content"]["ename"] == "SyntaxError"
+
+
+def test_no_automagic_of_ipython_magics_without_ipython(fresh_kernel):
+    km, kc = fresh_kernel
+    ok(kc, "import sys; sys.modules['IPython'] = None  # as if IPython were not installed")
+    reply, _ = execute(kc, "xmode")
+    assert reply["content"]["ename"] == "NameError"
+    assert reply["content"]["evalue"] == "name 'xmode' is not defined"
+
+
 def test_usage_error_of_an_ipython_magic(kc):
     reply, msgs = execute(kc, "%history --no-such-option")
     c = reply["content"]
@@ -245,11 +335,18 @@ def test_own_magics_stay_native(kc):
     assert "<table" in d["content"]["data"]["text/html"]  # pyrometer's report, not IPython's
     out = stdout_of(ok(kc, "%time f(10)"))
     assert re.match(r"CPU times: user .*\nWall time: ", out), out
+    # the kernel's %timeit and %%timeit, whose -o result is the kernel's type
+    ok(kc, "tr = %timeit -o -q -n 1 -r 1 f(10)")
+    assert value(kc, "type(tr).__module__") == "'_pyrometer_kernel'"
+    msgs = ok(kc, "%%timeit -n 1 -r 1\nf(10)")
+    assert re.fullmatch(r"\S+ \S+ ± 0 ns per loop \(mean ± std\. dev\. of 1 run, 1 loop each\)\n",
+                        stdout_of(msgs)), stdout_of(msgs)
     msgs = ok(kc, "%lprun -f f f(10)")
     assert "Function: f at line 1" in of_type(msgs, "display_data")[0]["content"]["data"][
         "text/plain"]
     # IPython's own table holds pyrometer's profilers too
-    assert value(kc, "type(IPython.get_ipython().find_line_magic('prun')).__name__") == \
+    assert value(kc, "import IPython\n"
+                     "type(IPython.get_ipython().find_line_magic('prun')).__name__") == \
         "'_IPythonMagic'"
 
 

@@ -52,6 +52,10 @@ def test_profiler_help_lists_every_option(kc, name):
         m = re.search(rf"^  (?:-\w, )?{re.escape(opt)}(?: [A-Z]+)?\s+(\S.*)$", options, re.M)
         assert m and len(m.group(1)) > 10, (opt, options)
     assert "(line, cell, ns, display)" not in text
+    # the text IPython and ipykernel show under %load_ext pyrometer
+    key = name.lstrip("%")
+    reply, msgs = ok(kc, f"import pyrometer\nprint(pyrometer.MAGIC_HELP[{key!r}], end='')")
+    assert stdout_of(msgs) == text
     # the other ways of asking give the same text
     assert page(kc, "?" + sigil) == text
     assert page(kc, sigil + "??") == text

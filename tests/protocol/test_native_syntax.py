@@ -165,7 +165,8 @@ def test_exit_named_but_not_last_does_nothing(kernel):
 
 
 @pytest.mark.skipif(shutil.which("jupyter-console") is None, reason="jupyter-console not installed")
-def test_jupyter_console_quits_on_exit():
+@pytest.mark.parametrize("code", ["exit", "exit()", "quit()"])
+def test_jupyter_console_quits_on_exit(code):
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(shutil.which("jupyter-console"), ["--kernel", "pyrometer", "--simple-prompt"],
                           env=dict(os.environ, TERM="dumb"), encoding="utf-8", timeout=30)
@@ -174,10 +175,11 @@ def test_jupyter_console_quits_on_exit():
         child.sendline("6 * 7")
         child.expect(r"Out\[1\]: 42")
         child.expect(r"In \[2\]: ")
-        child.sendline("exit")
+        child.sendline(code)
         child.expect(pexpect.EOF, timeout=20)
         assert "Shutting down kernel" in child.before
         assert "In [3]" not in child.before
+        assert "SystemExit" not in child.before and "Traceback" not in child.before
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
