@@ -257,10 +257,18 @@ def measure(runs, rounds, tmp):
     names = ("pyrometer", "ipykernel", "echo")
     res = {n: {k: [] for k in ("startup", "first", "lean", "cpu", "jc", "rss", "rss_after")}
            for n in names}
+    res["bare"] = []
     for _ in range(runs):
         for n in names:
             measure_once(n, rounds, tmp, res[n])
-    return {n: {k: statistics.median(v) for k, v in r.items() if v} for n, r in res.items()}
+        # the interpreter alone, which starts every hosted kernel and ipykernel
+        t = time.perf_counter()
+        subprocess.run([PYTHON, "-c", "pass"], check=True)
+        res["bare"].append(time.perf_counter() - t)
+    bare = statistics.median(res.pop("bare"))
+    out = {n: {k: statistics.median(v) for k, v in r.items() if v} for n, r in res.items()}
+    out["bare"] = bare
+    return out
 
 
 def main():
@@ -280,6 +288,10 @@ def main():
     print("| --- | --- | --- | --- |")
     print(f"| start to first kernel_info_reply | {i['startup']*1e3:.0f} ms | {p['startup']*1e3:.1f} ms "
           f"| {p['startup']/i['startup']:.3f} (1/{i['startup']/p['startup']:.0f}) |")
+    b = res["bare"]
+    print(f"| the interpreter alone, `{os.path.basename(PYTHON)} -c pass`, start to exit | "
+          f"{b*1e3:.1f} ms | {b*1e3:.1f} ms | {b/i['startup']:.3f} (1/{i['startup']/b:.0f}) of "
+          f"ipykernel's start: the floor of a hosted kernel's ratio |")
     print(f"| start to first execute_reply | {i['first']*1e3:.0f} ms | {p['first']*1e3:.1f} ms "
           f"| {p['first']/i['first']:.3f} (1/{i['first']/p['first']:.0f}) |")
     print(f"| `pass` round trip, lean raw-zmq client | {i['lean']*1e3:.2f} ms | {p['lean']*1e3:.3f} ms "
