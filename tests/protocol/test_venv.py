@@ -6,6 +6,7 @@ kernel runs in the venv (sys.prefix, sys.executable, site-packages, .pth).
 for an existing install. Slow (it builds the checkout): one venv per module."""
 import json
 import os
+from pathlib import Path
 import subprocess
 import textwrap
 
@@ -114,6 +115,59 @@ def test_kernel_runs_in_venv(venv):
     tmp, v, site = venv
     info = json.loads(run_in_venv(tmp, v, KERNEL_PROBE % "pyrometer", timeout=300))
     check_probe(info, v, site)
+
+
+def probe_wheel(where):
+    """A minimal wheel of one module, pyro_pip_probe, that pip installs with
+    no index and no build backend. Returns its path."""
+    import zipfile
+    name = "pyro_pip_probe-1.0-py3-none-any.whl"
+    files = {"pyro_pip_probe.py": "WHERE = __file__\n",
+             "pyro_pip_probe-1.0.dist-info/METADATA":
+                 "Metadata-Version: 2.1\nName: pyro-pip-probe\nVersion: 1.0\n",
+             "pyro_pip_probe-1.0.dist-info/WHEEL":
+                 "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{n},,\n" for n in files) + "pyro_pip_probe-1.0.dist-info/RECORD,,\n"
+    files["pyro_pip_probe-1.0.dist-info/RECORD"] = record
+    path = where / name
+    with zipfile.ZipFile(path, "w") as z:
+        for n, text in files.items():
+            z.writestr(n, text)
+    return path
+
+
+def test_pip_magic_installs_into_the_venv(venv):
+    """%pip in a kernel of the venv runs the venv's pip (IPython's %pip, the
+    kernel's sys.executable -m pip): the package lands in the venv's
+    site-packages, importable in the next cell, and nowhere else."""
+    tmp, v, site = venv
+    if python_lacks("IPython"):
+        pytest.skip("%%pip is IPython's, which the venv's Python cannot import (%s)"
+                    % python_lacks("IPython"))
+    wheel = probe_wheel(tmp)
+    out = json.loads(run_in_venv(tmp, v, """
+        import json
+        from jupyter_client.manager import start_new_kernel
+        km, kc = start_new_kernel(kernel_name="pyrometer", startup_timeout=60)
+        out = []
+        def hook(m):
+            if m["msg_type"] == "stream":
+                out.append(m["content"]["text"])
+        r1 = kc.execute_interactive("%%pip install --no-index --no-deps %s", output_hook=hook,
+                                    timeout=600)
+        pip_out = "".join(out)
+        out.clear()
+        r2 = kc.execute_interactive("import pyro_pip_probe; print(pyro_pip_probe.WHERE)",
+                                    output_hook=hook, timeout=60)
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        print(json.dumps({"pip": [r1["content"]["status"], pip_out],
+                          "import": [r2["content"]["status"], "".join(out)]}))
+    """ % wheel, timeout=900))
+    assert out["pip"][0] == "ok", out
+    assert "Successfully installed pyro-pip-probe-1.0" in out["pip"][1], out
+    assert out["import"] == ["ok", os.path.join(site, "pyro_pip_probe.py") + "\n"], out
+    assert (Path(site) / "pyro_pip_probe.py").is_file()
 
 
 @pytest.mark.parametrize("how", ["module", "executable"])
