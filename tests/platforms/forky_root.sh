@@ -44,7 +44,15 @@ mount_all() {
     done
     # The checkout appears at its own path inside the root, so several
     # checkouts (worktrees) can use one root at once.
+    # A mount left by an earlier checkout at the same path (removed and
+    # cloned again, as CI does) still shows the removed folder: the build
+    # then fails in a cwd that no longer exists. Such a mount is replaced.
     mkdir -p "$ROOT$SRC"
+    if mountpoint -q "$ROOT$SRC" &&
+        [ "$(stat -c %d:%i "$ROOT$SRC" 2>/dev/null)" != "$(stat -c %d:%i "$SRC")" ]; then
+        echo "forky_root: $ROOT$SRC showed a removed checkout; mounting $SRC again" >&2
+        umount -l "$ROOT$SRC"
+    fi
     mountpoint -q "$ROOT$SRC" || mount --bind "$SRC" "$ROOT$SRC"
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 }
