@@ -240,6 +240,8 @@ static void formatter_failed(const char *method)
 
 PyObject *interp_format(PyObject *obj, PyObject **metadata)
 {
+    if (ipybridge_active())
+        return ipybridge_format(obj, metadata);
     PyObject *data = PyDict_New(), *md = PyDict_New(), *r = NULL;
     if (data == NULL || md == NULL)
         goto error;
@@ -1147,6 +1149,40 @@ error:
     return stmt;
 }
 
+/* 1 when the statement node last, the cell's last, is followed in src by
+ * a semicolon (comments and blank lines aside): IPython's sign that the
+ * cell's value is not shown (`plt.plot(xs);`). 0 if not, -1 with an
+ * exception set. */
+static int ends_with_semicolon(const char *src, PyObject *last)
+{
+    PyObject *ln = PyObject_GetAttrString(last, "end_lineno");
+    PyObject *col = ln ? PyObject_GetAttrString(last, "end_col_offset") : NULL;
+    long line = ln ? PyLong_AsLong(ln) : -1, off = col ? PyLong_AsLong(col) : -1;
+    Py_XDECREF(ln);
+    Py_XDECREF(col);
+    if (PyErr_Occurred())
+        return -1;
+    const char *p = src;
+    for (long i = 1; i < line && p; i++) { /* to the start of the node's last line */
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    if (p == NULL || off < 0 || (size_t)off > strcspn(p, "\n"))
+        return 0; /* positions that do not fit the text: show the value */
+    for (p += off; *p; p++) { /* end_col_offset counts UTF-8 bytes */
+        if (*p == ';')
+            return 1;
+        if (*p == '#') { /* a comment: on to its line's end */
+            p += strcspn(p, "\n");
+            if (*p == '\0')
+                break;
+        } else if (!strchr(" \t\f\r\n\\", *p)) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
 /* Compiles src (already transformed) as a module and runs it in the user
  * namespace; when display_last is set and the last statement is an
  * expression, it runs in 'single' mode so its value reaches the display
@@ -1172,6 +1208,12 @@ static int run_source(const char *src, PyObject *fname, int display_last)
         int is_expr = PyObject_IsInstance(PyList_GET_ITEM(body, n - 1), st.ast_expr);
         if (is_expr < 0)
             goto error;
+        if (is_expr) {
+            is_expr = ends_with_semicolon(src, PyList_GET_ITEM(body, n - 1));
+            if (is_expr < 0)
+                goto error;
+            is_expr = !is_expr;
+        }
         if (is_expr) {
             last = Py_NewRef(PyList_GET_ITEM(body, n - 1));
             if (PyList_SetSlice(body, n - 1, n, NULL) < 0)

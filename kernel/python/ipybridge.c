@@ -679,6 +679,29 @@ PyObject *ipybridge_shell(void)
     return the_shell;
 }
 
+PyObject *ipybridge_format(PyObject *obj, PyObject **metadata)
+{
+    PyObject *fmt = PyObject_GetAttrString(the_shell, "display_formatter");
+    PyObject *r = fmt ? PyObject_CallMethod(fmt, "format", "O", obj) : NULL;
+    Py_XDECREF(fmt);
+    if (r == NULL)
+        return NULL;
+    PyObject *data = NULL, *md = NULL;
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2 || !PyDict_Check(PyTuple_GET_ITEM(r, 0))) {
+        PyErr_SetString(PyExc_TypeError, "IPython's display_formatter.format gave no (data, metadata)");
+        goto done;
+    }
+    data = PyDict_Copy(PyTuple_GET_ITEM(r, 0));
+    PyObject *m = PyTuple_GET_ITEM(r, 1);
+    md = data == NULL ? NULL : PyDict_Check(m) ? PyDict_Copy(m) : PyDict_New();
+    if (md == NULL)
+        Py_CLEAR(data);
+done:
+    Py_DECREF(r);
+    *metadata = md;
+    return data;
+}
+
 /* When IPython is not installed, what the user reads: a UsageError saying
  * so (the ImportError stays its __cause__). Leaves other errors alone. */
 static void explain_missing(const char *what)

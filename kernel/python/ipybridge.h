@@ -33,6 +33,13 @@ int ipybridge_automagic(const char *name);
  * IPython is not installed). GIL held. */
 PyObject *ipybridge_shell(void);
 
+/* Once IPython's shell is up: obj's mime bundle from its display_formatter,
+ * as under ipykernel (so %precision, %pprint, and formatters that code
+ * registers with for_type apply). Returns the data dict (new reference)
+ * and sets *metadata to a new dict, or NULL with an exception set. Not to
+ * be called before the shell is up (ipybridge_active). GIL held. */
+PyObject *ipybridge_format(PyObject *obj, PyObject **metadata);
+
 /* Runs IPython's %name line (cell NULL) or %%name line + cell, bringing the
  * shell up first. Returns the magic's value (new reference), or NULL with
  * an exception set. GIL held. */

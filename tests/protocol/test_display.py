@@ -34,6 +34,49 @@ def test_nothing_heavy_imported_at_start(kernel):
     assert res["content"]["data"]["text/plain"] == "[]"
 
 
+@pytest.mark.parametrize("cell", [
+    "v = 7; v;", "v;  # shown? no", "(v,\n 2) ;", "v;\n\n# after", "v ; ", "seen.append(v) or v;",
+])
+def test_trailing_semicolon_hides_the_value(kernel, cell):
+    """As in IPython: a cell whose last expression ends with `;` shows no
+    value, and neither _ nor Out takes it; the expression still runs."""
+    km, kc = kernel
+    ok(kc, "v = 7; seen = []; _ = 'before'")
+    reply, msgs = execute(kc, cell)
+    assert reply["content"]["status"] == "ok"
+    assert of_type(msgs, "execute_result") == []
+    n = reply["content"]["execution_count"]
+    msgs = ok(kc, "(_, %d in Out, seen)" % n)
+    [res] = of_type(msgs, "execute_result")
+    ran = "[7]" if cell.startswith("seen") else "[]"
+    assert res["content"]["data"]["text/plain"] == "('before', False, %s)" % ran
+
+
+@pytest.mark.parametrize("cell, shown", [
+    ("v = 7\nv  # a ; in a comment", "7"),
+    ("'a;b'", "'a;b'"),
+    ("v;v", "7"),
+    ("[v,\n v]", "[7, 7]"),
+])
+def test_a_semicolon_elsewhere_keeps_the_value(kernel, cell, shown):
+    km, kc = kernel
+    ok(kc, "v = 7")
+    msgs = ok(kc, cell)
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"]["text/plain"] == shown
+
+
+def test_semicolon_after_an_await_hides_the_value(kernel):
+    km, kc = kernel
+    msgs = ok(kc, "import asyncio\nasync def seven():\n    return 7\nx = await seven();")
+    assert of_type(msgs, "execute_result") == []
+    msgs = ok(kc, "await seven();")
+    assert of_type(msgs, "execute_result") == []
+    msgs = ok(kc, "await seven()")
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"]["text/plain"] == "7"
+
+
 REPRS = [
     ("_repr_html_", "text/html", "'<b>html</b>'", "<b>html</b>"),
     ("_repr_markdown_", "text/markdown", "'# md'", "# md"),

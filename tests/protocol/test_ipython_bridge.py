@@ -184,6 +184,34 @@ def test_config(kc):
     assert "Available objects for config:" in out
 
 
+def test_precision_pprint_and_for_type_shape_the_value_once_ipython_is_in(kc):
+    """Once IPython's shell is up, a cell's value is formatted by its
+    display_formatter, as under ipykernel: %precision, %pprint and
+    formatters registered with for_type apply."""
+    ok(kc, "%precision 3")
+    try:
+        assert value(kc, "3.14159265") == "3.142"
+        assert value(kc, "[2.71828, 1.0]") == "[2.718, 1.000]"
+    finally:
+        ok(kc, "%precision")
+    assert value(kc, "3.14159265") == "3.14159265"
+    ok(kc, "class Money(float): pass\n"
+           "_f = get_ipython().display_formatter.formatters['text/plain']\n"
+           "_f.for_type(Money, lambda o, p, cycle: p.text('$%.2f' % o))")
+    try:
+        assert value(kc, "Money(2.5)") == "$2.50"
+        assert value(kc, "[Money(1), Money(2)]") == "[$1.00, $2.00]"
+    finally:
+        ok(kc, "_f.pop(Money)")
+    assert value(kc, "Money(2.5)") == "2.5"
+    assert stdout_of(ok(kc, "%pprint")) == "Pretty printing has been turned OFF\n"
+    try:
+        assert value(kc, "list(range(30))") == repr(list(range(30)))
+    finally:
+        assert stdout_of(ok(kc, "%pprint")) == "Pretty printing has been turned ON\n"
+    assert value(kc, "list(range(30))") == "[" + ",\n ".join(map(str, range(30))) + "]"
+
+
 def test_xmode(kc):
     assert stdout_of(ok(kc, "%xmode Minimal")) == "Exception reporting mode: Minimal\n"
     assert value(kc, "get_ipython().InteractiveTB.mode") == "'Minimal'"
