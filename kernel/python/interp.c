@@ -19,6 +19,7 @@
 #include "ipybridge.h"
 #include "magics.h"
 #include "module.h"
+#include "pretty.h"
 #include "session.h"
 #include "shell.h"
 #include "stdmagics.h"
@@ -281,7 +282,7 @@ PyObject *interp_format(PyObject *obj, PyObject **metadata)
         Py_CLEAR(r);
     }
     if (!PyDict_GetItemString(data, "text/plain")) {
-        PyObject *rep = PyObject_Repr(obj);
+        PyObject *rep = pretty_text(obj);
         if (rep == NULL)
             goto error;
         int rc = PyDict_SetItemString(data, "text/plain", rep);
@@ -502,8 +503,15 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
         return NULL;
     PyObject *md = NULL;
     PyObject *data = interp_format(obj, &md);
-    if (data == NULL)
-        return NULL;
+    if (data == NULL) {
+        /* A value whose repr fails: its error is shown and the cell still
+         * succeeds, as under ipykernel (Run All goes on). */
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+            PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_MemoryError))
+            return NULL;
+        interp_publish("error", error_content());
+        Py_RETURN_NONE;
+    }
     json_t *jdata = interp_to_json(data);
     json_t *jmd = jdata ? interp_to_json(md) : NULL;
     Py_DECREF(data);
