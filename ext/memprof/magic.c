@@ -179,24 +179,6 @@ static PyObject *memit_repr(MemitResult *self)
     return r;
 }
 
-static PyObject *memit_repr_pretty(MemitResult *self, PyObject *args)
-{
-    PyObject *p, *cycle;
-    if (!PyArg_ParseTuple(args, "OO:_repr_pretty_", &p, &cycle))
-        return NULL;
-    PyObject *r = memit_repr(self);
-    if (r == NULL)
-        return NULL;
-    PyObject *res = PyObject_CallMethod(p, "text", "O", r);
-    Py_DECREF(r);
-    return res;
-}
-
-static PyMethodDef memit_methods[] = {
-    {"_repr_pretty_", (PyCFunction)memit_repr_pretty, METH_VARARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
 static PyType_Slot memit_slots[] = {
     {Py_tp_dealloc, memit_dealloc},
     {Py_tp_traverse, memit_traverse},
@@ -204,7 +186,6 @@ static PyType_Slot memit_slots[] = {
     {Py_tp_str, memit_text},
     {Py_tp_repr, memit_repr},
     {Py_tp_members, memit_members},
-    {Py_tp_methods, memit_methods},
     {Py_tp_doc, "Result of %memit -o: RSS figures in MiB like memory_profiler's MemitResult, "
                 "plus the allocator's heap_peak and heap_net in bytes."},
     {0, NULL},

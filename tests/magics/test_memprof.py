@@ -743,6 +743,11 @@ def test_through_the_kernel(tmp_path, monkeypatch):
                                           "r.increment >= 199.5")
         assert reply["status"] == "ok", reply
         assert "peak memory:" in shown[0]["text/plain"]
+        # Shown by its repr, natively: showing it imports nothing of IPython.
+        reply, _, results = _kernel_run(kc, "r")
+        assert results[0]["text/plain"].startswith("<MemitResult : peak memory: ")
+        reply, _, results = _kernel_run(kc, "import sys; 'IPython' in sys.modules")
+        assert results[0]["text/plain"] == "False"
         dat = tmp_path / "k.dat"
         reply, shown, _ = _kernel_run(kc, f"%%mprof -f alloc --dat {dat}\nx = alloc()\ndel x\n")
         assert reply["status"] == "ok", reply
