@@ -1511,12 +1511,46 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 
 /* ---- is_complete ---------------------------------------------------------- */
 
+/* IPython's rule for a cell magic: it ends with a blank line (a console
+ * goes on reading the body after `%%time` and Enter). NULL when cell does
+ * not start with a cell magic. */
+static json_t *cell_magic_is_complete(const char *cell)
+{
+    if (strncmp(cell, "%%", 2) != 0)
+        return NULL;
+    size_t n = strlen(cell);
+    if (n > 0 && cell[n - 1] == '\n') /* its last line is the one this newline ends */
+        n--;
+    size_t start = n;
+    while (start > 0 && cell[start - 1] != '\n')
+        start--;
+    int blank = 1;
+    for (size_t i = start; i < n && blank; i++)
+        blank = strchr(" \t\r\f\v", cell[i]) != NULL;
+    if (blank)
+        return json_pack("{s:s}", "status", "complete");
+    char indent[128];
+    size_t ind = 0;
+    for (size_t i = start; i < n && (cell[i] == ' ' || cell[i] == '\t'); i++)
+        ind = cell[i] == '\t' ? (ind / 8 + 1) * 8 : ind + 1;
+    if (ind >= sizeof indent)
+        ind = sizeof indent - 1;
+    memset(indent, ' ', ind);
+    indent[ind] = '\0';
+    return json_pack("{s:s, s:s}", "status", "incomplete", "indent", indent);
+}
+
 json_t *interp_is_complete(const char *code)
 {
     PyGILState_STATE g = PyGILState_Ensure();
     json_t *reply = NULL;
     char terr[256];
     char *dedented = transform_dedent(code);
+    reply = cell_magic_is_complete(dedented ? dedented : code);
+    if (reply) {
+        free(dedented);
+        goto done;
+    }
     char *src =
         transform_cell_auto(dedented ? dedented : code, automagic_ok, NULL, terr, sizeof terr);
     free(dedented);

@@ -44,6 +44,14 @@ def test_kernel_info(kernel):
     ("def f(:", "invalid", None),
     ("%time 1", "complete", None),
     ("a = '''abc", "incomplete", ""),
+    # A cell magic ends with a blank line, as in IPython (jupyter console
+    # goes on reading the body after `%%time` and Enter).
+    ("%%time", "incomplete", ""),
+    ("%%bash\necho hi", "incomplete", ""),
+    ("%%time\nfor i in range(3):\n    x = i\n", "incomplete", "    "),
+    ("%%time\nx = 1\n\n", "complete", None),
+    ("%%time\nx = 1\n  ", "complete", None),
+    ("  %%time\n  x = 1", "incomplete", ""),
 ])
 def test_is_complete(kernel, code, status, indent):
     km, kc = kernel
