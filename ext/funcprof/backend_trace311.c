@@ -171,7 +171,7 @@ static int set_threading_profile(PyObject *fn, PyObject **saved)
             return -1;
         }
     }
-    PyObject *r = PyObject_CallMethod(threading, "setprofile", "O", fn);
+    PyObject *r = PyObject_CallMethod(threading, "setprofile", "(O)", fn);
     Py_DECREF(threading);
     if (r == NULL) {
         if (saved != NULL)

@@ -783,13 +783,13 @@ static PyObject *profile_print_stats(PyObject *self, PyObject *args, PyObject *k
     pstats = PyImport_ImportModule("pstats");
     if (pstats == NULL)
         return NULL;
-    st = PyObject_CallMethod(pstats, "Stats", "O", self);
+    st = PyObject_CallMethod(pstats, "Stats", "(O)", self);
     if (st == NULL)
         goto done;
     r = PyObject_CallMethod(st, "strip_dirs", NULL);
     if (r == NULL)
         goto done;
-    Py_SETREF(r, PyObject_CallMethod(st, "sort_stats", "O", sort ? sort : Py_None));
+    Py_SETREF(r, PyObject_CallMethod(st, "sort_stats", "(O)", sort ? sort : Py_None));
     if (r == NULL)
         goto done;
     Py_SETREF(r, PyObject_CallMethod(st, "print_stats", NULL));

@@ -154,7 +154,7 @@ static PyObject *limits(PyObject *module, const options_magic *ms, PyObject *giv
             PyErr_Clear();
             if (re == NULL && (re = PyImport_ImportModule("re")) == NULL)
                 goto error;
-            PyObject *c = PyObject_CallMethod(re, "compile", "O", s);
+            PyObject *c = PyObject_CallMethod(re, "compile", "(O)", s);
             if (c == NULL) {
                 PyErr_Clear();
                 options_usage_error(
@@ -211,7 +211,7 @@ error:
  * dirs stripped if strip, sorted by keys; or NULL with an exception set. */
 static PyObject *make_stats(PyObject *pstats, PyObject *src, int strip, PyObject *keys)
 {
-    return sorted_stats(PyObject_CallMethod(pstats, "Stats", "O", src), strip, keys);
+    return sorted_stats(PyObject_CallMethod(pstats, "Stats", "(O)", src), strip, keys);
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -222,7 +222,7 @@ static PyObject *expand_path(PyObject *path)
     PyObject *os = PyImport_ImportModule("os.path");
     if (os == NULL)
         return NULL;
-    PyObject *r = PyObject_CallMethod(os, "expanduser", "O", path);
+    PyObject *r = PyObject_CallMethod(os, "expanduser", "(O)", path);
     Py_DECREF(os);
     return r;
 }
@@ -281,7 +281,7 @@ static int prun_report(PyObject *prof, options_parsed *o, PyObject *keys, PyObje
             expand_path(PyList_GET_ITEM(o->values[OPT_D], PyList_GET_SIZE(o->values[OPT_D]) - 1));
         if (path == NULL)
             goto done;
-        PyObject *r = PyObject_CallMethod(prof, "dump_stats", "O", path);
+        PyObject *r = PyObject_CallMethod(prof, "dump_stats", "(O)", path);
         if (r == NULL) {
             Py_DECREF(path);
             goto done;

@@ -799,7 +799,7 @@ PyObject *prun_render_print_list(PyObject *st, PyObject *lims)
     PyObject *lst = PySequence_List(lims);
     if (lst == NULL)
         goto done;
-    r = PyObject_CallMethod(st, "get_print_list", "O", lst);
+    r = PyObject_CallMethod(st, "get_print_list", "(O)", lst);
     Py_DECREF(lst);
     if (r == NULL)
         goto done;

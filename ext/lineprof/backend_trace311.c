@@ -209,7 +209,7 @@ static PyObject *call_threading(const char *name, PyObject *arg)
     PyObject *threading = lineprof_import("threading");
     if (threading == NULL)
         return NULL;
-    PyObject *r = arg ? PyObject_CallMethod(threading, name, "O", arg)
+    PyObject *r = arg ? PyObject_CallMethod(threading, name, "(O)", arg)
                       : PyObject_CallMethod(threading, name, NULL);
     Py_DECREF(threading);
     return r;

@@ -397,7 +397,7 @@ static PyObject *called_func_src(PyObject *expr)
     ast = lineprof_import("ast");
     if (func == NULL || ast == NULL)
         goto done;
-    src = PyObject_CallMethod(ast, "unparse", "O", func);
+    src = PyObject_CallMethod(ast, "unparse", "(O)", func);
 done:
     Py_XDECREF(ast);
     Py_XDECREF(tree);

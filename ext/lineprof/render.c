@@ -38,19 +38,19 @@ static PyObject *source_block(PyObject *filename, PyObject *globals, int first_l
     linecache = lineprof_import("linecache");
     if (linecache == NULL)
         goto done;
-    r = PyObject_CallMethod(linecache, "checkcache", "O", filename);
+    r = PyObject_CallMethod(linecache, "checkcache", "(O)", filename);
     Py_XDECREF(r);
     if (r == NULL)
         PyErr_Clear();
     all = globals ? PyObject_CallMethod(linecache, "getlines", "OO", filename, globals)
-                  : PyObject_CallMethod(linecache, "getlines", "O", filename);
+                  : PyObject_CallMethod(linecache, "getlines", "(O)", filename);
     if (all == NULL || !PyList_Check(all) || PyList_GET_SIZE(all) < first_line)
         goto done;
     tail = PyList_GetSlice(all, first_line - 1, PyList_GET_SIZE(all));
     inspect = lineprof_import("inspect");
     if (tail == NULL || inspect == NULL)
         goto done;
-    block = PyObject_CallMethod(inspect, "getblock", "O", tail);
+    block = PyObject_CallMethod(inspect, "getblock", "(O)", tail);
     if (block != NULL && !PyList_Check(block)) {
         PyObject *l = PySequence_List(block);
         Py_SETREF(block, l);

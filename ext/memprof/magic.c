@@ -632,7 +632,7 @@ static int resolve_target(PyObject *module, const options_magic *spec, PyObject 
     inspect = PyImport_ImportModule("inspect");
     if (inspect == NULL)
         goto done;
-    src = PyObject_CallMethod(inspect, "getsourcelines", "O", t->code);
+    src = PyObject_CallMethod(inspect, "getsourcelines", "(O)", t->code);
     long first = -1;
     Py_ssize_t nlines = 0;
     if (src != NULL && PyTuple_Check(src) && PyTuple_GET_SIZE(src) == 2 &&
@@ -655,7 +655,7 @@ static int resolve_target(PyObject *module, const options_magic *spec, PyObject 
     linecache = PyImport_ImportModule("linecache");
     if (linecache == NULL)
         goto done;
-    t->lines = PyObject_CallMethod(linecache, "getlines", "O", t->filename);
+    t->lines = PyObject_CallMethod(linecache, "getlines", "(O)", t->filename);
     if (t->lines == NULL || !PyList_Check(t->lines)) {
         PyErr_Clear();
         Py_XSETREF(t->lines, PyList_New(0));

@@ -116,7 +116,7 @@ static int register_source(PyObject *src)
     if (lc == NULL)
         return -1;
     cache = PyObject_GetAttrString(lc, "cache");
-    lines = PyObject_CallMethod(src, "splitlines", "O", Py_True);
+    lines = PyObject_CallMethod(src, "splitlines", "(O)", Py_True);
     if (cache == NULL || lines == NULL)
         goto done;
     entry = Py_BuildValue("(nOOs)", PyUnicode_GET_LENGTH(src), Py_None, lines, "<sample>");
@@ -260,7 +260,7 @@ static PyObject *result_new(PyObject *module, PyObject *prof)
 static int write_export(PyObject *given, PyObject *body, const char *what, report_buf *notes)
 {
     PyObject *os = PyImport_ImportModule("os.path");
-    PyObject *path = os ? PyObject_CallMethod(os, "expanduser", "O", given) : NULL;
+    PyObject *path = os ? PyObject_CallMethod(os, "expanduser", "(O)", given) : NULL;
     Py_XDECREF(os);
     if (path == NULL)
         return -1;

@@ -1288,7 +1288,7 @@ PyObject *sample_render_speedscope(PyObject *prof)
     json = PyImport_ImportModule("json");
     if (doc == NULL || json == NULL)
         goto done;
-    out = PyObject_CallMethod(json, "dumps", "O", doc);
+    out = PyObject_CallMethod(json, "dumps", "(O)", doc);
 done:
     Py_XDECREF(frames);
     Py_XDECREF(ids);

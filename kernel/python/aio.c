@@ -93,10 +93,10 @@ PyObject *aio_run(PyObject *coro, PyObject *cell_code)
     PyObject *loop = get_loop(asyncio); /* borrowed */
     if (loop == NULL)
         goto error;
-    task = PyObject_CallMethod(loop, "create_task", "O", coro);
+    task = PyObject_CallMethod(loop, "create_task", "(O)", coro);
     if (task == NULL)
         goto error;
-    res = PyObject_CallMethod(loop, "run_until_complete", "O", task);
+    res = PyObject_CallMethod(loop, "run_until_complete", "(O)", task);
     if (res == NULL) {
         /* Interrupted (KeyboardInterrupt in the selector) or failed: a task
          * still pending is cancelled and run to its end, so it does not
@@ -107,7 +107,7 @@ PyObject *aio_run(PyObject *coro, PyObject *cell_code)
         if (done == Py_False) {
             PyObject *r = PyObject_CallMethod(task, "cancel", NULL);
             Py_XDECREF(r);
-            r = r ? PyObject_CallMethod(loop, "run_until_complete", "O", task) : NULL;
+            r = r ? PyObject_CallMethod(loop, "run_until_complete", "(O)", task) : NULL;
             Py_XDECREF(r);
         }
         Py_XDECREF(done);

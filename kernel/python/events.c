@@ -72,7 +72,7 @@ static PyObject *adapt(PyObject *event, PyObject *fn)
     PyObject *proto = protos && PyDict_Check(protos) ? PyDict_GetItem(protos, event) : NULL;
     PyObject *r = NULL;
     if (proto != NULL && PyObject_HasAttrString(proto, "adapt"))
-        r = PyObject_CallMethod(proto, "adapt", "O", fn);
+        r = PyObject_CallMethod(proto, "adapt", "(O)", fn);
     else
         r = Py_NewRef(fn);
     Py_XDECREF(protos);
@@ -168,7 +168,7 @@ static void report(PyObject *fn, PyObject *event)
     Py_XDECREF(msg);
     PyErr_Clear();
     PyObject *tbmod = exc ? PyImport_ImportModule("traceback") : NULL;
-    PyObject *r = tbmod ? PyObject_CallMethod(tbmod, "print_exception", "O", exc) : NULL;
+    PyObject *r = tbmod ? PyObject_CallMethod(tbmod, "print_exception", "(O)", exc) : NULL;
     Py_XDECREF(r);
     Py_XDECREF(tbmod);
     Py_XDECREF(exc);

@@ -122,7 +122,7 @@ json_t *interp_to_json(PyObject *obj)
     }
     if (PyBytes_Check(obj) || PyByteArray_Check(obj)) {
         PyObject *b64 = PyImport_ImportModule("base64");
-        PyObject *enc = b64 ? PyObject_CallMethod(b64, "b64encode", "O", obj) : NULL;
+        PyObject *enc = b64 ? PyObject_CallMethod(b64, "b64encode", "(O)", obj) : NULL;
         Py_XDECREF(b64);
         if (enc == NULL)
             return NULL;
@@ -1050,7 +1050,7 @@ static int register_source(PyObject *fname, const char *src)
     PyObject *text = PyUnicode_FromString(src);
     if (text == NULL)
         return -1;
-    PyObject *lines = PyObject_CallMethod(text, "splitlines", "O", Py_True);
+    PyObject *lines = PyObject_CallMethod(text, "splitlines", "(O)", Py_True);
     Py_DECREF(text);
     if (lines == NULL)
         return -1;

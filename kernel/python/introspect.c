@@ -738,7 +738,7 @@ static int complete_module(const cell *c, result *r)
             path = PyObject_GetAttrString(mod, "__path__");
         } else if (!PyErr_Occurred() && PyUnicode_FindChar(parent, '.', 0, PY_SSIZE_T_MAX, 1) < 0) {
             PyObject *util = PyImport_ImportModule("importlib.util");
-            PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "O", parent) : NULL;
+            PyObject *spec = util ? PyObject_CallMethod(util, "find_spec", "(O)", parent) : NULL;
             path = spec && spec != Py_None
                        ? PyObject_GetAttrString(spec, "submodule_search_locations")
                        : NULL;
@@ -763,7 +763,7 @@ static int complete_module(const cell *c, result *r)
         }
         Py_INCREF(path);
     }
-    mods = PyObject_CallMethod(pkgutil, "iter_modules", "O", path);
+    mods = PyObject_CallMethod(pkgutil, "iter_modules", "(O)", path);
     Py_DECREF(path);
     found = mods ? PySequence_List(mods) : NULL;
     if (found == NULL)
@@ -794,7 +794,7 @@ static const char *global_type(PyObject *name)
     PyObject *obj = global_lookup(name);
     if (obj == NULL) {
         PyObject *kw = PyImport_ImportModule("keyword");
-        PyObject *is = kw ? PyObject_CallMethod(kw, "iskeyword", "O", name) : NULL;
+        PyObject *is = kw ? PyObject_CallMethod(kw, "iskeyword", "(O)", name) : NULL;
         int yes = is == Py_True;
         Py_XDECREF(kw);
         Py_XDECREF(is);
@@ -855,7 +855,7 @@ static int complete_plain(const cell *c, result *r)
     int show_private = typed < c->cur && c->u[typed] == '_';
     PyObject *text = substr(c, start, c->cur);
     PyObject *rl = text ? PyImport_ImportModule("rlcompleter") : NULL;
-    PyObject *comp = rl ? PyObject_CallMethod(rl, "Completer", "O", interp_user_ns()) : NULL;
+    PyObject *comp = rl ? PyObject_CallMethod(rl, "Completer", "(O)", interp_user_ns()) : NULL;
     int rc = comp ? 0 : -1;
     r->start = start;
     for (int state = 0; rc == 0 && state < MAX_MATCHES; state++) {
@@ -1101,7 +1101,7 @@ static void field(fields *f, const char *label, PyObject *text)
 /* Calls inspect.<fn>(obj); a new str, or NULL with no exception. */
 static PyObject *inspect_call(PyObject *inspect, const char *fn, PyObject *obj)
 {
-    PyObject *r = PyObject_CallMethod(inspect, fn, "O", obj);
+    PyObject *r = PyObject_CallMethod(inspect, fn, "(O)", obj);
     if (r != NULL && !PyUnicode_Check(r))
         Py_SETREF(r, r == Py_None ? NULL : PyObject_Str(r));
     if (r == NULL)
@@ -1177,7 +1177,7 @@ static PyObject *cell_class_source(PyObject *inspect, PyObject *cls, PyObject **
     }
     if (lines != NULL) {
         PyObject *tail = PyList_GetSlice(lines, best_line, PY_SSIZE_T_MAX);
-        PyObject *block = tail ? PyObject_CallMethod(inspect, "getblock", "O", tail) : NULL;
+        PyObject *block = tail ? PyObject_CallMethod(inspect, "getblock", "(O)", tail) : NULL;
         PyObject *empty = block ? PyUnicode_FromString("") : NULL;
         src = empty ? PyUnicode_Join(empty, block) : NULL;
         Py_XDECREF(tail);
@@ -1240,7 +1240,7 @@ static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
             PyObject *s = NULL;
             if (len > 1000) { /* a huge container: the start of its repr */
                 PyObject *reprlib = PyImport_ImportModule("reprlib");
-                s = reprlib ? PyObject_CallMethod(reprlib, "repr", "O", obj) : NULL;
+                s = reprlib ? PyObject_CallMethod(reprlib, "repr", "(O)", obj) : NULL;
                 Py_XDECREF(reprlib);
             } else {
                 s = PyObject_Str(obj);

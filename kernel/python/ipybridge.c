@@ -17,11 +17,15 @@
 #include "history.h"
 #include "interp.h"
 #include "session.h"
+#include "shell.h"
 #include "stdmagics_hooks.h"
 #include "streams.h"
 
 /* The shell. Protected by the GIL. */
 static PyObject *the_shell; /* owned: the InteractiveShell, or NULL */
+static int making;          /* make_shell is running */
+static PyObject *orig_instance;    /* owned: SingletonConfigurable's instance classmethod */
+static PyObject *orig_get_ipython; /* owned: IPython.core.getipython.get_ipython */
 
 /* IPython 8/9's magics (with %store of the storemagic extension) that the
  * kernel does not have natively; the kernel's own win a name clash, since
@@ -454,7 +458,7 @@ static void share_history_db(PyObject *hm)
     PyObject *os_path = PyImport_ImportModule("os.path");
     PyObject *abs = os_path ? PyObject_CallMethod(os_path, "abspath", "s", file) : NULL;
     PyObject *pathlib = abs ? PyImport_ImportModule("pathlib") : NULL;
-    PyObject *path = pathlib ? PyObject_CallMethod(pathlib, "Path", "O", abs) : NULL;
+    PyObject *path = pathlib ? PyObject_CallMethod(pathlib, "Path", "(O)", abs) : NULL;
     PyObject *uri = path ? PyObject_CallMethod(path, "as_uri", NULL) : NULL;
     PyObject *ro = uri ? PyUnicode_FromFormat("%U?mode=ro", uri) : NULL;
     PyObject *sqlite3 = ro ? PyImport_ImportModule("sqlite3") : NULL;
@@ -585,7 +589,9 @@ static PyObject *make_shell(void)
     PyMethodDef *pub_defs[] = {&br_publish_def, &br_clear_def, NULL};
     pub_cls = hook_cls ? subclass("KernelDisplayPublisher", dp, pub_defs, NULL) : NULL;
     PyMethodDef *shell_defs[] = {&br_showtb_def, &br_next_input_def, NULL};
-    shell_cls = pub_cls ? subclass("PyrometerInteractiveShell", ishell, shell_defs, NULL) : NULL;
+    /* Named as ipykernel's shell: code tells a notebook from a terminal by
+     * that name (rich, transformers, and others). */
+    shell_cls = pub_cls ? subclass("ZMQInteractiveShell", ishell, shell_defs, NULL) : NULL;
     if (shell_cls == NULL)
         goto error;
 
@@ -593,6 +599,13 @@ static PyObject *make_shell(void)
     hm = cfg ? PyObject_CallNoArgs(config_cls) : NULL;
     if (hm == NULL || set_item(hm, "enabled", Py_False) < 0 ||
         set_item(cfg, "HistoryManager", hm) < 0)
+        goto error;
+    /* An IPKernelApp section, as a kernel's shell has: code checks for it
+     * to know it runs in a kernel (tqdm.auto, transformers). */
+    PyObject *app = PyObject_CallNoArgs(config_cls);
+    int bad_app = app == NULL || set_item(cfg, "IPKernelApp", app) < 0;
+    Py_XDECREF(app);
+    if (bad_app)
         goto error;
 
     builtins = PyImport_ImportModule("builtins");
@@ -632,7 +645,7 @@ static PyObject *make_shell(void)
      * IPython's own, whose display_pub is the kernel's, and the builtin
      * display() is IPython's, as under ipykernel (%%capture swaps its
      * publisher). */
-    if (stdmagics_hooks_ipython_ready() < 0)
+    if (stdmagics_hooks_ipython_ready(shell) < 0)
         goto error;
     PyObject *ipy_display = import_attr("IPython.core.display_functions", "display");
     int bad = ipy_display == NULL || PyDict_SetItemString(bdict, "display", ipy_display) < 0;
@@ -644,7 +657,7 @@ static PyObject *make_shell(void)
     /* pyrometer's magics in IPython's table too, for code that asks IPython
      * for them (IPython.get_ipython().run_line_magic("lprun", ...)). */
     pyro = PyImport_ImportModule("pyrometer");
-    r = pyro ? PyObject_CallMethod(pyro, "load_ipython_extension", "O", shell) : NULL;
+    r = pyro ? PyObject_CallMethod(pyro, "load_ipython_extension", "(O)", shell) : NULL;
     if (r == NULL)
         goto error;
     Py_DECREF(r);
@@ -674,15 +687,109 @@ done:
 
 PyObject *ipybridge_shell(void)
 {
-    if (the_shell == NULL)
+    if (the_shell == NULL && !making) {
+        making = 1;
         the_shell = make_shell();
+        making = 0;
+    } else if (the_shell == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "IPython's shell is still being made");
+    }
     return the_shell;
+}
+
+/* InteractiveShell.instance(*args, **kw), as patched: code that asks
+ * IPython for its shell (matplotlib_inline's set_matplotlib_formats, an
+ * extension) gets the kernel's, brought up now, instead of a second,
+ * unbound one that would keep the kernel's from ever coming up. */
+static PyObject *kernel_instance(PyObject *unused, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "instance() needs its class");
+        return NULL;
+    }
+    if (!making && ipybridge_shell() == NULL)
+        return NULL;
+    PyObject *cls = PyTuple_GET_ITEM(args, 0);
+    PyObject *bound = PyObject_CallMethod(orig_instance, "__get__", "OO", Py_None, cls);
+    PyObject *rest = bound ? PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args)) : NULL;
+    PyObject *r = rest ? PyObject_Call(bound, rest, kw) : NULL;
+    Py_XDECREF(bound);
+    Py_XDECREF(rest);
+    return r;
+}
+
+static PyMethodDef kernel_instance_def = {"instance", (PyCFunction)(void (*)(void))kernel_instance,
+                                          METH_VARARGS | METH_KEYWORDS,
+                                          "The kernel's IPython shell (brought up if it is not)."};
+
+int ipybridge_patch_interactiveshell(PyObject *mod)
+{
+    PyObject *cls = PyObject_GetAttrString(mod, "InteractiveShell");
+    PyObject *mro = cls ? PyObject_GetAttrString(cls, "__mro__") : NULL;
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        Py_XDECREF(cls);
+        Py_XDECREF(mro);
+        return cls && mro ? (PyErr_SetString(PyExc_TypeError, "no __mro__"), -1) : -1;
+    }
+    PyObject *cm = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro) && cm == NULL; i++) {
+        PyObject *d = PyObject_GetAttrString(PyTuple_GET_ITEM(mro, i), "__dict__");
+        cm = d ? PyMapping_GetItemString(d, "instance") : NULL;
+        Py_XDECREF(d);
+        PyErr_Clear();
+    }
+    Py_DECREF(mro);
+    int rc = -1;
+    if (cm == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "InteractiveShell has no instance()");
+    } else {
+        Py_XSETREF(orig_instance, cm);
+        PyObject *f = PyCFunction_New(&kernel_instance_def, NULL);
+        PyObject *ours = f ? PyClassMethod_New(f) : NULL;
+        Py_XDECREF(f);
+        rc = ours ? PyObject_SetAttrString(cls, "instance", ours) : -1;
+        Py_XDECREF(ours);
+    }
+    Py_DECREF(cls);
+    return rc;
+}
+
+/* IPython.get_ipython(), as patched: the kernel's shell, as under
+ * ipykernel: IPython's once it is up, else the kernel's own get_ipython()
+ * object (whose IPython-only attributes bring IPython's up). */
+static PyObject *kernel_get_ipython(PyObject *unused, PyObject *noargs)
+{
+    if (the_shell)
+        return Py_NewRef(the_shell);
+    if (making)
+        return PyObject_CallNoArgs(orig_get_ipython);
+    if (shell_object() == NULL)
+        Py_RETURN_NONE;
+    return Py_NewRef(shell_object());
+}
+
+static PyMethodDef kernel_get_ipython_def = {
+    "get_ipython", kernel_get_ipython, METH_NOARGS,
+    "get_ipython()\n--\n\nThe kernel's shell: IPython's once it is up, else the kernel's own."};
+
+int ipybridge_patch_getipython(PyObject *mod)
+{
+    PyObject *orig = PyObject_GetAttrString(mod, "get_ipython");
+    if (orig == NULL)
+        return -1;
+    Py_XSETREF(orig_get_ipython, orig);
+    PyObject *f = PyCFunction_New(&kernel_get_ipython_def, NULL);
+    int rc = f ? PyObject_SetAttrString(mod, "get_ipython", f) : -1;
+    Py_XDECREF(f);
+    return rc;
 }
 
 PyObject *ipybridge_format(PyObject *obj, PyObject **metadata)
 {
+    if (stdmagics_hooks_figure_formats(the_shell) < 0)
+        return NULL;
     PyObject *fmt = PyObject_GetAttrString(the_shell, "display_formatter");
-    PyObject *r = fmt ? PyObject_CallMethod(fmt, "format", "O", obj) : NULL;
+    PyObject *r = fmt ? PyObject_CallMethod(fmt, "format", "(O)", obj) : NULL;
     Py_XDECREF(fmt);
     if (r == NULL)
         return NULL;
@@ -777,7 +884,7 @@ PyObject *ipybridge_magic_doc(const char *name, int cell)
     if (fn == NULL)
         return NULL;
     PyObject *inspect = PyImport_ImportModule("inspect");
-    PyObject *doc = inspect ? PyObject_CallMethod(inspect, "getdoc", "O", fn) : NULL;
+    PyObject *doc = inspect ? PyObject_CallMethod(inspect, "getdoc", "(O)", fn) : NULL;
     Py_XDECREF(inspect);
     Py_DECREF(fn);
     if (doc == NULL || !PyUnicode_Check(doc)) {
@@ -835,7 +942,7 @@ void ipybridge_cell_failed(int interactive)
     PyObject *on = interactive ? PyObject_GetAttrString(the_shell, "call_pdb") : NULL;
     int want = on != NULL && PyObject_IsTrue(on) > 0;
     Py_XDECREF(on);
-    PyObject *r = want ? PyObject_CallMethod(the_shell, "debugger", "O", Py_True) : NULL;
+    PyObject *r = want ? PyObject_CallMethod(the_shell, "debugger", "(O)", Py_True) : NULL;
     Py_XDECREF(r);
     PyErr_Clear();
 }
@@ -843,4 +950,6 @@ void ipybridge_cell_failed(int interactive)
 void ipybridge_clear(void)
 {
     Py_CLEAR(the_shell);
+    Py_CLEAR(orig_instance);
+    Py_CLEAR(orig_get_ipython);
 }

@@ -67,6 +67,13 @@ PyObject *ipybridge_magics_text(void);
  * Never raises. GIL held. */
 void ipybridge_cell_failed(int interactive);
 
+/* Import-time patches (stdmagics_hooks.c's loader): IPython's
+ * InteractiveShell.instance() brings the kernel's shell up rather than
+ * making a second one, and IPython.get_ipython() returns the kernel's
+ * shell. Each returns 0, or -1 with an exception set. GIL held. */
+int ipybridge_patch_interactiveshell(PyObject *mod);
+int ipybridge_patch_getipython(PyObject *mod);
+
 /* Drops the shell reference (before the interpreter ends). GIL held. */
 void ipybridge_clear(void);
 

@@ -249,12 +249,12 @@ static PyObject *k_system(PyObject *self, PyObject *cmd)
     PyObject *os = PyImport_ImportModule("os");
     if (os == NULL)
         return NULL;
-    PyObject *rc = PyObject_CallMethod(os, "system", "O", cmd);
+    PyObject *rc = PyObject_CallMethod(os, "system", "(O)", cmd);
     if (rc == NULL) {
         Py_DECREF(os);
         return NULL;
     }
-    PyObject *code = PyObject_CallMethod(os, "waitstatus_to_exitcode", "O", rc);
+    PyObject *code = PyObject_CallMethod(os, "waitstatus_to_exitcode", "(O)", rc);
     Py_DECREF(os);
     Py_DECREF(rc);
     if (code == NULL)
@@ -272,7 +272,7 @@ static PyObject *k_getoutput(PyObject *self, PyObject *cmd)
     PyObject *sp = PyImport_ImportModule("subprocess");
     if (sp == NULL)
         return NULL;
-    PyObject *out = PyObject_CallMethod(sp, "getoutput", "O", cmd);
+    PyObject *out = PyObject_CallMethod(sp, "getoutput", "(O)", cmd);
     Py_DECREF(sp);
     if (out == NULL)
         return NULL;

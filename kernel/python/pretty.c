@@ -596,7 +596,7 @@ static int print_function(Printer *p, PyObject *f)
     if (full == NULL)
         return PR_ERROR;
     PyObject *inspect = PyImport_ImportModule("inspect");
-    PyObject *sig = inspect ? PyObject_CallMethod(inspect, "signature", "O", f) : NULL;
+    PyObject *sig = inspect ? PyObject_CallMethod(inspect, "signature", "(O)", f) : NULL;
     Py_XDECREF(inspect);
     PyObject *s = NULL;
     if (sig)

@@ -235,7 +235,7 @@ static PyObject *sh_object_inspect(Shell *self, PyObject *args, PyObject *kw)
         doc = magics_help(oname + 1 + cell, cell);
     } else if (obj != NULL) {
         PyObject *inspect = PyImport_ImportModule("inspect");
-        doc = inspect ? PyObject_CallMethod(inspect, "getdoc", "O", obj) : NULL;
+        doc = inspect ? PyObject_CallMethod(inspect, "getdoc", "(O)", obj) : NULL;
         Py_XDECREF(inspect);
     }
     PyErr_Clear();
@@ -324,11 +324,16 @@ static PyType_Slot sh_slots[] = {
 };
 
 static PyType_Spec sh_spec = {
-    .name = "_pyrometer_kernel.Shell",
+    .name = "_pyrometer_kernel.ZMQInteractiveShell", /* the name code checks for a notebook */
     .basicsize = sizeof(Shell),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = sh_slots,
 };
+
+PyObject *shell_object(void)
+{
+    return the_shell;
+}
 
 static PyObject *get_ipython(PyObject *unused, PyObject *noargs)
 {

@@ -12,6 +12,10 @@
  * Returns 0, or -1 with an exception set. */
 int shell_install(PyObject *kmod, PyObject *builtins);
 
+/* The kernel's shell object, what the builtin get_ipython() returns
+ * (borrowed; NULL before shell_install). */
+PyObject *shell_object(void);
+
 /* Drops the shell (before the interpreter ends). GIL held. */
 void shell_clear(void);
 

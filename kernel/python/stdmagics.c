@@ -133,12 +133,12 @@ static PyObject *m_cd(PyObject *line, PyObject *cell)
     PyObject *path_mod = PyObject_GetAttrString(os, "path");
     if (path_mod == NULL)
         goto error;
-    Py_SETREF(target, PyObject_CallMethod(path_mod, "expanduser", "O", target));
+    Py_SETREF(target, PyObject_CallMethod(path_mod, "expanduser", "(O)", target));
     Py_DECREF(path_mod);
     old = target ? PyObject_CallMethod(os, "getcwd", NULL) : NULL;
     if (old == NULL)
         goto error;
-    r = PyObject_CallMethod(os, "chdir", "O", target);
+    r = PyObject_CallMethod(os, "chdir", "(O)", target);
     if (r == NULL) {
         if (PyErr_ExceptionMatches(PyExc_OSError)) {
             PyObject *t, *v, *tb;

@@ -31,6 +31,7 @@
 
 #include "comms.h"
 #include "interp.h"
+#include "ipybridge.h"
 #include "streams.h"
 #include "wire.h"
 
@@ -117,18 +118,103 @@ static PyObject *figure_png_bytes(PyObject *fig)
     return png;
 }
 
-/* Figure._repr_png_(self) */
+/* Figure._repr_png_(self). Once IPython's shell is up, the figure formats
+ * are IPython's (stdmagics_hooks_figure_formats): None here, so that only
+ * the formats it registered show. */
 static PyObject *figure_repr_png(PyObject *unused, PyObject *fig)
 {
+    if (hk.ipython_ready)
+        Py_RETURN_NONE;
     return figure_png_bytes(fig);
+}
+
+/* The figure formats that InlineBackend's configuration asks for
+ * (`%config InlineBackend.figure_format = 'retina'`, figure_formats,
+ * print_figure_kwargs): a new (formats, kwargs) tuple; ({'png'},
+ * {'bbox_inches': 'tight'}) by default, as matplotlib-inline's. */
+static PyObject *configured_formats(PyObject *shell)
+{
+    PyObject *cfg = PyObject_GetAttrString(shell, "config");
+    PyObject *ib = cfg ? PyObject_CallMethod(cfg, "get", "s", "InlineBackend") : NULL;
+    Py_XDECREF(cfg);
+    if (ib == NULL)
+        return NULL;
+    PyObject *formats = NULL, *kwargs = NULL;
+    if (ib != Py_None) {
+        formats = PyObject_CallMethod(ib, "get", "s", "figure_formats");
+        if (formats == Py_None) {
+            Py_DECREF(formats);
+            formats = PyObject_CallMethod(ib, "get", "s", "figure_format");
+        }
+        kwargs = formats ? PyObject_CallMethod(ib, "get", "s", "print_figure_kwargs") : NULL;
+    }
+    Py_DECREF(ib);
+    if (ib != Py_None && kwargs == NULL) {
+        Py_XDECREF(formats);
+        return NULL;
+    }
+    if (formats == NULL || formats == Py_None)
+        Py_XSETREF(formats, PyUnicode_FromString("png"));
+    if (formats && PyUnicode_Check(formats))
+        Py_SETREF(formats, Py_BuildValue("(O)", formats));
+    if (formats) /* one set, whatever the config held, so that it compares */
+        Py_SETREF(formats, PyFrozenSet_New(formats));
+    if (kwargs == NULL || kwargs == Py_None)
+        Py_XSETREF(kwargs, Py_BuildValue("{s:s}", "bbox_inches", "tight"));
+    PyObject *r = formats && kwargs ? PyTuple_Pack(2, formats, kwargs) : NULL;
+    Py_XDECREF(formats);
+    Py_XDECREF(kwargs);
+    return r;
+}
+
+/* Hands the configured figure formats to IPython's select_figure_formats
+ * when force is set or the configuration changed since the last look (so
+ * a later set_matplotlib_formats() call stands until the configuration
+ * changes again). Returns 0, or -1 with an exception set. */
+static int sync_figure_formats(PyObject *shell, int force)
+{
+    static PyObject *seen; /* the (formats, kwargs) configured at the last look */
+    if (loaded("matplotlib.figure") == NULL)
+        return 0;
+    PyObject *want = configured_formats(shell);
+    if (want == NULL)
+        return -1;
+    int same = !force && seen ? PyObject_RichCompareBool(seen, want, Py_EQ) : 0;
+    if (same != 0) {
+        Py_DECREF(want);
+        return same < 0 ? -1 : 0;
+    }
+    PyObject *pylab = PyImport_ImportModule("IPython.core.pylabtools");
+    PyObject *select = pylab ? PyObject_GetAttrString(pylab, "select_figure_formats") : NULL;
+    PyObject *args = select ? PyTuple_Pack(2, shell, PyTuple_GET_ITEM(want, 0)) : NULL;
+    PyObject *r = args ? PyObject_Call(select, args, PyTuple_GET_ITEM(want, 1)) : NULL;
+    Py_XDECREF(pylab);
+    Py_XDECREF(select);
+    Py_XDECREF(args);
+    if (r == NULL) {
+        Py_DECREF(want);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_XSETREF(seen, want);
+    return 0;
+}
+
+int stdmagics_hooks_figure_formats(PyObject *shell)
+{
+    return sync_figure_formats(shell, 0);
 }
 
 static PyMethodDef figure_repr_png_def = {"_repr_png_", figure_repr_png, METH_O,
                                           "The figure as PNG bytes (pyrometer)."};
 
-/* Publishes fig as display_data {image/png, text/plain}. Returns 0 or -1. */
+/* Publishes fig as display_data {image/png, text/plain}; once IPython's
+ * shell is up, in the formats it was told (through its display
+ * formatter). Returns 0 or -1. */
 static int publish_figure(PyObject *fig)
 {
+    if (hk.ipython_ready)
+        return interp_display(fig, 0, NULL, NULL, 0);
     PyObject *png = figure_png_bytes(fig);
     PyObject *text = png ? PyObject_Repr(fig) : NULL;
     PyObject *bundle =
@@ -268,6 +354,9 @@ static int patch_figure(PyObject *figmod)
         Py_XDECREF(m);
     }
     Py_DECREF(cls);
+    /* matplotlib imported after IPython's shell came up: its formats */
+    if (rc == 0 && hk.ipython_ready)
+        rc = sync_figure_formats(ipybridge_shell(), 1);
     return rc;
 }
 
@@ -546,6 +635,8 @@ static const struct {
     int (*patch)(PyObject *module);
 } patches[] = {
     {"IPython.core.display_functions", patch_ipython_display},
+    {"IPython.core.interactiveshell", ipybridge_patch_interactiveshell},
+    {"IPython.core.getipython", ipybridge_patch_getipython},
     {"matplotlib", patch_matplotlib},
     {"matplotlib.figure", patch_figure},
     /* The kernel's own connections, deferred so it need not import them. */
@@ -588,7 +679,7 @@ static PyObject *loader_create_module(PyObject *self, PyObject *spec)
     PyObject *orig = ((PatchingLoader *)self)->orig;
     if (!PyObject_HasAttrString(orig, "create_module"))
         Py_RETURN_NONE;
-    return PyObject_CallMethod(orig, "create_module", "O", spec);
+    return PyObject_CallMethod(orig, "create_module", "(O)", spec);
 }
 
 static PyObject *loader_exec_module(PyObject *self, PyObject *module)
@@ -603,7 +694,7 @@ static PyObject *loader_exec_module(PyObject *self, PyObject *module)
         return NULL;
     }
     Py_DECREF(spec);
-    PyObject *r = PyObject_CallMethod(l->orig, "exec_module", "O", module);
+    PyObject *r = PyObject_CallMethod(l->orig, "exec_module", "(O)", module);
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
@@ -874,10 +965,10 @@ PyObject *stdmagics_display_handle_new(PyObject *display_id)
 
 /* ---- install --------------------------------------------------------------------- */
 
-int stdmagics_hooks_ipython_ready(void)
+int stdmagics_hooks_ipython_ready(PyObject *shell)
 {
     hk.ipython_ready = 1;
-    return 0;
+    return sync_figure_formats(shell, 1);
 }
 
 int stdmagics_hooks_install(void)

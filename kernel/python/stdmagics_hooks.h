@@ -18,8 +18,10 @@ int stdmagics_hooks_install(void);
 
 /* IPython's shell is up: from now on the patched IPython.display functions
  * call IPython's own (whose display publisher is the kernel's), so that
- * %%capture and IPython's formatters see them. GIL held. Returns 0. */
-int stdmagics_hooks_ipython_ready(void);
+ * %%capture and IPython's formatters see them, and matplotlib figures take
+ * the formats IPython's InlineBackend configuration gives (png by default,
+ * as under ipykernel). GIL held. Returns 0, or -1 with an exception set. */
+int stdmagics_hooks_ipython_ready(PyObject *shell);
 
 /* %matplotlib inline: makes the inline backend current now (when pyplot is
  * loaded) and on later imports, even if MPLBACKEND is set. GIL held.
@@ -30,6 +32,14 @@ int stdmagics_hooks_inline(void);
  * text/plain) and closes them, if pyplot is loaded and the inline backend
  * is current. Never raises: a failure is reported on stderr. GIL held. */
 void stdmagics_hooks_flush_figures(void);
+
+/* Once IPython's shell is up, matplotlib figures are shown in the formats
+ * InlineBackend's configuration asks for, as under ipykernel: when
+ * matplotlib.figure is loaded and that configuration changed since the
+ * last call, IPython's select_figure_formats registers them with shell's
+ * display formatter. Called before the formatter formats a value.
+ * Returns 0, or -1 with an exception set. GIL held. */
+int stdmagics_hooks_figure_formats(PyObject *shell);
 
 /* Returns a new DisplayHandle for display_id (borrowed): an object with
  * .display_id, .display(obj, **kw) and .update(obj, **kw), as IPython's.

@@ -329,7 +329,7 @@ static PyObject *compile_expr_node(PyObject *astm, PyObject *node, const char *f
     PyObject *value = PyObject_GetAttrString(node, "value");
     if (value == NULL)
         return NULL;
-    PyObject *expr = PyObject_CallMethod(astm, "Expression", "O", value);
+    PyObject *expr = PyObject_CallMethod(astm, "Expression", "(O)", value);
     Py_DECREF(value);
     if (expr == NULL)
         return NULL;

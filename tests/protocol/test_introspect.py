@@ -298,6 +298,14 @@ def test_inspect_value(k):
                            "Docstring:\ndict() -> new empty dictionary\n")
 
 
+def test_inspect_a_tuple(k):
+    """A tuple is one object to look at, not the arguments of a call."""
+    execute(k, "pair = (1, 'two')")
+    assert inspect(k, "pair")["data"]["text/plain"] == (
+        "Type:        tuple\nString form: (1, 'two')\nLength:      2\nDocstring:\n"
+        + tuple.__doc__.strip("\n"))
+
+
 def test_inspect_huge_container(k):
     execute(k, "big = list(range(5000))")
     assert inspect(k, "big")["data"]["text/plain"].startswith(

@@ -4,6 +4,7 @@ extension, an InteractiveShell attribute) brings IPython's shell in, bound to
 the kernel's namespace; its magics and extensions then work as under
 ipykernel, and pyrometer's own magics stay native. A session that never
 needs IPython never imports it."""
+import base64
 import os
 import re
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import python_version, start_kernel
+from pyrometer_testing import python_lacks, python_version, start_kernel
 
 pytest.importorskip("IPython")
 
@@ -210,6 +211,9 @@ def test_precision_pprint_and_for_type_shape_the_value_once_ipython_is_in(kc):
     finally:
         assert stdout_of(ok(kc, "%pprint")) == "Pretty printing has been turned ON\n"
     assert value(kc, "list(range(30))") == "[" + ",\n ".join(map(str, range(30))) + "]"
+    # A tuple is the value to format, not the arguments of format().
+    assert value(kc, "(True, 'a')") == "(True, 'a')"
+    assert value(kc, "(1, 2, 3)") == "(1, 2, 3)"
 
 
 def test_xmode(kc):
@@ -395,7 +399,7 @@ def test_events_fire_around_every_cell_without_ipython(fresh_kernel):
     execute(kc, "1 / 0")
     execute(kc, "", silent=True)  # a blank cell fires nothing, as in IPython
     execute(kc, "x = 1", silent=True, store_history=False)
-    r = value(kc, "seen[:10]")
+    r = stdout_of(ok(kc, "print(seen[:10])")).rstrip("\n")
     n = int(value(kc, "len(In)")) - 1
     # the cell that registers sees its own end, as in IPython
     assert r == ("['post_execute', ('post', True, 'NoneType', None, %d), "
@@ -493,3 +497,75 @@ def test_without_ipython_its_magics_say_so(fresh_kernel):
     assert reply["content"]["evalue"].startswith("%load_ext comes from IPython")
     # the kernel's own magics are unaffected
     assert stdout_of(ok(kc, "%time 1")).startswith("CPU times:")
+
+
+# ---- IPython's own entry points find the kernel's shell ----------------------------------
+
+
+def test_ipython_get_ipython_and_instance_give_the_kernels_shell(fresh_kernel):
+    """IPython.get_ipython() is the kernel's shell, as under ipykernel, and
+    InteractiveShell.instance() (which matplotlib_inline and extensions
+    call) brings the kernel's IPython shell up instead of making a second
+    one that would keep it from ever coming up (%config then failed with
+    MultipleInstanceError). Both are named as ipykernel's shell, and its
+    config has an IPKernelApp section, which code checks to know it runs in
+    a kernel."""
+    km, kc = fresh_kernel
+    assert value(kc, "import IPython; IPython.get_ipython() is get_ipython()") == "True"
+    assert value(kc, "type(get_ipython()).__name__") == "'ZMQInteractiveShell'"
+    assert value(kc, "from IPython.core.interactiveshell import InteractiveShell\n"
+                     "sh = InteractiveShell.instance(); type(sh).__name__") == "'ZMQInteractiveShell'"
+    assert value(kc, "sh is IPython.get_ipython() is InteractiveShell.instance()") == "True"
+    assert value(kc, "sh.user_ns is globals()") == "True"
+    ok(kc, "%config InteractiveShell.separate_in = '#'")
+    assert value(kc, "sh.separate_in") == "'#'"
+    assert value(kc, "'IPKernelApp' in get_ipython().config") == "True"
+
+
+@pytest.mark.skipif(python_lacks("matplotlib") or python_lacks("matplotlib_inline"),
+                    reason="needs matplotlib and matplotlib_inline")
+def test_inline_figures_take_inlinebackends_formats(fresh_kernel):
+    """As under ipykernel: %config InlineBackend.figure_format(s) and
+    set_matplotlib_formats() choose the formats of inline figures; retina
+    is a PNG at twice the resolution, shown at the figure's size."""
+    km, kc = fresh_kernel
+
+    def figure(code="plt.plot([1, 2, 3]);"):
+        [d] = of_type(ok(kc, code), "display_data")
+        return d["content"]
+
+    ok(kc, "import matplotlib.pyplot as plt")
+    assert sorted(figure()["data"]) == ["image/png", "text/plain"]
+    ok(kc, "%config InlineBackend.figure_format = 'svg'")
+    c = figure()
+    assert sorted(c["data"]) == ["image/svg+xml", "text/plain"]
+    assert c["data"]["image/svg+xml"].lstrip().startswith("<?xml")
+    ok(kc, "%config InlineBackend.figure_format = 'retina'")
+    c = figure("plt.figure(figsize=(4, 3), dpi=100); plt.plot([1]);")
+    assert sorted(c["data"]) == ["image/png", "text/plain"]
+    png = base64.b64decode(c["data"]["image/png"])
+    w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert c["metadata"]["image/png"] == {"width": w // 2, "height": h // 2}
+    assert 600 < w <= 800 and 400 < h <= 600  # a 400x300 figure, tight, at twice its dpi
+    ok(kc, "%config InlineBackend.figure_formats = ['png', 'jpeg']")
+    assert sorted(figure()["data"]) == ["image/jpeg", "image/png", "text/plain"]
+    ok(kc, "from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
+           "set_matplotlib_formats('pdf')")
+    assert sorted(figure()["data"]) == ["application/pdf", "text/plain"]
+    # display(fig) of a figure takes them too
+    c = figure("fig = plt.figure(); plt.plot([1]); display(fig); plt.close(fig)")
+    assert sorted(c["data"]) == ["application/pdf", "text/plain"]
+
+
+@pytest.mark.skipif(python_lacks("matplotlib") or python_lacks("matplotlib_inline"),
+                    reason="needs matplotlib and matplotlib_inline")
+def test_set_matplotlib_formats_in_a_fresh_session(fresh_kernel):
+    """The first thing a notebook does: set_matplotlib_formats('svg') before
+    IPython's shell is up (it asks InteractiveShell.instance() for it)."""
+    km, kc = fresh_kernel
+    msgs = ok(kc, "import matplotlib.pyplot as plt\n"
+                  "from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
+                  "set_matplotlib_formats('svg')\nplt.plot([1, 2]);")
+    [d] = of_type(msgs, "display_data")
+    assert sorted(d["content"]["data"]) == ["image/svg+xml", "text/plain"]
+    ok(kc, "%config InteractiveShell.separate_in = '#'")  # the shell is the kernel's

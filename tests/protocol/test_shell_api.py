@@ -91,8 +91,9 @@ def test_object_inspect(kc):
 
 
 def test_events_object(kc):
-    assert value(kc, "sorted(get_ipython().events.callbacks)") == (
-        "['post_execute', 'post_run_cell', 'pre_execute', 'pre_run_cell', 'shell_initialized']")
+    assert value(kc, "sorted(get_ipython().events.callbacks)") == (  # IPython's layout
+        "['post_execute',\n 'post_run_cell',\n 'pre_execute',\n 'pre_run_cell',\n"
+        " 'shell_initialized']")
     reply, msgs = execute(kc, "get_ipython().events.register('no_such_event', print)")
     assert reply["content"]["ename"] == "KeyError"
     reply, msgs = execute(kc, "get_ipython().events.register('pre_execute', 3)")
