@@ -205,38 +205,52 @@ static const struct {
     {"_repr_pdf_", "application/pdf"},
 };
 
-/* Calls obj.method() if obj's type has it. Returns a new reference, Py_None
- * when absent, or NULL with an exception set. */
-static PyObject *call_repr(PyObject *obj, const char *method)
+/* obj's method name (a new reference) when it has one that IPython's
+ * get_real_method would call: not for classes, nor for objects that
+ * answer any attribute (a Mock, a proxy: they have a canary attribute that
+ * nothing defines). NULL, with no exception set, when not. */
+static PyObject *real_method(PyObject *obj, const char *name)
 {
     if (PyType_Check(obj))
-        Py_RETURN_NONE; /* classes' unbound _repr_*_ are not for them */
-    PyObject *fn = PyObject_GetAttrString(obj, method);
-    if (fn == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return NULL;
-        PyErr_Clear();
-        Py_RETURN_NONE;
+        return NULL; /* classes' unbound _repr_*_ are not for them */
+    PyObject *canary = PyObject_GetAttrString(obj, "_ipython_canary_method_should_not_exist_");
+    PyErr_Clear();
+    if (canary) {
+        Py_DECREF(canary);
+        return NULL;
     }
-    PyObject *r = PyCallable_Check(fn) ? PyObject_CallNoArgs(fn) : Py_NewRef(Py_None);
+    PyObject *fn = PyObject_GetAttrString(obj, name);
+    PyErr_Clear();
+    if (fn && !PyCallable_Check(fn))
+        Py_CLEAR(fn);
+    return fn;
+}
+
+/* Calls obj.method() if obj has it (real_method). Returns a new reference,
+ * Py_None when absent, or NULL with an exception set. */
+static PyObject *call_repr(PyObject *obj, const char *method)
+{
+    PyObject *fn = real_method(obj, method);
+    if (fn == NULL)
+        Py_RETURN_NONE;
+    PyObject *r = PyObject_CallNoArgs(fn);
     Py_DECREF(fn);
     return r;
 }
 
-/* A formatter that raises shows a warning on stderr, as IPython does, and the
- * MIME type is skipped. */
-static void formatter_failed(const char *method)
+static json_t *error_content(void);
+
+/* A formatter that raised: its error is shown as an error output, as under
+ * ipykernel, and the MIME type is skipped (the cell goes on); returns 0.
+ * An interrupt or exit is not the formatter's: -1, still raised. */
+static int formatter_failed(void)
 {
-    PyObject *exc = take_exception();
-    PyObject *s = exc ? PyObject_Repr(exc) : NULL;
-    const char *c = s ? PyUnicode_AsUTF8(s) : NULL;
-    char line[512];
-    snprintf(line, sizeof line, "%s raised %s\n", method, c ? c : "an exception");
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit))
+        return -1;
+    interp_publish("error", error_content());
     PyErr_Clear();
-    if (st.pub)
-        st.pub->stream(st.pub->self, "stderr", line, strlen(line), NULL);
-    Py_XDECREF(s);
-    Py_XDECREF(exc);
+    return 0;
 }
 
 PyObject *interp_format(PyObject *obj, PyObject **metadata)
@@ -246,9 +260,24 @@ PyObject *interp_format(PyObject *obj, PyObject **metadata)
     PyObject *data = PyDict_New(), *md = PyDict_New(), *r = NULL;
     if (data == NULL || md == NULL)
         goto error;
+    /* An object that displays itself (_ipython_display_) does, and has no
+     * bundle to show, as under IPython. */
+    PyObject *self_display = real_method(obj, "_ipython_display_");
+    if (self_display) {
+        r = PyObject_CallNoArgs(self_display);
+        Py_DECREF(self_display);
+        if (r) {
+            Py_DECREF(r);
+            *metadata = md;
+            return data;
+        }
+        if (formatter_failed() < 0) /* then the bundle, as IPython does */
+            goto error;
+    }
     r = call_repr(obj, "_repr_mimebundle_");
     if (r == NULL) {
-        formatter_failed("_repr_mimebundle_");
+        if (formatter_failed() < 0)
+            goto error;
     } else if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2 &&
                PyDict_Check(PyTuple_GET_ITEM(r, 0))) {
         if (PyDict_Update(data, PyTuple_GET_ITEM(r, 0)) < 0)
@@ -265,7 +294,8 @@ PyObject *interp_format(PyObject *obj, PyObject **metadata)
             continue;
         r = call_repr(obj, repr_methods[i].method);
         if (r == NULL) {
-            formatter_failed(repr_methods[i].method);
+            if (formatter_failed() < 0)
+                goto error;
             continue;
         }
         if (r != Py_None) {
@@ -318,6 +348,11 @@ int interp_display(PyObject *obj, int raw, PyObject *metadata, PyObject *display
     }
     if (data == NULL || md == NULL)
         goto error;
+    if (PyDict_GET_SIZE(data) == 0) { /* it displayed itself (_ipython_display_) */
+        Py_DECREF(data);
+        Py_DECREF(md);
+        return 0;
+    }
     if (metadata && metadata != Py_None && PyDict_Check(metadata) &&
         PyDict_Update(md, metadata) < 0)
         goto error;
@@ -510,6 +545,11 @@ static PyObject *displayhook(PyObject *self, PyObject *obj)
             PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_MemoryError))
             return NULL;
         interp_publish("error", error_content());
+        Py_RETURN_NONE;
+    }
+    if (PyDict_GET_SIZE(data) == 0) { /* it displayed itself (_ipython_display_) */
+        Py_DECREF(data);
+        Py_DECREF(md);
         Py_RETURN_NONE;
     }
     json_t *jdata = interp_to_json(data);

@@ -128,7 +128,44 @@ def test_failing_repr_falls_back_to_plain(kernel):
                   "    def __repr__(self):\n        return 'F'\nF()")
     [res] = of_type(msgs, "execute_result")
     assert res["content"]["data"] == {"text/plain": "F"}
-    assert "RuntimeError" in stdout_of(msgs, "stderr")
+    # its error shown as under ipykernel: an error output with its traceback
+    [err] = of_type(msgs, "error")
+    assert (err["content"]["ename"], err["content"]["evalue"]) == ("RuntimeError", "no")
+    assert "raise RuntimeError('no')" in "".join(err["content"]["traceback"])
+
+
+def test_an_object_that_displays_itself(kernel):
+    """_ipython_display_ is called instead of showing a bundle, by the
+    display hook and by display(), as under IPython; `_` still takes the
+    value. When it raises, its error shows and the bundle follows."""
+    km, kc = kernel
+    msgs = ok(kc, "class Self:\n    def _ipython_display_(self):\n"
+                  "        display({'text/html': '<b>me</b>', 'text/plain': 'me'}, raw=True)\n"
+                  "    def __repr__(self):\n        return 'Self()'\ns = Self()\ns")
+    assert of_type(msgs, "execute_result") == []
+    [d] = of_type(msgs, "display_data")
+    assert d["content"]["data"] == {"text/html": "<b>me</b>", "text/plain": "me"}
+    msgs = ok(kc, "display(s, 5)")
+    assert [m["content"]["data"]["text/plain"] for m in of_type(msgs, "display_data")] == ["me", "5"]
+    msgs = ok(kc, "_ is s")
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"]["text/plain"] == "True"
+    msgs = ok(kc, "class Broken:\n    def _ipython_display_(self):\n        raise ValueError('nope')\n"
+                  "    def __repr__(self):\n        return 'Broken()'\nBroken()")
+    [err] = of_type(msgs, "error")
+    assert err["content"]["evalue"] == "nope"
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"] == {"text/plain": "Broken()"}
+
+
+def test_an_object_that_answers_any_attribute_shows_its_repr(kernel):
+    """A Mock has every _repr_*_ method; as IPython does, the kernel asks for
+    a canary attribute first and then trusts none of them."""
+    km, kc = kernel
+    msgs = ok(kc, "from unittest import mock\nm = mock.MagicMock()\nm.__repr__ = lambda self: 'M'\nm")
+    [res] = of_type(msgs, "execute_result")
+    assert res["content"]["data"] == {"text/plain": "M"}
+    assert of_type(msgs, "error") == []
 
 
 @needs("pandas")
