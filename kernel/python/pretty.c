@@ -761,6 +761,10 @@ static int in_dict(PyObject *cls, const char *key)
 
 static int dispatch(Printer *p, PyObject *obj, int cycle)
 {
+    /* The scalars IPython shows by their repr, without the walk. */
+    if (PyLong_CheckExact(obj) || PyFloat_CheckExact(obj) || PyUnicode_CheckExact(obj) ||
+        PyBytes_CheckExact(obj) || PyBool_Check(obj) || obj == Py_None)
+        return print_repr(p, obj);
     PyObject *klass = safe_attr(obj, "__class__");
     if (klass == NULL || !PyType_Check(klass))
         Py_XSETREF(klass, Py_NewRef((PyObject *)Py_TYPE(obj)));

@@ -4,6 +4,9 @@ ipykernel, side by side in one run:
 
 - start to the first execute_reply of `pass`, and RSS after 20 plain cells
   (pyrometer's plain path, which never imports IPython);
+- showing a 1000-item list of dicts as text/plain (pyrometer's own printer,
+  IPython's layout, against IPython's printer under ipykernel): the cell's
+  round trip less that of a cell whose value is None;
 - the first cell that needs IPython (`%xmode Plain`: pyrometer brings
   IPython's shell in), start to that cell's reply, the same magic once more,
   and RSS after it;
@@ -59,6 +62,13 @@ def one(name):
     for i in range(20):
         timed(kc, f"x{i} = {i}")
     r = {"start": start * 1e3, "rss_plain": rss_mib(pid)}
+    # A value's text/plain, laid out as IPython lays it out: pyrometer's C
+    # printer (before IPython is in) against IPython's under ipykernel.
+    timed(kc, "v = [{'id': i, 'name': 'item%d' % i, 'tags': ['a', 'b'], 'score': i / 7}"
+              " for i in range(1000)]")
+    r["show_value"] = statistics.median(timed(kc, "v") for _ in range(7)) * 1e3
+    r["show_empty"] = statistics.median(timed(kc, "None") for _ in range(7)) * 1e3
+    r["show_value"] -= r["show_empty"]
     reply, msgs = execute(kc, "import sys; 'IPython' in sys.modules", timeout=60)
     r["ipython_loaded_plain"] = any(
         m["msg_type"] == "execute_result" and m["content"]["data"]["text/plain"] == "True"
@@ -99,6 +109,7 @@ def main():
         cleanup()
     rows = [("start to first execute_reply", "start", "ms"),
             ("RSS after 20 plain cells", "rss_plain", "MiB"),
+            ("showing a 1000-item list of dicts (over a None cell)", "show_value", "ms"),
             ("first cell needing IPython (%xmode Plain)", "first_magic", "ms"),
             ("start to the first IPython cell's reply", "start_to_magic", "ms"),
             ("the next IPython magic", "next_magic", "ms"),
