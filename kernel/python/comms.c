@@ -274,6 +274,14 @@ static PyObject *kernel_get_parent(PyObject *unused, PyObject *args)
     return req ? msg_dict(req, 0) : PyDict_New();
 }
 
+static PyMethodDef get_parent_def = {"get_parent", kernel_get_parent, METH_VARARGS,
+                                     "get_parent()\n--\n\nThe message being handled, as a dict."};
+
+PyObject *comms_get_parent_function(void)
+{
+    return PyCFunction_New(&get_parent_def, NULL);
+}
+
 static PyMethodDef comm_defs[] = {
     {"publish_msg", (PyCFunction)(void (*)(void))comm_publish_msg, METH_VARARGS | METH_KEYWORDS,
      "publish_msg(msg_type, data=None, metadata=None, buffers=None, **keys)\n--\n\n"

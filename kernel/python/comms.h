@@ -37,4 +37,9 @@ json_t *comms_info(const char *target_name);
 /* Drops the manager and the class (at interpreter end). GIL held. */
 void comms_clear(void);
 
+/* A new function get_parent(): the request being handled, as a message
+ * dict, or {} between requests (what ipywidgets' Output widget asks the
+ * kernel object for). NULL with an exception set. GIL held. */
+PyObject *comms_get_parent_function(void);
+
 #endif

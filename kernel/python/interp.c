@@ -245,8 +245,7 @@ static json_t *error_content(void);
  * An interrupt or exit is not the formatter's: -1, still raised. */
 static int formatter_failed(void)
 {
-    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-        PyErr_ExceptionMatches(PyExc_SystemExit))
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) || PyErr_ExceptionMatches(PyExc_SystemExit))
         return -1;
     interp_publish("error", error_content());
     PyErr_Clear();
@@ -1216,7 +1215,7 @@ static int ends_with_semicolon(const char *src, PyObject *last)
         p = p ? p + 1 : NULL;
     }
     if (p == NULL || off < 0 || (size_t)off > strcspn(p, "\n"))
-        return 0; /* positions that do not fit the text: show the value */
+        return 0;             /* positions that do not fit the text: show the value */
     for (p += off; *p; p++) { /* end_col_offset counts UTF-8 bytes */
         if (*p == ';')
             return 1;

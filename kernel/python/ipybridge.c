@@ -22,8 +22,8 @@
 #include "streams.h"
 
 /* The shell. Protected by the GIL. */
-static PyObject *the_shell; /* owned: the InteractiveShell, or NULL */
-static int making;          /* make_shell is running */
+static PyObject *the_shell;        /* owned: the InteractiveShell, or NULL */
+static int making;                 /* make_shell is running */
 static PyObject *orig_instance;    /* owned: SingletonConfigurable's instance classmethod */
 static PyObject *orig_get_ipython; /* owned: IPython.core.getipython.get_ipython */
 
@@ -795,7 +795,8 @@ PyObject *ipybridge_format(PyObject *obj, PyObject **metadata)
         return NULL;
     PyObject *data = NULL, *md = NULL;
     if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2 || !PyDict_Check(PyTuple_GET_ITEM(r, 0))) {
-        PyErr_SetString(PyExc_TypeError, "IPython's display_formatter.format gave no (data, metadata)");
+        PyErr_SetString(PyExc_TypeError,
+                        "IPython's display_formatter.format gave no (data, metadata)");
         goto done;
     }
     data = PyDict_Copy(PyTuple_GET_ITEM(r, 0));

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MAX_WIDTH 79
-#define MAX_SEQ 1000
+#define MAX_SEQ   1000
 
 enum { PR_OK = 0, PR_ERROR = -1, PR_FOREIGN = 1 /* needs IPython's printer */ };
 
@@ -29,10 +29,10 @@ typedef struct {
 } Group;
 
 typedef struct {
-    PyObject *text;     /* a str for text; NULL for a breakable */
+    PyObject *text; /* a str for text; NULL for a breakable */
     Py_ssize_t width;
-    Py_ssize_t indent;  /* a breakable's indentation when made */
-    Group *group;       /* a breakable's group */
+    Py_ssize_t indent; /* a breakable's indentation when made */
+    Group *group;      /* a breakable's group */
 } Item;
 
 typedef struct {
@@ -81,7 +81,8 @@ static int write_str(Printer *p, PyObject *s)
 
 static int write_newline(Printer *p, Py_ssize_t indent)
 {
-    char small[128], *b = indent < (Py_ssize_t)sizeof small - 1 ? small : malloc((size_t)indent + 1);
+    char small[128],
+        *b = indent < (Py_ssize_t)sizeof small - 1 ? small : malloc((size_t)indent + 1);
     if (b == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -474,15 +475,15 @@ static int print_dict(Printer *p, PyObject *obj, int cycle, const char *start, c
 
 /* name(arg, ..., key=value, ...), as IPython's CallExpression; args and
  * kwargs may be NULL; raw, when given, is the one argument, as text. */
-static int print_call(Printer *p, PyObject *name, PyObject *args, PyObject *kwargs,
-                      const char *raw)
+static int print_call(Printer *p, PyObject *name, PyObject *args, PyObject *kwargs, const char *raw)
 {
     PyObject *prefix = PyUnicode_FromFormat("%U(", name);
     if (prefix == NULL)
         return PR_ERROR;
     Py_ssize_t step = PyUnicode_GetLength(prefix);
     const char *pre = PyUnicode_AsUTF8(prefix);
-    int rc = pre && begin_group(p, 0, NULL) == 0 && begin_group(p, step, pre) == 0 ? PR_OK : PR_ERROR;
+    int rc =
+        pre && begin_group(p, 0, NULL) == 0 && begin_group(p, step, pre) == 0 ? PR_OK : PR_ERROR;
     Py_DECREF(prefix);
     int started = 0;
     if (rc == PR_OK && raw) {
@@ -735,8 +736,12 @@ static const char *by_name(PyObject *cls)
     static const struct {
         const char *mod, *name;
     } deferred[] = {
-        {"collections", "defaultdict"}, {"collections", "OrderedDict"}, {"collections", "deque"},
-        {"collections", "Counter"},     {"collections", "UserList"},    {"types", "SimpleNamespace"},
+        {"collections", "defaultdict"},
+        {"collections", "OrderedDict"},
+        {"collections", "deque"},
+        {"collections", "Counter"},
+        {"collections", "UserList"},
+        {"types", "SimpleNamespace"},
         {"os", "_Environ"},
     };
     PyObject *mod = safe_attr(cls, "__module__"), *name = safe_attr(cls, "__name__");
@@ -828,7 +833,8 @@ static int pretty(Printer *p, PyObject *obj)
     return rc;
 }
 
-/* ---- entry ------------------------------------------------------------------------------------ */
+/* ---- entry ------------------------------------------------------------------------------------
+ */
 
 static void printer_free(Printer *p)
 {
@@ -860,9 +866,9 @@ static PyObject *ipython_pretty(PyObject *obj)
     PyObject *f = PyObject_GetAttrString(mod, "pretty");
     Py_DECREF(mod);
     PyObject *args = f ? PyTuple_Pack(1, obj) : NULL;
-    PyObject *kw = args ? Py_BuildValue("{s:i, s:i}", "max_width", MAX_WIDTH, "max_seq_length",
-                                        MAX_SEQ)
-                        : NULL;
+    PyObject *kw =
+        args ? Py_BuildValue("{s:i, s:i}", "max_width", MAX_WIDTH, "max_seq_length", MAX_SEQ)
+             : NULL;
     PyObject *r = kw ? PyObject_Call(f, args, kw) : NULL;
     Py_XDECREF(f);
     Py_XDECREF(args);
@@ -876,8 +882,7 @@ PyObject *pretty_text(PyObject *obj)
     Group root = {0};
     PyObject *res = NULL;
     p.out = PyList_New(0);
-    if (p.out == NULL ||
-        grow((void **)&p.stack, &p.capstack, 1, sizeof *p.stack) < 0)
+    if (p.out == NULL || grow((void **)&p.stack, &p.capstack, 1, sizeof *p.stack) < 0)
         goto done;
     p.stack[p.nstack++] = &root;
     if (queue_add(&p, &root) < 0)

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "comms.h"
 #include "events.h"
 #include "interp.h"
 #include "introspect.h"
@@ -141,6 +142,13 @@ static PyObject *sh_kernel(Shell *self, void *closure)
     PyObject *k = empty ? PyObject_Call((PyObject *)Py_TYPE(impl), empty, fields) : NULL;
     Py_XDECREF(empty);
     Py_DECREF(fields);
+    /* get_parent(), as ipykernel's kernel has: ipywidgets' Output widget
+     * asks it for the request whose output it captures. */
+    PyObject *gp = k ? comms_get_parent_function() : NULL;
+    int bad_gp = gp == NULL || PyObject_SetAttrString(k, "get_parent", gp) < 0;
+    Py_XDECREF(gp);
+    if (bad_gp)
+        Py_CLEAR(k);
     if (k == NULL)
         return NULL;
     self->kernel = k;

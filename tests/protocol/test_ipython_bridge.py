@@ -12,7 +12,7 @@ import time
 import pytest
 
 from kernel_util import execute, of_type, stdout_of
-from pyrometer_testing import python_lacks, python_version, start_kernel
+from pyrometer_testing import needs, python_version, start_kernel
 
 pytest.importorskip("IPython")
 
@@ -522,8 +522,7 @@ def test_ipython_get_ipython_and_instance_give_the_kernels_shell(fresh_kernel):
     assert value(kc, "'IPKernelApp' in get_ipython().config") == "True"
 
 
-@pytest.mark.skipif(python_lacks("matplotlib") or python_lacks("matplotlib_inline"),
-                    reason="needs matplotlib and matplotlib_inline")
+@needs("matplotlib", "matplotlib_inline")
 def test_inline_figures_take_inlinebackends_formats(fresh_kernel):
     """As under ipykernel: %config InlineBackend.figure_format(s) and
     set_matplotlib_formats() choose the formats of inline figures; retina
@@ -557,8 +556,7 @@ def test_inline_figures_take_inlinebackends_formats(fresh_kernel):
     assert sorted(c["data"]) == ["application/pdf", "text/plain"]
 
 
-@pytest.mark.skipif(python_lacks("matplotlib") or python_lacks("matplotlib_inline"),
-                    reason="needs matplotlib and matplotlib_inline")
+@needs("matplotlib", "matplotlib_inline")
 def test_set_matplotlib_formats_in_a_fresh_session(fresh_kernel):
     """The first thing a notebook does: set_matplotlib_formats('svg') before
     IPython's shell is up (it asks InteractiveShell.instance() for it)."""

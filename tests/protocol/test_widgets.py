@@ -150,3 +150,20 @@ def test_control_comm_returns_every_state(kernel):
     [reply] = updates(msgs, "ctl")
     assert reply["method"] == "update_states"
     assert reply["states"][tid]["state"]["value"] == "hello"
+
+
+def test_output_widget_captures_once_ipython_is_up(fresh_kernel):
+    """IPython.get_ipython() is the kernel's shell, and its .kernel has
+    get_parent() as ipykernel's does: the Output widget, which asks it for
+    the request to capture, captures with IPython's shell up too."""
+    km, kc = fresh_kernel
+    ok(kc, "%config InteractiveShell.separate_in = ''")  # IPython's shell comes up
+    reply, msgs = ok(kc, "import ipywidgets as w\nout = w.Output()\nout")
+    [op] = opened(msgs, "OutputModel")
+    oid = op["content"]["comm_id"]
+    reply, msgs = ok(kc, "with out:\n    print('captured')")
+    cell = reply["parent_header"]["msg_id"]
+    ids = [d["state"]["msg_id"] for d in updates(msgs, oid) if "msg_id" in d.get("state", {})]
+    assert ids == [cell, ""]
+    assert stdout_of(msgs) == "captured\n"
+
