@@ -292,24 +292,38 @@ error:
 
 /* ---- completions of each kind ------------------------------------------- */
 
-/* Magic names: %pr -> %prun. start is the index of the first %. */
-static int complete_magic(const cell *c, result *r, Py_ssize_t start, int is_cell)
+/* Adds the line (is_cell 0) or cell magics whose names start with typed,
+ * with their sigil. Returns 0 or -1. */
+static int add_magics(result *r, PyObject *typed, int is_cell)
 {
-    Py_ssize_t name_start = start + 1 + is_cell;
-    PyObject *typed = substr(c, name_start, c->cur);
-    PyObject *names = typed ? magics_names(is_cell) : NULL;
+    PyObject *names = magics_names(is_cell);
     PyObject *sigil = names ? PyUnicode_FromString(is_cell ? "%%" : "%") : NULL;
     int rc = sigil ? 0 : -1;
-    r->start = start;
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(names); i++) {
         PyObject *name = PyList_GET_ITEM(names, i);
         int m = PyUnicode_Tailmatch(name, typed, 0, PY_SSIZE_T_MAX, -1);
         if (m < 0 || (m == 1 && add_prefixed(r, sigil, name, "magic") < 0))
             rc = -1;
     }
-    Py_XDECREF(typed);
     Py_XDECREF(names);
     Py_XDECREF(sigil);
+    return rc;
+}
+
+/* Magic names: %pr -> %prun. start is the index of the first %. A single %
+ * that opens the cell is offered the cell magics too (%ti -> %%time), as
+ * IPython offers them; elsewhere a cell magic could not run. */
+static int complete_magic(const cell *c, result *r, Py_ssize_t start, int is_cell)
+{
+    PyObject *typed = substr(c, start + 1 + is_cell, c->cur);
+    int opens_cell = 1;
+    for (Py_ssize_t i = 0; i < start && opens_cell; i++)
+        opens_cell = c->u[i] == ' ' || c->u[i] == '\t';
+    r->start = start;
+    int rc = typed ? add_magics(r, typed, is_cell) : -1;
+    if (rc == 0 && !is_cell && opens_cell)
+        rc = add_magics(r, typed, 1);
+    Py_XDECREF(typed);
     return rc;
 }
 

@@ -112,8 +112,8 @@ BOTH = [
     ('d["ke', None, ["key", "kez"], 3, 5),
     ("d['o", None, ["other"], 3, 4),
     ("d[", None, ["'key'", "'kez'", "'other'"], 2, 2),
-    ("%lpr", None, ["%lprun"], 0, 4),
-    ("%ti", None, ["%time", "%timeit"], 0, 3),
+    ("%lpr", None, ["%%lprun", "%lprun"], 0, 4),
+    ("%ti", None, ["%%time", "%%timeit", "%time", "%timeit"], 0, 3),
     ("%%ti", None, ["%%time", "%%timeit"], 0, 4),
     ("%%timeit -n 3\nstr.up", None, ["str.upper"], 14, 20),
     ("%pst", None, ["%pstats"], 0, 4),
@@ -141,7 +141,13 @@ def test_complete_without_jedi(k_plain, code, pos, matches, start, end):
 def test_complete_magics_sorted(k):
     got = complete(k, "%")[0]
     assert got == sorted(got) and {"%lprun", "%time", "%pwd"} <= set(got)
-    assert all(m.startswith("%") and not m.startswith("%%") for m in got)
+    # at the start of a cell, the cell magics too, as IPython offers them
+    assert {"%%time", "%%mprof"} <= set(got) and "%%pwd" not in got
+    assert complete(k, "%ti")[0] == ["%%time", "%%timeit", "%time", "%timeit"]
+    assert complete(k, "  %ti")[0] == ["%%time", "%%timeit", "%time", "%timeit"]
+    # where a cell magic could not run, line magics only
+    assert complete(k, "x = 1\n%ti")[0] == ["%time", "%timeit"]
+    assert complete(k, "y = %ti")[0] == ["%time", "%timeit"]
     got = complete(k, "%%")[0]
     assert got == sorted(got) and {"%%time", "%%mprof"} <= set(got)
     assert "%%pwd" not in got
