@@ -471,13 +471,18 @@ static void put_exception(json_t *arr, buf *b, PyObject *exc, PyObject *cells)
     Py_XDECREF(notes);
 }
 
+int errors_colour_on(void)
+{
+    const char *no_color = getenv("NO_COLOR");
+    return colors_on && !(no_color && *no_color);
+}
+
 json_t *errors_traceback(PyObject *exc, PyObject *cells)
 {
     PyObject *chain[MAX_CHAIN];
     int cause[MAX_CHAIN]; /* cause[i]: chain[i] is chain[i-1]'s __cause__ */
     int n = 0;
-    const char *no_color = getenv("NO_COLOR");
-    color = colors_on && !(no_color && *no_color);
+    color = errors_colour_on();
 
     PyObject *type, *value, *tb; /* an error pending on entry is kept */
     PyErr_Fetch(&type, &value, &tb);

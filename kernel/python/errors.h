@@ -19,6 +19,10 @@
  * `%colors NoColor` was run. GIL held; leaves no exception set. */
 json_t *errors_traceback(PyObject *exc, PyObject *cells);
 
+/* 1 when the kernel's output is coloured: not after `%colors NoColor`, nor
+ * with NO_COLOR set (non-empty). */
+int errors_colour_on(void);
+
 /* Registers %colors. Returns 0, or -1 with an exception set. */
 int errors_register_magics(void);
 

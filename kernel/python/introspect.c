@@ -17,6 +17,7 @@
 
 #include "interp.h"
 #include "log.h"
+#include "errors.h"
 #include "magics.h"
 #include "session.h"
 
@@ -1210,7 +1211,7 @@ done:
 
 /* Builds the help text of obj (called name). Returns a new str or NULL with
  * an exception set. */
-static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
+static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level, int colour)
 {
     fields f = {0};
     PyObject *out = NULL, *inspect = PyImport_ImportModule("inspect");
@@ -1281,9 +1282,11 @@ static PyObject *info_text(PyObject *obj, PyObject *name, int detail_level)
     PyObject *lines = PyList_New(0);
     for (int i = 0; lines && i < f.n; i++) {
         int multi = PyUnicode_FindChar(f.text[i], '\n', 0, PY_SSIZE_T_MAX, 1) >= 0;
-        char label[64], padded[80];
-        snprintf(label, sizeof label, "%s:", f.label[i]);
-        snprintf(padded, sizeof padded, "%-*s", (int)width, label);
+        /* The label in red, as IPython 9 writes it (the padding after the
+         * colour ends). */
+        char label[64], padded[96];
+        snprintf(label, sizeof label, colour ? "\x1b[31m%s:\x1b[39m" : "%s:", f.label[i]);
+        snprintf(padded, sizeof padded, "%s%*s", label, (int)(width - strlen(f.label[i]) - 1), "");
         PyObject *l =
             PyUnicode_FromFormat(multi ? "%s\n%U" : "%s%U", multi ? label : padded, f.text[i]);
         if (l == NULL || PyList_Append(lines, l) < 0)
@@ -1337,7 +1340,7 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level)
             text = magic_text(name);
         } else {
             obj = name ? resolve(name) : NULL;
-            text = obj ? info_text(obj, name, detail_level) : NULL;
+            text = obj ? info_text(obj, name, detail_level, errors_colour_on()) : NULL;
         }
         if (obj != NULL && text == NULL)
             log_exception("inspection");
@@ -1369,7 +1372,7 @@ PyObject *introspect_object(const char *name)
     return obj;
 }
 
-char *introspect_text(const char *name, int detail_level)
+char *introspect_text(const char *name, int detail_level, int colour)
 {
     PyObject *n = PyUnicode_FromString(name);
     if (n == NULL)
@@ -1392,7 +1395,7 @@ char *introspect_text(const char *name, int detail_level)
         Py_DECREF(stripped);
         return NULL;
     }
-    PyObject *text = info_text(obj, stripped, detail_level);
+    PyObject *text = info_text(obj, stripped, detail_level, colour);
     Py_DECREF(obj);
     Py_DECREF(stripped);
     if (text == NULL)
@@ -1412,7 +1415,7 @@ static PyObject *k_inspect(PyObject *self, PyObject *args)
     int level;
     if (!PyArg_ParseTuple(args, "si:inspect", &name, &level))
         return NULL;
-    char *text = introspect_text(name, level);
+    char *text = introspect_text(name, level, errors_colour_on());
     if (text == NULL) {
         if (PyErr_Occurred())
             return NULL;

@@ -15,9 +15,9 @@ json_t *introspect_inspect(const char *code, long cursor_pos, int detail_level);
 PyObject *introspect_object(const char *name);
 
 /* The help text for a dotted name, or for "%magic" / "%%magic" (detail 0: signature and docstring;
- * 1: the source too), malloc'ed; NULL if the name does not resolve (no exception set) or on error
- * (exception set). GIL held. */
-char *introspect_text(const char *name, int detail_level);
+ * 1: the source too), its field labels in ANSI red when colour is set, malloc'ed; NULL if the name
+ * does not resolve (no exception set) or on error (exception set). GIL held. */
+char *introspect_text(const char *name, int detail_level, int colour);
 
 /* Adds __pyrometer__.inspect(name, level), what obj? and obj?? become: the
  * help text as a `page` payload. GIL held. Returns 0, or -1 with an

@@ -224,7 +224,7 @@ static PyObject *sh_object_inspect(Shell *self, PyObject *args, PyObject *kw)
     while (*oname == ' ')
         oname++;
     int ismagic = oname[0] == '%';
-    char *text = introspect_text(oname, level);
+    char *text = introspect_text(oname, level, 0);
     if (text == NULL && PyErr_Occurred())
         return NULL;
     PyObject *info = Py_BuildValue("{s:s, s:O, s:O, s:O, s:z}", "name", oname, "found",

@@ -38,7 +38,7 @@ class PyrometerKernelTests(jupyter_kernel_test.KernelTests):
         {"text": "str.upp", "matches": {"str.upper"}},
         {"text": "from os import pa",
          "matches": {"pardir", "path", "pathconf", "pathconf_names", "pathsep"}},
-        {"text": "%lpr", "matches": {"%lprun"}},
+        {"text": "%lpr", "matches": {"%%lprun", "%lprun"}},  # a cell's start: both
         {"text": "%%ti", "matches": {"%%time", "%%timeit"}},
         {"text": "import json.dec", "matches": {"json.decoder"}},
     ]

@@ -3,6 +3,7 @@ cursor ranges (in code points), magics, dict keys, paths, the fallback
 without jedi, that completing calls nothing, and obj? / obj?? pages."""
 import os
 import queue
+import re
 import tempfile
 
 import pytest
@@ -86,12 +87,20 @@ def complete(kc, code, pos=None):
     return c["matches"], c["cursor_start"], c["cursor_end"], c
 
 
-def inspect(kc, code, pos=None, level=0):
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def inspect(kc, code, pos=None, level=0, raw=False):
+    """The inspect_reply's content; its text/plain without the labels' ANSI
+    colour unless raw (test_inspect_labels_are_coloured checks those)."""
     msg_id = kc.inspect(code, pos, level)
     reply = kc.get_shell_msg(timeout=30)
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["status"] == "ok"
-    return reply["content"]
+    c = reply["content"]
+    if not raw and "text/plain" in c.get("data", {}):
+        c["data"]["text/plain"] = ANSI.sub("", c["data"]["text/plain"])
+    return c
 
 
 # ---- completion -----------------------------------------------------------
@@ -275,8 +284,9 @@ def test_inspect_cell_function(k):
     # the same text as obj? / obj?? pages
     for code, want in (("h?", want0), ("h??", want1)):
         reply, msgs = execute(k, code)
-        assert reply["content"]["payload"] == [
-            {"source": "page", "data": {"text/plain": want}, "start": 0}]
+        [page] = reply["content"]["payload"]
+        page["data"]["text/plain"] = ANSI.sub("", page["data"]["text/plain"])
+        assert page == {"source": "page", "data": {"text/plain": want}, "start": 0}
 
 
 def test_inspect_cell_class_source(k):
@@ -310,6 +320,26 @@ def test_inspect_a_tuple(k):
     assert inspect(k, "pair")["data"]["text/plain"] == (
         "Type:        tuple\nString form: (1, 'two')\nLength:      2\nDocstring:\n"
         + tuple.__doc__.strip("\n"))
+
+
+def test_inspect_labels_are_coloured(k):
+    """As IPython 9 shows them under ipykernel 7: each label in red, the
+    padding after it; none after `%colors NoColor`, back with Linux; the
+    `obj?` page the same."""
+    execute(k, "seven = 7")
+    t = inspect(k, "seven", raw=True)["data"]["text/plain"]
+    assert t.startswith("\x1b[31mType:\x1b[39m        int\n"
+                        "\x1b[31mString form:\x1b[39m 7\n\x1b[31mDocstring:\x1b[39m\n")
+    reply, _ = execute(k, "seven?")
+    [page] = reply["content"]["payload"]
+    assert page["data"]["text/plain"] == t
+    execute(k, "%colors NoColor")
+    try:
+        t = inspect(k, "seven", raw=True)["data"]["text/plain"]
+        assert t.startswith("Type:        int\nString form: 7\nDocstring:\n")
+    finally:
+        execute(k, "%colors Linux")
+    assert inspect(k, "seven", raw=True)["data"]["text/plain"].startswith("\x1b[31mType:")
 
 
 def test_inspect_huge_container(k):
