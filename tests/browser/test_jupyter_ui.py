@@ -313,3 +313,28 @@ def test_input_box_takes_an_answer(page):
     lines = page.text(i).splitlines()
     assert len(lines) == 2 and re.fullmatch(r"Your name\? +pyrometer", lines[0]), lines
     assert lines[1] == "hello, pyrometer"
+
+
+def test_help_page_and_a_long_value_as_users_see_them(page):
+    """`len?` shows its help with the labels in red (ANSI, rendered as
+    coloured spans), and a long list shows one item a line, as IPython lays
+    it out under ipykernel."""
+    i = page.run("len?", typed=True)
+    page.wait_done(i)
+    page.scroll_to(i)
+    page.screenshot("help-page")
+    text = page.text(i)
+    assert text.startswith("Signature: len(obj, /)\nDocstring: "), text
+    reds = page.js("""
+        return Array.from(cellAt(arguments[1]).node.querySelectorAll(
+                '.jp-Cell-outputArea .ansi-red-fg'))
+            .map(e => [e.innerText, getComputedStyle(e).color]);""", i)
+    assert [t for t, _ in reds] == ["Signature:", "Docstring:", "Type:"], reds
+    assert len({c for _, c in reds}) == 1 and reds[0][1] != page.js(
+        "return getComputedStyle(cellAt(arguments[1]).node.querySelector("
+        "'.jp-Cell-outputArea pre')).color;", i)  # red, not the text's colour
+    j = page.run("list(range(30))", typed=True)
+    page.wait_done(j)
+    page.scroll_to(j)
+    page.screenshot("long-value")
+    assert page.text(j) == "[" + ",\n ".join(map(str, range(30))) + "]"
