@@ -205,20 +205,24 @@ static const struct {
     {"_repr_pdf_", "application/pdf"},
 };
 
-/* obj's method name (a new reference) when it has one that IPython's
- * get_real_method would call: not for classes, nor for objects that
- * answer any attribute (a Mock, a proxy: they have a canary attribute that
- * nothing defines). NULL, with no exception set, when not. */
-static PyObject *real_method(PyObject *obj, const char *name)
+/* 0 when obj's _repr_*_ methods are not to be called, as IPython's
+ * get_real_method says: a class (its methods are unbound), or an object
+ * that answers any attribute (a Mock, a proxy: it has a canary attribute
+ * that nothing defines). 1 when they are. Never raises. */
+static int has_real_methods(PyObject *obj)
 {
     if (PyType_Check(obj))
-        return NULL; /* classes' unbound _repr_*_ are not for them */
+        return 0;
     PyObject *canary = PyObject_GetAttrString(obj, "_ipython_canary_method_should_not_exist_");
     PyErr_Clear();
-    if (canary) {
-        Py_DECREF(canary);
-        return NULL;
-    }
+    Py_XDECREF(canary);
+    return canary == NULL;
+}
+
+/* obj's callable attribute name (a new reference), or NULL with no
+ * exception set. For objects has_real_methods() accepts. */
+static PyObject *real_method(PyObject *obj, const char *name)
+{
     PyObject *fn = PyObject_GetAttrString(obj, name);
     PyErr_Clear();
     if (fn && !PyCallable_Check(fn))
@@ -259,6 +263,8 @@ PyObject *interp_format(PyObject *obj, PyObject **metadata)
     PyObject *data = PyDict_New(), *md = PyDict_New(), *r = NULL;
     if (data == NULL || md == NULL)
         goto error;
+    if (!has_real_methods(obj)) /* asked once for all of its methods */
+        goto plain;
     /* An object that displays itself (_ipython_display_) does, and has no
      * bundle to show, as under IPython. */
     PyObject *self_display = real_method(obj, "_ipython_display_");
@@ -310,6 +316,7 @@ PyObject *interp_format(PyObject *obj, PyObject **metadata)
         }
         Py_CLEAR(r);
     }
+plain:
     if (!PyDict_GetItemString(data, "text/plain")) {
         PyObject *rep = pretty_text(obj);
         if (rep == NULL)
@@ -1550,6 +1557,17 @@ json_t *interp_execute(publisher *pub, const wire_msg *req, int *failed)
 
 /* ---- is_complete ---------------------------------------------------------- */
 
+/* {"status": "incomplete", "indent": ind spaces (at most 127)}. */
+static json_t *incomplete_reply(size_t ind)
+{
+    char indent[128];
+    if (ind >= sizeof indent)
+        ind = sizeof indent - 1;
+    memset(indent, ' ', ind);
+    indent[ind] = '\0';
+    return json_pack("{s:s, s:s}", "status", "incomplete", "indent", indent);
+}
+
 /* IPython's rule for a cell magic: it ends with a blank line (a console
  * goes on reading the body after `%%time` and Enter). NULL when cell does
  * not start with a cell magic. */
@@ -1568,15 +1586,10 @@ static json_t *cell_magic_is_complete(const char *cell)
         blank = strchr(" \t\r\f\v", cell[i]) != NULL;
     if (blank)
         return json_pack("{s:s}", "status", "complete");
-    char indent[128];
     size_t ind = 0;
     for (size_t i = start; i < n && (cell[i] == ' ' || cell[i] == '\t'); i++)
         ind = cell[i] == '\t' ? (ind / 8 + 1) * 8 : ind + 1;
-    if (ind >= sizeof indent)
-        ind = sizeof indent - 1;
-    memset(indent, ' ', ind);
-    indent[ind] = '\0';
-    return json_pack("{s:s, s:s}", "status", "incomplete", "indent", indent);
+    return incomplete_reply(ind);
 }
 
 json_t *interp_is_complete(const char *code)
@@ -1617,12 +1630,7 @@ json_t *interp_is_complete(const char *code)
             ind++;
         if (last_end > code && last_end[-1] == ':')
             ind += 4;
-        char indent[128];
-        if (ind >= sizeof indent)
-            ind = sizeof indent - 1;
-        memset(indent, ' ', ind);
-        indent[ind] = '\0';
-        reply = json_pack("{s:s, s:s}", "status", "incomplete", "indent", indent);
+        reply = incomplete_reply(ind);
     } else {
         /* codeop accepts "def f():\n  pass" as complete only after a blank
          * line; a trailing block without one is still open. */

@@ -786,7 +786,7 @@ int ipybridge_patch_getipython(PyObject *mod)
 
 PyObject *ipybridge_format(PyObject *obj, PyObject **metadata)
 {
-    if (stdmagics_hooks_figure_formats(the_shell) < 0)
+    if (stdmagics_hooks_figure_formats(the_shell, obj) < 0)
         return NULL;
     PyObject *fmt = PyObject_GetAttrString(the_shell, "display_formatter");
     PyObject *r = fmt ? PyObject_CallMethod(fmt, "format", "(O)", obj) : NULL;

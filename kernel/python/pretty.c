@@ -554,6 +554,22 @@ static PyObject *qualname(PyObject *obj)
     return n;
 }
 
+/* obj's (a class's, a function's) name as IPython shows it: dotted() of
+ * its module and qualname. Its __module__ may be missing (None then) unless
+ * module_required. A new str, or NULL with an exception set. */
+static PyObject *full_name(PyObject *obj, int none_is_builtin, int module_required)
+{
+    PyObject *name = qualname(obj);
+    if (name == NULL)
+        return NULL;
+    PyObject *mod =
+        module_required ? PyObject_GetAttrString(obj, "__module__") : safe_attr(obj, "__module__");
+    PyObject *full = mod || !module_required ? dotted(mod, name, none_is_builtin) : NULL;
+    Py_DECREF(name);
+    Py_XDECREF(mod);
+    return full;
+}
+
 static int print_type(Printer *p, PyObject *cls)
 {
     /* A metaclass with its own __repr__ (the first in its MRO that defines
@@ -577,11 +593,7 @@ static int print_type(Printer *p, PyObject *cls)
     Py_DECREF(mro);
     if (own)
         return print_repr(p, cls);
-    PyObject *mod = safe_attr(cls, "__module__");
-    PyObject *name = qualname(cls);
-    PyObject *s = name ? dotted(mod, name, 1) : NULL;
-    Py_XDECREF(mod);
-    Py_XDECREF(name);
+    PyObject *s = full_name(cls, 1, 0);
     int rc = s ? text(p, s) : PR_ERROR;
     Py_XDECREF(s);
     return rc;
@@ -589,11 +601,7 @@ static int print_type(Printer *p, PyObject *cls)
 
 static int print_function(Printer *p, PyObject *f)
 {
-    PyObject *name = qualname(f);
-    PyObject *mod = name ? PyObject_GetAttrString(f, "__module__") : NULL;
-    PyObject *full = mod ? dotted(mod, name, 1) : NULL;
-    Py_XDECREF(name);
-    Py_XDECREF(mod);
+    PyObject *full = full_name(f, 1, 1);
     if (full == NULL)
         return PR_ERROR;
     PyObject *inspect = PyImport_ImportModule("inspect");
@@ -616,12 +624,8 @@ static int print_function(Printer *p, PyObject *f)
 static int print_exception(Printer *p, PyObject *exc)
 {
     PyObject *cls = PyObject_GetAttrString(exc, "__class__");
-    PyObject *name = cls ? qualname(cls) : NULL;
-    PyObject *mod = name ? PyObject_GetAttrString(cls, "__module__") : NULL;
-    PyObject *full = mod ? dotted(mod, name, 0) : NULL;
+    PyObject *full = cls ? full_name(cls, 0, 1) : NULL;
     Py_XDECREF(cls);
-    Py_XDECREF(name);
-    Py_XDECREF(mod);
     PyObject *args = full ? safe_attr(exc, "args") : NULL;
     PyObject *targs = args ? PySequence_Tuple(args) : full ? PyTuple_New(0) : NULL;
     Py_XDECREF(args);

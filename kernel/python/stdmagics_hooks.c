@@ -200,9 +200,14 @@ static int sync_figure_formats(PyObject *shell, int force)
     return 0;
 }
 
-int stdmagics_hooks_figure_formats(PyObject *shell)
+int stdmagics_hooks_figure_formats(PyObject *shell, PyObject *obj)
 {
-    return sync_figure_formats(shell, 0);
+    PyObject *figmod = loaded("matplotlib.figure");
+    PyObject *fig = figmod ? PyObject_GetAttrString(figmod, "Figure") : NULL;
+    int is_fig = fig ? PyObject_IsInstance(obj, fig) : 0;
+    Py_XDECREF(fig);
+    PyErr_Clear();
+    return is_fig > 0 ? sync_figure_formats(shell, 0) : 0;
 }
 
 static PyMethodDef figure_repr_png_def = {"_repr_png_", figure_repr_png, METH_O,

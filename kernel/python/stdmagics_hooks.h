@@ -34,12 +34,12 @@ int stdmagics_hooks_inline(void);
 void stdmagics_hooks_flush_figures(void);
 
 /* Once IPython's shell is up, matplotlib figures are shown in the formats
- * InlineBackend's configuration asks for, as under ipykernel: when
- * matplotlib.figure is loaded and that configuration changed since the
- * last call, IPython's select_figure_formats registers them with shell's
- * display formatter. Called before the formatter formats a value.
- * Returns 0, or -1 with an exception set. GIL held. */
-int stdmagics_hooks_figure_formats(PyObject *shell);
+ * InlineBackend's configuration asks for, as under ipykernel: when obj is a
+ * matplotlib Figure and that configuration changed since the last look,
+ * IPython's select_figure_formats registers them with shell's display
+ * formatter. Called before the formatter formats obj; other values cost a
+ * dict lookup. Returns 0, or -1 with an exception set. GIL held. */
+int stdmagics_hooks_figure_formats(PyObject *shell, PyObject *obj);
 
 /* Returns a new DisplayHandle for display_id (borrowed): an object with
  * .display_id, .display(obj, **kw) and .update(obj, **kw), as IPython's.
